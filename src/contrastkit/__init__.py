@@ -1,0 +1,50 @@
+"""contrastkit: contrastive losses exact to their papers, on PyTorch.
+
+One label convention everywhere: for pairs, ``y = 1`` means similar and ``y = 0``
+dissimilar; class labels are integer tensors.
+
+>>> import torch
+>>> import contrastkit
+>>> loss_fn = contrastkit.ContrastiveLoss(margin=1.0)
+>>> out1, out2 = torch.zeros(4, 8), torch.ones(4, 8)
+>>> loss_fn(out1, out2, torch.tensor([1, 1, 0, 0]))  # distance sqrt(8) for every pair
+tensor(2.)
+"""
+
+from contrastkit import distances, functional
+from contrastkit.distances import (
+    DISTANCES,
+    SIMILARITIES,
+    distance_matrix,
+    paired_distance,
+    paired_similarity,
+    similarity_matrix,
+)
+from contrastkit.losses import (
+    ContrastiveLoss,
+    CosineSimilarityLoss,
+    InfoNCELoss,
+    NTXentLoss,
+    SupConLoss,
+    TripletLoss,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "DISTANCES",
+    "SIMILARITIES",
+    "ContrastiveLoss",
+    "CosineSimilarityLoss",
+    "InfoNCELoss",
+    "NTXentLoss",
+    "SupConLoss",
+    "TripletLoss",
+    "__version__",
+    "distance_matrix",
+    "distances",
+    "functional",
+    "paired_distance",
+    "paired_similarity",
+    "similarity_matrix",
+]

@@ -1,0 +1,268 @@
+r"""One registry of distances and similarities between embeddings.
+
+Every part of contrastkit that compares embeddings (losses, miners, metrics)
+looks its metric up here by name, so ``"cosine"`` means the same thing
+everywhere. Each entry gives two functions:
+
+* the *paired* form: row ``i`` of ``x`` against row ``i`` of ``y``, shape ``(N,)``;
+* the *matrix* form: every row of ``x`` against every row of ``y``, shape ``(N, M)``.
+
+Distances (smaller is closer):
+
+==================== ==========================================================
+``"euclidean"``      :math:`\lVert x - y \rVert_2`
+``"squared_euclidean"`` :math:`\lVert x - y \rVert_2^2`
+``"cosine"``         :math:`1 - \cos(x, y)` (in ``[0, 2]``)
+``"manhattan"``      :math:`\lVert x - y \rVert_1`
+==================== ==========================================================
+
+Similarities (larger is closer):
+
+==================== ==========================================================
+``"cosine"``         :math:`\cos(x, y) = x^\top y / (\lVert x\rVert \lVert y\rVert)`
+``"dot"``            :math:`x^\top y`
+==================== ==========================================================
+
+Gradients are finite everywhere. At identical rows the Euclidean distance is
+exactly 0 and its gradient is 0 (a valid subgradient of the norm at its kink);
+a zero vector has cosine similarity 0 with every vector (its norm is clamped to
+``1e-12`` before dividing, as :func:`torch.nn.functional.normalize` does).
+
+The matrix forms of ``"euclidean"`` and ``"squared_euclidean"`` use the
+expansion :math:`\lVert x\rVert^2 + \lVert y\rVert^2 - 2 x^\top y` so that
+they cost one matrix product and never build an ``(N, M, D)`` tensor; the result
+is clamped at 0, which can differ from the paired form by rounding error
+(about ``1e-6`` relative in float32).
+
+Example:
+    >>> import torch
+    >>> from contrastkit.distances import paired_distance, distance_matrix
+    >>> x = torch.tensor([[0.0, 0.0], [3.0, 4.0]])
+    >>> paired_distance(x, torch.zeros(2, 2), "euclidean")
+    tensor([0., 5.])
+    >>> distance_matrix(x, x, "manhattan")
+    tensor([[0., 7.],
+            [7., 0.]])
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from contrastkit._validation import check_same_device, check_same_shape, check_tensor, compute_dtype
+
+__all__ = [
+    "DISTANCES",
+    "SIMILARITIES",
+    "DistanceName",
+    "Metric",
+    "SimilarityName",
+    "distance_matrix",
+    "get_distance",
+    "get_similarity",
+    "paired_distance",
+    "paired_similarity",
+    "safe_sqrt",
+    "similarity_matrix",
+]
+
+DistanceName = Literal["euclidean", "squared_euclidean", "cosine", "manhattan"]
+SimilarityName = Literal["cosine", "dot"]
+
+_NORM_EPS = 1e-12
+
+
+@dataclass(frozen=True)
+class Metric:
+    """A named way of comparing embeddings, in paired and matrix form.
+
+    Attributes:
+        name: the registry key.
+        paired: ``f(x, y) -> (N,)``, row ``i`` of ``x`` against row ``i`` of ``y``.
+        matrix: ``f(x, y) -> (N, M)``, every row of ``x`` against every row of ``y``.
+        higher_is_closer: ``True`` for similarities, ``False`` for distances.
+    """
+
+    name: str
+    paired: Callable[[Tensor, Tensor], Tensor]
+    matrix: Callable[[Tensor, Tensor], Tensor]
+    higher_is_closer: bool
+
+
+def safe_sqrt(squared: Tensor) -> Tensor:
+    """Square root whose gradient is 0, not inf or NaN, where the input is 0."""
+    positive = squared > 0
+    # The inner ``where`` keeps sqrt's backward away from 0; the outer one gives
+    # exactly 0 (and a zero gradient) there.
+    return torch.where(positive, torch.where(positive, squared, 1.0).sqrt(), 0.0)
+
+
+def _normalize(x: Tensor) -> Tensor:
+    return F.normalize(x, p=2.0, dim=-1, eps=_NORM_EPS)
+
+
+def _paired_squared_euclidean(x: Tensor, y: Tensor) -> Tensor:
+    return (x - y).pow(2).sum(dim=-1)
+
+
+def _paired_euclidean(x: Tensor, y: Tensor) -> Tensor:
+    return safe_sqrt(_paired_squared_euclidean(x, y))
+
+
+def _paired_manhattan(x: Tensor, y: Tensor) -> Tensor:
+    return (x - y).abs().sum(dim=-1)
+
+
+def _paired_cosine_similarity(x: Tensor, y: Tensor) -> Tensor:
+    return (_normalize(x) * _normalize(y)).sum(dim=-1)
+
+
+def _paired_cosine_distance(x: Tensor, y: Tensor) -> Tensor:
+    return 1.0 - _paired_cosine_similarity(x, y)
+
+
+def _paired_dot(x: Tensor, y: Tensor) -> Tensor:
+    return (x * y).sum(dim=-1)
+
+
+def _matrix_squared_euclidean(x: Tensor, y: Tensor) -> Tensor:
+    squared = x.pow(2).sum(dim=-1, keepdim=True) + y.pow(2).sum(dim=-1) - 2.0 * (x @ y.T)
+    return squared.clamp_min(0.0)
+
+
+def _matrix_euclidean(x: Tensor, y: Tensor) -> Tensor:
+    return safe_sqrt(_matrix_squared_euclidean(x, y))
+
+
+def _matrix_manhattan(x: Tensor, y: Tensor) -> Tensor:
+    # cdist with p=1 streams over the feature dimension: no (N, M, D) tensor.
+    return torch.cdist(x.unsqueeze(0), y.unsqueeze(0), p=1.0).squeeze(0)
+
+
+def _matrix_cosine_similarity(x: Tensor, y: Tensor) -> Tensor:
+    return _normalize(x) @ _normalize(y).T
+
+
+def _matrix_cosine_distance(x: Tensor, y: Tensor) -> Tensor:
+    return 1.0 - _matrix_cosine_similarity(x, y)
+
+
+def _matrix_dot(x: Tensor, y: Tensor) -> Tensor:
+    return x @ y.T
+
+
+DISTANCES: dict[str, Metric] = {
+    "euclidean": Metric("euclidean", _paired_euclidean, _matrix_euclidean, False),
+    "squared_euclidean": Metric(
+        "squared_euclidean", _paired_squared_euclidean, _matrix_squared_euclidean, False
+    ),
+    "cosine": Metric("cosine", _paired_cosine_distance, _matrix_cosine_distance, False),
+    "manhattan": Metric("manhattan", _paired_manhattan, _matrix_manhattan, False),
+}
+"""Distances by name: smaller is closer."""
+
+SIMILARITIES: dict[str, Metric] = {
+    "cosine": Metric("cosine", _paired_cosine_similarity, _matrix_cosine_similarity, True),
+    "dot": Metric("dot", _paired_dot, _matrix_dot, True),
+}
+"""Similarities by name: larger is closer."""
+
+
+def _lookup(registry: dict[str, Metric], name: object, argument: str, kind: str) -> Metric:
+    if not isinstance(name, str):
+        raise TypeError(
+            f"{argument} must be the name of a {kind} (one of {sorted(registry)}), "
+            f"got {type(name).__name__} {name!r}"
+        )
+    try:
+        return registry[name]
+    except KeyError:
+        raise ValueError(f"{argument} must be one of {sorted(registry)}, got {name!r}") from None
+
+
+def get_distance(name: str, *, argument: str = "distance") -> Metric:
+    """Return the registered distance called ``name``.
+
+    Args:
+        name: one of ``"euclidean"``, ``"squared_euclidean"``, ``"cosine"``, ``"manhattan"``.
+        argument: the argument name to use in error messages.
+
+    Raises:
+        ValueError: ``name`` is not registered (the message lists valid names).
+        TypeError: ``name`` is not a string.
+    """
+    return _lookup(DISTANCES, name, argument, "distance")
+
+
+def get_similarity(name: str, *, argument: str = "similarity") -> Metric:
+    """Return the registered similarity called ``name`` (``"cosine"`` or ``"dot"``).
+
+    Raises:
+        ValueError: ``name`` is not registered (the message lists valid names).
+        TypeError: ``name`` is not a string.
+    """
+    return _lookup(SIMILARITIES, name, argument, "similarity")
+
+
+def _prepare(x: Tensor, y: Tensor, *, paired: bool) -> tuple[Tensor, Tensor]:
+    x = check_tensor("x", x, ndim=2)
+    y = check_tensor("y", y, ndim=2)
+    if x.shape[1] != y.shape[1]:
+        raise ValueError(
+            f"x and y must have the same number of features, got shapes "
+            f"{tuple(x.shape)} and {tuple(y.shape)}"
+        )
+    if paired:
+        check_same_shape(x=x, y=y)
+    check_same_device(x=x, y=y)
+    dtype = compute_dtype(x, y)
+    return x.to(dtype), y.to(dtype)
+
+
+def paired_distance(x: Tensor, y: Tensor, distance: DistanceName = "euclidean") -> Tensor:
+    """Distance between row ``i`` of ``x`` and row ``i`` of ``y``.
+
+    Args:
+        x: ``(N, D)`` embeddings.
+        y: ``(N, D)`` embeddings.
+        distance: a name from :data:`DISTANCES`.
+
+    Returns:
+        ``(N,)`` distances, in float32 for half-precision inputs.
+    """
+    metric = get_distance(distance)
+    return metric.paired(*_prepare(x, y, paired=True))
+
+
+def distance_matrix(
+    x: Tensor, y: Tensor | None = None, distance: DistanceName = "euclidean"
+) -> Tensor:
+    """Distances between every row of ``x`` and every row of ``y`` (``y = x`` if omitted).
+
+    Returns:
+        ``(N, M)`` distances, in float32 for half-precision inputs.
+    """
+    metric = get_distance(distance)
+    y = x if y is None else y
+    return metric.matrix(*_prepare(x, y, paired=False))
+
+
+def paired_similarity(x: Tensor, y: Tensor, similarity: SimilarityName = "cosine") -> Tensor:
+    """Similarity between row ``i`` of ``x`` and row ``i`` of ``y``, shape ``(N,)``."""
+    metric = get_similarity(similarity)
+    return metric.paired(*_prepare(x, y, paired=True))
+
+
+def similarity_matrix(
+    x: Tensor, y: Tensor | None = None, similarity: SimilarityName = "cosine"
+) -> Tensor:
+    """Similarities between every row of ``x`` and every row of ``y``, shape ``(N, M)``."""
+    metric = get_similarity(similarity)
+    y = x if y is None else y
+    return metric.matrix(*_prepare(x, y, paired=False))

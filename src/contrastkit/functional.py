@@ -1,0 +1,515 @@
+"""Contrastive losses as functions of tensors, exact to their papers.
+
+Conventions shared by every function here:
+
+* **Pair labels**: ``y = 1`` means *similar*, ``y = 0`` *dissimilar*. Bool, integer
+  0/1 and float labels in ``[0, 1]`` (soft labels) are accepted; anything else is an
+  error. **Class labels** are integer tensors.
+* **Reduction**: ``"mean"`` (default), ``"sum"`` or ``"none"``; ``"none"`` returns one
+  value per pair, triplet or anchor.
+* **Checks first**: bad input raises :class:`TypeError` or :class:`ValueError` naming
+  the argument, before any computation.
+* **NaN and Inf**: the losses refuse non-finite embeddings with a
+  :class:`ValueError` instead of returning a NaN loss (this costs one pass over the
+  inputs, small next to the loss itself).
+* **Precision**: float32 and float64 are computed in their own dtype; float16 and
+  bfloat16 inputs are computed, and the loss returned, in float32. Gradients flow back
+  to the inputs in their own dtype.
+* **Gradients** are finite everywhere, including at zero distance and for zero vectors.
+
+These are the simple exact implementations: every faster path added later is tested
+against them.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from contrastkit._validation import (
+    Reduction,
+    check_bool,
+    check_class_labels,
+    check_embeddings,
+    check_finite,
+    check_margin,
+    check_pair_labels,
+    check_reduction,
+    check_same_device,
+    check_same_shape,
+    check_score,
+    check_temperature,
+    compute_dtype,
+)
+from contrastkit.distances import DISTANCES, SIMILARITIES, DistanceName, get_distance, safe_sqrt
+
+__all__ = [
+    "Reduction",
+    "contrastive_loss",
+    "cosine_similarity_loss",
+    "info_nce",
+    "nt_xent",
+    "supcon",
+    "triplet_loss",
+]
+
+
+def _reduce(per_item: Tensor, reduction: str) -> Tensor:
+    if reduction == "mean":
+        return per_item.mean()
+    if reduction == "sum":
+        return per_item.sum()
+    return per_item
+
+
+def _check_paired_embeddings(**tensors: Tensor) -> None:
+    for name, t in tensors.items():
+        check_embeddings(name, t)
+    check_same_shape(**tensors)
+
+
+def contrastive_loss(
+    x1: Tensor,
+    x2: Tensor,
+    y: Tensor,
+    *,
+    margin: float = 1.0,
+    distance: DistanceName = "euclidean",
+    reduction: Reduction = "mean",
+    caffe_legacy: bool = False,
+) -> Tensor:
+    r"""Pairwise contrastive loss of Hadsell, Chopra & LeCun (2006).
+
+    Pulls similar pairs together and pushes dissimilar pairs at least ``margin`` apart.
+    Per pair, with :math:`d = d(x_1, x_2)`:
+
+    .. math::
+        \ell = \tfrac12 \left[ y\, d^2 + (1 - y) \max(m - d, 0)^2 \right]
+
+    so that ``reduction="mean"`` is exactly Caffe's
+    :math:`L = \frac{1}{2N} \sum_n \left[ y_n d_n^2 + (1 - y_n) \max(m - d_n, 0)^2 \right]`.
+
+    With ``caffe_legacy=True`` the dissimilar term is Caffe's ``legacy_version``
+    :math:`\max(m - d^2, 0)` (margin on the squared distance, not squared again).
+
+    Args:
+        x1: embeddings of the first elements of the pairs.
+        x2: embeddings of the second elements of the pairs.
+        y: pair labels, 1 = similar, 0 = dissimilar (bool, integer 0/1, or float in
+            ``[0, 1]``).
+        margin: :math:`m \ge 0`, the distance beyond which dissimilar pairs cost nothing.
+        distance: a name from :data:`contrastkit.distances.DISTANCES`.
+        reduction: ``"mean"`` (sum over pairs divided by N), ``"sum"`` or ``"none"``.
+        caffe_legacy: use Caffe's legacy dissimilar term :math:`\max(m - d^2, 0)`.
+
+    Shape:
+        ``x1``, ``x2``: :math:`(N, D)`; ``y``: :math:`(N,)`; output: scalar, or
+        :math:`(N,)` with ``reduction="none"``.
+
+    Example:
+        >>> import torch
+        >>> from contrastkit.functional import contrastive_loss
+        >>> x1 = torch.tensor([[0.0, 0.0], [0.0, 0.0]])
+        >>> x2 = torch.tensor([[0.6, 0.8], [0.3, 0.4]])  # distances 1.0 and 0.5
+        >>> y = torch.tensor([1, 0])  # similar, dissimilar
+        >>> contrastive_loss(x1, x2, y, margin=1.0, reduction="none")
+        tensor([0.5000, 0.1250])
+
+    Relations:
+        :func:`torch.nn.functional.cosine_embedding_loss` is a different loss (cosine,
+        labels ±1, no square). sentence-transformers' ``ContrastiveLoss`` is this loss
+        with ``distance="cosine", margin=0.5``.
+
+    Reference:
+        R. Hadsell, S. Chopra, Y. LeCun. *Dimensionality Reduction by Learning an
+        Invariant Mapping.* CVPR 2006. Caffe ``ContrastiveLossLayer``.
+    """
+    margin = check_margin(margin)
+    metric = get_distance(distance)
+    reduction = check_reduction(reduction)
+    caffe_legacy = check_bool("caffe_legacy", caffe_legacy)
+    _check_paired_embeddings(x1=x1, x2=x2)
+    labels = check_pair_labels("y", y, x1.shape[0])
+    check_same_device(x1=x1, x2=x2, y=y)
+    check_finite(x1=x1, x2=x2)
+
+    dtype = compute_dtype(x1, x2)
+    a, b = x1.to(dtype), x2.to(dtype)
+    if metric.name == "euclidean":  # d² straight from the differences: no sqrt round trip
+        d_squared = DISTANCES["squared_euclidean"].paired(a, b)
+        d = safe_sqrt(d_squared)
+    else:
+        d = metric.paired(a, b)
+        d_squared = d * d
+    labels = labels.to(dtype)
+    if caffe_legacy:
+        dissimilar = (margin - d_squared).clamp_min(0.0)
+    else:
+        dissimilar = (margin - d).clamp_min(0.0).pow(2)
+    per_pair = 0.5 * (labels * d_squared + (1.0 - labels) * dissimilar)
+    return _reduce(per_pair, reduction)
+
+
+def triplet_loss(
+    anchor: Tensor,
+    positive: Tensor,
+    negative: Tensor,
+    *,
+    margin: float,
+    distance: DistanceName = "euclidean",
+    reduction: Reduction = "mean",
+) -> Tensor:
+    r"""Triplet margin loss (Weinberger & Saul 2009; Schroff et al. 2015, FaceNet).
+
+    Asks each anchor to be closer to its positive than to its negative by ``margin``:
+
+    .. math::
+        \ell = \max\left(d(a, p) - d(a, n) + m,\ 0\right)
+
+    ``margin`` has no default: FaceNet uses 0.2 on unit-length embeddings with squared
+    Euclidean distance, :class:`torch.nn.TripletMarginLoss` defaults to 1.0; the right
+    value depends on the distance and the scale of the embeddings.
+
+    Args:
+        anchor: anchor embeddings.
+        positive: embeddings of the same class as the anchors.
+        negative: embeddings of another class.
+        margin: :math:`m \ge 0`.
+        distance: a name from :data:`contrastkit.distances.DISTANCES`.
+        reduction: ``"mean"`` over triplets, ``"sum"`` or ``"none"``.
+
+    Shape:
+        ``anchor``, ``positive``, ``negative``: :math:`(N, D)`; output: scalar, or
+        :math:`(N,)` with ``reduction="none"``.
+
+    Example:
+        >>> import torch
+        >>> from contrastkit.functional import triplet_loss
+        >>> a = torch.zeros(2, 1)
+        >>> p = torch.tensor([[0.7], [0.1]])
+        >>> n = torch.tensor([[0.5], [0.6]])
+        >>> triplet_loss(a, p, n, margin=0.2, reduction="none")
+        tensor([0.4000, 0.0000])
+
+    Relations:
+        With ``distance="euclidean"`` this is :class:`torch.nn.TripletMarginLoss`
+        (``p=2``, ``swap=False``) up to torch's ``eps=1e-6`` added to the differences.
+
+    Reference:
+        F. Schroff, D. Kalenichenko, J. Philbin. *FaceNet: A Unified Embedding for Face
+        Recognition and Clustering.* CVPR 2015.
+    """
+    margin = check_margin(margin)
+    metric = get_distance(distance)
+    reduction = check_reduction(reduction)
+    _check_paired_embeddings(anchor=anchor, positive=positive, negative=negative)
+    check_same_device(anchor=anchor, positive=positive, negative=negative)
+    check_finite(anchor=anchor, positive=positive, negative=negative)
+
+    dtype = compute_dtype(anchor, positive, negative)
+    a, p, n = anchor.to(dtype), positive.to(dtype), negative.to(dtype)
+    per_triplet = (metric.paired(a, p) - metric.paired(a, n) + margin).clamp_min(0.0)
+    return _reduce(per_triplet, reduction)
+
+
+def _check_negatives(negatives: object, n: int, d: int) -> Tensor:
+    if not isinstance(negatives, Tensor):
+        raise TypeError(f"negatives must be a torch.Tensor or None, got {type(negatives).__name__}")
+    if not negatives.is_floating_point():
+        raise TypeError(f"negatives must be a real floating-point tensor, got {negatives.dtype}")
+    shared = negatives.dim() == 2 and negatives.shape[1] == d
+    per_query = negatives.dim() == 3 and negatives.shape[0] == n and negatives.shape[2] == d
+    if not (shared or per_query):
+        raise ValueError(
+            f"negatives must have shape (M, {d}) (shared by all queries) or ({n}, K, {d}) "
+            f"(K per query) to match query of shape ({n}, {d}), got {tuple(negatives.shape)}"
+        )
+    return negatives
+
+
+def info_nce(
+    query: Tensor,
+    key: Tensor,
+    *,
+    temperature: float | Tensor = 0.07,
+    normalize: bool = True,
+    symmetric: bool = False,
+    negatives: Tensor | None = None,
+    reduction: Reduction = "mean",
+) -> Tensor:
+    r"""InfoNCE (van den Oord et al. 2018): pick each query's own key out of the batch.
+
+    Row ``i`` of ``key`` is the positive of row ``i`` of ``query``; every other key, and
+    every row of ``negatives`` if given, is a negative. With
+    :math:`s(q, k) = \cos(q, k)` (``normalize=True``) or :math:`q^\top k`
+    (``normalize=False``) and temperature :math:`\tau`:
+
+    .. math::
+        \ell_i = -\log \frac{\exp(s(q_i, k_i) / \tau)}
+        {\sum_{j=1}^{N} \exp(s(q_i, k_j) / \tau) + \sum_{n} \exp(s(q_i, n) / \tau)}
+
+    which is the cross-entropy of the logits :math:`s / \tau` with target ``i``.
+
+    * ``symmetric=True`` is CLIP's loss (Radford et al. 2021): per pair, the mean of the
+      query-to-key and the key-to-query terms, where the key-to-query term picks query
+      ``i`` among all queries for key ``i``.
+    * ``normalize=False, temperature=1.0`` is Sohn's N-pair loss (NeurIPS 2016) in its
+      multi-class form :math:`\log(1 + \sum_{j \ne i} \exp(q_i^\top k_j - q_i^\top k_i))`.
+
+    Args:
+        query: query embeddings.
+        key: key embeddings; ``key[i]`` is the positive of ``query[i]``.
+        temperature: :math:`\tau > 0`, a number or a one-element tensor (for example a
+            learnable parameter).
+        normalize: compare by cosine similarity (``True``) or by dot product.
+        symmetric: average both directions (CLIP). Not combined with ``negatives``.
+        negatives: extra negatives, shared by every query :math:`(M, D)` or per query
+            :math:`(N, K, D)`.
+        reduction: ``"mean"`` over queries, ``"sum"`` or ``"none"``.
+
+    Shape:
+        ``query``, ``key``: :math:`(N, D)`; output: scalar, or :math:`(N,)` with
+        ``reduction="none"``.
+
+    Example:
+        >>> import torch
+        >>> from contrastkit.functional import info_nce
+        >>> q = torch.eye(3)
+        >>> round(info_nce(q, q, temperature=1.0).item(), 4)  # -log(e / (e + 2))
+        0.5514
+
+    Relations:
+        lightly's ``NTXentLoss`` with a memory bank and sentence-transformers'
+        ``MultipleNegativesRankingLoss`` (``scale = 1 / temperature``, default 20) compute
+        this loss; open_clip's ``ClipLoss`` is ``symmetric=True``.
+
+    Reference:
+        A. van den Oord, Y. Li, O. Vinyals. *Representation Learning with Contrastive
+        Predictive Coding.* arXiv:1807.03748, 2018.
+    """
+    temperature = check_temperature(temperature)
+    normalize = check_bool("normalize", normalize)
+    symmetric = check_bool("symmetric", symmetric)
+    reduction = check_reduction(reduction)
+    _check_paired_embeddings(query=query, key=key)
+    n, d = query.shape
+    inputs = {"query": query, "key": key}
+    if negatives is not None:
+        if symmetric:
+            raise ValueError(
+                "negatives cannot be combined with symmetric=True: extra negatives belong "
+                "to the query-to-key direction only"
+            )
+        inputs["negatives"] = _check_negatives(negatives, n, d)
+    check_same_device(**inputs)
+    check_finite(**inputs)
+
+    dtype = compute_dtype(*inputs.values())
+    q, k = query.to(dtype), key.to(dtype)
+    if normalize:
+        q, k = F.normalize(q, dim=-1), F.normalize(k, dim=-1)
+    logits = (q @ k.T) / temperature
+    targets = torch.arange(n, device=q.device)
+    if symmetric:
+        per_query = 0.5 * (
+            F.cross_entropy(logits, targets, reduction="none")
+            + F.cross_entropy(logits.T, targets, reduction="none")
+        )
+        return _reduce(per_query, reduction)
+    if negatives is not None:
+        neg = negatives.to(dtype)
+        if normalize:
+            neg = F.normalize(neg, dim=-1)
+        extra = q @ neg.T if neg.dim() == 2 else torch.einsum("nd,nkd->nk", q, neg)
+        logits = torch.cat([logits, extra / temperature], dim=1)
+    per_query = F.cross_entropy(logits, targets, reduction="none")
+    return _reduce(per_query, reduction)
+
+
+def nt_xent(
+    z1: Tensor,
+    z2: Tensor,
+    *,
+    temperature: float | Tensor = 0.5,
+    reduction: Reduction = "mean",
+) -> Tensor:
+    r"""NT-Xent, the normalized temperature-scaled cross-entropy of SimCLR (Chen et al. 2020).
+
+    ``z1[i]`` and ``z2[i]`` are two views of one example. Over the :math:`2N` views
+    :math:`z = (z_1; z_2)`, each view's positive is its twin and the other
+    :math:`2N - 2` views are its negatives:
+
+    .. math::
+        \ell_i = -\log \frac{\exp(\cos(z_i, z_{t(i)}) / \tau)}
+        {\sum_{j \ne i} \exp(\cos(z_i, z_j) / \tau)}
+
+    with :math:`t(i) = i \pm N` the twin. ``reduction="mean"`` averages over the
+    :math:`2N` anchors.
+
+    Args:
+        z1: embeddings of the first views.
+        z2: embeddings of the second views.
+        temperature: :math:`\tau > 0` (SimCLR's default 0.5).
+        reduction: ``"mean"`` over the 2N anchors, ``"sum"`` or ``"none"``.
+
+    Shape:
+        ``z1``, ``z2``: :math:`(N, D)`; output: scalar, or :math:`(2N,)` with
+        ``reduction="none"`` (the anchors of ``z1`` first, then those of ``z2``).
+
+    Example:
+        >>> import torch
+        >>> from contrastkit.functional import nt_xent
+        >>> z = torch.eye(2)
+        >>> round(nt_xent(z, z, temperature=1.0).item(), 4)  # -log(e / (e + 2))
+        0.5514
+
+    Relations:
+        ``info_nce(z1, z2, symmetric=True)`` differs: it never uses a view of the same
+        side as a negative.
+
+    Reference:
+        T. Chen, S. Kornblith, M. Norouzi, G. Hinton. *A Simple Framework for Contrastive
+        Learning of Visual Representations.* ICML 2020.
+    """
+    temperature = check_temperature(temperature)
+    reduction = check_reduction(reduction)
+    _check_paired_embeddings(z1=z1, z2=z2)
+    check_same_device(z1=z1, z2=z2)
+    check_finite(z1=z1, z2=z2)
+
+    n = z1.shape[0]
+    dtype = compute_dtype(z1, z2)
+    z = F.normalize(torch.cat([z1, z2]).to(dtype), dim=-1)
+    logits = (z @ z.T) / temperature
+    self_mask = torch.eye(2 * n, dtype=torch.bool, device=z.device)
+    logits = logits.masked_fill(self_mask, float("-inf"))
+    twins = torch.arange(2 * n, device=z.device).roll(n)
+    per_anchor = F.cross_entropy(logits, twins, reduction="none")
+    return _reduce(per_anchor, reduction)
+
+
+def supcon(
+    embeddings: Tensor,
+    labels: Tensor,
+    *,
+    temperature: float | Tensor = 0.1,
+    normalize: bool = True,
+    reduction: Reduction = "mean",
+) -> Tensor:
+    r"""Supervised contrastive loss, :math:`L^{sup}_{out}` of Khosla et al. (2020).
+
+    Every other sample of the anchor's class is a positive, every sample of another class
+    a negative. With :math:`P(i)` the positives of anchor :math:`i` and
+    :math:`A(i)` all samples but :math:`i`:
+
+    .. math::
+        \ell_i = \frac{-1}{|P(i)|} \sum_{p \in P(i)}
+        \log \frac{\exp(z_i \cdot z_p / \tau)}{\sum_{a \in A(i)} \exp(z_i \cdot z_a / \tau)}
+
+    Anchors with no positive are left out: ``"mean"`` averages over the anchors that
+    have one, ``"none"`` gives 0 for the others. A batch with no positive pair at all
+    gives a loss of 0 that is still connected to the graph (finite gradients of 0).
+    For several views per example, concatenate the views and repeat the labels.
+
+    Unlike the authors' reference code, the loss is not multiplied by
+    ``temperature / base_temperature``: it is the formula of the paper.
+
+    Args:
+        embeddings: one row per sample.
+        labels: integer class labels.
+        temperature: :math:`\tau > 0` (the paper's 0.1).
+        normalize: project the embeddings on the unit sphere first (as the paper does);
+            ``False`` uses raw dot products.
+        reduction: ``"mean"`` over anchors with a positive, ``"sum"`` or ``"none"``.
+
+    Shape:
+        ``embeddings``: :math:`(N, D)`; ``labels``: :math:`(N,)`; output: scalar, or
+        :math:`(N,)` with ``reduction="none"``.
+
+    Example:
+        >>> import torch
+        >>> from contrastkit.functional import supcon
+        >>> emb = torch.tensor([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0]])
+        >>> supcon(emb, torch.tensor([0, 0, 1]), temperature=1.0, reduction="none")
+        tensor([0.3133, 0.3133, 0.0000])
+
+    Relations:
+        With two views per example and every label distinct, this is :func:`nt_xent`.
+
+    Reference:
+        P. Khosla et al. *Supervised Contrastive Learning.* NeurIPS 2020.
+    """
+    temperature = check_temperature(temperature)
+    normalize = check_bool("normalize", normalize)
+    reduction = check_reduction(reduction)
+    check_embeddings("embeddings", embeddings)
+    n = embeddings.shape[0]
+    labels = check_class_labels("labels", labels, n)
+    check_same_device(embeddings=embeddings, labels=labels)
+    check_finite(embeddings=embeddings)
+
+    z = embeddings.to(compute_dtype(embeddings))
+    if normalize:
+        z = F.normalize(z, dim=-1)
+    if n == 1:  # no other sample: no positive, and no denominator to normalize over
+        per_anchor = z.sum(dim=1) * 0.0
+        return per_anchor.sum() if reduction != "none" else per_anchor
+    self_mask = torch.eye(n, dtype=torch.bool, device=z.device)
+    logits = ((z @ z.T) / temperature).masked_fill(self_mask, float("-inf"))
+    log_prob = logits - torch.logsumexp(logits, dim=1, keepdim=True)
+    positives = (labels[:, None] == labels[None, :]) & ~self_mask
+    num_positives = positives.sum(dim=1)
+    summed = torch.where(positives, log_prob, 0.0).sum(dim=1)
+    per_anchor = 0.0 - summed / num_positives.clamp_min(1).to(z.dtype)  # +0.0, not -0.0
+    if reduction == "mean":
+        return per_anchor.sum() / num_positives.gt(0).sum().clamp_min(1)
+    return _reduce(per_anchor, reduction)
+
+
+def cosine_similarity_loss(
+    x1: Tensor,
+    x2: Tensor,
+    score: Tensor,
+    *,
+    reduction: Reduction = "mean",
+) -> Tensor:
+    r"""Regress the cosine similarity of each pair onto a target score.
+
+    .. math::
+        \ell = \left(\cos(x_1, x_2) - s\right)^2, \qquad s \in [-1, 1]
+
+    ``reduction="mean"`` is the mean squared error over pairs, as in
+    sentence-transformers' ``CosineSimilarityLoss`` (Reimers & Gurevych 2019).
+
+    Args:
+        x1: embeddings of the first elements of the pairs.
+        x2: embeddings of the second elements of the pairs.
+        score: target similarity of each pair, in ``[-1, 1]`` (float or integer).
+        reduction: ``"mean"``, ``"sum"`` or ``"none"``.
+
+    Shape:
+        ``x1``, ``x2``: :math:`(N, D)`; ``score``: :math:`(N,)`; output: scalar, or
+        :math:`(N,)` with ``reduction="none"``.
+
+    Example:
+        >>> import torch
+        >>> from contrastkit.functional import cosine_similarity_loss
+        >>> x1 = torch.tensor([[1.0, 0.0], [1.0, 0.0]])
+        >>> x2 = torch.tensor([[1.0, 0.0], [0.0, 1.0]])  # cosines 1 and 0
+        >>> cosine_similarity_loss(x1, x2, torch.tensor([1.0, 0.5]), reduction="none")
+        tensor([0.0000, 0.2500])
+
+    Reference:
+        N. Reimers, I. Gurevych. *Sentence-BERT: Sentence Embeddings using Siamese
+        BERT-Networks.* EMNLP 2019.
+    """
+    reduction = check_reduction(reduction)
+    _check_paired_embeddings(x1=x1, x2=x2)
+    target = check_score("score", score, x1.shape[0])
+    check_same_device(x1=x1, x2=x2, score=target)
+    check_finite(x1=x1, x2=x2)
+
+    dtype = compute_dtype(x1, x2)
+    cos = SIMILARITIES["cosine"].paired(x1.to(dtype), x2.to(dtype))
+    return _reduce((cos - target.to(dtype)).pow(2), reduction)

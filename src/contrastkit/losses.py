@@ -1,0 +1,292 @@
+"""The losses as :class:`torch.nn.Module` objects.
+
+Each Module holds its hyper-parameters, checks them when it is built, and calls the
+function of the same loss in :mod:`contrastkit.functional`, where the formula and its
+documentation live.
+
+A temperature may be given as an :class:`torch.nn.Parameter`; the Module then
+registers it, so an optimizer over ``loss_fn.parameters()`` learns it.
+"""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+from contrastkit import functional as F
+from contrastkit._validation import (
+    Reduction,
+    check_bool,
+    check_margin,
+    check_reduction,
+    check_temperature,
+)
+from contrastkit.distances import DistanceName, get_distance
+
+__all__ = [
+    "ContrastiveLoss",
+    "CosineSimilarityLoss",
+    "InfoNCELoss",
+    "NTXentLoss",
+    "SupConLoss",
+    "TripletLoss",
+]
+
+
+class ContrastiveLoss(nn.Module):
+    r"""Pairwise contrastive loss (Hadsell, Chopra & LeCun 2006), y = 1 similar, 0 dissimilar.
+
+    .. math::
+        L = \frac{1}{2N} \sum_n \left[ y_n d_n^2 + (1 - y_n) \max(m - d_n, 0)^2 \right]
+
+    See :func:`contrastkit.functional.contrastive_loss` for the arguments.
+
+    Example:
+        >>> import torch
+        >>> from contrastkit import ContrastiveLoss
+        >>> loss_fn = ContrastiveLoss(margin=1.0)
+        >>> out1, out2 = torch.zeros(2, 2), torch.tensor([[0.6, 0.8], [0.3, 0.4]])
+        >>> loss_fn(out1, out2, torch.tensor([1, 0]))  # (1.0 + 0.25) / (2 * 2)
+        tensor(0.3125)
+    """
+
+    def __init__(
+        self,
+        *,
+        margin: float = 1.0,
+        distance: DistanceName = "euclidean",
+        reduction: Reduction = "mean",
+        caffe_legacy: bool = False,
+    ) -> None:
+        super().__init__()
+        self.margin = check_margin(margin)
+        get_distance(distance)
+        self.distance = distance
+        self.reduction = check_reduction(reduction)
+        self.caffe_legacy = check_bool("caffe_legacy", caffe_legacy)
+
+    def forward(self, x1: Tensor, x2: Tensor, y: Tensor) -> Tensor:
+        """Loss of the pairs ``(x1[i], x2[i])`` with labels ``y[i]`` (1 similar, 0 not)."""
+        return F.contrastive_loss(
+            x1,
+            x2,
+            y,
+            margin=self.margin,
+            distance=self.distance,
+            reduction=self.reduction,
+            caffe_legacy=self.caffe_legacy,
+        )
+
+    def extra_repr(self) -> str:
+        """The hyper-parameters, shown in ``repr(self)``."""
+        legacy = ", caffe_legacy=True" if self.caffe_legacy else ""
+        return (
+            f"margin={self.margin}, distance={self.distance!r}, "
+            f"reduction={self.reduction!r}{legacy}"
+        )
+
+
+class TripletLoss(nn.Module):
+    r"""Triplet margin loss :math:`\max(d(a, p) - d(a, n) + m, 0)` (Schroff et al. 2015).
+
+    ``margin`` is required; see :func:`contrastkit.functional.triplet_loss`.
+
+    Example:
+        >>> import torch
+        >>> from contrastkit import TripletLoss
+        >>> loss_fn = TripletLoss(margin=0.2)
+        >>> loss_fn(torch.zeros(1, 1), torch.tensor([[0.7]]), torch.tensor([[0.5]]))
+        tensor(0.4000)
+    """
+
+    def __init__(
+        self,
+        *,
+        margin: float,
+        distance: DistanceName = "euclidean",
+        reduction: Reduction = "mean",
+    ) -> None:
+        super().__init__()
+        self.margin = check_margin(margin)
+        get_distance(distance)
+        self.distance = distance
+        self.reduction = check_reduction(reduction)
+
+    def forward(self, anchor: Tensor, positive: Tensor, negative: Tensor) -> Tensor:
+        """Loss of the triplets ``(anchor[i], positive[i], negative[i])``."""
+        return F.triplet_loss(
+            anchor,
+            positive,
+            negative,
+            margin=self.margin,
+            distance=self.distance,
+            reduction=self.reduction,
+        )
+
+    def extra_repr(self) -> str:
+        """The hyper-parameters, shown in ``repr(self)``."""
+        return f"margin={self.margin}, distance={self.distance!r}, reduction={self.reduction!r}"
+
+
+def _temperature_repr(temperature: float | Tensor) -> str:
+    if isinstance(temperature, Tensor):
+        return f"{float(temperature.detach()):g} (tensor)"
+    return f"{temperature:g}"
+
+
+class InfoNCELoss(nn.Module):
+    r"""InfoNCE over a batch of (query, key) pairs; ``symmetric=True`` is CLIP's loss.
+
+    .. math::
+        \ell_i = -\log \frac{\exp(s(q_i, k_i)/\tau)}{\sum_j \exp(s(q_i, k_j)/\tau)
+        + \sum_n \exp(s(q_i, n)/\tau)}
+
+    See :func:`contrastkit.functional.info_nce`. ``negatives`` are given per call.
+
+    Example:
+        >>> import torch
+        >>> from contrastkit import InfoNCELoss
+        >>> loss_fn = InfoNCELoss(temperature=1.0)
+        >>> round(loss_fn(torch.eye(3), torch.eye(3)).item(), 4)
+        0.5514
+    """
+
+    def __init__(
+        self,
+        *,
+        temperature: float | Tensor = 0.07,
+        normalize: bool = True,
+        symmetric: bool = False,
+        reduction: Reduction = "mean",
+    ) -> None:
+        super().__init__()
+        check_temperature(temperature)
+        self.temperature = temperature
+        self.normalize = check_bool("normalize", normalize)
+        self.symmetric = check_bool("symmetric", symmetric)
+        self.reduction = check_reduction(reduction)
+
+    def forward(self, query: Tensor, key: Tensor, negatives: Tensor | None = None) -> Tensor:
+        """Loss of ``query[i]`` picking ``key[i]`` among all keys and ``negatives``."""
+        return F.info_nce(
+            query,
+            key,
+            temperature=self.temperature,
+            normalize=self.normalize,
+            symmetric=self.symmetric,
+            negatives=negatives,
+            reduction=self.reduction,
+        )
+
+    def extra_repr(self) -> str:
+        """The hyper-parameters, shown in ``repr(self)``."""
+        return (
+            f"temperature={_temperature_repr(self.temperature)}, normalize={self.normalize}, "
+            f"symmetric={self.symmetric}, reduction={self.reduction!r}"
+        )
+
+
+class NTXentLoss(nn.Module):
+    r"""SimCLR's NT-Xent over the 2N views of N examples (Chen et al. 2020).
+
+    See :func:`contrastkit.functional.nt_xent`.
+
+    Example:
+        >>> import torch
+        >>> from contrastkit import NTXentLoss
+        >>> round(NTXentLoss(temperature=1.0)(torch.eye(2), torch.eye(2)).item(), 4)
+        0.5514
+    """
+
+    def __init__(self, *, temperature: float | Tensor = 0.5, reduction: Reduction = "mean") -> None:
+        super().__init__()
+        check_temperature(temperature)
+        self.temperature = temperature
+        self.reduction = check_reduction(reduction)
+
+    def forward(self, z1: Tensor, z2: Tensor) -> Tensor:
+        """Loss of the two views ``z1[i]``, ``z2[i]`` of each example."""
+        return F.nt_xent(
+            z1,
+            z2,
+            temperature=self.temperature,
+            reduction=self.reduction,
+        )
+
+    def extra_repr(self) -> str:
+        """The hyper-parameters, shown in ``repr(self)``."""
+        return f"temperature={_temperature_repr(self.temperature)}, reduction={self.reduction!r}"
+
+
+class SupConLoss(nn.Module):
+    r"""Supervised contrastive loss :math:`L^{sup}_{out}` (Khosla et al. 2020).
+
+    See :func:`contrastkit.functional.supcon`.
+
+    Example:
+        >>> import torch
+        >>> from contrastkit import SupConLoss
+        >>> emb = torch.tensor([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0]])
+        >>> round(SupConLoss(temperature=1.0)(emb, torch.tensor([0, 0, 1])).item(), 4)
+        0.3133
+    """
+
+    def __init__(
+        self,
+        *,
+        temperature: float | Tensor = 0.1,
+        normalize: bool = True,
+        reduction: Reduction = "mean",
+    ) -> None:
+        super().__init__()
+        check_temperature(temperature)
+        self.temperature = temperature
+        self.normalize = check_bool("normalize", normalize)
+        self.reduction = check_reduction(reduction)
+
+    def forward(self, embeddings: Tensor, labels: Tensor) -> Tensor:
+        """Loss of the batch ``embeddings`` with integer class ``labels``."""
+        return F.supcon(
+            embeddings,
+            labels,
+            temperature=self.temperature,
+            normalize=self.normalize,
+            reduction=self.reduction,
+        )
+
+    def extra_repr(self) -> str:
+        """The hyper-parameters, shown in ``repr(self)``."""
+        return (
+            f"temperature={_temperature_repr(self.temperature)}, normalize={self.normalize}, "
+            f"reduction={self.reduction!r}"
+        )
+
+
+class CosineSimilarityLoss(nn.Module):
+    r"""Mean squared error between :math:`\cos(x_1, x_2)` and a target score in [-1, 1].
+
+    See :func:`contrastkit.functional.cosine_similarity_loss`.
+
+    Example:
+        >>> import torch
+        >>> from contrastkit import CosineSimilarityLoss
+        >>> x = torch.tensor([[1.0, 0.0]])
+        >>> CosineSimilarityLoss()(x, x, torch.tensor([0.5]))
+        tensor(0.2500)
+    """
+
+    def __init__(self, *, reduction: Reduction = "mean") -> None:
+        super().__init__()
+        self.reduction = check_reduction(reduction)
+
+    def forward(self, x1: Tensor, x2: Tensor, score: Tensor) -> Tensor:
+        """Loss of the pairs ``(x1[i], x2[i])`` against their target ``score[i]``."""
+        return F.cosine_similarity_loss(
+            x1,
+            x2,
+            score,
+            reduction=self.reduction,
+        )
+
+    def extra_repr(self) -> str:
+        """The hyper-parameters, shown in ``repr(self)``."""
+        return f"reduction={self.reduction!r}"
