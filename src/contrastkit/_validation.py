@@ -90,13 +90,20 @@ def check_margin(margin: object, name: str = "margin") -> float:
     return value
 
 
-def check_temperature(temperature: object, name: str = "temperature") -> float | Tensor:
+def check_temperature(
+    temperature: object, name: str = "temperature", *, device: torch.device | None = None
+) -> float | Tensor:
     """``temperature`` is a finite number > 0, or a positive one-element tensor.
 
     A tensor (for example a learnable ``nn.Parameter``) is passed through so that
-    gradients reach it.
+    gradients reach it; given ``device``, it must live there.
     """
     if isinstance(temperature, Tensor):
+        if device is not None and temperature.device != device:
+            raise ValueError(
+                f"{name} must be on the same device as the inputs ({device}), "
+                f"got {temperature.device}"
+            )
         if temperature.numel() != 1:
             raise ValueError(
                 f"{name} must be a number or a one-element tensor, got shape "
@@ -128,20 +135,26 @@ def check_bool(name: str, value: object) -> bool:
     return value
 
 
-def _check_1d(name: str, t: object, n: int) -> Tensor:
+def _check_1d(name: str, t: object, like_name: str, like: Tensor) -> Tensor:
+    """``t`` is a 1-D tensor with one entry per row of ``like``, on its device."""
     if not isinstance(t, Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+    n = like.shape[0]
     if t.dim() != 1 or t.shape[0] != n:
-        raise ValueError(f"{name} must have shape ({n},) to match the batch, got {tuple(t.shape)}")
+        raise ValueError(
+            f"{name} must have shape ({n},), one entry per row of {like_name} "
+            f"{tuple(like.shape)}, got {tuple(t.shape)}"
+        )
+    check_same_device(**{like_name: like, name: t})
     return t
 
 
-def check_pair_labels(name: str, y: object, n: int) -> Tensor:
+def check_pair_labels(name: str, y: object, like_name: str, like: Tensor) -> Tensor:
     """Pair labels: bool, integer 0/1, or float in [0, 1]; shape ``(n,)``.
 
     Returns the labels as a floating-point tensor (float32 for non-float input).
     """
-    t = _check_1d(name, y, n)
+    t = _check_1d(name, y, like_name, like)
     if t.is_complex():
         raise TypeError(f"{name} must be bool, integer or real floating-point, got {t.dtype}")
     if t.dtype == torch.bool:
@@ -160,9 +173,9 @@ def check_pair_labels(name: str, y: object, n: int) -> Tensor:
     return t.float()
 
 
-def check_class_labels(name: str, labels: object, n: int) -> Tensor:
+def check_class_labels(name: str, labels: object, like_name: str, like: Tensor) -> Tensor:
     """Class labels: an integer (or bool) tensor of shape ``(n,)``."""
-    t = _check_1d(name, labels, n)
+    t = _check_1d(name, labels, like_name, like)
     if t.is_floating_point() or t.is_complex():
         raise TypeError(
             f"{name} must be an integer tensor of class labels, got dtype {t.dtype} "
@@ -171,9 +184,9 @@ def check_class_labels(name: str, labels: object, n: int) -> Tensor:
     return t
 
 
-def check_score(name: str, score: object, n: int) -> Tensor:
+def check_score(name: str, score: object, like_name: str, like: Tensor) -> Tensor:
     """Target similarity scores: a real (non-bool) tensor of shape ``(n,)`` in [-1, 1]."""
-    t = _check_1d(name, score, n)
+    t = _check_1d(name, score, like_name, like)
     if t.dtype == torch.bool or t.is_complex():
         raise TypeError(f"{name} must be a real number tensor in [-1, 1], got dtype {t.dtype}")
     if t.is_floating_point():

@@ -25,14 +25,18 @@ Similarities (larger is closer):
 
 Gradients are finite everywhere. At identical rows the Euclidean distance is
 exactly 0 and its gradient is 0 (a valid subgradient of the norm at its kink);
-a zero vector has cosine similarity 0 with every vector (its norm is clamped to
-``1e-12`` before dividing, as :func:`torch.nn.functional.normalize` does).
+a zero vector has cosine similarity 0 with every vector, with gradient 0; other rows
+are divided by ``max(norm, 1e-12)`` as :func:`torch.nn.functional.normalize` does. The
+cosine distance is clamped to ``[0, 2]`` against rounding. NaN in gives NaN out.
 
 The matrix forms of ``"euclidean"`` and ``"squared_euclidean"`` use the
 expansion :math:`\lVert x\rVert^2 + \lVert y\rVert^2 - 2 x^\top y` so that
-they cost one matrix product and never build an ``(N, M, D)`` tensor; the result
-is clamped at 0, which can differ from the paired form by rounding error
-(about ``1e-6`` relative in float32).
+they cost one matrix product and never build an ``(N, M, D)`` tensor. The squared
+distance is clamped at 0 and carries a rounding error of about ``1e-7`` times
+:math:`\lVert x\rVert^2 + \lVert y\rVert^2` in float32, which the square root turns
+into about ``1e-3`` for rows of unit scale that are nearly identical. A batch compared
+with itself (``distance_matrix(x)``, or ``y`` the same tensor as ``x``) gets an exact
+zero diagonal; use the paired form where near-duplicate distances must be exact.
 
 Example:
     >>> import torch
@@ -52,7 +56,6 @@ from dataclasses import dataclass
 from typing import Literal
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from contrastkit._validation import check_same_device, check_same_shape, check_tensor, compute_dtype
@@ -66,6 +69,7 @@ __all__ = [
     "distance_matrix",
     "get_distance",
     "get_similarity",
+    "normalize",
     "paired_distance",
     "paired_similarity",
     "safe_sqrt",
@@ -96,15 +100,23 @@ class Metric:
 
 
 def safe_sqrt(squared: Tensor) -> Tensor:
-    """Square root whose gradient is 0, not inf or NaN, where the input is 0."""
+    """Square root of a non-negative tensor whose gradient is 0, not inf or NaN, at 0.
+
+    NaN stays NaN.
+    """
     positive = squared > 0
-    # The inner ``where`` keeps sqrt's backward away from 0; the outer one gives
-    # exactly 0 (and a zero gradient) there.
-    return torch.where(positive, torch.where(positive, squared, 1.0).sqrt(), 0.0)
+    # The inner ``where`` keeps sqrt's backward away from 0; the outer one gives 0 with
+    # gradient 0 where the input is 0, and keeps NaN (NaN * 0 is NaN).
+    return torch.where(positive, torch.where(positive, squared, 1.0).sqrt(), squared * 0.0)
 
 
-def _normalize(x: Tensor) -> Tensor:
-    return F.normalize(x, p=2.0, dim=-1, eps=_NORM_EPS)
+def normalize(x: Tensor) -> Tensor:
+    """Rows scaled to unit length; a zero row stays zero, with a zero gradient."""
+    norm = torch.linalg.vector_norm(x, dim=-1, keepdim=True)
+    nonzero = norm > 0
+    # Tiny rows are divided by max(norm, 1e-12), as F.normalize does; exactly zero rows
+    # get 0 and gradient 0 (a gradient of 1/eps = 1e12 would overflow float16 inputs).
+    return torch.where(nonzero, x / norm.clamp_min(_NORM_EPS), 0.0)
 
 
 def _paired_squared_euclidean(x: Tensor, y: Tensor) -> Tensor:
@@ -120,11 +132,12 @@ def _paired_manhattan(x: Tensor, y: Tensor) -> Tensor:
 
 
 def _paired_cosine_similarity(x: Tensor, y: Tensor) -> Tensor:
-    return (_normalize(x) * _normalize(y)).sum(dim=-1)
+    return (normalize(x) * normalize(y)).sum(dim=-1)
 
 
 def _paired_cosine_distance(x: Tensor, y: Tensor) -> Tensor:
-    return 1.0 - _paired_cosine_similarity(x, y)
+    # rounding can push cos a hair above 1; the distance stays in [0, 2]
+    return (1.0 - _paired_cosine_similarity(x, y)).clamp(0.0, 2.0)
 
 
 def _paired_dot(x: Tensor, y: Tensor) -> Tensor:
@@ -133,7 +146,11 @@ def _paired_dot(x: Tensor, y: Tensor) -> Tensor:
 
 def _matrix_squared_euclidean(x: Tensor, y: Tensor) -> Tensor:
     squared = x.pow(2).sum(dim=-1, keepdim=True) + y.pow(2).sum(dim=-1) - 2.0 * (x @ y.T)
-    return squared.clamp_min(0.0)
+    squared = squared.clamp_min(0.0)
+    if x is y:  # a batch against itself: each row's distance to itself is exactly 0
+        eye = torch.eye(x.shape[0], dtype=torch.bool, device=x.device)
+        squared = squared.masked_fill(eye, 0.0)
+    return squared
 
 
 def _matrix_euclidean(x: Tensor, y: Tensor) -> Tensor:
@@ -146,11 +163,11 @@ def _matrix_manhattan(x: Tensor, y: Tensor) -> Tensor:
 
 
 def _matrix_cosine_similarity(x: Tensor, y: Tensor) -> Tensor:
-    return _normalize(x) @ _normalize(y).T
+    return normalize(x) @ normalize(y).T
 
 
 def _matrix_cosine_distance(x: Tensor, y: Tensor) -> Tensor:
-    return 1.0 - _matrix_cosine_similarity(x, y)
+    return (1.0 - _matrix_cosine_similarity(x, y)).clamp(0.0, 2.0)
 
 
 def _matrix_dot(x: Tensor, y: Tensor) -> Tensor:
@@ -222,6 +239,9 @@ def _prepare(x: Tensor, y: Tensor, *, paired: bool) -> tuple[Tensor, Tensor]:
         check_same_shape(x=x, y=y)
     check_same_device(x=x, y=y)
     dtype = compute_dtype(x, y)
+    if y is x:  # keep the identity: a batch against itself has an exact zero diagonal
+        x = y = x.to(dtype)
+        return x, y
     return x.to(dtype), y.to(dtype)
 
 

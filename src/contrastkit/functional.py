@@ -24,8 +24,8 @@ against them.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
+from torch.nn.functional import cross_entropy
 
 from contrastkit._validation import (
     Reduction,
@@ -42,7 +42,14 @@ from contrastkit._validation import (
     check_temperature,
     compute_dtype,
 )
-from contrastkit.distances import DISTANCES, SIMILARITIES, DistanceName, get_distance, safe_sqrt
+from contrastkit.distances import (
+    DISTANCES,
+    SIMILARITIES,
+    DistanceName,
+    get_distance,
+    safe_sqrt,
+)
+from contrastkit.distances import normalize as unit_rows  # `normalize` is an argument name
 
 __all__ = [
     "Reduction",
@@ -130,8 +137,8 @@ def contrastive_loss(
     reduction = check_reduction(reduction)
     caffe_legacy = check_bool("caffe_legacy", caffe_legacy)
     _check_paired_embeddings(x1=x1, x2=x2)
-    labels = check_pair_labels("y", y, x1.shape[0])
-    check_same_device(x1=x1, x2=x2, y=y)
+    check_same_device(x1=x1, x2=x2)
+    labels = check_pair_labels("y", y, "x1", x1)
     check_finite(x1=x1, x2=x2)
 
     dtype = compute_dtype(x1, x2)
@@ -288,11 +295,11 @@ def info_nce(
         A. van den Oord, Y. Li, O. Vinyals. *Representation Learning with Contrastive
         Predictive Coding.* arXiv:1807.03748, 2018.
     """
-    temperature = check_temperature(temperature)
     normalize = check_bool("normalize", normalize)
     symmetric = check_bool("symmetric", symmetric)
     reduction = check_reduction(reduction)
     _check_paired_embeddings(query=query, key=key)
+    temperature = check_temperature(temperature, device=query.device)
     n, d = query.shape
     inputs = {"query": query, "key": key}
     if negatives is not None:
@@ -308,22 +315,22 @@ def info_nce(
     dtype = compute_dtype(*inputs.values())
     q, k = query.to(dtype), key.to(dtype)
     if normalize:
-        q, k = F.normalize(q, dim=-1), F.normalize(k, dim=-1)
+        q, k = unit_rows(q), unit_rows(k)
     logits = (q @ k.T) / temperature
     targets = torch.arange(n, device=q.device)
     if symmetric:
         per_query = 0.5 * (
-            F.cross_entropy(logits, targets, reduction="none")
-            + F.cross_entropy(logits.T, targets, reduction="none")
+            cross_entropy(logits, targets, reduction="none")
+            + cross_entropy(logits.T, targets, reduction="none")
         )
         return _reduce(per_query, reduction)
     if negatives is not None:
         neg = negatives.to(dtype)
         if normalize:
-            neg = F.normalize(neg, dim=-1)
+            neg = unit_rows(neg)
         extra = q @ neg.T if neg.dim() == 2 else torch.einsum("nd,nkd->nk", q, neg)
         logits = torch.cat([logits, extra / temperature], dim=1)
-    per_query = F.cross_entropy(logits, targets, reduction="none")
+    per_query = cross_entropy(logits, targets, reduction="none")
     return _reduce(per_query, reduction)
 
 
@@ -372,20 +379,20 @@ def nt_xent(
         T. Chen, S. Kornblith, M. Norouzi, G. Hinton. *A Simple Framework for Contrastive
         Learning of Visual Representations.* ICML 2020.
     """
-    temperature = check_temperature(temperature)
     reduction = check_reduction(reduction)
     _check_paired_embeddings(z1=z1, z2=z2)
+    temperature = check_temperature(temperature, device=z1.device)
     check_same_device(z1=z1, z2=z2)
     check_finite(z1=z1, z2=z2)
 
     n = z1.shape[0]
     dtype = compute_dtype(z1, z2)
-    z = F.normalize(torch.cat([z1, z2]).to(dtype), dim=-1)
+    z = unit_rows(torch.cat([z1, z2]).to(dtype))
     logits = (z @ z.T) / temperature
     self_mask = torch.eye(2 * n, dtype=torch.bool, device=z.device)
     logits = logits.masked_fill(self_mask, float("-inf"))
     twins = torch.arange(2 * n, device=z.device).roll(n)
-    per_anchor = F.cross_entropy(logits, twins, reduction="none")
+    per_anchor = cross_entropy(logits, twins, reduction="none")
     return _reduce(per_anchor, reduction)
 
 
@@ -440,18 +447,17 @@ def supcon(
     Reference:
         P. Khosla et al. *Supervised Contrastive Learning.* NeurIPS 2020.
     """
-    temperature = check_temperature(temperature)
     normalize = check_bool("normalize", normalize)
     reduction = check_reduction(reduction)
     check_embeddings("embeddings", embeddings)
+    temperature = check_temperature(temperature, device=embeddings.device)
     n = embeddings.shape[0]
-    labels = check_class_labels("labels", labels, n)
-    check_same_device(embeddings=embeddings, labels=labels)
+    labels = check_class_labels("labels", labels, "embeddings", embeddings)
     check_finite(embeddings=embeddings)
 
     z = embeddings.to(compute_dtype(embeddings))
     if normalize:
-        z = F.normalize(z, dim=-1)
+        z = unit_rows(z)
     if n == 1:  # no other sample: no positive, and no denominator to normalize over
         per_anchor = z.sum(dim=1) * 0.0
         return per_anchor.sum() if reduction != "none" else per_anchor
@@ -506,8 +512,8 @@ def cosine_similarity_loss(
     """
     reduction = check_reduction(reduction)
     _check_paired_embeddings(x1=x1, x2=x2)
-    target = check_score("score", score, x1.shape[0])
-    check_same_device(x1=x1, x2=x2, score=target)
+    check_same_device(x1=x1, x2=x2)
+    target = check_score("score", score, "x1", x1)
     check_finite(x1=x1, x2=x2)
 
     dtype = compute_dtype(x1, x2)
