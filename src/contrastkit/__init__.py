@@ -11,7 +11,7 @@ dissimilar; class labels are integer tensors.
 tensor(2.)
 """
 
-from contrastkit import distances, functional
+from contrastkit import distances, functional, mining
 from contrastkit.distances import (
     DISTANCES,
     SIMILARITIES,
@@ -21,6 +21,9 @@ from contrastkit.distances import (
     similarity_matrix,
 )
 from contrastkit.losses import (
+    AllPairsContrastiveLoss,
+    BatchAllTripletLoss,
+    BatchHardTripletLoss,
     ContrastiveLoss,
     CosineSimilarityLoss,
     InfoNCELoss,
@@ -34,6 +37,9 @@ __version__ = "0.1.0"
 __all__ = [
     "DISTANCES",
     "SIMILARITIES",
+    "AllPairsContrastiveLoss",
+    "BatchAllTripletLoss",
+    "BatchHardTripletLoss",
     "ContrastiveLoss",
     "CosineSimilarityLoss",
     "InfoNCELoss",
@@ -44,6 +50,7 @@ __all__ = [
     "distance_matrix",
     "distances",
     "functional",
+    "mining",
     "paired_distance",
     "paired_similarity",
     "similarity_matrix",

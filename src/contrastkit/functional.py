@@ -23,6 +23,8 @@ against them.
 
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
 from torch import Tensor
 from torch.nn.functional import cross_entropy
@@ -30,6 +32,7 @@ from torch.nn.functional import cross_entropy
 from contrastkit._validation import (
     Reduction,
     check_bool,
+    check_choice,
     check_class_labels,
     check_embeddings,
     check_finite,
@@ -46,13 +49,18 @@ from contrastkit.distances import (
     DISTANCES,
     SIMILARITIES,
     DistanceName,
+    Metric,
     get_distance,
     safe_sqrt,
 )
-from contrastkit.distances import normalize as unit_rows  # `normalize` is an argument name
+from contrastkit.distances import normalize as unit_rows
+from contrastkit.mining import label_masks  # `normalize` is an argument name
 
 __all__ = [
     "Reduction",
+    "all_pairs_contrastive_loss",
+    "batch_all_triplet_loss",
+    "batch_hard_triplet_loss",
     "contrastive_loss",
     "cosine_similarity_loss",
     "info_nce",
@@ -142,20 +150,249 @@ def contrastive_loss(
     check_finite(x1=x1, x2=x2)
 
     dtype = compute_dtype(x1, x2)
-    a, b = x1.to(dtype), x2.to(dtype)
-    if metric.name == "euclidean":  # d² straight from the differences: no sqrt round trip
-        d_squared = DISTANCES["squared_euclidean"].paired(a, b)
-        d = safe_sqrt(d_squared)
-    else:
-        d = metric.paired(a, b)
-        d_squared = d * d
-    labels = labels.to(dtype)
+    d, d_squared = _distance_and_square(metric, x1.to(dtype), x2.to(dtype), paired=True)
+    per_pair = _contrastive_terms(d, d_squared, labels.to(dtype), margin, caffe_legacy)
+    return _reduce(per_pair, reduction)
+
+
+def _distance_and_square(
+    metric: Metric, a: Tensor, b: Tensor, *, paired: bool
+) -> tuple[Tensor, Tensor]:
+    """``d`` and ``d²``; for the Euclidean distance ``d²`` comes without a sqrt round trip."""
+    if metric.name == "euclidean":
+        squared = DISTANCES["squared_euclidean"]
+        d_squared = squared.paired(a, b) if paired else squared.matrix(a, b)
+        return safe_sqrt(d_squared), d_squared
+    d = metric.paired(a, b) if paired else metric.matrix(a, b)
+    return d, d * d
+
+
+def _contrastive_terms(
+    d: Tensor, d_squared: Tensor, y: Tensor, margin: float, caffe_legacy: bool
+) -> Tensor:
+    """½ [y d² + (1 − y) max(m − d, 0)²], or Caffe's legacy ½ [y d² + (1 − y) max(m − d², 0)]."""
     if caffe_legacy:
         dissimilar = (margin - d_squared).clamp_min(0.0)
     else:
         dissimilar = (margin - d).clamp_min(0.0).pow(2)
-    per_pair = 0.5 * (labels * d_squared + (1.0 - labels) * dissimilar)
-    return _reduce(per_pair, reduction)
+    return 0.5 * (y * d_squared + (1.0 - y) * dissimilar)
+
+
+def _check_embeddings_and_labels(embeddings: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
+    """Checked embeddings (in their compute dtype) and integer class labels."""
+    check_embeddings("embeddings", embeddings)
+    labels = check_class_labels("labels", labels, "embeddings", embeddings)
+    check_finite(embeddings=embeddings)
+    return embeddings.to(compute_dtype(embeddings)), labels
+
+
+def all_pairs_contrastive_loss(
+    embeddings: Tensor,
+    labels: Tensor,
+    *,
+    margin: float = 1.0,
+    distance: DistanceName = "euclidean",
+    reduction: Reduction = "mean",
+    caffe_legacy: bool = False,
+) -> Tensor:
+    r"""The contrastive loss over every pair of a labelled batch, from its distance matrix.
+
+    Equal to ``contrastive_loss(emb[i], emb[j], y)`` with ``i, j, y = all_pairs(emb,
+    labels)`` (each unordered pair once, ``y = 1`` for the same class), without indexing
+    the ``N (N - 1) / 2`` pairs out of the batch:
+
+    .. math::
+        L = \frac{1}{2P} \sum_{i < j} \left[ y_{ij} d_{ij}^2
+        + (1 - y_{ij}) \max(m - d_{ij}, 0)^2 \right], \qquad P = \frac{N (N - 1)}{2}
+
+    A batch of one sample has no pair: the loss is 0, still connected to the graph.
+
+    Args:
+        embeddings: one row per sample.
+        labels: integer class labels.
+        margin: :math:`m \ge 0`.
+        distance: a name from :data:`contrastkit.distances.DISTANCES`.
+        reduction: ``"mean"`` over the pairs, ``"sum"``, or ``"none"`` (one value per pair,
+            in the order of :func:`contrastkit.mining.all_pairs`).
+        caffe_legacy: Caffe's legacy dissimilar term, as in :func:`contrastive_loss`.
+
+    Shape:
+        ``embeddings``: :math:`(N, D)`; ``labels``: :math:`(N,)`; output: scalar, or
+        :math:`(N (N - 1) / 2,)` with ``reduction="none"``.
+
+    Example:
+        >>> import torch
+        >>> emb = torch.tensor([[0.0], [0.5], [0.2]])
+        >>> all_pairs_contrastive_loss(emb, torch.tensor([0, 0, 1]), reduction="none")
+        tensor([0.1250, 0.3200, 0.2450])
+
+    Reference:
+        R. Hadsell, S. Chopra, Y. LeCun. *Dimensionality Reduction by Learning an
+        Invariant Mapping.* CVPR 2006.
+    """
+    margin = check_margin(margin)
+    metric = get_distance(distance)
+    reduction = check_reduction(reduction)
+    caffe_legacy = check_bool("caffe_legacy", caffe_legacy)
+    z, labels = _check_embeddings_and_labels(embeddings, labels)
+
+    d, d_squared = _distance_and_square(metric, z, z, paired=False)
+    same = (labels[:, None] == labels[None, :]).to(z.dtype)
+    per_pair = _contrastive_terms(d, d_squared, same, margin, caffe_legacy)
+    n = z.shape[0]
+    if reduction == "none":
+        i, j = torch.triu_indices(n, n, offset=1, device=z.device)
+        return per_pair[i, j]
+    upper = torch.ones(n, n, dtype=torch.bool, device=z.device).triu(diagonal=1)
+    total = torch.where(upper, per_pair, 0.0).sum()
+    return total / max(n * (n - 1) // 2, 1) if reduction == "mean" else total
+
+
+def batch_all_triplet_loss(
+    embeddings: Tensor,
+    labels: Tensor,
+    *,
+    margin: float,
+    distance: DistanceName = "euclidean",
+    reduction: Reduction = "mean",
+    mean_over: Literal["all", "nonzero"] = "all",
+) -> Tensor:
+    r"""The triplet loss over every valid triplet of a labelled batch, without listing them.
+
+    .. math::
+        L = \frac{1}{|T|} \sum_{(a, p, n) \in T} \max(d_{ap} - d_{an} + m, 0)
+
+    over the valid triplets :math:`T` (``labels[a] == labels[p]``, ``a != p``,
+    ``labels[n] != labels[a]``).
+
+    Equal to ``triplet_loss(emb[a], emb[p], emb[n], margin=m)`` over
+    ``a, p, n = batch_all_triplets(emb, labels)``, but in :math:`O(N^2 \log N)` time and
+    :math:`O(N^2)` memory instead of :math:`O(N^3)`: for each anchor the negative
+    distances are sorted once, and for each positive the hinge
+    :math:`\sum_n \max(d_{ap} - d_{an} + m, 0) = k\,(d_{ap} + m) - \sum_{\text{k nearest}} d_{an}`
+    comes from a binary search (``k`` negatives closer than :math:`d_{ap} + m`) and a prefix
+    sum, accumulated in float64.
+
+    ``mean_over="all"`` averages over every valid triplet (Hermans et al.'s batch-all,
+    "BA"); ``mean_over="nonzero"`` over the triplets with a positive loss ("BA≠0"). A
+    batch without a valid triplet (one class, or only singletons) gives 0, connected to
+    the graph.
+
+    Args:
+        embeddings: one row per sample.
+        labels: integer class labels.
+        margin: :math:`m \ge 0`.
+        distance: a name from :data:`contrastkit.distances.DISTANCES`.
+        reduction: ``"mean"`` (see ``mean_over``), ``"sum"`` over triplets, or ``"none"``:
+            one value per anchor, the sum over its triplets.
+        mean_over: ``"all"`` or ``"nonzero"``.
+
+    Shape:
+        ``embeddings``: :math:`(N, D)`; ``labels``: :math:`(N,)`; output: scalar, or
+        :math:`(N,)` with ``reduction="none"``.
+
+    Example:
+        >>> import torch
+        >>> emb = torch.tensor([[0.0], [1.0], [1.5], [3.0]])
+        >>> batch_all_triplet_loss(emb, torch.tensor([0, 0, 1, 1]), margin=1.0)
+        tensor(0.6875)
+
+    Reference:
+        A. Hermans, L. Beyer, B. Leibe. *In Defense of the Triplet Loss for Person
+        Re-Identification.* arXiv:1703.07737, 2017.
+    """
+    margin = check_margin(margin)
+    metric = get_distance(distance)
+    reduction = check_reduction(reduction)
+    mean_over = check_choice("mean_over", mean_over, ("all", "nonzero"))  # type: ignore[assignment]
+    z, labels = _check_embeddings_and_labels(embeddings, labels)
+
+    d = metric.matrix(z, z)
+    positive, negative = label_masks(labels)
+    inf = torch.tensor(float("inf"), dtype=d.dtype, device=d.device)
+    sorted_negatives = torch.where(negative, d, inf).sort(dim=1).values
+    # prefix sums of each row's sorted negative distances, in float64: S[a, k] is the
+    # sum of the k nearest negatives of anchor a
+    finite = torch.where(
+        negative.sum(dim=1, keepdim=True) > torch.arange(d.shape[1], device=d.device),
+        sorted_negatives,
+        0.0,
+    ).double()
+    prefix = torch.cat([finite.new_zeros(d.shape[0], 1), finite.cumsum(dim=1)], dim=1)
+    threshold = d + margin
+    # k[a, p]: negatives of a strictly closer than d(a, p) + margin (the non-zero hinges)
+    k = torch.searchsorted(sorted_negatives, threshold)
+    hinge_sums = k.double() * threshold.double() - prefix.gather(1, k)
+    hinge_sums = torch.where(positive, hinge_sums, 0.0)
+    per_anchor = hinge_sums.sum(dim=1).to(d.dtype)
+    if reduction == "none":
+        return per_anchor
+    total = per_anchor.sum()
+    if reduction == "sum":
+        return total
+    if mean_over == "all":
+        count = (positive.sum(dim=1) * negative.sum(dim=1)).sum()
+    else:
+        count = torch.where(positive, k, 0).sum()
+    return total / count.clamp_min(1)
+
+
+def batch_hard_triplet_loss(
+    embeddings: Tensor,
+    labels: Tensor,
+    *,
+    margin: float,
+    distance: DistanceName = "euclidean",
+    reduction: Reduction = "mean",
+) -> Tensor:
+    r"""Batch-hard triplet loss (Hermans et al. 2017): each anchor's hardest triplet.
+
+    .. math::
+        \ell_a = \max\left(\max_{p \in P(a)} d_{ap} - \min_{n \in N(a)} d_{an} + m,\ 0
+    ight)
+
+    Equal to ``triplet_loss(emb[a], emb[p], emb[n], margin=m)`` over
+    ``a, p, n = batch_hard_triplets(emb, labels)``, from the distance matrix. Anchors
+    without a positive or a negative are left out of the mean (``"none"`` gives them 0);
+    a batch with no valid anchor gives 0, connected to the graph.
+
+    Args:
+        embeddings: one row per sample.
+        labels: integer class labels.
+        margin: :math:`m \ge 0`.
+        distance: a name from :data:`contrastkit.distances.DISTANCES`.
+        reduction: ``"mean"`` over valid anchors, ``"sum"`` or ``"none"`` (one per anchor).
+
+    Shape:
+        ``embeddings``: :math:`(N, D)`; ``labels``: :math:`(N,)`; output: scalar, or
+        :math:`(N,)` with ``reduction="none"``.
+
+    Example:
+        >>> import torch
+        >>> emb = torch.tensor([[0.0], [1.0], [1.5], [3.0]])
+        >>> batch_hard_triplet_loss(emb, torch.tensor([0, 0, 1, 1]), margin=1.0, reduction="none")
+        tensor([0.5000, 1.5000, 2.0000, 0.5000])
+
+    Reference:
+        A. Hermans, L. Beyer, B. Leibe. *In Defense of the Triplet Loss for Person
+        Re-Identification.* arXiv:1703.07737, 2017.
+    """
+    margin = check_margin(margin)
+    metric = get_distance(distance)
+    reduction = check_reduction(reduction)
+    z, labels = _check_embeddings_and_labels(embeddings, labels)
+
+    d = metric.matrix(z, z)
+    positive, negative = label_masks(labels)
+    inf = torch.tensor(float("inf"), dtype=d.dtype, device=d.device)
+    valid = positive.any(dim=1) & negative.any(dim=1)
+    hardest_positive = torch.where(positive, d, -inf).amax(dim=1)
+    hardest_negative = torch.where(negative, d, inf).amin(dim=1)
+    gap = torch.where(valid, hardest_positive - hardest_negative, 0.0)
+    per_anchor = torch.where(valid, (gap + margin).clamp_min(0.0), 0.0)
+    if reduction == "mean":
+        return per_anchor.sum() / valid.sum().clamp_min(1)
+    return _reduce(per_anchor, reduction)
 
 
 def triplet_loss(

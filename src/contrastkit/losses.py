@@ -10,12 +10,15 @@ registers it, so an optimizer over ``loss_fn.parameters()`` learns it.
 
 from __future__ import annotations
 
+from typing import Literal
+
 from torch import Tensor, nn
 
 from contrastkit import functional as F
 from contrastkit._validation import (
     Reduction,
     check_bool,
+    check_choice,
     check_margin,
     check_reduction,
     check_temperature,
@@ -23,6 +26,9 @@ from contrastkit._validation import (
 from contrastkit.distances import DistanceName, get_distance
 
 __all__ = [
+    "AllPairsContrastiveLoss",
+    "BatchAllTripletLoss",
+    "BatchHardTripletLoss",
     "ContrastiveLoss",
     "CosineSimilarityLoss",
     "InfoNCELoss",
@@ -290,3 +296,140 @@ class CosineSimilarityLoss(nn.Module):
     def extra_repr(self) -> str:
         """The hyper-parameters, shown in ``repr(self)``."""
         return f"reduction={self.reduction!r}"
+
+
+class AllPairsContrastiveLoss(nn.Module):
+    r"""The contrastive loss over every pair of a labelled batch: ``loss_fn(emb, labels)``.
+
+    See :func:`contrastkit.functional.all_pairs_contrastive_loss`.
+
+    Example:
+        >>> import torch
+        >>> from contrastkit import AllPairsContrastiveLoss
+        >>> emb = torch.tensor([[0.0], [0.5], [0.2]])
+        >>> AllPairsContrastiveLoss(margin=1.0)(emb, torch.tensor([0, 0, 1]))
+        tensor(0.2300)
+    """
+
+    def __init__(
+        self,
+        *,
+        margin: float = 1.0,
+        distance: DistanceName = "euclidean",
+        reduction: Reduction = "mean",
+        caffe_legacy: bool = False,
+    ) -> None:
+        super().__init__()
+        self.margin = check_margin(margin)
+        get_distance(distance)
+        self.distance = distance
+        self.reduction = check_reduction(reduction)
+        self.caffe_legacy = check_bool("caffe_legacy", caffe_legacy)
+
+    def forward(self, embeddings: Tensor, labels: Tensor) -> Tensor:
+        """Loss over all pairs of ``embeddings`` with integer class ``labels``."""
+        return F.all_pairs_contrastive_loss(
+            embeddings,
+            labels,
+            margin=self.margin,
+            distance=self.distance,
+            reduction=self.reduction,
+            caffe_legacy=self.caffe_legacy,
+        )
+
+    def extra_repr(self) -> str:
+        """The hyper-parameters, shown in ``repr(self)``."""
+        legacy = ", caffe_legacy=True" if self.caffe_legacy else ""
+        return (
+            f"margin={self.margin}, distance={self.distance!r}, "
+            f"reduction={self.reduction!r}{legacy}"
+        )
+
+
+class BatchAllTripletLoss(nn.Module):
+    r"""Triplet loss over every valid triplet of a labelled batch (Hermans et al. 2017).
+
+    See :func:`contrastkit.functional.batch_all_triplet_loss`.
+
+    Example:
+        >>> import torch
+        >>> from contrastkit import BatchAllTripletLoss
+        >>> emb = torch.tensor([[0.0], [1.0], [1.5], [3.0]])
+        >>> BatchAllTripletLoss(margin=1.0)(emb, torch.tensor([0, 0, 1, 1]))
+        tensor(0.6875)
+    """
+
+    def __init__(
+        self,
+        *,
+        margin: float,
+        distance: DistanceName = "euclidean",
+        reduction: Reduction = "mean",
+        mean_over: Literal["all", "nonzero"] = "all",
+    ) -> None:
+        super().__init__()
+        self.margin = check_margin(margin)
+        get_distance(distance)
+        self.distance = distance
+        self.reduction = check_reduction(reduction)
+        check_choice("mean_over", mean_over, ("all", "nonzero"))
+        self.mean_over = mean_over
+
+    def forward(self, embeddings: Tensor, labels: Tensor) -> Tensor:
+        """Loss over all valid triplets of ``embeddings`` with integer class ``labels``."""
+        return F.batch_all_triplet_loss(
+            embeddings,
+            labels,
+            margin=self.margin,
+            distance=self.distance,
+            reduction=self.reduction,
+            mean_over=self.mean_over,
+        )
+
+    def extra_repr(self) -> str:
+        """The hyper-parameters, shown in ``repr(self)``."""
+        return (
+            f"margin={self.margin}, distance={self.distance!r}, reduction={self.reduction!r}, "
+            f"mean_over={self.mean_over!r}"
+        )
+
+
+class BatchHardTripletLoss(nn.Module):
+    r"""Each anchor's hardest triplet: farthest positive, closest negative (Hermans et al. 2017).
+
+    See :func:`contrastkit.functional.batch_hard_triplet_loss`.
+
+    Example:
+        >>> import torch
+        >>> from contrastkit import BatchHardTripletLoss
+        >>> emb = torch.tensor([[0.0], [1.0], [1.5], [3.0]])
+        >>> BatchHardTripletLoss(margin=1.0)(emb, torch.tensor([0, 0, 1, 1]))
+        tensor(1.1250)
+    """
+
+    def __init__(
+        self,
+        *,
+        margin: float,
+        distance: DistanceName = "euclidean",
+        reduction: Reduction = "mean",
+    ) -> None:
+        super().__init__()
+        self.margin = check_margin(margin)
+        get_distance(distance)
+        self.distance = distance
+        self.reduction = check_reduction(reduction)
+
+    def forward(self, embeddings: Tensor, labels: Tensor) -> Tensor:
+        """Loss of each anchor's hardest triplet in ``embeddings`` with class ``labels``."""
+        return F.batch_hard_triplet_loss(
+            embeddings,
+            labels,
+            margin=self.margin,
+            distance=self.distance,
+            reduction=self.reduction,
+        )
+
+    def extra_repr(self) -> str:
+        """The hyper-parameters, shown in ``repr(self)``."""
+        return f"margin={self.margin}, distance={self.distance!r}, reduction={self.reduction!r}"
