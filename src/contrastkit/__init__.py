@@ -11,7 +11,7 @@ dissimilar; class labels are integer tensors.
 tensor(2.)
 """
 
-from contrastkit import distances, functional, mining
+from contrastkit import data, distances, functional, mining
 from contrastkit.distances import (
     DISTANCES,
     SIMILARITIES,
@@ -47,6 +47,7 @@ __all__ = [
     "SupConLoss",
     "TripletLoss",
     "__version__",
+    "data",
     "distance_matrix",
     "distances",
     "functional",

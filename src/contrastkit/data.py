@@ -1,0 +1,408 @@
+"""From labelled data to pairs, triplets and class-balanced batches.
+
+* :class:`PairDataset` turns labelled samples into ``(x1, x2, y)`` pairs with balanced
+  negative sampling (``y = 1`` same class, ``y = 0`` different classes).
+* :class:`TripletDataset` gives ``(anchor, positive, negative)`` triplets.
+* :class:`ClassBalancedBatchSampler` yields batches of P classes × K samples for the
+  online miners and label-form losses.
+
+The source is either a :class:`torch.utils.data.Dataset` whose items are
+``(input, label)`` or a tensor (or array) of inputs with a sequence of class labels.
+Every draw is reproducible from ``seed`` and the epoch: call ``set_epoch(epoch)`` at the
+start of each epoch (as with :class:`torch.utils.data.DistributedSampler`) for a fresh
+draw; the batch sampler advances its epoch by itself each time it is iterated.
+
+Classes with a single sample cannot give a positive pair. They are reported (a
+:class:`UserWarning` when the object is built, and the ``singleton_classes`` attribute)
+and used only as negatives; if no class has two samples, asking for positives is an
+error.
+
+Example:
+    >>> import torch
+    >>> from torch.utils.data import DataLoader
+    >>> from contrastkit.data import PairDataset
+    >>> inputs, labels = torch.randn(100, 8), torch.arange(100) % 5
+    >>> pairs = PairDataset(inputs, labels, seed=0)
+    >>> loader = DataLoader(pairs, batch_size=32, shuffle=True)
+    >>> for epoch in range(2):
+    ...     pairs.set_epoch(epoch)
+    ...     for x1, x2, y in loader:
+    ...         pass
+    >>> x1.shape, y.dtype
+    (torch.Size([4, 8]), torch.int64)
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import torch
+from torch import Tensor
+from torch.utils.data import Dataset, Sampler
+
+__all__ = ["ClassBalancedBatchSampler", "PairDataset", "TripletDataset"]
+
+
+def _generator(seed: int, epoch: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+
+
+def _check_int(name: str, value: object, *, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an integer, got {type(value).__name__} {value!r}")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return value
+
+
+def _as_class_labels(labels: object, n: int | None = None) -> Tensor:
+    """Integer class labels as a 1-D long tensor (from a tensor, array or sequence)."""
+    try:
+        t = torch.as_tensor(labels)
+    except (TypeError, ValueError, RuntimeError) as error:
+        raise TypeError(
+            f"labels must be a sequence of integer class labels, got {type(labels).__name__}"
+        ) from error
+    if t.is_floating_point() or t.is_complex() or t.dtype == torch.bool:
+        raise TypeError(f"labels must be integer class labels, got dtype {t.dtype}")
+    if t.dim() != 1:
+        raise ValueError(f"labels must be 1-D, got shape {tuple(t.shape)}")
+    if n is not None and t.shape[0] != n:
+        raise ValueError(f"labels must have one entry per input ({n}), got {t.shape[0]}")
+    if t.shape[0] == 0:
+        raise ValueError("labels must not be empty")
+    return t.long()
+
+
+class _Classes:
+    """The samples of each class, grouped: ``members[start[c] : start[c] + count[c]]``."""
+
+    def __init__(self, labels: Tensor) -> None:
+        self.labels = labels
+        self.values, inverse, self.count = torch.unique(
+            labels, return_inverse=True, return_counts=True
+        )
+        self.members = torch.argsort(inverse, stable=True)
+        self.start = torch.cumsum(self.count, 0) - self.count
+
+    def random_member(self, classes: Tensor, g: torch.Generator) -> tuple[Tensor, Tensor]:
+        """A random sample of each given class (by class position), and its rank in it."""
+        rank = (torch.rand(classes.shape, generator=g) * self.count[classes]).long()
+        return self.members[self.start[classes] + rank], rank
+
+    def other_member(self, classes: Tensor, rank: Tensor, g: torch.Generator) -> Tensor:
+        """A random sample of each class other than the one at ``rank`` (count >= 2)."""
+        count = self.count[classes]
+        offset = 1 + (torch.rand(classes.shape, generator=g) * (count - 1)).long()
+        return self.members[self.start[classes] + (rank + offset) % count]
+
+    def other_class(self, classes: Tensor, g: torch.Generator) -> Tensor:
+        """A random class position different from each given one (needs 2+ classes)."""
+        num = len(self.values)
+        offset = 1 + (torch.rand(classes.shape, generator=g) * (num - 1)).long()
+        return (classes + offset) % num
+
+
+def _in_turn(candidates: Tensor, count: int, g: torch.Generator) -> Tensor:
+    """``count`` entries of ``candidates``, each used in turn (random order) before any repeats."""
+    if count == 0:
+        return candidates[:0]
+    turn = torch.randperm(len(candidates), generator=g)
+    return candidates[turn.repeat(-(-count // len(candidates)))[:count]]
+
+
+class _LabelledSource:
+    """Uniform access to ``(input, label)`` samples from a Dataset or from arrays."""
+
+    def __init__(self, data: Any, labels: Any) -> None:
+        if isinstance(data, Dataset):
+            self.dataset: Dataset | None = data
+            self.inputs = None
+            n = len(data)  # type: ignore[arg-type]
+            if labels is None:
+                labels = getattr(data, "targets", None)
+            if labels is None:  # read every item once: may be slow for large image sets
+                labels = [int(data[i][1]) for i in range(n)]
+        else:
+            if labels is None:
+                raise TypeError(
+                    "labels are required when data is not a torch Dataset of (input, label)"
+                )
+            self.dataset = None
+            self.inputs = data if isinstance(data, Tensor) else torch.as_tensor(data)
+            n = len(self.inputs)
+        if n == 0:
+            raise ValueError("data must hold at least one sample, got an empty dataset")
+        self.labels = _as_class_labels(labels, n)
+
+    def input(self, index: int) -> Any:
+        if self.inputs is not None:
+            return self.inputs[index]
+        return self.dataset[index][0]  # type: ignore[index]
+
+
+def _report_singletons(classes: _Classes, what: str, *, warn: bool = True) -> list[int]:
+    singletons = classes.values[classes.count < 2].tolist()
+    if singletons and warn:
+        shown = ", ".join(map(str, singletons[:10])) + (" ..." if len(singletons) > 10 else "")
+        warnings.warn(
+            f"{len(singletons)} class(es) have a single sample and cannot give {what}; "
+            f"they are used only as negatives: {shown}",
+            UserWarning,
+            stacklevel=3,
+        )
+    return singletons
+
+
+class PairDataset(Dataset):
+    """Pairs ``(x1, x2, y)`` from labelled samples, with balanced negative sampling.
+
+    Each epoch draws ``pairs_per_epoch`` pairs (default: one per sample), a fraction
+    ``positive_fraction`` of them positive (same class, ``y = 1``, two different samples)
+    and the rest negative (two classes, ``y = 0``). The first element's class is taken in
+    turn over the classes, so every class is represented equally; samples are uniform
+    within a class; the pairs are shuffled. Reproducible from ``seed`` and the epoch.
+
+    Args:
+        data: a Dataset of ``(input, label)`` items, or a tensor/array of inputs.
+        labels: integer class labels, one per sample (optional for a Dataset: taken from
+            its ``targets`` attribute, else read from every item once).
+        positive_fraction: share of positive pairs, in ``[0, 1]`` (default one half).
+        pairs_per_epoch: pairs drawn per epoch (default: the number of samples).
+        seed: the seed of every draw.
+
+    Attributes:
+        labels: the class label of every sample.
+        singleton_classes: labels of the classes with a single sample.
+        pairs: ``(first, second, y)`` index tensors of the current epoch.
+    """
+
+    def __init__(
+        self,
+        data: Any,
+        labels: Sequence[int] | Tensor | None = None,
+        *,
+        positive_fraction: float = 0.5,
+        pairs_per_epoch: int | None = None,
+        seed: int = 0,
+    ) -> None:
+        if isinstance(positive_fraction, bool) or not isinstance(positive_fraction, (int, float)):
+            raise TypeError(
+                f"positive_fraction must be a number in [0, 1], got {positive_fraction!r}"
+            )
+        if not 0.0 <= positive_fraction <= 1.0:
+            raise ValueError(f"positive_fraction must lie in [0, 1], got {positive_fraction}")
+        self.seed = _check_int("seed", seed, minimum=0)
+        self.source = _LabelledSource(data, labels)
+        self.labels = self.source.labels
+        self.classes = _Classes(self.labels)
+        n = len(self.labels)
+        self.pairs_per_epoch = n if pairs_per_epoch is None else pairs_per_epoch
+        _check_int("pairs_per_epoch", self.pairs_per_epoch, minimum=1)
+        self.num_positive = round(positive_fraction * self.pairs_per_epoch)
+        self.num_negative = self.pairs_per_epoch - self.num_positive
+        if self.num_negative and len(self.classes.values) < 2:
+            raise ValueError(
+                "negative pairs need at least two classes, got one class "
+                f"({self.classes.values.tolist()}); use positive_fraction=1.0"
+            )
+        if self.num_positive and not bool((self.classes.count >= 2).any()):
+            raise ValueError(
+                "positive pairs need a class with at least two samples, but every class "
+                "has a single sample; use positive_fraction=0.0"
+            )
+        self.singleton_classes = _report_singletons(
+            self.classes, "positive pairs", warn=self.num_positive > 0
+        )
+        self.set_epoch(0)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Draw the pairs of ``epoch`` (the same pairs for the same seed and epoch)."""
+        self.epoch = _check_int("epoch", epoch, minimum=0)
+        g = _generator(self.seed, epoch)
+        classes = self.classes
+        paired = torch.nonzero(classes.count >= 2).squeeze(1)
+        # positives: anchor classes in turn over the classes that have two samples
+        pos_classes = _in_turn(paired, self.num_positive, g)
+        pos_first, rank = classes.random_member(pos_classes, g)
+        pos_second = classes.other_member(pos_classes, rank, g)
+        # negatives: anchor classes in turn over all classes, partner from another class
+        all_classes = torch.arange(len(classes.values))
+        neg_classes = _in_turn(all_classes, self.num_negative, g)
+        neg_first, _ = classes.random_member(neg_classes, g)
+        neg_second, _ = classes.random_member(classes.other_class(neg_classes, g), g)
+        first = torch.cat([pos_first, neg_first])
+        second = torch.cat([pos_second, neg_second])
+        y = torch.cat(
+            [
+                torch.ones(len(pos_first), dtype=torch.long),
+                torch.zeros(len(neg_first), dtype=torch.long),
+            ]
+        )
+        order = torch.randperm(len(first), generator=g)
+        self.pairs = (first[order], second[order], y[order])
+
+    def __len__(self) -> int:
+        return self.pairs_per_epoch
+
+    def __getitem__(self, index: int) -> tuple[Any, Any, int]:
+        first, second, y = self.pairs
+        i, j = int(first[index]), int(second[index])
+        return self.source.input(i), self.source.input(j), int(y[index])
+
+
+class TripletDataset(Dataset):
+    """Triplets ``(anchor, positive, negative)`` from labelled samples.
+
+    Each epoch draws ``triplets_per_epoch`` triplets (default: one per sample). Anchor
+    classes are taken in turn over the classes with at least two samples; the positive
+    is another sample of the anchor's class, the negative a sample of another class, all
+    uniform. Reproducible from ``seed`` and the epoch (call :meth:`set_epoch`).
+
+    Args:
+        data: a Dataset of ``(input, label)`` items, or a tensor/array of inputs.
+        labels: integer class labels (optional for a Dataset, as in :class:`PairDataset`).
+        triplets_per_epoch: triplets drawn per epoch (default: the number of samples).
+        seed: the seed of every draw.
+
+    Attributes:
+        labels, singleton_classes: as in :class:`PairDataset`.
+        triplets: ``(anchor, positive, negative)`` index tensors of the current epoch.
+    """
+
+    def __init__(
+        self,
+        data: Any,
+        labels: Sequence[int] | Tensor | None = None,
+        *,
+        triplets_per_epoch: int | None = None,
+        seed: int = 0,
+    ) -> None:
+        self.seed = _check_int("seed", seed, minimum=0)
+        self.source = _LabelledSource(data, labels)
+        self.labels = self.source.labels
+        self.classes = _Classes(self.labels)
+        n = len(self.labels)
+        self.triplets_per_epoch = n if triplets_per_epoch is None else triplets_per_epoch
+        _check_int("triplets_per_epoch", self.triplets_per_epoch, minimum=1)
+        if len(self.classes.values) < 2:
+            raise ValueError(
+                f"triplets need at least two classes, got one ({self.classes.values.tolist()})"
+            )
+        if not bool((self.classes.count >= 2).any()):
+            raise ValueError(
+                "triplets need a class with at least two samples, but every class has one"
+            )
+        self.singleton_classes = _report_singletons(self.classes, "an anchor-positive pair")
+        self.set_epoch(0)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Draw the triplets of ``epoch`` (the same for the same seed and epoch)."""
+        self.epoch = _check_int("epoch", epoch, minimum=0)
+        g = _generator(self.seed, epoch)
+        classes = self.classes
+        paired = torch.nonzero(classes.count >= 2).squeeze(1)
+        count = self.triplets_per_epoch
+        anchor_classes = _in_turn(paired, count, g)
+        anchor, rank = classes.random_member(anchor_classes, g)
+        positive = classes.other_member(anchor_classes, rank, g)
+        negative, _ = classes.random_member(classes.other_class(anchor_classes, g), g)
+        order = torch.randperm(count, generator=g)
+        self.triplets = (anchor[order], positive[order], negative[order])
+
+    def __len__(self) -> int:
+        return self.triplets_per_epoch
+
+    def __getitem__(self, index: int) -> tuple[Any, Any, Any]:
+        anchor, positive, negative = (self.source.input(int(t[index])) for t in self.triplets)
+        return anchor, positive, negative
+
+
+class ClassBalancedBatchSampler(Sampler[list[int]]):
+    """Batches of P classes × K samples each: the "M per class" sampler.
+
+    Use it as the ``batch_sampler`` of a :class:`torch.utils.data.DataLoader`. Each batch
+    takes ``classes_per_batch`` distinct classes at random, and ``samples_per_class``
+    distinct samples of each. Only classes with at least K samples take part (the others
+    are reported by a warning and the ``excluded_classes`` attribute). Reproducible from
+    ``seed``: iteration ``e`` of the sampler uses epoch ``e`` (or set it with
+    :meth:`set_epoch`).
+
+    Args:
+        labels: integer class labels of the dataset, one per sample.
+        classes_per_batch: P, the classes in each batch (at least 1).
+        samples_per_class: K, the samples of each class in a batch (at least 1; 2 or
+            more for positives to exist).
+        batches_per_epoch: batches per iteration (default: ``len(labels) // (P * K)``,
+            at least 1).
+        seed: the seed of every draw.
+
+    Raises:
+        ValueError: fewer than P classes have K samples (the batch cannot be filled).
+
+    Example:
+        >>> import torch
+        >>> sampler = ClassBalancedBatchSampler(
+        ...     torch.arange(40) % 8, classes_per_batch=4, samples_per_class=2
+        ... )
+        >>> batch = next(iter(sampler))
+        >>> len(batch), len(set((torch.tensor(batch) % 8).tolist()))
+        (8, 4)
+    """
+
+    def __init__(
+        self,
+        labels: Sequence[int] | Tensor,
+        *,
+        classes_per_batch: int,
+        samples_per_class: int,
+        batches_per_epoch: int | None = None,
+        seed: int = 0,
+    ) -> None:
+        self.labels = _as_class_labels(labels)
+        self.classes_per_batch = _check_int("classes_per_batch", classes_per_batch, minimum=1)
+        self.samples_per_class = _check_int("samples_per_class", samples_per_class, minimum=1)
+        self.seed = _check_int("seed", seed, minimum=0)
+        batch_size = classes_per_batch * samples_per_class
+        default = max(1, len(self.labels) // batch_size)
+        self.batches_per_epoch = default if batches_per_epoch is None else batches_per_epoch
+        _check_int("batches_per_epoch", self.batches_per_epoch, minimum=1)
+        self.classes = _Classes(self.labels)
+        eligible = self.classes.count >= samples_per_class
+        self.eligible = torch.nonzero(eligible).squeeze(1)
+        if len(self.eligible) < classes_per_batch:
+            raise ValueError(
+                f"cannot fill a batch of {classes_per_batch} classes x {samples_per_class} "
+                f"samples: only {len(self.eligible)} of {len(self.classes.values)} classes "
+                f"have at least {samples_per_class} samples"
+            )
+        self.excluded_classes = self.classes.values[~eligible].tolist()
+        if self.excluded_classes:
+            warnings.warn(
+                f"{len(self.excluded_classes)} class(es) have fewer than {samples_per_class} "
+                f"samples and are left out of the batches",
+                UserWarning,
+                stacklevel=2,
+            )
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Make the next iteration draw the batches of ``epoch``."""
+        self.epoch = _check_int("epoch", epoch, minimum=0)
+
+    def __len__(self) -> int:
+        return self.batches_per_epoch
+
+    def __iter__(self) -> Iterator[list[int]]:
+        g = _generator(self.seed, self.epoch)
+        self.epoch += 1
+        classes, k = self.classes, self.samples_per_class
+        for _ in range(self.batches_per_epoch):
+            chosen = self.eligible[torch.randperm(len(self.eligible), generator=g)]
+            batch = []
+            for c in chosen[: self.classes_per_batch].tolist():
+                ranks = torch.randperm(int(classes.count[c]), generator=g)[:k]
+                batch.extend(classes.members[classes.start[c] + ranks].tolist())
+            yield batch
