@@ -99,15 +99,27 @@ class Metric:
     higher_is_closer: bool
 
 
+class _SafeSqrt(torch.autograd.Function):
+    """sqrt with gradient 0 (not inf or NaN) where the input is 0: one pass each way."""
+
+    @staticmethod
+    def forward(ctx: torch.autograd.function.FunctionCtx, squared: Tensor) -> Tensor:
+        root = squared.sqrt()
+        ctx.save_for_backward(root)
+        return root
+
+    @staticmethod
+    def backward(ctx: torch.autograd.function.FunctionCtx, grad: Tensor) -> Tensor:
+        (root,) = ctx.saved_tensors  # type: ignore[attr-defined]
+        return torch.where(root > 0, grad / (2.0 * root), 0.0)
+
+
 def safe_sqrt(squared: Tensor) -> Tensor:
     """Square root of a non-negative tensor whose gradient is 0, not inf or NaN, at 0.
 
     NaN stays NaN.
     """
-    positive = squared > 0
-    # The inner ``where`` keeps sqrt's backward away from 0; the outer one gives 0 with
-    # gradient 0 where the input is 0, and keeps NaN (NaN * 0 is NaN).
-    return torch.where(positive, torch.where(positive, squared, 1.0).sqrt(), squared * 0.0)
+    return _SafeSqrt.apply(squared)
 
 
 def normalize(x: Tensor) -> Tensor:
@@ -145,11 +157,12 @@ def _paired_dot(x: Tensor, y: Tensor) -> Tensor:
 
 
 def _matrix_squared_euclidean(x: Tensor, y: Tensor) -> Tensor:
-    squared = x.pow(2).sum(dim=-1, keepdim=True) + y.pow(2).sum(dim=-1) - 2.0 * (x @ y.T)
+    x_norms = x.pow(2).sum(dim=-1)
+    y_norms = x_norms if y is x else y.pow(2).sum(dim=-1)
+    squared = torch.addmm(x_norms[:, None] + y_norms[None, :], x, y.T, alpha=-2.0)
     squared = squared.clamp_min(0.0)
     if x is y:  # a batch against itself: each row's distance to itself is exactly 0
-        eye = torch.eye(x.shape[0], dtype=torch.bool, device=x.device)
-        squared = squared.masked_fill(eye, 0.0)
+        squared = squared.fill_diagonal_(0.0)
     return squared
 
 

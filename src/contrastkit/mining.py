@@ -219,7 +219,8 @@ def semi_hard_triplets(
       closest negative farther than the positive even beyond the margin, else the
       farthest negative.
 
-    Costs one distance matrix, one sort of its rows and a binary search per positive pair.
+    Costs one distance matrix and one pass over a row of it per anchor-positive pair
+    (in bounded chunks), so about K distance matrices for K samples per class.
 
     Example:
         >>> import torch
@@ -239,20 +240,23 @@ def semi_hard_triplets(
     d = metric.matrix(embeddings, embeddings)
     positive, negative = label_masks(labels)
     inf = torch.tensor(float("inf"), dtype=d.dtype, device=d.device)
-    # each row's negative distances in increasing order (non-negatives pushed to +inf)
-    sorted_d, order = torch.where(negative, d, inf).sort(dim=1, stable=True)
     num_negatives = negative.sum(dim=1)
-    a, p = torch.nonzero(positive, as_tuple=True)
-    keep = num_negatives[a] > 0
-    a, p = a[keep], p[keep]
+    a, p = torch.nonzero(positive & (num_negatives > 0)[:, None], as_tuple=True)
     d_ap = d[a, p]
-    # first negative strictly farther than the positive
-    first = torch.searchsorted(sorted_d[a], d_ap[:, None], right=True).squeeze(1)
-    exists = first < num_negatives[a]
-    position = first.clamp_max(d.shape[1] - 1)
-    chosen_d = sorted_d[a, position]
-    if fallback == "drop":
-        keep = exists & (chosen_d < d_ap + margin)
-        return a[keep], p[keep], order[a, position][keep]
-    position = torch.where(exists, position, num_negatives[a] - 1)
-    return a, p, order[a, position]
+    chosen = torch.empty_like(a)
+    found = torch.empty_like(a, dtype=torch.bool)
+    # one row of candidates per (a, p), in chunks of pairs so memory stays bounded
+    chunk = max(1, (1 << 22) // d.shape[1])
+    for start in range(0, len(a), chunk):
+        rows = slice(start, start + chunk)
+        row_d, row_neg = d[a[rows]], negative[a[rows]]
+        farther = row_neg & (row_d > d_ap[rows, None])
+        closest, index = torch.where(farther, row_d, inf).min(dim=1)
+        if fallback == "drop":
+            found[rows] = closest < d_ap[rows] + margin
+        else:
+            found[rows] = True
+            farthest = torch.where(row_neg, row_d, -inf).argmax(dim=1)
+            index = torch.where(torch.isfinite(closest), index, farthest)
+        chosen[rows] = index
+    return a[found], p[found], chosen[found]
