@@ -90,9 +90,13 @@ def test_quick_start_call_convention():
 
 def test_repr_shows_hyper_parameters():
     text = repr(contrastkit.ContrastiveLoss(margin=2.0, distance="cosine"))
-    assert text == "ContrastiveLoss(margin=2.0, distance='cosine', reduction='mean')"
+    assert text == (
+        "ContrastiveLoss(margin=2.0, distance='cosine', reduction='mean', caffe_legacy=False)"
+    )
     assert "temperature=0.07" in repr(contrastkit.InfoNCELoss())
     assert "margin=0.2" in repr(contrastkit.TripletLoss(margin=0.2))
+    learnable = contrastkit.NTXentLoss(temperature=nn.Parameter(torch.tensor(0.25)))
+    assert "temperature=0.25 (tensor)" in repr(learnable)
 
 
 def test_learnable_temperature_is_registered_and_learned():

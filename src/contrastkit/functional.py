@@ -386,8 +386,12 @@ def batch_hard_triplet_loss(
     positive, negative = label_masks(labels)
     inf = torch.tensor(float("inf"), dtype=d.dtype, device=d.device)
     valid = positive.any(dim=1) & negative.any(dim=1)
-    hardest_positive = torch.where(positive, d, -inf).amax(dim=1)
-    hardest_negative = torch.where(negative, d, inf).amin(dim=1)
+    # gather at argmax/argmin (lowest index on ties) so that values and gradients equal
+    # the indexed form over batch_hard_triplets exactly
+    farthest = torch.where(positive, d, -inf).argmax(dim=1, keepdim=True)
+    closest = torch.where(negative, d, inf).argmin(dim=1, keepdim=True)
+    hardest_positive = d.gather(1, farthest).squeeze(1)
+    hardest_negative = d.gather(1, closest).squeeze(1)
     gap = torch.where(valid, hardest_positive - hardest_negative, 0.0)
     per_anchor = torch.where(valid, (gap + margin).clamp_min(0.0), 0.0)
     if reduction == "mean":

@@ -38,7 +38,32 @@ __all__ = [
 ]
 
 
-class ContrastiveLoss(nn.Module):
+class _LossModule(nn.Module):
+    """Holds a loss's options as attributes; ``forward`` passes them to the function."""
+
+    _option_names: tuple[str, ...] = ()
+
+    def _options(self) -> dict[str, object]:
+        return {name: getattr(self, name) for name in self._option_names}
+
+    def _set_margin_options(self, margin: float, distance: str, reduction: str) -> None:
+        self.margin = check_margin(margin)
+        get_distance(distance)
+        self.distance = distance
+        self.reduction = check_reduction(reduction)
+
+    def extra_repr(self) -> str:
+        """The hyper-parameters, shown in ``repr(self)``."""
+        shown = []
+        for name, value in self._options().items():
+            if isinstance(value, Tensor):
+                shown.append(f"{name}={float(value.detach()):g} (tensor)")
+            else:
+                shown.append(f"{name}={value!r}")
+        return ", ".join(shown)
+
+
+class ContrastiveLoss(_LossModule):
     r"""Pairwise contrastive loss (Hadsell, Chopra & LeCun 2006), y = 1 similar, 0 dissimilar.
 
     .. math::
@@ -55,6 +80,8 @@ class ContrastiveLoss(nn.Module):
         tensor(0.3125)
     """
 
+    _option_names = ("margin", "distance", "reduction", "caffe_legacy")
+
     def __init__(
         self,
         *,
@@ -64,34 +91,15 @@ class ContrastiveLoss(nn.Module):
         caffe_legacy: bool = False,
     ) -> None:
         super().__init__()
-        self.margin = check_margin(margin)
-        get_distance(distance)
-        self.distance = distance
-        self.reduction = check_reduction(reduction)
+        self._set_margin_options(margin, distance, reduction)
         self.caffe_legacy = check_bool("caffe_legacy", caffe_legacy)
 
     def forward(self, x1: Tensor, x2: Tensor, y: Tensor) -> Tensor:
         """Loss of the pairs ``(x1[i], x2[i])`` with labels ``y[i]`` (1 similar, 0 not)."""
-        return F.contrastive_loss(
-            x1,
-            x2,
-            y,
-            margin=self.margin,
-            distance=self.distance,
-            reduction=self.reduction,
-            caffe_legacy=self.caffe_legacy,
-        )
-
-    def extra_repr(self) -> str:
-        """The hyper-parameters, shown in ``repr(self)``."""
-        legacy = ", caffe_legacy=True" if self.caffe_legacy else ""
-        return (
-            f"margin={self.margin}, distance={self.distance!r}, "
-            f"reduction={self.reduction!r}{legacy}"
-        )
+        return F.contrastive_loss(x1, x2, y, **self._options())
 
 
-class TripletLoss(nn.Module):
+class TripletLoss(_LossModule):
     r"""Triplet margin loss :math:`\max(d(a, p) - d(a, n) + m, 0)` (Schroff et al. 2015).
 
     ``margin`` is required; see :func:`contrastkit.functional.triplet_loss`.
@@ -104,6 +112,8 @@ class TripletLoss(nn.Module):
         tensor(0.4000)
     """
 
+    _option_names = ("margin", "distance", "reduction")
+
     def __init__(
         self,
         *,
@@ -112,34 +122,14 @@ class TripletLoss(nn.Module):
         reduction: Reduction = "mean",
     ) -> None:
         super().__init__()
-        self.margin = check_margin(margin)
-        get_distance(distance)
-        self.distance = distance
-        self.reduction = check_reduction(reduction)
+        self._set_margin_options(margin, distance, reduction)
 
     def forward(self, anchor: Tensor, positive: Tensor, negative: Tensor) -> Tensor:
         """Loss of the triplets ``(anchor[i], positive[i], negative[i])``."""
-        return F.triplet_loss(
-            anchor,
-            positive,
-            negative,
-            margin=self.margin,
-            distance=self.distance,
-            reduction=self.reduction,
-        )
-
-    def extra_repr(self) -> str:
-        """The hyper-parameters, shown in ``repr(self)``."""
-        return f"margin={self.margin}, distance={self.distance!r}, reduction={self.reduction!r}"
+        return F.triplet_loss(anchor, positive, negative, **self._options())
 
 
-def _temperature_repr(temperature: float | Tensor) -> str:
-    if isinstance(temperature, Tensor):
-        return f"{float(temperature.detach()):g} (tensor)"
-    return f"{temperature:g}"
-
-
-class InfoNCELoss(nn.Module):
+class InfoNCELoss(_LossModule):
     r"""InfoNCE over a batch of (query, key) pairs; ``symmetric=True`` is CLIP's loss.
 
     .. math::
@@ -155,6 +145,8 @@ class InfoNCELoss(nn.Module):
         >>> round(loss_fn(torch.eye(3), torch.eye(3)).item(), 4)
         0.5514
     """
+
+    _option_names = ("temperature", "normalize", "symmetric", "reduction")
 
     def __init__(
         self,
@@ -173,25 +165,10 @@ class InfoNCELoss(nn.Module):
 
     def forward(self, query: Tensor, key: Tensor, negatives: Tensor | None = None) -> Tensor:
         """Loss of ``query[i]`` picking ``key[i]`` among all keys and ``negatives``."""
-        return F.info_nce(
-            query,
-            key,
-            temperature=self.temperature,
-            normalize=self.normalize,
-            symmetric=self.symmetric,
-            negatives=negatives,
-            reduction=self.reduction,
-        )
-
-    def extra_repr(self) -> str:
-        """The hyper-parameters, shown in ``repr(self)``."""
-        return (
-            f"temperature={_temperature_repr(self.temperature)}, normalize={self.normalize}, "
-            f"symmetric={self.symmetric}, reduction={self.reduction!r}"
-        )
+        return F.info_nce(query, key, negatives=negatives, **self._options())
 
 
-class NTXentLoss(nn.Module):
+class NTXentLoss(_LossModule):
     r"""SimCLR's NT-Xent over the 2N views of N examples (Chen et al. 2020).
 
     See :func:`contrastkit.functional.nt_xent`.
@@ -203,6 +180,8 @@ class NTXentLoss(nn.Module):
         0.5514
     """
 
+    _option_names = ("temperature", "reduction")
+
     def __init__(self, *, temperature: float | Tensor = 0.5, reduction: Reduction = "mean") -> None:
         super().__init__()
         check_temperature(temperature)
@@ -211,19 +190,10 @@ class NTXentLoss(nn.Module):
 
     def forward(self, z1: Tensor, z2: Tensor) -> Tensor:
         """Loss of the two views ``z1[i]``, ``z2[i]`` of each example."""
-        return F.nt_xent(
-            z1,
-            z2,
-            temperature=self.temperature,
-            reduction=self.reduction,
-        )
-
-    def extra_repr(self) -> str:
-        """The hyper-parameters, shown in ``repr(self)``."""
-        return f"temperature={_temperature_repr(self.temperature)}, reduction={self.reduction!r}"
+        return F.nt_xent(z1, z2, **self._options())
 
 
-class SupConLoss(nn.Module):
+class SupConLoss(_LossModule):
     r"""Supervised contrastive loss :math:`L^{sup}_{out}` (Khosla et al. 2020).
 
     See :func:`contrastkit.functional.supcon`.
@@ -235,6 +205,8 @@ class SupConLoss(nn.Module):
         >>> round(SupConLoss(temperature=1.0)(emb, torch.tensor([0, 0, 1])).item(), 4)
         0.3133
     """
+
+    _option_names = ("temperature", "normalize", "reduction")
 
     def __init__(
         self,
@@ -251,23 +223,10 @@ class SupConLoss(nn.Module):
 
     def forward(self, embeddings: Tensor, labels: Tensor) -> Tensor:
         """Loss of the batch ``embeddings`` with integer class ``labels``."""
-        return F.supcon(
-            embeddings,
-            labels,
-            temperature=self.temperature,
-            normalize=self.normalize,
-            reduction=self.reduction,
-        )
-
-    def extra_repr(self) -> str:
-        """The hyper-parameters, shown in ``repr(self)``."""
-        return (
-            f"temperature={_temperature_repr(self.temperature)}, normalize={self.normalize}, "
-            f"reduction={self.reduction!r}"
-        )
+        return F.supcon(embeddings, labels, **self._options())
 
 
-class CosineSimilarityLoss(nn.Module):
+class CosineSimilarityLoss(_LossModule):
     r"""Mean squared error between :math:`\cos(x_1, x_2)` and a target score in [-1, 1].
 
     See :func:`contrastkit.functional.cosine_similarity_loss`.
@@ -280,25 +239,18 @@ class CosineSimilarityLoss(nn.Module):
         tensor(0.2500)
     """
 
+    _option_names = ("reduction",)
+
     def __init__(self, *, reduction: Reduction = "mean") -> None:
         super().__init__()
         self.reduction = check_reduction(reduction)
 
     def forward(self, x1: Tensor, x2: Tensor, score: Tensor) -> Tensor:
         """Loss of the pairs ``(x1[i], x2[i])`` against their target ``score[i]``."""
-        return F.cosine_similarity_loss(
-            x1,
-            x2,
-            score,
-            reduction=self.reduction,
-        )
-
-    def extra_repr(self) -> str:
-        """The hyper-parameters, shown in ``repr(self)``."""
-        return f"reduction={self.reduction!r}"
+        return F.cosine_similarity_loss(x1, x2, score, **self._options())
 
 
-class AllPairsContrastiveLoss(nn.Module):
+class AllPairsContrastiveLoss(_LossModule):
     r"""The contrastive loss over every pair of a labelled batch: ``loss_fn(emb, labels)``.
 
     See :func:`contrastkit.functional.all_pairs_contrastive_loss`.
@@ -311,6 +263,8 @@ class AllPairsContrastiveLoss(nn.Module):
         tensor(0.2300)
     """
 
+    _option_names = ("margin", "distance", "reduction", "caffe_legacy")
+
     def __init__(
         self,
         *,
@@ -320,33 +274,15 @@ class AllPairsContrastiveLoss(nn.Module):
         caffe_legacy: bool = False,
     ) -> None:
         super().__init__()
-        self.margin = check_margin(margin)
-        get_distance(distance)
-        self.distance = distance
-        self.reduction = check_reduction(reduction)
+        self._set_margin_options(margin, distance, reduction)
         self.caffe_legacy = check_bool("caffe_legacy", caffe_legacy)
 
     def forward(self, embeddings: Tensor, labels: Tensor) -> Tensor:
         """Loss over all pairs of ``embeddings`` with integer class ``labels``."""
-        return F.all_pairs_contrastive_loss(
-            embeddings,
-            labels,
-            margin=self.margin,
-            distance=self.distance,
-            reduction=self.reduction,
-            caffe_legacy=self.caffe_legacy,
-        )
-
-    def extra_repr(self) -> str:
-        """The hyper-parameters, shown in ``repr(self)``."""
-        legacy = ", caffe_legacy=True" if self.caffe_legacy else ""
-        return (
-            f"margin={self.margin}, distance={self.distance!r}, "
-            f"reduction={self.reduction!r}{legacy}"
-        )
+        return F.all_pairs_contrastive_loss(embeddings, labels, **self._options())
 
 
-class BatchAllTripletLoss(nn.Module):
+class BatchAllTripletLoss(_LossModule):
     r"""Triplet loss over every valid triplet of a labelled batch (Hermans et al. 2017).
 
     See :func:`contrastkit.functional.batch_all_triplet_loss`.
@@ -359,6 +295,8 @@ class BatchAllTripletLoss(nn.Module):
         tensor(0.6875)
     """
 
+    _option_names = ("margin", "distance", "reduction", "mean_over")
+
     def __init__(
         self,
         *,
@@ -368,33 +306,16 @@ class BatchAllTripletLoss(nn.Module):
         mean_over: Literal["all", "nonzero"] = "all",
     ) -> None:
         super().__init__()
-        self.margin = check_margin(margin)
-        get_distance(distance)
-        self.distance = distance
-        self.reduction = check_reduction(reduction)
+        self._set_margin_options(margin, distance, reduction)
         check_choice("mean_over", mean_over, ("all", "nonzero"))
         self.mean_over = mean_over
 
     def forward(self, embeddings: Tensor, labels: Tensor) -> Tensor:
         """Loss over all valid triplets of ``embeddings`` with integer class ``labels``."""
-        return F.batch_all_triplet_loss(
-            embeddings,
-            labels,
-            margin=self.margin,
-            distance=self.distance,
-            reduction=self.reduction,
-            mean_over=self.mean_over,
-        )
-
-    def extra_repr(self) -> str:
-        """The hyper-parameters, shown in ``repr(self)``."""
-        return (
-            f"margin={self.margin}, distance={self.distance!r}, reduction={self.reduction!r}, "
-            f"mean_over={self.mean_over!r}"
-        )
+        return F.batch_all_triplet_loss(embeddings, labels, **self._options())
 
 
-class BatchHardTripletLoss(nn.Module):
+class BatchHardTripletLoss(_LossModule):
     r"""Each anchor's hardest triplet: farthest positive, closest negative (Hermans et al. 2017).
 
     See :func:`contrastkit.functional.batch_hard_triplet_loss`.
@@ -407,6 +328,8 @@ class BatchHardTripletLoss(nn.Module):
         tensor(1.1250)
     """
 
+    _option_names = ("margin", "distance", "reduction")
+
     def __init__(
         self,
         *,
@@ -415,21 +338,8 @@ class BatchHardTripletLoss(nn.Module):
         reduction: Reduction = "mean",
     ) -> None:
         super().__init__()
-        self.margin = check_margin(margin)
-        get_distance(distance)
-        self.distance = distance
-        self.reduction = check_reduction(reduction)
+        self._set_margin_options(margin, distance, reduction)
 
     def forward(self, embeddings: Tensor, labels: Tensor) -> Tensor:
         """Loss of each anchor's hardest triplet in ``embeddings`` with class ``labels``."""
-        return F.batch_hard_triplet_loss(
-            embeddings,
-            labels,
-            margin=self.margin,
-            distance=self.distance,
-            reduction=self.reduction,
-        )
-
-    def extra_repr(self) -> str:
-        """The hyper-parameters, shown in ``repr(self)``."""
-        return f"margin={self.margin}, distance={self.distance!r}, reduction={self.reduction!r}"
+        return F.batch_hard_triplet_loss(embeddings, labels, **self._options())
