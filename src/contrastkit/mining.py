@@ -32,6 +32,7 @@ from contrastkit._validation import (
     check_choice,
     check_class_labels,
     check_embeddings,
+    check_finite,
     check_margin,
     compute_dtype,
 )
@@ -53,6 +54,7 @@ def _check(embeddings: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
     """Checked embeddings (in their compute dtype) and labels."""
     check_embeddings("embeddings", embeddings)
     labels = check_class_labels("labels", labels, "embeddings", embeddings)
+    check_finite(embeddings=embeddings)
     return embeddings.to(compute_dtype(embeddings)), labels
 
 
@@ -67,6 +69,10 @@ def label_masks(labels: Tensor) -> tuple[Tensor, Tensor]:
                 [1, 0, 0],
                 [0, 0, 0]], dtype=torch.int32)
     """
+    if not isinstance(labels, Tensor) or labels.dim() != 1:
+        shown = tuple(labels.shape) if isinstance(labels, Tensor) else type(labels).__name__
+        raise ValueError(f"labels must be a 1-D tensor of class labels, got {shown}")
+    check_class_labels("labels", labels, "labels", labels)
     same = labels[:, None] == labels[None, :]
     eye = torch.eye(labels.shape[0], dtype=torch.bool, device=labels.device)
     return same & ~eye, ~same
