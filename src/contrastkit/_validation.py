@@ -206,3 +206,14 @@ def compute_dtype(*tensors: Tensor) -> torch.dtype:
     if dtype in (torch.float16, torch.bfloat16):
         dtype = torch.float32
     return dtype
+
+
+def check_embeddings_and_labels(embeddings: object, labels: object) -> tuple[Tensor, Tensor]:
+    """A labelled batch: finite ``(N, D)`` embeddings and ``(N,)`` integer class labels.
+
+    Returns the embeddings in their compute dtype (float32 for half precision).
+    """
+    embeddings = check_embeddings("embeddings", embeddings)
+    labels = check_class_labels("labels", labels, "embeddings", embeddings)
+    check_finite(embeddings=embeddings)
+    return embeddings.to(compute_dtype(embeddings)), labels

@@ -35,6 +35,7 @@ from contrastkit._validation import (
     check_choice,
     check_class_labels,
     check_embeddings,
+    check_embeddings_and_labels,
     check_finite,
     check_margin,
     check_pair_labels,
@@ -178,14 +179,6 @@ def _contrastive_terms(
     return 0.5 * (y * d_squared + (1.0 - y) * dissimilar)
 
 
-def _check_embeddings_and_labels(embeddings: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
-    """Checked embeddings (in their compute dtype) and integer class labels."""
-    check_embeddings("embeddings", embeddings)
-    labels = check_class_labels("labels", labels, "embeddings", embeddings)
-    check_finite(embeddings=embeddings)
-    return embeddings.to(compute_dtype(embeddings)), labels
-
-
 def all_pairs_contrastive_loss(
     embeddings: Tensor,
     labels: Tensor,
@@ -234,7 +227,7 @@ def all_pairs_contrastive_loss(
     metric = get_distance(distance)
     reduction = check_reduction(reduction)
     caffe_legacy = check_bool("caffe_legacy", caffe_legacy)
-    z, labels = _check_embeddings_and_labels(embeddings, labels)
+    z, labels = check_embeddings_and_labels(embeddings, labels)
 
     d, d_squared = _distance_and_square(metric, z, z, paired=False)
     same = (labels[:, None] == labels[None, :]).to(z.dtype)
@@ -305,7 +298,7 @@ def batch_all_triplet_loss(
     metric = get_distance(distance)
     reduction = check_reduction(reduction)
     mean_over = check_choice("mean_over", mean_over, ("all", "nonzero"))  # type: ignore[assignment]
-    z, labels = _check_embeddings_and_labels(embeddings, labels)
+    z, labels = check_embeddings_and_labels(embeddings, labels)
 
     d = metric.matrix(z, z)
     positive, negative = label_masks(labels)
@@ -380,7 +373,7 @@ def batch_hard_triplet_loss(
     margin = check_margin(margin)
     metric = get_distance(distance)
     reduction = check_reduction(reduction)
-    z, labels = _check_embeddings_and_labels(embeddings, labels)
+    z, labels = check_embeddings_and_labels(embeddings, labels)
 
     d = metric.matrix(z, z)
     positive, negative = label_masks(labels)

@@ -31,10 +31,8 @@ from torch import Tensor
 from contrastkit._validation import (
     check_choice,
     check_class_labels,
-    check_embeddings,
-    check_finite,
+    check_embeddings_and_labels,
     check_margin,
-    compute_dtype,
 )
 from contrastkit.distances import DistanceName, get_distance
 
@@ -48,14 +46,6 @@ __all__ = [
 ]
 
 SEMI_HARD_FALLBACKS = ("drop", "tensorflow")
-
-
-def _check(embeddings: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
-    """Checked embeddings (in their compute dtype) and labels."""
-    check_embeddings("embeddings", embeddings)
-    labels = check_class_labels("labels", labels, "embeddings", embeddings)
-    check_finite(embeddings=embeddings)
-    return embeddings.to(compute_dtype(embeddings)), labels
 
 
 def label_masks(labels: Tensor) -> tuple[Tensor, Tensor]:
@@ -95,7 +85,7 @@ def all_pairs(embeddings: Tensor, labels: Tensor) -> tuple[Tensor, Tensor, Tenso
         >>> i.tolist(), j.tolist(), y.tolist()
         ([0, 0, 1], [1, 2, 2], [1, 0, 0])
     """
-    _, labels = _check(embeddings, labels)
+    _, labels = check_embeddings_and_labels(embeddings, labels)
     n = labels.shape[0]
     same = labels[:, None] == labels[None, :]
     return _upper_pairs(torch.ones(n, n, dtype=torch.bool, device=labels.device), same)
@@ -121,7 +111,7 @@ def hard_pairs(
         [(0, 1, 1), (0, 2, 0), (1, 2, 0), (1, 3, 0), (2, 3, 1)]
     """
     metric = get_distance(distance)
-    embeddings, labels = _check(embeddings, labels)
+    embeddings, labels = check_embeddings_and_labels(embeddings, labels)
     d = metric.matrix(embeddings, embeddings)
     positive, negative = label_masks(labels)
     inf = torch.tensor(float("inf"), dtype=d.dtype, device=d.device)
@@ -155,7 +145,7 @@ def batch_all_triplets(
     metric = get_distance(distance)
     if margin is not None:
         margin = check_margin(margin)
-    embeddings, labels = _check(embeddings, labels)
+    embeddings, labels = check_embeddings_and_labels(embeddings, labels)
     positive, negative = label_masks(labels)
     d = metric.matrix(embeddings, embeddings) if margin is not None else None
     n = labels.shape[0]
@@ -193,7 +183,7 @@ def batch_hard_triplets(
         Re-Identification.* arXiv:1703.07737, 2017.
     """
     metric = get_distance(distance)
-    embeddings, labels = _check(embeddings, labels)
+    embeddings, labels = check_embeddings_and_labels(embeddings, labels)
     d = metric.matrix(embeddings, embeddings)
     positive, negative = label_masks(labels)
     inf = torch.tensor(float("inf"), dtype=d.dtype, device=d.device)
@@ -242,7 +232,7 @@ def semi_hard_triplets(
     metric = get_distance(distance)
     margin = check_margin(margin)
     fallback = check_choice("fallback", fallback, SEMI_HARD_FALLBACKS)  # type: ignore[assignment]
-    embeddings, labels = _check(embeddings, labels)
+    embeddings, labels = check_embeddings_and_labels(embeddings, labels)
     d = metric.matrix(embeddings, embeddings)
     positive, negative = label_masks(labels)
     inf = torch.tensor(float("inf"), dtype=d.dtype, device=d.device)
