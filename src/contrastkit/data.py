@@ -156,7 +156,34 @@ def _report_singletons(classes: _Classes, what: str, *, warn: bool = True) -> li
     return singletons
 
 
-class PairDataset(Dataset):
+class _EpochDraws(Dataset):
+    """Labelled samples, grouped by class, and a reproducible draw of items per epoch."""
+
+    def __init__(
+        self, data: Any, labels: Any, *, per_epoch: int | None, per_epoch_name: str, seed: int
+    ) -> None:
+        self.seed = _check_int("seed", seed, minimum=0)
+        self.source = _LabelledSource(data, labels)
+        self.labels = self.source.labels
+        self.classes = _Classes(self.labels)
+        self.per_epoch = len(self.labels) if per_epoch is None else per_epoch
+        _check_int(per_epoch_name, self.per_epoch, minimum=1)
+        # classes that can give two different samples (a positive pair)
+        self.paired_classes = torch.nonzero(self.classes.count >= 2).squeeze(1)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Draw the items of ``epoch`` (the same items for the same seed and epoch)."""
+        self.epoch = _check_int("epoch", epoch, minimum=0)
+        self._draw(_generator(self.seed, epoch))
+
+    def _draw(self, g: torch.Generator) -> None:
+        raise NotImplementedError
+
+    def __len__(self) -> int:
+        return self.per_epoch
+
+
+class PairDataset(_EpochDraws):
     """Pairs ``(x1, x2, y)`` from labelled samples, with balanced negative sampling.
 
     Each epoch draws ``pairs_per_epoch`` pairs (default: one per sample), a fraction
@@ -194,21 +221,17 @@ class PairDataset(Dataset):
             )
         if not 0.0 <= positive_fraction <= 1.0:
             raise ValueError(f"positive_fraction must lie in [0, 1], got {positive_fraction}")
-        self.seed = _check_int("seed", seed, minimum=0)
-        self.source = _LabelledSource(data, labels)
-        self.labels = self.source.labels
-        self.classes = _Classes(self.labels)
-        n = len(self.labels)
-        self.pairs_per_epoch = n if pairs_per_epoch is None else pairs_per_epoch
-        _check_int("pairs_per_epoch", self.pairs_per_epoch, minimum=1)
-        self.num_positive = round(positive_fraction * self.pairs_per_epoch)
-        self.num_negative = self.pairs_per_epoch - self.num_positive
+        super().__init__(
+            data, labels, per_epoch=pairs_per_epoch, per_epoch_name="pairs_per_epoch", seed=seed
+        )
+        self.num_positive = round(positive_fraction * self.per_epoch)
+        self.num_negative = self.per_epoch - self.num_positive
         if self.num_negative and len(self.classes.values) < 2:
             raise ValueError(
                 "negative pairs need at least two classes, got one class "
                 f"({self.classes.values.tolist()}); use positive_fraction=1.0"
             )
-        if self.num_positive and not bool((self.classes.count >= 2).any()):
+        if self.num_positive and len(self.paired_classes) == 0:
             raise ValueError(
                 "positive pairs need a class with at least two samples, but every class "
                 "has a single sample; use positive_fraction=0.0"
@@ -218,14 +241,10 @@ class PairDataset(Dataset):
         )
         self.set_epoch(0)
 
-    def set_epoch(self, epoch: int) -> None:
-        """Draw the pairs of ``epoch`` (the same pairs for the same seed and epoch)."""
-        self.epoch = _check_int("epoch", epoch, minimum=0)
-        g = _generator(self.seed, epoch)
+    def _draw(self, g: torch.Generator) -> None:
         classes = self.classes
-        paired = torch.nonzero(classes.count >= 2).squeeze(1)
         # positives: anchor classes in turn over the classes that have two samples
-        pos_classes = _in_turn(paired, self.num_positive, g)
+        pos_classes = _in_turn(self.paired_classes, self.num_positive, g)
         pos_first, rank = classes.random_member(pos_classes, g)
         pos_second = classes.other_member(pos_classes, rank, g)
         # negatives: anchor classes in turn over all classes, partner from another class
@@ -244,16 +263,13 @@ class PairDataset(Dataset):
         order = torch.randperm(len(first), generator=g)
         self.pairs = (first[order], second[order], y[order])
 
-    def __len__(self) -> int:
-        return self.pairs_per_epoch
-
     def __getitem__(self, index: int) -> tuple[Any, Any, int]:
         first, second, y = self.pairs
         i, j = int(first[index]), int(second[index])
         return self.source.input(i), self.source.input(j), int(y[index])
 
 
-class TripletDataset(Dataset):
+class TripletDataset(_EpochDraws):
     """Triplets ``(anchor, positive, negative)`` from labelled samples.
 
     Each epoch draws ``triplets_per_epoch`` triplets (default: one per sample). Anchor
@@ -280,40 +296,33 @@ class TripletDataset(Dataset):
         triplets_per_epoch: int | None = None,
         seed: int = 0,
     ) -> None:
-        self.seed = _check_int("seed", seed, minimum=0)
-        self.source = _LabelledSource(data, labels)
-        self.labels = self.source.labels
-        self.classes = _Classes(self.labels)
-        n = len(self.labels)
-        self.triplets_per_epoch = n if triplets_per_epoch is None else triplets_per_epoch
-        _check_int("triplets_per_epoch", self.triplets_per_epoch, minimum=1)
+        super().__init__(
+            data,
+            labels,
+            per_epoch=triplets_per_epoch,
+            per_epoch_name="triplets_per_epoch",
+            seed=seed,
+        )
         if len(self.classes.values) < 2:
             raise ValueError(
                 f"triplets need at least two classes, got one ({self.classes.values.tolist()})"
             )
-        if not bool((self.classes.count >= 2).any()):
+        if len(self.paired_classes) == 0:
             raise ValueError(
                 "triplets need a class with at least two samples, but every class has one"
             )
         self.singleton_classes = _report_singletons(self.classes, "an anchor-positive pair")
         self.set_epoch(0)
 
-    def set_epoch(self, epoch: int) -> None:
-        """Draw the triplets of ``epoch`` (the same for the same seed and epoch)."""
-        self.epoch = _check_int("epoch", epoch, minimum=0)
-        g = _generator(self.seed, epoch)
+    def _draw(self, g: torch.Generator) -> None:
         classes = self.classes
-        paired = torch.nonzero(classes.count >= 2).squeeze(1)
-        count = self.triplets_per_epoch
-        anchor_classes = _in_turn(paired, count, g)
+        count = self.per_epoch
+        anchor_classes = _in_turn(self.paired_classes, count, g)
         anchor, rank = classes.random_member(anchor_classes, g)
         positive = classes.other_member(anchor_classes, rank, g)
         negative, _ = classes.random_member(classes.other_class(anchor_classes, g), g)
         order = torch.randperm(count, generator=g)
         self.triplets = (anchor[order], positive[order], negative[order])
-
-    def __len__(self) -> int:
-        return self.triplets_per_epoch
 
     def __getitem__(self, index: int) -> tuple[Any, Any, Any]:
         anchor, positive, negative = (self.source.input(int(t[index])) for t in self.triplets)
