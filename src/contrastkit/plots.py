@@ -1,0 +1,850 @@
+r"""The figures of a contrastive-learning run, drawn with matplotlib.
+
+* :func:`plot_loss_curve`: the pairwise contrastive loss per pair against the distance,
+  as in DrLIM (Hadsell, Chopra & LeCun 2006) and the Caffe siamese tutorial.
+* :func:`plot_embedding`: a 2-D map of the embeddings coloured by class (the network
+  output itself, PCA or t-SNE).
+* :func:`plot_roc`: the ROC curve of the verification rule :math:`d \le t`.
+* :func:`plot_distance_histograms`: the distances of similar and dissimilar pairs.
+* :func:`plot_history`: training and validation curves per epoch.
+* :func:`save_figure`: a PNG on disk, never overwriting by accident.
+
+Conventions shared by every plotting function here:
+
+* It returns ``(fig, ax)``. Given ``ax``, it draws into it and returns
+  ``(ax.figure, ax)``; otherwise it makes a new
+  :class:`matplotlib.figure.Figure` with constrained layout. :mod:`matplotlib.pyplot`
+  is never used: no global state, no GUI backend, and ``fig.savefig(path)`` works
+  anywhere.
+* Data are array-likes: torch tensors (detached and moved to the CPU), numpy arrays or
+  lists. They are checked before anything is drawn; bad input raises
+  :class:`TypeError` or :class:`ValueError` naming the argument, what was expected and
+  what was received.
+* Pair labels: ``1`` = similar, ``0`` = dissimilar; similar pairs are drawn in red,
+  dissimilar pairs in blue.
+
+This is the only module of contrastkit that imports matplotlib.
+
+Example:
+    >>> import io
+    >>> import torch
+    >>> from contrastkit.plots import plot_distance_histograms
+    >>> d = torch.tensor([0.1, 0.3, 0.2, 1.1, 0.9, 1.4])
+    >>> same = torch.tensor([1, 1, 1, 0, 0, 0])
+    >>> fig, ax = plot_distance_histograms(d, same, threshold=0.6, bins=10)
+    >>> fig.savefig(io.BytesIO(), format="png")
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+from matplotlib import colormaps
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure, SubFigure
+from sklearn.decomposition import PCA
+from sklearn.manifold import TSNE
+from sklearn.metrics import auc, roc_curve
+from threadpoolctl import threadpool_limits
+
+from contrastkit._validation import check_bool, check_choice
+from contrastkit.functional import contrastive_loss
+
+__all__ = [
+    "plot_distance_histograms",
+    "plot_embedding",
+    "plot_history",
+    "plot_loss_curve",
+    "plot_roc",
+    "save_figure",
+]
+
+EmbeddingMethod = Literal["auto", "identity", "pca", "tsne"]
+
+_SIMILAR_COLOR = "tab:red"
+_DISSIMILAR_COLOR = "tab:blue"
+_METHODS = ("auto", "identity", "pca", "tsne")
+_MAX_LEGEND_CLASSES = 20
+_TSNE_SERIAL_BELOW = 1000  # points; smaller t-SNE maps run on one thread
+_CHANCE_GID = "contrastkit-chance"
+_TAR_GID = "contrastkit-tar-at-far"
+# prefix of a history key -> line style; the rest of the key picks the colour
+_HISTORY_PREFIXES = {
+    "train_": "-",
+    "training_": "-",
+    "val_": "--",
+    "valid_": "--",
+    "validation_": "--",
+    "test_": ":",
+}
+
+
+# --- checks ------------------------------------------------------------------------
+
+
+def _to_numpy(name: str, value: object) -> np.ndarray:
+    """A tensor, array or (nested) list as a numpy array of real numbers."""
+    if isinstance(value, torch.Tensor):
+        t = value.detach().cpu()
+        if t.is_complex():
+            raise TypeError(f"{name} must hold real numbers, got dtype {t.dtype}")
+        if t.dtype in (torch.float16, torch.bfloat16):
+            t = t.float()
+        array = t.numpy()
+    elif isinstance(value, (str, bytes, Mapping)):
+        raise TypeError(
+            f"{name} must be a tensor, numpy array or list of numbers, got {type(value).__name__}"
+        )
+    else:
+        try:
+            array = np.asarray(value)
+        except (TypeError, ValueError) as error:  # ragged lists
+            raise TypeError(
+                f"{name} must be a tensor, numpy array or list of numbers, got "
+                f"{type(value).__name__} that numpy cannot read as an array ({error})"
+            ) from None
+    if array.dtype.kind not in "biuf":
+        raise TypeError(f"{name} must hold real numbers, got dtype {array.dtype}")
+    return array
+
+
+def _check_finite_array(name: str, array: np.ndarray) -> None:
+    finite = np.isfinite(array)
+    if not finite.all():
+        bad = int(finite.size - finite.sum())
+        raise ValueError(
+            f"{name} must be finite, got {bad} NaN or infinite value(s) out of {finite.size}"
+        )
+
+
+def _check_distances(name: str, value: object) -> np.ndarray:
+    """Non-empty 1-D finite real numbers, as float64."""
+    array = _to_numpy(name, value)
+    if array.ndim != 1:
+        raise ValueError(f"{name} must be 1-D (one value per pair), got shape {array.shape}")
+    if array.size == 0:
+        raise ValueError(f"{name} must hold at least one pair, got an empty array")
+    array = array.astype(np.float64)
+    _check_finite_array(name, array)
+    return array
+
+
+def _check_same(name: str, value: object, like_name: str, like: np.ndarray) -> np.ndarray:
+    """Pair labels 0/1 (bool, integer or float), one per entry of ``like``, as int64."""
+    array = _to_numpy(name, value)
+    if array.shape != like.shape:
+        raise ValueError(
+            f"{name} must have shape {like.shape}, one label per entry of {like_name}, "
+            f"got shape {array.shape}"
+        )
+    if array.dtype.kind == "f":
+        _check_finite_array(name, array)
+    bad = array[(array != 0) & (array != 1)]
+    if bad.size:
+        found = sorted({v.item() for v in np.unique(bad)})[:5]
+        raise ValueError(f"{name} must be 0 (dissimilar) or 1 (similar), got other values {found}")
+    return array.astype(np.int64)
+
+
+def _check_number(name: str, value: object, *, positive: bool = False) -> float:
+    """A finite real Python or numpy number (not a bool); ``> 0`` if ``positive``."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{name} must be a real number, got {type(value).__name__} {value!r}")
+    number = float(value)
+    if not math.isfinite(number):
+        raise ValueError(f"{name} must be finite, got {value!r}")
+    if positive and number <= 0:
+        raise ValueError(f"{name} must be > 0, got {value!r}")
+    return number
+
+
+def _check_int(name: str, value: object, *, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def _figure_and_axes(ax: object, figsize: tuple[float, float]) -> tuple[Figure | SubFigure, Axes]:
+    """The figure and axes to draw into: ``ax`` and its figure, or new ones."""
+    if ax is None:
+        fig = Figure(figsize=figsize, layout="constrained")
+        return fig, fig.add_subplot()
+    if not isinstance(ax, Axes):
+        raise TypeError(f"ax must be a matplotlib Axes or None, got {type(ax).__name__}")
+    return ax.figure, ax
+
+
+# --- the loss --------------------------------------------------------------------
+
+
+def plot_loss_curve(
+    *,
+    margin: float = 1.0,
+    caffe_legacy: bool = False,
+    max_distance: float | None = None,
+    ax: Axes | None = None,
+) -> tuple[Figure | SubFigure, Axes]:
+    r"""Draw the pairwise contrastive loss of one pair against its distance.
+
+    The curves are computed by :func:`contrastkit.functional.contrastive_loss` itself
+    (``reduction="none"``) on 1-D embeddings :math:`x_1 = 0`, :math:`x_2 = d`, so the
+    figure shows the library's loss, not a copy of its formula:
+
+    * similar pairs (:math:`y = 1`): :math:`\tfrac12 d^2`, red dashed line;
+    * dissimilar pairs (:math:`y = 0`): :math:`\tfrac12 \max(m - d, 0)^2`, blue solid
+      line (:math:`\tfrac12 \max(m - d^2, 0)` with ``caffe_legacy=True``).
+
+    A dotted vertical line marks the margin: the distance beyond which a dissimilar
+    pair costs nothing, :math:`d = m` (:math:`d = \sqrt m` with ``caffe_legacy=True``,
+    whose margin bounds :math:`d^2`). It is drawn when it falls inside the plotted range.
+
+    Args:
+        margin: :math:`m > 0`.
+        caffe_legacy: draw Caffe's legacy dissimilar term, as in
+            :func:`contrastkit.functional.contrastive_loss`.
+        max_distance: right end of the distance axis, ``> 0``; by default twice the
+            margin distance (:math:`2m`, or :math:`2\sqrt m` with ``caffe_legacy``).
+        ax: the axes to draw into; a new figure when ``None``.
+
+    Returns:
+        ``(fig, ax)``: the similar-pair line is ``ax.lines[0]``, the dissimilar-pair
+        line ``ax.lines[1]`` and the margin marker ``ax.lines[2]``.
+
+    Raises:
+        TypeError: ``margin`` or ``max_distance`` is not a real number, ``caffe_legacy``
+            not a bool, or ``ax`` not an Axes.
+        ValueError: ``margin`` or ``max_distance`` is not finite and > 0.
+
+    Example:
+        >>> from contrastkit.plots import plot_loss_curve
+        >>> fig, ax = plot_loss_curve(margin=1.0)
+        >>> ax.lines[2].get_label()
+        'margin m = 1'
+        >>> float(ax.lines[1].get_ydata()[0])  # ½ m² at d = 0
+        0.5
+
+    Reference:
+        R. Hadsell, S. Chopra, Y. LeCun. *Dimensionality Reduction by Learning an
+        Invariant Mapping.* CVPR 2006, figure 2.
+    """
+    margin = _check_number("margin", margin, positive=True)
+    caffe_legacy = check_bool("caffe_legacy", caffe_legacy)
+    margin_distance = math.sqrt(margin) if caffe_legacy else margin
+    if max_distance is None:
+        max_distance = 2.0 * margin_distance
+    else:
+        max_distance = _check_number("max_distance", max_distance, positive=True)
+    fig, ax = _figure_and_axes(ax, (6.0, 4.0))
+
+    d = np.linspace(0.0, max_distance, 501)
+    if margin_distance <= max_distance:  # put the kink of the hinge on the grid
+        d = np.union1d(d, [margin_distance])
+    distance = torch.from_numpy(d)
+    origin = torch.zeros(d.size, 1, dtype=torch.float64)
+    losses = {}
+    for y in (1, 0):
+        labels = torch.full((d.size,), y, dtype=torch.float64)
+        losses[y] = contrastive_loss(
+            origin,
+            distance[:, None],
+            labels,
+            margin=margin,
+            caffe_legacy=caffe_legacy,
+            reduction="none",
+        ).numpy()
+
+    dissimilar_term = "½ max(m − d², 0)" if caffe_legacy else "½ max(m − d, 0)²"
+    ax.plot(d, losses[1], color=_SIMILAR_COLOR, linestyle="--", label="similar pairs (y = 1): ½ d²")
+    ax.plot(
+        d,
+        losses[0],
+        color=_DISSIMILAR_COLOR,
+        linestyle="-",
+        label=f"dissimilar pairs (y = 0): {dissimilar_term}",
+    )
+    if margin_distance <= max_distance:
+        label = f"margin m = {margin:g}" + (" (d² = m)" if caffe_legacy else "")
+        ax.axvline(margin_distance, color="0.4", linestyle=":", label=label)
+    ax.set_xlim(0.0, max_distance)
+    ax.set_ylim(bottom=0.0)
+    ax.set_xlabel("distance d")
+    ax.set_ylabel("loss per pair")
+    variant = "Caffe legacy " if caffe_legacy else ""
+    ax.set_title(f"{variant}contrastive loss (Hadsell, Chopra & LeCun 2006)")
+    ax.legend(loc="upper center")
+    return fig, ax
+
+
+# --- embeddings ------------------------------------------------------------------
+
+
+def _check_class_names(
+    class_names: object, classes: np.ndarray
+) -> Mapping[object, str] | Sequence[str] | None:
+    if class_names is None:
+        return None
+    if isinstance(class_names, Mapping):
+        missing = [c.item() for c in classes if c.item() not in class_names]
+        if missing:
+            raise ValueError(
+                f"class_names has no name for label(s) {missing[:10]}, got names for "
+                f"{sorted(class_names, key=repr)[:10]}"
+            )
+        return class_names
+    if isinstance(class_names, Sequence) and not isinstance(class_names, (str, bytes)):
+        out_of_range = [c.item() for c in classes if not 0 <= c < len(class_names)]
+        if out_of_range:
+            raise ValueError(
+                f"class_names is a sequence of {len(class_names)} names, indexed by label, "
+                f"but labels include {out_of_range[:10]}"
+            )
+        return class_names
+    raise TypeError(
+        f"class_names must be a mapping from label to name, a sequence of names indexed by "
+        f"label, or None, got {type(class_names).__name__}"
+    )
+
+
+def _class_colors(n: int) -> list:
+    if n <= 10:
+        return [f"C{i}" for i in range(n)]
+    if n <= 20:
+        return list(colormaps["tab20"].colors[:n])
+    return list(colormaps["turbo"](np.linspace(0.0, 1.0, n)))
+
+
+def _project(
+    z: np.ndarray, method: str, seed: int
+) -> tuple[np.ndarray, str, tuple[str, str], bool]:
+    """2-D coordinates, title, axis labels and whether the axes share one scale."""
+    n, dim = z.shape
+    if method == "auto":
+        method = "identity" if dim == 2 else "pca"
+    if method == "identity":
+        if dim != 2:
+            raise ValueError(
+                f'method="identity" needs 2-D embeddings, got shape {z.shape}; '
+                f'use method="pca" or "tsne"'
+            )
+        return z, "network output (2-D)", ("dimension 1", "dimension 2"), True
+    if n < 2:
+        raise ValueError(f'method="{method}" needs at least 2 embeddings, got shape {z.shape}')
+    if method == "pca":
+        # constant embeddings have no variance: their explained ratio is 0/0, not a warning
+        with np.errstate(divide="ignore", invalid="ignore"):
+            pca = PCA(n_components=2, random_state=seed).fit(z)
+        xy = pca.transform(z)
+        labels = tuple(
+            f"PC {i + 1}" + (f" ({ratio:.0%} of variance)" if np.isfinite(ratio) else "")
+            for i, ratio in enumerate(pca.explained_variance_ratio_)
+        )
+        return xy, f"PCA of the {dim}-D embedding", (labels[0], labels[1]), True
+    if bool((z == z[0]).all()):  # t-SNE of identical points divides by zero (and can crash)
+        raise ValueError(
+            f'method="tsne" needs at least two distinct embeddings, got {n} identical rows'
+        )
+    tsne = TSNE(n_components=2, random_state=seed, init="pca", perplexity=min(30.0, n - 1.0))
+    # t-SNE's OpenMP loop meets at a barrier 1000 times: for small maps on a busy machine
+    # the waits cost seconds (30 s for 30 points measured on 2 loaded cores, 0.05 s serial)
+    threads = 1 if n < _TSNE_SERIAL_BELOW else None
+    with threadpool_limits(limits=threads, user_api="openmp"):
+        xy = tsne.fit_transform(z)
+    return xy, f"t-SNE of the {dim}-D embedding", ("t-SNE 1", "t-SNE 2"), False
+
+
+def plot_embedding(
+    embeddings: object,
+    labels: object,
+    *,
+    method: EmbeddingMethod = "auto",
+    class_names: Mapping[int, str] | Sequence[str] | None = None,
+    seed: int = 0,
+    ax: Axes | None = None,
+) -> tuple[Figure | SubFigure, Axes]:
+    r"""Draw a 2-D map of the embeddings, one colour per class.
+
+    The map is the network output itself when it is 2-D (DrLIM's figures), or a
+    projection of it:
+
+    * ``"identity"``: the embeddings as they are (they must be 2-D); equal axis scales.
+    * ``"pca"``: :class:`sklearn.decomposition.PCA` onto the two main axes; equal axis
+      scales, each labelled with its share of the variance.
+    * ``"tsne"``: :class:`sklearn.manifold.TSNE` with ``init="pca"``,
+      ``perplexity=min(30, N - 1)`` and ``random_state=seed`` (neighbourhoods are
+      kept, distances are not); maps of fewer than 1000 points run on one thread.
+    * ``"auto"``: ``"identity"`` for 2-D embeddings, ``"pca"`` otherwise.
+
+    The title names the map: ``"network output (2-D)"``, ``"PCA of the 64-D
+    embedding"`` or ``"t-SNE of the 64-D embedding"``. Each class is one scatter
+    collection, in increasing label order; up to 20 classes get a legend.
+
+    Args:
+        embeddings: ``(N, D)`` real numbers, :math:`D \ge 2`.
+        labels: ``(N,)`` integer class labels.
+        method: ``"auto"``, ``"identity"``, ``"pca"`` or ``"tsne"``.
+        class_names: the legend's name of each label: a mapping from label to name, or a
+            sequence indexed by label; the labels themselves when ``None``.
+        seed: random state of PCA and t-SNE.
+        ax: the axes to draw into; a new figure when ``None``.
+
+    Returns:
+        ``(fig, ax)``; ``ax.collections[k]`` holds the points of the ``k``-th class.
+
+    Raises:
+        TypeError: non-numeric embeddings, non-integer labels, or a bad ``class_names``,
+            ``seed`` or ``ax``.
+        ValueError: wrong shapes, non-finite embeddings, :math:`D < 2`, an unknown
+            ``method``, or a label without a name in ``class_names``.
+
+    Example:
+        >>> import torch
+        >>> from contrastkit.plots import plot_embedding
+        >>> z = torch.tensor([[0.0, 0.5], [0.5, 0.0], [2.0, 2.5], [2.5, 2.0]])
+        >>> fig, ax = plot_embedding(z, torch.tensor([0, 0, 1, 1]), class_names=["cat", "dog"])
+        >>> ax.get_title()
+        'network output (2-D)'
+        >>> ax.collections[1].get_offsets().tolist()
+        [[2.0, 2.5], [2.5, 2.0]]
+    """
+    z = _to_numpy("embeddings", embeddings)
+    if z.ndim != 2:
+        raise ValueError(f"embeddings must be 2-D (N, D), got shape {z.shape}")
+    if z.shape[0] == 0:
+        raise ValueError(f"embeddings must hold at least one row, got shape {z.shape}")
+    if z.shape[1] < 2:
+        raise ValueError(
+            f"embeddings must have at least 2 features (columns) to be drawn as a 2-D map, "
+            f"got shape {z.shape}"
+        )
+    z = z.astype(np.float64)
+    _check_finite_array("embeddings", z)
+    y = _to_numpy("labels", labels)
+    if y.shape != (z.shape[0],):
+        raise ValueError(
+            f"labels must have shape ({z.shape[0]},), one label per row of embeddings "
+            f"{z.shape}, got shape {y.shape}"
+        )
+    if y.dtype.kind not in "biu":
+        raise TypeError(f"labels must be integer class labels, got dtype {y.dtype}")
+    method = check_choice("method", method, _METHODS)
+    seed = _check_int("seed", seed, minimum=0)
+    classes = np.unique(y)
+    names = _check_class_names(class_names, classes)
+    fig, ax = _figure_and_axes(ax, (5.5, 5.0))
+
+    xy, title, (xlabel, ylabel), equal = _project(z, method, seed)
+    colors = _class_colors(classes.size)
+    size = 20.0 if z.shape[0] <= 2000 else 6.0
+    for color, c in zip(colors, classes, strict=True):
+        name = str(c.item()) if names is None else str(names[c.item()])
+        points = xy[y == c]
+        ax.scatter(points[:, 0], points[:, 1], s=size, color=color, alpha=0.8, label=name)
+    if equal:
+        ax.set_aspect("equal", adjustable="datalim")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    if classes.size <= _MAX_LEGEND_CLASSES:
+        ax.legend(title="class", loc="best", fontsize="small", markerscale=1.5)
+    return fig, ax
+
+
+# --- verification ----------------------------------------------------------------
+
+
+def plot_roc(
+    distances: object,
+    same: object,
+    *,
+    ax: Axes | None = None,
+    label: str | None = None,
+    mark_fars: Sequence[float] = (1e-2, 1e-3),
+) -> tuple[Figure | SubFigure, Axes]:
+    r"""Draw the ROC curve of the verification rule "same if :math:`d \le t`".
+
+    The curve is :func:`sklearn.metrics.roc_curve` of the scores :math:`-d` (a lower
+    distance means more similar): the false accept rate (FAR, dissimilar pairs
+    accepted) against the true accept rate (TAR, similar pairs accepted) as the
+    threshold :math:`t` sweeps. The legend gives the area under the curve; a dashed
+    diagonal shows chance. For each FAR in ``mark_fars`` a point marks the best TAR
+    whose FAR does not exceed it, annotated ``"TAR = … @ FAR ≤ …"``.
+
+    Drawing several curves into one ``ax`` compares models; the chance line is drawn
+    once.
+
+    Args:
+        distances: ``(P,)`` finite distances of ``P`` pairs.
+        same: ``(P,)`` pair labels, 1 = similar, 0 = dissimilar; both must occur.
+        ax: the axes to draw into; a new figure when ``None``.
+        label: the curve's name in the legend (``"ROC"`` when ``None``).
+        mark_fars: false accept rates in ``(0, 1]`` at which to mark the TAR.
+
+    Returns:
+        ``(fig, ax)``; the ROC line is the first line this call drew.
+
+    Raises:
+        TypeError: non-numeric inputs, a non-string ``label`` or a bad ``ax``.
+        ValueError: shapes that differ, non-finite distances, labels other than 0/1,
+            only one class of pairs, or a FAR outside ``(0, 1]``.
+
+    Example:
+        >>> from contrastkit.plots import plot_roc
+        >>> fig, ax = plot_roc([0.1, 0.4, 0.35, 0.8], [1, 1, 0, 0], mark_fars=(0.5,))
+        >>> ax.get_legend().get_texts()[0].get_text()
+        'ROC (AUC = 0.750)'
+    """
+    d = _check_distances("distances", distances)
+    y = _check_same("same", same, "distances", d)
+    counts = np.bincount(y, minlength=2)
+    if counts.min() == 0:
+        raise ValueError(
+            f"same must contain both similar (1) and dissimilar (0) pairs to draw a ROC "
+            f"curve, got {counts[1]} similar and {counts[0]} dissimilar"
+        )
+    if label is not None and not isinstance(label, str):
+        raise TypeError(f"label must be a str or None, got {type(label).__name__}")
+    if isinstance(mark_fars, (str, bytes)) or not isinstance(mark_fars, Sequence):
+        raise TypeError(f"mark_fars must be a sequence of numbers, got {type(mark_fars).__name__}")
+    fars = [_check_number("mark_fars", far) for far in mark_fars]
+    for far in fars:
+        if not 0 < far <= 1:
+            raise ValueError(f"mark_fars must lie in (0, 1], got {far!r}")
+    fig, ax = _figure_and_axes(ax, (5.0, 5.0))
+
+    fpr, tpr, _ = roc_curve(y, -d)
+    # the marks come from every threshold: the drawn curve drops collinear vertices
+    all_fpr, all_tpr, _ = roc_curve(y, -d, drop_intermediate=False)
+    area = auc(fpr, tpr)
+    name = "ROC" if label is None else label
+    (line,) = ax.plot(fpr, tpr, linewidth=1.8, label=f"{name} (AUC = {area:.3f})")
+    if not any(other.get_gid() == _CHANCE_GID for other in ax.lines):
+        (chance,) = ax.plot([0, 1], [0, 1], color="0.6", linestyle="--", label="chance")
+        chance.set_gid(_CHANCE_GID)
+    # the marked points crowd near FAR = 0: their labels are stacked in the free middle
+    # of the axes, below those of earlier curves, each tied to its point by a thin line
+    slot = sum(text.get_gid() == _TAR_GID for text in ax.texts)
+    color = line.get_color()
+    for k, far in enumerate(fars):
+        allowed = all_fpr <= far  # never empty: the curve starts at (0, 0)
+        i = int(np.flatnonzero(allowed)[np.argmax(all_tpr[allowed])])
+        point = (all_fpr[i], all_tpr[i])
+        ax.plot([point[0]], [point[1]], marker="o", color=color, linestyle="none")
+        note = ax.annotate(
+            f"TAR = {point[1]:.3f} @ FAR ≤ {far:g}",
+            xy=point,
+            xytext=(0.3, 0.66 - 0.07 * (slot + k)),
+            textcoords="axes fraction",
+            fontsize="small",
+            color=color,
+            va="center",
+            bbox={"boxstyle": "round,pad=0.2", "facecolor": "white", "edgecolor": color},
+            arrowprops={"arrowstyle": "-", "color": color, "linewidth": 0.6},
+        )
+        note.set_gid(_TAR_GID)
+    ax.set_xlim(0.0, 1.0)
+    ax.set_ylim(0.0, 1.02)
+    ax.set_xlabel("false accept rate (FAR)")
+    ax.set_ylabel("true accept rate (TAR)")
+    ax.set_title("ROC of the rule d ≤ t")
+    handles, labels = ax.get_legend_handles_labels()
+    order = sorted(range(len(handles)), key=lambda j: handles[j].get_gid() == _CHANCE_GID)
+    ax.legend([handles[j] for j in order], [labels[j] for j in order], loc="lower right")
+    return fig, ax
+
+
+def _check_bins(bins: object, d: np.ndarray) -> np.ndarray:
+    """Shared bin edges from a number of bins or from explicit edges."""
+    if isinstance(bins, (int, np.integer)) and not isinstance(bins, bool):
+        return np.histogram_bin_edges(d, bins=_check_int("bins", bins, minimum=1))
+    if isinstance(bins, (str, bytes, bool)) or not isinstance(
+        bins, (Sequence, np.ndarray, torch.Tensor)
+    ):
+        raise TypeError(
+            f"bins must be a number of bins or a sequence of bin edges, got "
+            f"{type(bins).__name__} {bins!r}"
+        )
+    edges = _to_numpy("bins", bins).astype(np.float64)
+    if edges.ndim != 1 or edges.size < 2:
+        raise ValueError(
+            f"bins as edges must be 1-D with at least 2 edges, got shape {edges.shape}"
+        )
+    _check_finite_array("bins", edges)
+    if not (np.diff(edges) > 0).all():
+        raise ValueError(f"bins as edges must increase strictly, got {edges.tolist()[:10]}")
+    return edges
+
+
+def plot_distance_histograms(
+    distances: object,
+    same: object,
+    *,
+    threshold: float | None = None,
+    bins: int | Sequence[float] = 50,
+    ax: Axes | None = None,
+) -> tuple[Figure | SubFigure, Axes]:
+    """Draw the distributions of the distances of similar and dissimilar pairs.
+
+    Two overlaid density histograms (each integrates to 1) on shared bin edges: similar
+    pairs in red (``"similar pairs (y = 1)"``), dissimilar pairs in blue
+    (``"dissimilar pairs (y = 0)"``). A class without pairs is left out. A good
+    embedding separates them; ``threshold``, drawn as a vertical line, is where the
+    verification rule "same if d ≤ t" cuts.
+
+    Args:
+        distances: ``(P,)`` finite distances of ``P`` pairs.
+        same: ``(P,)`` pair labels, 1 = similar, 0 = dissimilar.
+        threshold: a finite distance threshold to mark, or ``None``.
+        bins: the number of bins over the range of all distances, or the bin edges.
+        ax: the axes to draw into; a new figure when ``None``.
+
+    Returns:
+        ``(fig, ax)``; each histogram is a :class:`matplotlib.patches.StepPatch` in
+        ``ax.patches`` whose ``get_data()`` gives its densities and edges.
+
+    Raises:
+        TypeError: non-numeric inputs, or a bad ``threshold``, ``bins`` or ``ax``.
+        ValueError: shapes that differ, non-finite values, labels other than 0/1, or
+            bins that are not positive or not increasing.
+
+    Example:
+        >>> from contrastkit.plots import plot_distance_histograms
+        >>> d, same = [0.2, 0.4, 0.6, 1.2], [1, 1, 0, 0]
+        >>> fig, ax = plot_distance_histograms(d, same, bins=[0.0, 0.5, 1.0, 1.5])
+        >>> [patch.get_label() for patch in ax.patches]
+        ['similar pairs (y = 1)', 'dissimilar pairs (y = 0)']
+        >>> ax.patches[1].get_data().values.tolist()  # densities: each integrates to 1
+        [0.0, 1.0, 1.0]
+    """
+    d = _check_distances("distances", distances)
+    y = _check_same("same", same, "distances", d)
+    if threshold is not None:
+        threshold = _check_number("threshold", threshold)
+    edges = _check_bins(bins, d)
+    fig, ax = _figure_and_axes(ax, (6.0, 4.0))
+
+    for value, color, label in (
+        (1, _SIMILAR_COLOR, "similar pairs (y = 1)"),
+        (0, _DISSIMILAR_COLOR, "dissimilar pairs (y = 0)"),
+    ):
+        selected = d[y == value]
+        if selected.size == 0:
+            continue
+        density, _ = np.histogram(selected, bins=edges, density=True)
+        ax.stairs(
+            density,
+            edges,
+            fill=True,
+            alpha=0.45,
+            color=color,
+            edgecolor=color,
+            linewidth=1.2,
+            label=label,
+        )
+    if threshold is not None:
+        ax.axvline(threshold, color="black", linestyle="--", label=f"threshold = {threshold:.4g}")
+    ax.set_xlabel("distance d")
+    ax.set_ylabel("density")
+    ax.set_title("distances of pairs")
+    ax.legend(loc="best")
+    return fig, ax
+
+
+# --- training --------------------------------------------------------------------
+
+
+def _history_value(where: str, value: object) -> float:
+    """A logged number (Python, numpy or one-element tensor) as a float; NaN stays NaN."""
+    if isinstance(value, torch.Tensor) and value.numel() == 1:
+        value = value.item()
+    elif isinstance(value, np.ndarray) and value.size == 1:
+        value = value.item()
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{where} must be a real number, got {type(value).__name__} {value!r}")
+    return float(value)
+
+
+def _history_style(key: str) -> tuple[str, str]:
+    """(line style, quantity) of a history key: ``"val_loss"`` -> ``("--", "loss")``."""
+    for prefix, style in _HISTORY_PREFIXES.items():
+        if key.startswith(prefix) and len(key) > len(prefix):
+            return style, key[len(prefix) :]
+    return "-", key
+
+
+def plot_history(
+    history: Sequence[Mapping[str, object]],
+    *,
+    keys: Sequence[str] | None = None,
+    ax: Axes | None = None,
+) -> tuple[Figure | SubFigure, Axes]:
+    """Draw training and validation curves per epoch.
+
+    ``history`` is the list of per-epoch records a training loop keeps, such as
+    ``{"epoch": 1, "train_loss": 0.3, "val_loss": 0.35, "val_roc_auc": 0.98}``. Each key
+    is one line against ``"epoch"``, in the order the keys first appear. Keys of one
+    quantity share a colour and differ by style: ``train_*`` solid, ``val_*`` dashed
+    (``test_*`` dotted). An epoch without a key, or with a NaN or infinite value, leaves
+    a gap in that line.
+
+    Args:
+        history: per-epoch mappings, each with an ``"epoch"`` number.
+        keys: the keys to draw; by default every key containing ``"loss"``.
+        ax: the axes to draw into; a new figure when ``None``.
+
+    Returns:
+        ``(fig, ax)``; ``ax.lines[k]`` is the line of the ``k``-th key.
+
+    Raises:
+        TypeError: ``history`` is not a sequence of mappings, ``keys`` not a sequence of
+            strings, or a value is not a number.
+        ValueError: ``history`` is empty, an entry has no ``"epoch"``, a key is unknown
+            (the message lists the available keys), or no key contains ``"loss"``.
+
+    Example:
+        >>> from contrastkit.plots import plot_history
+        >>> history = [
+        ...     {"epoch": 1, "train_loss": 0.30, "val_loss": 0.35},
+        ...     {"epoch": 2, "train_loss": 0.20, "val_loss": 0.28},
+        ... ]
+        >>> fig, ax = plot_history(history)
+        >>> [(line.get_label(), line.get_linestyle()) for line in ax.lines]
+        [('train_loss', '-'), ('val_loss', '--')]
+    """
+    if isinstance(history, (str, bytes, Mapping)) or not isinstance(history, Sequence):
+        raise TypeError(f"history must be a list of per-epoch dicts, got {type(history).__name__}")
+    if len(history) == 0:
+        raise ValueError("history must hold at least one epoch, got an empty history")
+    available: dict[str, None] = {}  # ordered set
+    epochs = []
+    for i, entry in enumerate(history):
+        if not isinstance(entry, Mapping):
+            raise TypeError(f"history[{i}] must be a dict, got {type(entry).__name__}")
+        if "epoch" not in entry:
+            raise ValueError(f'history[{i}] has no "epoch" key, got keys {sorted(map(str, entry))}')
+        epoch = _history_value(f'history[{i}]["epoch"]', entry["epoch"])
+        if not math.isfinite(epoch):
+            raise ValueError(f'history[{i}]["epoch"] must be finite, got {epoch!r}')
+        epochs.append(epoch)
+        available.update(dict.fromkeys(k for k in entry if k != "epoch"))
+
+    if keys is None:
+        keys = [k for k in available if isinstance(k, str) and "loss" in k]
+        if not keys:
+            raise ValueError(
+                f'history has no key containing "loss"; pass keys=, available: {list(available)}'
+            )
+    else:
+        if isinstance(keys, (str, bytes)) or not isinstance(keys, Sequence):
+            raise TypeError(
+                f"keys must be a sequence of key names such as ['train_loss'], got "
+                f"{type(keys).__name__} {keys!r}"
+            )
+        if len(keys) == 0:
+            raise ValueError(f"keys must name at least one key, available: {list(available)}")
+        unknown = [k for k in keys if k not in available]
+        if unknown:
+            raise ValueError(f"keys {unknown} are not in history, available: {list(available)}")
+        keys = list(keys)
+    values = {
+        key: [
+            _history_value(f"history[{i}][{key!r}]", entry[key]) if key in entry else math.nan
+            for i, entry in enumerate(history)
+        ]
+        for key in keys
+    }
+    fig, ax = _figure_and_axes(ax, (6.0, 4.0))
+
+    colors: dict[str, str] = {}
+    marker = "o" if len(history) <= 50 else None
+    for key in keys:
+        style, quantity = _history_style(key)
+        color = colors.setdefault(quantity, f"C{len(colors) % 10}")
+        ax.plot(
+            epochs,
+            values[key],
+            color=color,
+            linestyle=style,
+            marker=marker,
+            markersize=3,
+            label=key,
+        )
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("loss" if all("loss" in key for key in keys) else "value")
+    ax.set_title("training history")
+    ax.legend(loc="best")
+    return fig, ax
+
+
+# --- files -----------------------------------------------------------------------
+
+
+def save_figure(
+    fig: Figure,
+    path: str | os.PathLike[str],
+    *,
+    dpi: float = 120,
+    overwrite: bool = False,
+) -> Path:
+    r"""Save a figure as a PNG file, refusing to replace an existing file by accident.
+
+    Only the file itself is created: not its folder, and no partial file is left behind
+    when drawing fails.
+
+    Args:
+        fig: the figure to save.
+        path: where to write it; the name must end in ``.png`` and its folder must exist.
+        dpi: resolution in dots per inch, ``> 0``.
+        overwrite: replace an existing file at ``path``.
+
+    Returns:
+        The path written, as a :class:`pathlib.Path`.
+
+    Raises:
+        TypeError: ``fig`` is not a Figure, or ``path``, ``dpi`` or ``overwrite`` has the
+            wrong type.
+        ValueError: ``path`` does not end in ``.png`` or ``dpi`` is not > 0.
+        FileNotFoundError: the folder of ``path`` does not exist.
+        FileExistsError: ``path`` exists and ``overwrite`` is ``False``.
+
+    Example:
+        >>> import tempfile
+        >>> from pathlib import Path
+        >>> from contrastkit.plots import plot_loss_curve, save_figure
+        >>> fig, _ = plot_loss_curve()
+        >>> with tempfile.TemporaryDirectory() as folder:
+        ...     path = save_figure(fig, Path(folder) / "loss.png")
+        ...     path.read_bytes()[:8]
+        b'\x89PNG\r\n\x1a\n'
+    """
+    if not isinstance(fig, Figure):
+        raise TypeError(f"fig must be a matplotlib Figure, got {type(fig).__name__}")
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"path must be a str or os.PathLike, got {type(path).__name__}")
+    path = Path(path)
+    if path.suffix.lower() != ".png":
+        raise ValueError(f"path must end in .png, got {str(path)!r}")
+    dpi = _check_number("dpi", dpi, positive=True)
+    overwrite = check_bool("overwrite", overwrite)
+    if not path.parent.is_dir():
+        raise FileNotFoundError(f"path's folder {str(path.parent)!r} does not exist")
+    try:
+        file = path.open("wb" if overwrite else "xb")
+    except FileExistsError:
+        raise FileExistsError(
+            f"path {str(path)!r} already exists; pass overwrite=True to replace it"
+        ) from None
+    try:
+        with file:
+            fig.savefig(file, format="png", dpi=dpi)
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
+    return path
