@@ -11,7 +11,7 @@ dissimilar; class labels are integer tensors.
 tensor(2.)
 """
 
-from contrastkit import data, distances, functional, mining
+from contrastkit import data, distances, functional, mining, models, training
 from contrastkit.distances import (
     DISTANCES,
     SIMILARITIES,
@@ -31,6 +31,12 @@ from contrastkit.losses import (
     SupConLoss,
     TripletLoss,
 )
+from contrastkit.models import ConvEncoder, MLPEncoder, SiameseNetwork
+from contrastkit.training import Trainer
+
+# Imported on use (``from contrastkit import metrics``), so that ``import contrastkit``
+# stays light: ``datasets`` (numpy, Pillow), ``metrics`` (scikit-learn), ``plots``
+# (matplotlib), ``report``, ``experiment`` and ``cli``.
 
 __version__ = "0.1.0"
 
@@ -41,10 +47,14 @@ __all__ = [
     "BatchAllTripletLoss",
     "BatchHardTripletLoss",
     "ContrastiveLoss",
+    "ConvEncoder",
     "CosineSimilarityLoss",
     "InfoNCELoss",
+    "MLPEncoder",
     "NTXentLoss",
+    "SiameseNetwork",
     "SupConLoss",
+    "Trainer",
     "TripletLoss",
     "__version__",
     "data",
@@ -52,7 +62,9 @@ __all__ = [
     "distances",
     "functional",
     "mining",
+    "models",
     "paired_distance",
     "paired_similarity",
     "similarity_matrix",
+    "training",
 ]
