@@ -342,7 +342,8 @@ class Trainer:
     def _save(self) -> None:
         from safetensors.torch import save_file
 
-        assert self.run_dir is not None
+        if self.run_dir is None:
+            return
         folder = self.run_dir / "checkpoints"
         folder.mkdir(parents=True, exist_ok=True)
         final = folder / f"epoch-{self.epoch:04d}"
