@@ -112,24 +112,26 @@ def _to_numpy(name: str, x: object) -> np.ndarray:
             return np.asarray(x)
         except ValueError as error:
             raise ValueError(f"{name} must be a rectangular array, got a ragged list") from error
-    raise TypeError(f"{name} must be a torch.Tensor, numpy array or list, got {type(x).__name__}")
+    raise TypeError(
+        f"{name} must be a tensor, numpy array or list of numbers, got {type(x).__name__}"
+    )
 
 
-def _check_1d_array(name: str, x: object) -> np.ndarray:
-    """A non-empty 1-D numeric array."""
+def _check_1d_array(name: str, x: object, *, item: str = "value") -> np.ndarray:
+    """A non-empty 1-D numeric array (``item`` names one entry in the message)."""
     a = _to_numpy(name, x)
     if a.dtype.kind not in "biuf":
         raise TypeError(f"{name} must hold real numbers, got dtype {a.dtype}")
     if a.ndim != 1:
         raise ValueError(f"{name} must be 1-D, got shape {a.shape}")
     if a.shape[0] == 0:
-        raise ValueError(f"{name} must not be empty, got shape {a.shape}")
+        raise ValueError(f"{name} must hold at least one {item}, got an empty array")
     return a
 
 
 def _check_distances(name: str, x: object) -> np.ndarray:
     """Finite real distances, as float64."""
-    a = _check_1d_array(name, x)
+    a = _check_1d_array(name, x, item="pair")
     if a.dtype.kind == "b":
         raise TypeError(f"{name} must hold real-valued distances, got dtype bool")
     a = a.astype(np.float64)
@@ -145,14 +147,16 @@ def _check_same(name: str, x: object, like_name: str, like: np.ndarray) -> np.nd
     a = _check_1d_array(name, x)
     if a.shape[0] != like.shape[0]:
         raise ValueError(
-            f"{name} must have one entry per entry of {like_name}, got lengths "
-            f"{a.shape[0]} and {like.shape[0]}"
+            f"{name} must have shape {like.shape}, one label per entry of {like_name}, "
+            f"got shape {a.shape}"
         )
     if a.dtype.kind != "b":
         bad = (a != 0) & (a != 1)
         if bad.any():
             found = [v.item() for v in np.unique(a[bad])[:5]]
-            raise ValueError(f"{name} must be 0 (different) or 1 (same), got other values {found}")
+            raise ValueError(
+                f"{name} must be 0 (dissimilar) or 1 (similar), got other values {found}"
+            )
     return a.astype(bool)
 
 
@@ -160,8 +164,8 @@ def _check_both_classes(name: str, same: np.ndarray) -> None:
     n_same = int(same.sum())
     if n_same == 0 or n_same == same.size:
         raise ValueError(
-            f"{name} must contain both classes (1 = same and 0 = different), got "
-            f"{n_same} same and {same.size - n_same} different pair(s)"
+            f"{name} must contain both similar (1) and dissimilar (0) pairs, got "
+            f"{n_same} similar and {same.size - n_same} dissimilar"
         )
 
 

@@ -55,6 +55,7 @@ from threadpoolctl import threadpool_limits
 
 from contrastkit._validation import check_bool, check_choice
 from contrastkit.functional import contrastive_loss
+from contrastkit.metrics import _check_pairs, _roc, _tar
 
 __all__ = [
     "plot_distance_histograms",
@@ -121,35 +122,6 @@ def _check_finite_array(name: str, array: np.ndarray) -> None:
         raise ValueError(
             f"{name} must be finite, got {bad} NaN or infinite value(s) out of {finite.size}"
         )
-
-
-def _check_distances(name: str, value: object) -> np.ndarray:
-    """Non-empty 1-D finite real numbers, as float64."""
-    array = _to_numpy(name, value)
-    if array.ndim != 1:
-        raise ValueError(f"{name} must be 1-D (one value per pair), got shape {array.shape}")
-    if array.size == 0:
-        raise ValueError(f"{name} must hold at least one pair, got an empty array")
-    array = array.astype(np.float64)
-    _check_finite_array(name, array)
-    return array
-
-
-def _check_same(name: str, value: object, like_name: str, like: np.ndarray) -> np.ndarray:
-    """Pair labels 0/1 (bool, integer or float), one per entry of ``like``, as int64."""
-    array = _to_numpy(name, value)
-    if array.shape != like.shape:
-        raise ValueError(
-            f"{name} must have shape {like.shape}, one label per entry of {like_name}, "
-            f"got shape {array.shape}"
-        )
-    if array.dtype.kind == "f":
-        _check_finite_array(name, array)
-    bad = array[(array != 0) & (array != 1)]
-    if bad.size:
-        found = sorted({v.item() for v in np.unique(bad)})[:5]
-        raise ValueError(f"{name} must be 0 (dissimilar) or 1 (similar), got other values {found}")
-    return array.astype(np.int64)
 
 
 def _check_number(name: str, value: object, *, positive: bool = False) -> float:
@@ -501,14 +473,8 @@ def plot_roc(
         >>> ax.get_legend().get_texts()[0].get_text()
         'ROC (AUC = 0.750)'
     """
-    d = _check_distances("distances", distances)
-    y = _check_same("same", same, "distances", d)
-    counts = np.bincount(y, minlength=2)
-    if counts.min() == 0:
-        raise ValueError(
-            f"same must contain both similar (1) and dissimilar (0) pairs to draw a ROC "
-            f"curve, got {counts[1]} similar and {counts[0]} dissimilar"
-        )
+    d, similar = _check_pairs(distances, same, both=True)
+    y = similar.astype(np.int64)
     if label is not None and not isinstance(label, str):
         raise TypeError(f"label must be a str or None, got {type(label).__name__}")
     if isinstance(mark_fars, (str, bytes)) or not isinstance(mark_fars, Sequence):
@@ -520,8 +486,9 @@ def plot_roc(
     fig, ax = _figure_and_axes(ax, (5.0, 5.0))
 
     fpr, tpr, _ = roc_curve(y, -d)
-    # the marks come from every threshold: the drawn curve drops collinear vertices
-    all_fpr, all_tpr, _ = roc_curve(y, -d, drop_intermediate=False)
+    # the marks come from every threshold (contrastkit.metrics' full step curve and its
+    # TAR at a FAR): the drawn curve drops collinear vertices
+    all_fpr, all_tpr, _ = _roc(d, similar)
     area = auc(fpr, tpr)
     name = "ROC" if label is None else label
     (line,) = ax.plot(fpr, tpr, linewidth=1.8, label=f"{name} (AUC = {area:.3f})")
@@ -533,9 +500,8 @@ def plot_roc(
     slot = sum(text.get_gid() == _TAR_GID for text in ax.texts)
     color = line.get_color()
     for k, far in enumerate(fars):
-        allowed = all_fpr <= far  # never empty: the curve starts at (0, 0)
-        i = int(np.flatnonzero(allowed)[np.argmax(all_tpr[allowed])])
-        point = (all_fpr[i], all_tpr[i])
+        tar = _tar(all_fpr, all_tpr, far)
+        point = (float(all_fpr[(all_tpr == tar) & (all_fpr <= far)][0]), tar)
         ax.plot([point[0]], [point[1]], marker="o", color=color, linestyle="none")
         note = ax.annotate(
             f"TAR = {point[1]:.3f} @ FAR ≤ {far:g}",
@@ -623,8 +589,8 @@ def plot_distance_histograms(
         >>> ax.patches[1].get_data().values.tolist()  # densities: each integrates to 1
         [0.0, 1.0, 1.0]
     """
-    d = _check_distances("distances", distances)
-    y = _check_same("same", same, "distances", d)
+    d, similar = _check_pairs(distances, same, both=False)
+    y = similar.astype(np.int64)
     if threshold is not None:
         threshold = _check_number("threshold", threshold)
     edges = _check_bins(bins, d)
