@@ -264,7 +264,7 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def _read_inputs(path: Path, config: Any, spec: dict[str, Any]) -> Any:
-    from contrastkit.datasets import IMAGE_SUFFIXES, DataError, read_features, read_images
+    from contrastkit.datasets import IMAGE_SUFFIXES, DataError, read_feature_vectors, read_images
 
     if not path.exists():
         raise DataError(f"input {path} does not exist")
@@ -283,14 +283,7 @@ def _read_inputs(path: Path, config: Any, spec: dict[str, Any]) -> Any:
         return read_images(files, image_size=size, channels=channels), [str(f) for f in files]
     if path.is_dir():
         raise DataError(f"input {path} is a folder, but the run embeds feature vectors (.npz/.csv)")
-    label_column = config.label_column
-    try:
-        inputs = read_features(path, label_column=label_column, min_classes=1)
-        inputs = inputs.inputs  # type: ignore[union-attr]
-    except DataError as error:
-        if "no column" not in str(error) and "no label array" not in str(error):
-            raise
-        inputs = read_features(path, label_column=None)
+    inputs = read_feature_vectors(path, label_column=config.label_column)
     if inputs.shape[1] != int(spec["in_features"]):  # type: ignore[union-attr]
         raise DataError(
             f"input {path} has {inputs.shape[1]} features, the run was trained on "  # type: ignore[union-attr]

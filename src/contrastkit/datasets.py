@@ -4,7 +4,8 @@
   10 classes), bundled with scikit-learn: nothing is downloaded.
 * :func:`read_image_folder` — a folder with one subfolder of images per class
   (identity), as for face or signature verification.
-* :func:`read_features` — a ``.npz`` or ``.csv`` of feature vectors with a label column.
+* :func:`read_features` — a ``.npz`` or ``.csv`` of feature vectors with a label column
+  (:func:`read_feature_vectors` — the vectors alone, labelled or not).
 * :func:`read_pairs` — a ``.csv`` of explicit pairs ``left,right,label`` whose ``left``
   and ``right`` are image paths relative to the CSV file.
 * :func:`split_indices` — a stratified, seeded train / validation / test split.
@@ -32,6 +33,7 @@ __all__ = [
     "LabelledData",
     "PairData",
     "load_digits",
+    "read_feature_vectors",
     "read_features",
     "read_image_folder",
     "read_images",
@@ -262,28 +264,50 @@ def read_features(
     training; 1 to read a labelled file of a single class, as for embedding it).
     """
     file = Path(path)
+    inputs, y = _read_table(file, label_column, required=True)
+    if y is None:
+        return inputs
+    labels, names = _class_indices(list(y), f"feature file {file}", min_classes)
+    return LabelledData(
+        inputs,
+        labels,
+        names,
+        "vectors",
+        f"feature file {file} ({inputs.shape[0]} × {inputs.shape[1]})",
+    )
+
+
+def read_feature_vectors(path: str | Path, *, label_column: str = "label") -> Tensor:
+    """The feature vectors of a ``.npz`` or ``.csv`` file, labelled or not.
+
+    The label column (or array) is left out when the file has one, whatever its values,
+    so new data can be embedded with or without labels.
+    """
+    return _read_table(Path(path), label_column, required=False)[0]
+
+
+def _read_table(
+    file: Path, label_column: str | None, *, required: bool
+) -> tuple[Tensor, Sequence[object] | None]:
+    """Features (checked) and the raw labels, if asked for and present (or ``required``)."""
     _exists(file, "feature file")
     suffix = file.suffix.lower()
     if suffix == ".npz":
-        x, y = _read_npz(file, label_column)
+        x, y = _read_npz(file, label_column, required=required)
     elif suffix == ".csv":
-        x, y = _read_csv(file, label_column)
+        x, y = _read_csv(file, label_column, required=required)
     else:
         raise DataError(f"feature file {file} must be .npz or .csv, got {suffix or 'no suffix'}")
     if x.ndim != 2 or x.shape[0] == 0 or x.shape[1] == 0:
         raise DataError(f"features in {file} must be a non-empty (N, F) table, got {x.shape}")
     if not np.isfinite(x).all():
         raise DataError(f"features in {file} contain NaN or infinite values")
-    inputs = torch.as_tensor(x, dtype=torch.float32)
-    if y is None:
-        return inputs
-    labels, names = _class_indices(list(y), f"feature file {file}", min_classes)
-    return LabelledData(
-        inputs, labels, names, "vectors", f"feature file {file} ({x.shape[0]} × {x.shape[1]})"
-    )
+    return torch.as_tensor(x, dtype=torch.float32), (None if y is None or not required else y)
 
 
-def _read_npz(file: Path, label_column: str | None) -> tuple[np.ndarray, np.ndarray | None]:
+def _read_npz(
+    file: Path, label_column: str | None, *, required: bool
+) -> tuple[np.ndarray, np.ndarray | None]:
     try:
         archive = np.load(file, allow_pickle=False)
     except (OSError, ValueError) as error:
@@ -305,6 +329,8 @@ def _read_npz(file: Path, label_column: str | None) -> tuple[np.ndarray, np.ndar
             return x, None
         candidates = [label_column] + (["labels", "y"] if label_column == "label" else [])
         label_key = next((k for k in candidates if k in names), None)
+        if label_key is None and not required:
+            return x, None
         if label_key is None:
             raise DataError(
                 f"{file} has no label array '{label_column}' (arrays: {names}); "
@@ -322,7 +348,9 @@ def _read_npz(file: Path, label_column: str | None) -> tuple[np.ndarray, np.ndar
     return x, y
 
 
-def _read_csv(file: Path, label_column: str | None) -> tuple[np.ndarray, list[str] | None]:
+def _read_csv(
+    file: Path, label_column: str | None, *, required: bool
+) -> tuple[np.ndarray, list[str] | None]:
     try:
         with file.open(newline="", encoding="utf-8-sig") as handle:
             rows = list(csv.reader(handle))
@@ -332,6 +360,8 @@ def _read_csv(file: Path, label_column: str | None) -> tuple[np.ndarray, list[st
         raise DataError(f"{file} is empty (expected a header row and one row per sample)")
     header = [h.strip() for h in rows[0]]
     body = [(line, r) for line, r in enumerate(rows[1:], start=2) if r]
+    if label_column is not None and label_column not in header and not required:
+        label_column = None
     if label_column is not None and label_column not in header:
         raise DataError(
             f"{file} has no column '{label_column}' (columns: {', '.join(header)}); "
