@@ -55,6 +55,7 @@ from contrastkit.training import (
     embed,
     latest_checkpoint,
     load_weights,
+    save_weights,
 )
 
 __all__ = ["LOSSES", "ConfigError", "RunConfig", "load_run", "read_data", "train_run"]
@@ -403,16 +404,23 @@ def _pairs_of(data: LabelledData | PairData, seed: int) -> Tensor | None:
         raise DataError(f"{data.source}: a held-out split cannot give pairs ({error})") from None
 
 
-def _pair_distances(
-    model: nn.Module, data: LabelledData | PairData, pairs: Tensor | None, metric: str
-) -> tuple[Tensor, Tensor]:
-    """Distances and labels of the verification pairs; each sample is embedded once."""
+def _embed_split(model: nn.Module, data: LabelledData | PairData) -> Tensor:
+    """The embeddings of a split: one per sample, or the left then the right of each pair."""
     if isinstance(data, PairData):
-        left, right, same = embed(model, data.left), embed(model, data.right), data.same
+        return embed(model, torch.cat([data.left, data.right]))
+    return embed(model, data.inputs)
+
+
+def _pair_distances(
+    emb: Tensor, data: LabelledData | PairData, pairs: Tensor | None, metric: str
+) -> tuple[Tensor, Tensor]:
+    """Distances and labels of a split's verification pairs, from its embeddings."""
+    if isinstance(data, PairData):
+        left, right = emb.chunk(2)
+        same = data.same
     else:
         if pairs is None:
             raise ValueError("labelled data needs its verification pairs")
-        emb = embed(model, data.inputs)
         left, right, same = emb[pairs[0]], emb[pairs[1]], pairs[2]
     return paired_distance(left, right, distance=metric), same  # type: ignore[arg-type]
 
@@ -475,11 +483,12 @@ def train_run(
     def evaluate(m: nn.Module) -> dict[str, float]:
         from contrastkit.metrics import precision_at_1
 
-        out = {"val_roc_auc": roc_auc(*_pair_distances(m, val, val_pairs, config.distance))}
+        emb = _embed_split(m, val)
+        out = {"val_roc_auc": roc_auc(*_pair_distances(emb, val, val_pairs, config.distance))}
         if isinstance(val, LabelledData):
             try:
                 out["val_precision_at_1"] = precision_at_1(
-                    embed(m, val.inputs), val.labels, distance=config.distance
+                    emb, val.labels, distance=config.distance
                 )
             except ValueError:  # no class with two validation samples
                 pass
@@ -522,12 +531,8 @@ def train_run(
     history = trainer.fit(resume=resume)
     train_seconds = time.perf_counter() - started
 
-    from safetensors.torch import save_file
-
     model.cpu()
-    save_file(
-        {k: v.contiguous() for k, v in model.state_dict().items()}, str(run / "model.safetensors")
-    )
+    save_weights(model, run / "model.safetensors")
     metrics = evaluate_run(model, config, val, test)
     metrics["history"] = history
     metrics["data"] = {
@@ -538,7 +543,7 @@ def train_run(
         "classes": len(data.class_names) if isinstance(data, LabelledData) else None,
     }
     metrics["notes"] = notes
-    figures = _figures(plots, model, config, metrics, val, test, run)
+    figures = _figures(plots, config, metrics, test, run)
     metrics["seconds"] = {"training": train_seconds, "total": time.perf_counter() - started}
     (run / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     report.write_report(run / "report.html", config=config, metrics=metrics, figures=figures)
@@ -560,8 +565,9 @@ def evaluate_run(
     from contrastkit.metrics import retrieval_metrics, verification_metrics
 
     val_pairs, test_pairs = _pairs_of(val, config.seed + 2), _pairs_of(test, config.seed + 3)
-    val_d, val_same = _pair_distances(model, val, val_pairs, config.distance)
-    test_d, test_same = _pair_distances(model, test, test_pairs, config.distance)
+    test_emb = _embed_split(model, test)
+    val_d, val_same = _pair_distances(_embed_split(model, val), val, val_pairs, config.distance)
+    test_d, test_same = _pair_distances(test_emb, test, test_pairs, config.distance)
     out: dict[str, Any] = {
         "distance": config.distance,
         "test": verification_metrics(val_d, val_same, test_d, test_same),
@@ -571,36 +577,28 @@ def evaluate_run(
         ks = tuple(k for k in (1, 5, 10) if k < len(test))
         try:
             out["test"].update(
-                retrieval_metrics(
-                    embed(model, test.inputs), test.labels, distance=config.distance, ks=ks
-                )
+                retrieval_metrics(test_emb, test.labels, distance=config.distance, ks=ks)
             )
         except ValueError as error:
             out["retrieval_skipped"] = str(error)
-    out["_test_distances"] = test_d.tolist()
-    out["_test_same"] = test_same.tolist()
+    # for the figures; train_run takes them out before metrics.json is written
+    out["_test_distances"], out["_test_same"], out["_test_embeddings"] = test_d, test_same, test_emb
     return out
 
 
 def _figures(
-    plots: Any,
-    model: nn.Module,
-    config: RunConfig,
-    metrics: dict[str, Any],
-    val: LabelledData | PairData,
-    test: LabelledData | PairData,
-    run: Path,
+    plots: Any, config: RunConfig, metrics: dict[str, Any], test: LabelledData | PairData, run: Path
 ) -> dict[str, Path]:
     folder = run / "figures"
     folder.mkdir(exist_ok=True)
-    distances = torch.tensor(metrics.pop("_test_distances"))
-    same = torch.tensor(metrics.pop("_test_same"))
+    distances, same = metrics.pop("_test_distances"), metrics.pop("_test_same")
+    embeddings = metrics.pop("_test_embeddings")
     drawn: dict[str, Any] = {}
     if config.loss == "contrastive":
         drawn["loss_curve"] = plots.plot_loss_curve(margin=config.margin)[0]
     if isinstance(test, LabelledData):
         drawn["embedding"] = plots.plot_embedding(
-            embed(model, test.inputs), test.labels, class_names=test.class_names, seed=config.seed
+            embeddings, test.labels, class_names=test.class_names, seed=config.seed
         )[0]
     drawn["roc"] = plots.plot_roc(distances, same)[0]
     drawn["distances"] = plots.plot_distance_histograms(

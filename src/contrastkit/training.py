@@ -72,6 +72,7 @@ __all__ = [
     "embed",
     "latest_checkpoint",
     "load_weights",
+    "save_weights",
 ]
 
 Event = Literal["on_batch_end", "on_epoch_end", "on_train_end"]
@@ -340,8 +341,6 @@ class Trainer:
         return record
 
     def _save(self) -> None:
-        from safetensors.torch import save_file
-
         if self.run_dir is None:
             return
         folder = self.run_dir / "checkpoints"
@@ -351,7 +350,7 @@ class Trainer:
         if tmp.exists():
             shutil.rmtree(tmp)
         tmp.mkdir()
-        save_file(_weights(self.model), str(tmp / "model.safetensors"))
+        save_weights(self.model, tmp / "model.safetensors")
         state = {
             "epoch": self.epoch,
             "step": self.step,
@@ -396,8 +395,12 @@ def _floats(terms: Mapping[str, Tensor], total: Tensor) -> dict[str, float]:
     return out
 
 
-def _weights(model: nn.Module) -> dict[str, Tensor]:
-    return {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
+def save_weights(model: nn.Module, path: str | Path) -> None:
+    """Write ``model``'s state dict to a ``.safetensors`` file (CPU, contiguous copies)."""
+    from safetensors.torch import save_file
+
+    state = {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
+    save_file(state, str(path))
 
 
 def latest_checkpoint(run_dir: str | Path) -> Path | None:
