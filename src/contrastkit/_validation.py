@@ -217,3 +217,17 @@ def check_embeddings_and_labels(embeddings: object, labels: object) -> tuple[Ten
     labels = check_class_labels("labels", labels, "embeddings", embeddings)
     check_finite(embeddings=embeddings)
     return embeddings.to(compute_dtype(embeddings)), labels
+
+
+def check_chunk_size(chunk_size: object) -> int | None:
+    """``chunk_size`` is None (chosen from the sizes) or a positive int (rows per tile)."""
+    if chunk_size is None:
+        return None
+    if isinstance(chunk_size, bool) or not isinstance(chunk_size, int):
+        raise TypeError(
+            f"chunk_size must be a positive int or None, got {type(chunk_size).__name__} "
+            f"{chunk_size!r}"
+        )
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be a positive int or None, got {chunk_size}")
+    return chunk_size

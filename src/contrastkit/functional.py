@@ -17,8 +17,14 @@ Conventions shared by every function here:
   to the inputs in their own dtype.
 * **Gradients** are finite everywhere, including at zero distance and for zero vectors.
 
-These are the simple exact implementations: every faster path added later is tested
-against them.
+**Large batches**: the losses over all pairs of a batch (:func:`info_nce`,
+:func:`nt_xent`, :func:`supcon`, :func:`all_pairs_contrastive_loss`,
+:func:`batch_all_triplet_loss`, :func:`batch_hard_triplet_loss`) never build the
+``N × N`` matrix once it would exceed ``2**22`` entries (about 2,048 rows against
+2,048): they walk over tiles of rows instead, with the same value and gradient in
+``O(N·D)`` memory plus one tile. ``chunk_size=k`` forces tiles of ``k`` rows at any
+size; the simple implementation below each is the reference the tiled one is tested
+against.
 """
 
 from __future__ import annotations
@@ -29,10 +35,12 @@ import torch
 from torch import Tensor
 from torch.nn.functional import cross_entropy
 
+from contrastkit import _tiled
 from contrastkit._validation import (
     Reduction,
     check_bool,
     check_choice,
+    check_chunk_size,
     check_class_labels,
     check_embeddings,
     check_embeddings_and_labels,
@@ -58,6 +66,7 @@ from contrastkit.distances import normalize as unit_rows
 from contrastkit.mining import label_masks  # `normalize` is an argument name
 
 __all__ = [
+    "ReconstructionKind",
     "Reduction",
     "all_pairs_contrastive_loss",
     "batch_all_triplet_loss",
@@ -66,6 +75,7 @@ __all__ = [
     "cosine_similarity_loss",
     "info_nce",
     "nt_xent",
+    "reconstruction_loss",
     "supcon",
     "triplet_loss",
 ]
@@ -187,6 +197,7 @@ def all_pairs_contrastive_loss(
     distance: DistanceName = "euclidean",
     reduction: Reduction = "mean",
     caffe_legacy: bool = False,
+    chunk_size: int | None = None,
 ) -> Tensor:
     r"""The contrastive loss over every pair of a labelled batch, from its distance matrix.
 
@@ -208,6 +219,12 @@ def all_pairs_contrastive_loss(
         reduction: ``"mean"`` over the pairs, ``"sum"``, or ``"none"`` (one value per pair,
             in the order of :func:`contrastkit.mining.all_pairs`).
         caffe_legacy: Caffe's legacy dissimilar term, as in :func:`contrastive_loss`.
+        chunk_size: rows per tile of the memory-efficient path; ``None`` takes it, with
+            tiles of about ``2**23`` entries, once the batch's matrix would exceed
+            ``2**22`` entries (see the module notes).
+            The tiled path takes the Euclidean, squared Euclidean and cosine distances
+            with ``reduction`` "mean" or "sum" (``"none"`` returns the :math:`N^2 / 2`
+            values themselves, so it always builds them).
 
     Shape:
         ``embeddings``: :math:`(N, D)`; ``labels``: :math:`(N,)`; output: scalar, or
@@ -227,12 +244,29 @@ def all_pairs_contrastive_loss(
     metric = get_distance(distance)
     reduction = check_reduction(reduction)
     caffe_legacy = check_bool("caffe_legacy", caffe_legacy)
+    chunk_size = check_chunk_size(chunk_size)
     z, labels = check_embeddings_and_labels(embeddings, labels)
+    n = z.shape[0]
+    tileable = reduction != "none" and metric.name in _tiled.TILED_DISTANCES
+    if chunk_size is not None and not tileable:
+        raise ValueError(
+            "chunk_size needs distance euclidean, squared_euclidean or cosine and reduction "
+            f"'mean' or 'sum', got distance={metric.name!r}, reduction={reduction!r}"
+        )
+    if tileable and _tiled.use_tiles(n, n, chunk_size):
+        total = _tiled.all_pairs_contrastive_sum(
+            z,
+            labels,
+            distance=metric.name,
+            margin=margin,
+            caffe_legacy=caffe_legacy,
+            rows=_tiled.tile_rows(n, chunk_size),
+        )
+        return total / max(n * (n - 1) // 2, 1) if reduction == "mean" else total
 
     d, d_squared = _distance_and_square(metric, z, z, paired=False)
     same = (labels[:, None] == labels[None, :]).to(z.dtype)
     per_pair = _contrastive_terms(d, d_squared, same, margin, caffe_legacy)
-    n = z.shape[0]
     if reduction == "none":
         i, j = torch.triu_indices(n, n, offset=1, device=z.device)
         return per_pair[i, j]
@@ -249,6 +283,7 @@ def batch_all_triplet_loss(
     distance: DistanceName = "euclidean",
     reduction: Reduction = "mean",
     mean_over: Literal["all", "nonzero"] = "all",
+    chunk_size: int | None = None,
 ) -> Tensor:
     r"""The triplet loss over every valid triplet of a labelled batch, without listing them.
 
@@ -279,6 +314,10 @@ def batch_all_triplet_loss(
         reduction: ``"mean"`` (see ``mean_over``), ``"sum"`` over triplets, or ``"none"``:
             one value per anchor, the sum over its triplets.
         mean_over: ``"all"`` or ``"nonzero"``.
+        chunk_size: rows per tile of the memory-efficient path; ``None`` takes it, with
+            tiles of about ``2**20`` entries, once the batch's matrix would exceed
+            ``2**22`` entries (see the module notes).
+            The tiled path takes the Euclidean, squared Euclidean and cosine distances.
 
     Shape:
         ``embeddings``: :math:`(N, D)`; ``labels``: :math:`(N,)`; output: scalar, or
@@ -298,7 +337,29 @@ def batch_all_triplet_loss(
     metric = get_distance(distance)
     reduction = check_reduction(reduction)
     mean_over = check_choice("mean_over", mean_over, ("all", "nonzero"))  # type: ignore[assignment]
+    chunk_size = check_chunk_size(chunk_size)
     z, labels = check_embeddings_and_labels(embeddings, labels)
+    n = z.shape[0]
+    tileable = metric.name in _tiled.TILED_DISTANCES
+    if chunk_size is not None and not tileable:
+        raise ValueError(
+            f"chunk_size needs distance euclidean, squared_euclidean or cosine, got {metric.name!r}"
+        )
+    if tileable and _tiled.use_tiles(n, n, chunk_size):
+        per_anchor, count_all, count_nonzero = _tiled.batch_all_triplet_sums(
+            z,
+            labels,
+            distance=metric.name,
+            margin=margin,
+            rows=_tiled.tile_rows(n, chunk_size, share=8),
+            eager=reduction != "none",
+        )
+        if reduction == "none":
+            return per_anchor
+        total = per_anchor.sum()
+        if reduction == "sum":
+            return total
+        return total / (count_all if mean_over == "all" else count_nonzero).clamp_min(1)
 
     d = metric.matrix(z, z)
     positive, negative = label_masks(labels)
@@ -337,6 +398,7 @@ def batch_hard_triplet_loss(
     margin: float,
     distance: DistanceName = "euclidean",
     reduction: Reduction = "mean",
+    chunk_size: int | None = None,
 ) -> Tensor:
     r"""Batch-hard triplet loss (Hermans et al. 2017): each anchor's hardest triplet.
 
@@ -355,6 +417,11 @@ def batch_hard_triplet_loss(
         margin: :math:`m \ge 0`.
         distance: a name from :data:`contrastkit.distances.DISTANCES`.
         reduction: ``"mean"`` over valid anchors, ``"sum"`` or ``"none"`` (one per anchor).
+        chunk_size: rows per tile of the memory-efficient path; ``None`` takes it, with
+            tiles of about ``2**23`` entries, once the batch's matrix would exceed
+            ``2**22`` entries (see the module notes).
+            The tiled path finds each anchor's pair of samples in tiles, then computes
+            the loss from those ``2N`` distances alone.
 
     Shape:
         ``embeddings``: :math:`(N, D)`; ``labels``: :math:`(N,)`; output: scalar, or
@@ -373,7 +440,18 @@ def batch_hard_triplet_loss(
     margin = check_margin(margin)
     metric = get_distance(distance)
     reduction = check_reduction(reduction)
+    chunk_size = check_chunk_size(chunk_size)
     z, labels = check_embeddings_and_labels(embeddings, labels)
+    n = z.shape[0]
+    if _tiled.use_tiles(n, n, chunk_size):
+        farthest, closest, valid = _tiled.batch_hard_indices(
+            z.detach(), labels, distance=metric.name, rows=_tiled.tile_rows(n, chunk_size)
+        )
+        gap = metric.paired(z, z[farthest]) - metric.paired(z, z[closest])
+        per_anchor = torch.where(valid, (torch.where(valid, gap, 0.0) + margin).clamp_min(0.0), 0.0)
+        if reduction == "mean":
+            return per_anchor.sum() / valid.sum().clamp_min(1)
+        return _reduce(per_anchor, reduction)
 
     d = metric.matrix(z, z)
     positive, negative = label_masks(labels)
@@ -478,6 +556,7 @@ def info_nce(
     symmetric: bool = False,
     negatives: Tensor | None = None,
     reduction: Reduction = "mean",
+    chunk_size: int | None = None,
 ) -> Tensor:
     r"""InfoNCE (van den Oord et al. 2018): pick each query's own key out of the batch.
 
@@ -508,6 +587,10 @@ def info_nce(
         negatives: extra negatives, shared by every query :math:`(M, D)` or per query
             :math:`(N, K, D)`.
         reduction: ``"mean"`` over queries, ``"sum"`` or ``"none"``.
+        chunk_size: rows per tile of the memory-efficient path; ``None`` takes it, with
+            tiles of about ``2**23`` entries, once the batch's matrix would exceed
+            ``2**22`` entries (see the module notes).
+            Shared ``negatives`` count as more keys.
 
     Shape:
         ``query``, ``key``: :math:`(N, D)`; output: scalar, or :math:`(N,)` with
@@ -532,6 +615,7 @@ def info_nce(
     normalize = check_bool("normalize", normalize)
     symmetric = check_bool("symmetric", symmetric)
     reduction = check_reduction(reduction)
+    chunk_size = check_chunk_size(chunk_size)
     _check_paired_embeddings(query=query, key=key)
     temperature = check_temperature(temperature, device=query.device)
     n, d = query.shape
@@ -550,6 +634,15 @@ def info_nce(
     q, k = query.to(dtype), key.to(dtype)
     if normalize:
         q, k = unit_rows(q), unit_rows(k)
+    neg = None
+    if negatives is not None:
+        neg = negatives.to(dtype)
+        if normalize:
+            neg = unit_rows(neg)
+    shared = neg.shape[0] if neg is not None and neg.dim() == 2 else 0
+    if _tiled.use_tiles(n, n + shared, chunk_size):
+        per_query = _info_nce_tiles(q, k, neg, temperature, symmetric, reduction, chunk_size)
+        return _reduce(per_query, reduction)
     logits = (q @ k.T) / temperature
     targets = torch.arange(n, device=q.device)
     if symmetric:
@@ -558,14 +651,38 @@ def info_nce(
             + cross_entropy(logits.T, targets, reduction="none")
         )
         return _reduce(per_query, reduction)
-    if negatives is not None:
-        neg = negatives.to(dtype)
-        if normalize:
-            neg = unit_rows(neg)
+    if neg is not None:
         extra = q @ neg.T if neg.dim() == 2 else torch.einsum("nd,nkd->nk", q, neg)
         logits = torch.cat([logits, extra / temperature], dim=1)
     per_query = cross_entropy(logits, targets, reduction="none")
     return _reduce(per_query, reduction)
+
+
+def _info_nce_tiles(
+    q: Tensor,
+    k: Tensor,
+    neg: Tensor | None,
+    temperature: float | Tensor,
+    symmetric: bool,
+    reduction: str,
+    chunk_size: int | None,
+) -> Tensor:
+    """Per-query InfoNCE from tiled log-sum-exps; the positives' logits in O(N·D)."""
+    a = q / temperature
+    positive = (a * k).sum(dim=1)
+    eager = reduction != "none"
+    if symmetric:
+        rows = _tiled.tile_rows(k.shape[0], chunk_size)
+        by_row, by_column = _tiled.row_column_logsumexp(a, k, rows=rows, eager=eager)
+        return 0.5 * (by_row + by_column) - positive
+    keys, extra = k, None
+    if neg is not None and neg.dim() == 2:
+        keys = torch.cat([k, neg])
+    elif neg is not None:
+        extra = torch.einsum("nd,nkd->nk", a, neg)
+    hint = a.new_ones(a.shape[0]) if eager else None
+    rows = _tiled.tile_rows(keys.shape[0], chunk_size)
+    return _tiled.row_logsumexp(a, keys, rows=rows, extra=extra, hint=hint) - positive
 
 
 def nt_xent(
@@ -574,6 +691,7 @@ def nt_xent(
     *,
     temperature: float | Tensor = 0.5,
     reduction: Reduction = "mean",
+    chunk_size: int | None = None,
 ) -> Tensor:
     r"""NT-Xent, the normalized temperature-scaled cross-entropy of SimCLR (Chen et al. 2020).
 
@@ -593,6 +711,9 @@ def nt_xent(
         z2: embeddings of the second views.
         temperature: :math:`\tau > 0` (SimCLR's default 0.5).
         reduction: ``"mean"`` over the 2N anchors, ``"sum"`` or ``"none"``.
+        chunk_size: rows per tile of the memory-efficient path; ``None`` takes it, with
+            tiles of about ``2**23`` entries, once the batch's matrix would exceed
+            ``2**22`` entries (see the module notes).
 
     Shape:
         ``z1``, ``z2``: :math:`(N, D)`; output: scalar, or :math:`(2N,)` with
@@ -614,6 +735,7 @@ def nt_xent(
         Learning of Visual Representations.* ICML 2020.
     """
     reduction = check_reduction(reduction)
+    chunk_size = check_chunk_size(chunk_size)
     _check_paired_embeddings(z1=z1, z2=z2)
     temperature = check_temperature(temperature, device=z1.device)
     check_same_device(z1=z1, z2=z2)
@@ -622,10 +744,16 @@ def nt_xent(
     n = z1.shape[0]
     dtype = compute_dtype(z1, z2)
     z = unit_rows(torch.cat([z1, z2]).to(dtype))
+    twins = torch.arange(2 * n, device=z.device).roll(n)
+    if _tiled.use_tiles(2 * n, 2 * n, chunk_size):
+        a = z / temperature
+        hint = a.new_ones(2 * n) if reduction != "none" else None
+        rows = _tiled.tile_rows(2 * n, chunk_size)
+        lse = _tiled.row_logsumexp(a, z, rows=rows, mask_self=True, hint=hint)
+        return _reduce(lse - (a * z[twins]).sum(dim=1), reduction)
     logits = (z @ z.T) / temperature
     self_mask = torch.eye(2 * n, dtype=torch.bool, device=z.device)
     logits = logits.masked_fill(self_mask, float("-inf"))
-    twins = torch.arange(2 * n, device=z.device).roll(n)
     per_anchor = cross_entropy(logits, twins, reduction="none")
     return _reduce(per_anchor, reduction)
 
@@ -637,6 +765,7 @@ def supcon(
     temperature: float | Tensor = 0.1,
     normalize: bool = True,
     reduction: Reduction = "mean",
+    chunk_size: int | None = None,
 ) -> Tensor:
     r"""Supervised contrastive loss, :math:`L^{sup}_{out}` of Khosla et al. (2020).
 
@@ -663,6 +792,10 @@ def supcon(
         normalize: project the embeddings on the unit sphere first (as the paper does);
             ``False`` uses raw dot products.
         reduction: ``"mean"`` over anchors with a positive, ``"sum"`` or ``"none"``.
+        chunk_size: rows per tile of the memory-efficient path; ``None`` takes it, with
+            tiles of about ``2**23`` entries, once the batch's matrix would exceed
+            ``2**22`` entries (see the module notes).
+            The positives' logits come from per-class sums, so no label mask is built.
 
     Shape:
         ``embeddings``: :math:`(N, D)`; ``labels``: :math:`(N,)`; output: scalar, or
@@ -683,6 +816,7 @@ def supcon(
     """
     normalize = check_bool("normalize", normalize)
     reduction = check_reduction(reduction)
+    chunk_size = check_chunk_size(chunk_size)
     check_embeddings("embeddings", embeddings)
     temperature = check_temperature(temperature, device=embeddings.device)
     n = embeddings.shape[0]
@@ -695,6 +829,8 @@ def supcon(
     if n == 1:  # no other sample: no positive, and no denominator to normalize over
         per_anchor = z.sum(dim=1) * 0.0
         return per_anchor.sum() if reduction != "none" else per_anchor
+    if _tiled.use_tiles(n, n, chunk_size):
+        return _supcon_tiles(z, labels, temperature, reduction, chunk_size)
     self_mask = torch.eye(n, dtype=torch.bool, device=z.device)
     logits = ((z @ z.T) / temperature).masked_fill(self_mask, float("-inf"))
     log_prob = logits - torch.logsumexp(logits, dim=1, keepdim=True)
@@ -704,6 +840,26 @@ def supcon(
     per_anchor = 0.0 - summed / num_positives.clamp_min(1).to(z.dtype)  # +0.0, not -0.0
     if reduction == "mean":
         return per_anchor.sum() / num_positives.gt(0).sum().clamp_min(1)
+    return _reduce(per_anchor, reduction)
+
+
+def _supcon_tiles(
+    z: Tensor, labels: Tensor, temperature: float | Tensor, reduction: str, chunk_size: int | None
+) -> Tensor:
+    """SupCon from tiled log-sum-exps; each anchor's positives through its class's sum."""
+    _, inverse, counts = torch.unique(labels, return_inverse=True, return_counts=True)
+    class_sums = z.new_zeros(counts.shape[0], z.shape[1]).index_add(0, inverse, z)
+    positives = counts[inverse] - 1
+    has_positive = positives > 0
+    a = z / temperature
+    # mean over p in P(i) of a_i · z_p = a_i · (sum of i's class - z_i) / |P(i)|
+    mean_positive = (a * (class_sums[inverse] - z)).sum(dim=1) / positives.clamp_min(1)
+    hint = has_positive.to(z.dtype) if reduction != "none" else None
+    rows = _tiled.tile_rows(z.shape[0], chunk_size)
+    lse = _tiled.row_logsumexp(a, z, rows=rows, mask_self=True, hint=hint)
+    per_anchor = torch.where(has_positive, lse - mean_positive, 0.0)
+    if reduction == "mean":
+        return per_anchor.sum() / has_positive.sum().clamp_min(1)
     return _reduce(per_anchor, reduction)
 
 
@@ -753,3 +909,198 @@ def cosine_similarity_loss(
     dtype = compute_dtype(x1, x2)
     cos = SIMILARITIES["cosine"].paired(x1.to(dtype), x2.to(dtype))
     return _reduce((cos - target.to(dtype)).pow(2), reduction)
+
+
+# --- reconstruction (autoencoders) ----------------------------------------------------
+
+ReconstructionKind = Literal["mse", "bce", "bce_with_logits", "cross_entropy"]
+RECONSTRUCTION_KINDS: tuple[str, ...] = ("mse", "bce", "bce_with_logits", "cross_entropy")
+
+
+def _check_unit_interval(name: str, t: Tensor, kind: str, hint: str = "") -> None:
+    if bool(((t < 0) | (t > 1)).any()):
+        raise ValueError(
+            f"{name} must lie in [0, 1] for kind={kind!r}{hint}, got values from "
+            f"{float(t.min())} to {float(t.max())}"
+        )
+
+
+def _check_reconstruction_inputs(reconstruction: object, target: object, kind: str) -> bool:
+    """Checks for :func:`reconstruction_loss`; returns whether ``target`` holds class indices."""
+    if not isinstance(reconstruction, Tensor):
+        raise TypeError(
+            f"reconstruction must be a torch.Tensor, got {type(reconstruction).__name__}"
+        )
+    if not isinstance(target, Tensor):
+        raise TypeError(f"target must be a torch.Tensor, got {type(target).__name__}")
+    if not reconstruction.is_floating_point():
+        raise TypeError(
+            f"reconstruction must be a real floating-point tensor, got dtype {reconstruction.dtype}"
+        )
+    shape = tuple(reconstruction.shape)
+    min_dim = 2 if kind == "cross_entropy" else 1
+    if reconstruction.dim() < min_dim:
+        expected = "(N, C, ...) logits" if kind == "cross_entropy" else "(N, ...)"
+        raise ValueError(
+            f"reconstruction must be at least {min_dim}-D {expected} for kind={kind!r}, "
+            f"got shape {shape}"
+        )
+    if reconstruction.numel() == 0:
+        raise ValueError(
+            f"reconstruction must hold at least one sample with at least one element, "
+            f"got shape {shape}"
+        )
+    indices = kind == "cross_entropy" and not target.is_floating_point()
+    if indices:
+        if target.dtype == torch.bool or target.is_complex():
+            raise TypeError(
+                "target must be integer class indices or floating-point class probabilities "
+                f"for kind='cross_entropy', got dtype {target.dtype}"
+            )
+        expected_shape = (shape[0], *shape[2:])
+        if tuple(target.shape) != expected_shape:
+            raise ValueError(
+                f"target of class indices must have shape {expected_shape} (reconstruction "
+                f"{shape} without its class dimension), got {tuple(target.shape)}"
+            )
+    else:
+        if not target.is_floating_point():
+            raise TypeError(
+                f"target must be a real floating-point tensor for kind={kind!r}, got dtype "
+                f"{target.dtype} (convert it with .float())"
+            )
+        check_same_shape(reconstruction=reconstruction, target=target)
+    check_same_device(reconstruction=reconstruction, target=target)
+    if indices:
+        check_finite(reconstruction=reconstruction)
+        classes = shape[1]
+        if bool(((target < 0) | (target >= classes)).any()):
+            raise ValueError(
+                f"target class indices must lie in [0, {classes - 1}] for {classes} classes, "
+                f"got values from {int(target.min())} to {int(target.max())}"
+            )
+        return True
+    check_finite(reconstruction=reconstruction, target=target)
+    if kind == "bce":
+        _check_unit_interval(
+            "reconstruction",
+            reconstruction,
+            kind,
+            " (probabilities; for logits use kind='bce_with_logits')",
+        )
+    if kind in ("bce", "bce_with_logits", "cross_entropy"):
+        _check_unit_interval("target", target, kind)
+    return False
+
+
+def reconstruction_loss(
+    reconstruction: Tensor,
+    target: Tensor,
+    *,
+    kind: ReconstructionKind = "mse",
+    reduction: Reduction = "mean",
+) -> Tensor:
+    r"""How far each reconstruction is from its target: the objective of an autoencoder.
+
+    Each of the :math:`N` samples of shape ``(N, ...)`` gets one value, the mean of an
+    element-wise loss over its :math:`D` non-batch elements. With :math:`\hat x` the
+    reconstruction and :math:`x` the target:
+
+    * ``"mse"``, squared error:
+
+      .. math::
+          \ell_n = \frac{1}{D} \sum_{k=1}^{D} (\hat x_{nk} - x_{nk})^2
+
+    * ``"bce"``, binary cross-entropy of probabilities :math:`\hat x \in [0, 1]` against
+      targets :math:`x \in [0, 1]`:
+
+      .. math::
+          \ell_n = -\frac{1}{D} \sum_{k=1}^{D} \left[ x_{nk} \log \hat x_{nk}
+          + (1 - x_{nk}) \log (1 - \hat x_{nk}) \right]
+
+      computed by :func:`torch.nn.functional.binary_cross_entropy`: each logarithm is
+      clamped at :math:`-100`, so a reconstruction of exactly 0 or 1 costs at most 100 per
+      element, and the gradient :math:`(\hat x - x) / (\hat x (1 - \hat x))` has its
+      denominator clamped at :math:`10^{-12}`, so it stays finite there too.
+
+    * ``"bce_with_logits"``, the same with :math:`\hat x = \sigma(z)` for logits :math:`z`,
+      computed stably as :math:`\max(z, 0) - z x + \log(1 + e^{-|z|})` (finite values and
+      gradients for any finite logit).
+
+    * ``"cross_entropy"``, for logits of shape ``(N, C, ...)`` over :math:`C` classes
+      (for example 256 intensity levels per pixel), with :math:`P` positions per sample
+      (the product of the dimensions after ``C``; 1 for ``(N, C)``) and
+      :math:`p_{n \cdot j} = \operatorname{softmax}_c(z_{n \cdot j})`:
+
+      .. math::
+          \ell_n = -\frac{1}{P} \sum_{j=1}^{P} \log p_{n c_{nj} j}
+          \quad\text{or}\quad
+          \ell_n = -\frac{1}{P} \sum_{j=1}^{P} \sum_{c=1}^{C} q_{ncj} \log p_{ncj}
+
+      for a target of integer class indices :math:`c_{nj}` of shape ``(N, ...)`` (the
+      logits' shape without ``C``), or of class probabilities :math:`q \in [0, 1]` of the
+      logits' shape, as :func:`torch.nn.functional.cross_entropy` takes them (rows of
+      ``q`` are expected to sum to 1 over ``C``; this is not checked). There is no
+      ``ignore_index``, no class weights and no label smoothing.
+
+    For a denoising autoencoder the target is the clean input, not the noisy one.
+
+    Args:
+        reconstruction: the decoder's output: values for ``"mse"``, probabilities in
+            ``[0, 1]`` for ``"bce"``, logits for ``"bce_with_logits"`` and
+            ``"cross_entropy"``.
+        target: what should have been reconstructed (see ``kind`` for its form).
+        kind: ``"mse"``, ``"bce"``, ``"bce_with_logits"`` or ``"cross_entropy"``.
+        reduction: ``"mean"`` over samples, ``"sum"`` over samples, or ``"none"`` (one
+            value per sample, for example as an anomaly score).
+
+    Shape:
+        ``reconstruction``: :math:`(N, *)`, at least 1-D (``(N,)`` is one element per
+        sample), :math:`(N, C, *)` for ``"cross_entropy"``; ``target``: the same shape,
+        or :math:`(N, *)` of class indices for ``"cross_entropy"``; output: scalar, or
+        :math:`(N,)` with ``reduction="none"``.
+
+    Example:
+        >>> import torch
+        >>> from contrastkit.functional import reconstruction_loss
+        >>> x = torch.tensor([[0.0, 1.0], [1.0, 1.0]])
+        >>> x_hat = torch.tensor([[0.5, 1.0], [1.0, 0.0]])
+        >>> reconstruction_loss(x_hat, x, reduction="none")  # 0.25 / 2 and 1 / 2
+        tensor([0.1250, 0.5000])
+        >>> reconstruction_loss(x_hat, x, reduction="sum")
+        tensor(0.6250)
+
+    Relations:
+        Every sample has the same number of elements, so ``reduction="mean"`` equals
+        torch's ``mse_loss``, ``binary_cross_entropy``, ``binary_cross_entropy_with_logits``
+        and ``cross_entropy`` with their ``reduction="mean"``. ``"sum"`` is the sum of
+        the per-sample means, torch's sum divided by :math:`D` (or :math:`P`).
+
+    Reference:
+        G. E. Hinton, R. R. Salakhutdinov. *Reducing the Dimensionality of Data with
+        Neural Networks.* Science 313, 2006. P. Vincent, H. Larochelle, Y. Bengio,
+        P.-A. Manzagol. *Extracting and Composing Robust Features with Denoising
+        Autoencoders.* ICML 2008.
+    """
+    kind = check_choice("kind", kind, RECONSTRUCTION_KINDS)  # type: ignore[assignment]
+    reduction = check_reduction(reduction)
+    indices = _check_reconstruction_inputs(reconstruction, target, kind)
+
+    if indices:
+        dtype = compute_dtype(reconstruction)
+        goal = target.long()
+    else:
+        dtype = compute_dtype(reconstruction, target)
+        goal = target.to(dtype)
+    r = reconstruction.to(dtype)
+    nnf = torch.nn.functional
+    if kind == "mse":
+        per_element = (r - goal).pow(2)
+    elif kind == "bce":
+        per_element = nnf.binary_cross_entropy(r, goal, reduction="none")
+    elif kind == "bce_with_logits":
+        per_element = nnf.binary_cross_entropy_with_logits(r, goal, reduction="none")
+    else:
+        per_element = nnf.cross_entropy(r, goal, reduction="none")
+    per_sample = per_element.reshape(r.shape[0], -1).mean(dim=1)
+    return _reduce(per_sample, reduction)

@@ -6,6 +6,9 @@ documentation live.
 
 A temperature may be given as an :class:`torch.nn.Parameter`; the Module then
 registers it, so an optimizer over ``loss_fn.parameters()`` learns it.
+
+The losses over all pairs of a batch take ``chunk_size`` (rows per tile of their
+memory-efficient path; ``None`` chooses from the batch size), as their functions do.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from contrastkit._validation import (
     Reduction,
     check_bool,
     check_choice,
+    check_chunk_size,
     check_margin,
     check_reduction,
     check_temperature,
@@ -33,6 +37,7 @@ __all__ = [
     "CosineSimilarityLoss",
     "InfoNCELoss",
     "NTXentLoss",
+    "ReconstructionLoss",
     "SupConLoss",
     "TripletLoss",
 ]
@@ -146,7 +151,7 @@ class InfoNCELoss(_LossModule):
         0.5514
     """
 
-    _option_names = ("temperature", "normalize", "symmetric", "reduction")
+    _option_names = ("temperature", "normalize", "symmetric", "reduction", "chunk_size")
 
     def __init__(
         self,
@@ -155,6 +160,7 @@ class InfoNCELoss(_LossModule):
         normalize: bool = True,
         symmetric: bool = False,
         reduction: Reduction = "mean",
+        chunk_size: int | None = None,
     ) -> None:
         super().__init__()
         check_temperature(temperature)
@@ -162,6 +168,7 @@ class InfoNCELoss(_LossModule):
         self.normalize = check_bool("normalize", normalize)
         self.symmetric = check_bool("symmetric", symmetric)
         self.reduction = check_reduction(reduction)
+        self.chunk_size = check_chunk_size(chunk_size)
 
     def forward(self, query: Tensor, key: Tensor, negatives: Tensor | None = None) -> Tensor:
         """Loss of ``query[i]`` picking ``key[i]`` among all keys and ``negatives``."""
@@ -180,13 +187,20 @@ class NTXentLoss(_LossModule):
         0.5514
     """
 
-    _option_names = ("temperature", "reduction")
+    _option_names = ("temperature", "reduction", "chunk_size")
 
-    def __init__(self, *, temperature: float | Tensor = 0.5, reduction: Reduction = "mean") -> None:
+    def __init__(
+        self,
+        *,
+        temperature: float | Tensor = 0.5,
+        reduction: Reduction = "mean",
+        chunk_size: int | None = None,
+    ) -> None:
         super().__init__()
         check_temperature(temperature)
         self.temperature = temperature
         self.reduction = check_reduction(reduction)
+        self.chunk_size = check_chunk_size(chunk_size)
 
     def forward(self, z1: Tensor, z2: Tensor) -> Tensor:
         """Loss of the two views ``z1[i]``, ``z2[i]`` of each example."""
@@ -206,7 +220,7 @@ class SupConLoss(_LossModule):
         0.3133
     """
 
-    _option_names = ("temperature", "normalize", "reduction")
+    _option_names = ("temperature", "normalize", "reduction", "chunk_size")
 
     def __init__(
         self,
@@ -214,12 +228,14 @@ class SupConLoss(_LossModule):
         temperature: float | Tensor = 0.1,
         normalize: bool = True,
         reduction: Reduction = "mean",
+        chunk_size: int | None = None,
     ) -> None:
         super().__init__()
         check_temperature(temperature)
         self.temperature = temperature
         self.normalize = check_bool("normalize", normalize)
         self.reduction = check_reduction(reduction)
+        self.chunk_size = check_chunk_size(chunk_size)
 
     def forward(self, embeddings: Tensor, labels: Tensor) -> Tensor:
         """Loss of the batch ``embeddings`` with integer class ``labels``."""
@@ -263,7 +279,7 @@ class AllPairsContrastiveLoss(_LossModule):
         tensor(0.2300)
     """
 
-    _option_names = ("margin", "distance", "reduction", "caffe_legacy")
+    _option_names = ("margin", "distance", "reduction", "caffe_legacy", "chunk_size")
 
     def __init__(
         self,
@@ -272,10 +288,12 @@ class AllPairsContrastiveLoss(_LossModule):
         distance: DistanceName = "euclidean",
         reduction: Reduction = "mean",
         caffe_legacy: bool = False,
+        chunk_size: int | None = None,
     ) -> None:
         super().__init__()
         self._set_margin_options(margin, distance, reduction)
         self.caffe_legacy = check_bool("caffe_legacy", caffe_legacy)
+        self.chunk_size = check_chunk_size(chunk_size)
 
     def forward(self, embeddings: Tensor, labels: Tensor) -> Tensor:
         """Loss over all pairs of ``embeddings`` with integer class ``labels``."""
@@ -295,7 +313,7 @@ class BatchAllTripletLoss(_LossModule):
         tensor(0.6875)
     """
 
-    _option_names = ("margin", "distance", "reduction", "mean_over")
+    _option_names = ("margin", "distance", "reduction", "mean_over", "chunk_size")
 
     def __init__(
         self,
@@ -304,11 +322,13 @@ class BatchAllTripletLoss(_LossModule):
         distance: DistanceName = "euclidean",
         reduction: Reduction = "mean",
         mean_over: Literal["all", "nonzero"] = "all",
+        chunk_size: int | None = None,
     ) -> None:
         super().__init__()
         self._set_margin_options(margin, distance, reduction)
         check_choice("mean_over", mean_over, ("all", "nonzero"))
         self.mean_over = mean_over
+        self.chunk_size = check_chunk_size(chunk_size)
 
     def forward(self, embeddings: Tensor, labels: Tensor) -> Tensor:
         """Loss over all valid triplets of ``embeddings`` with integer class ``labels``."""
@@ -328,7 +348,7 @@ class BatchHardTripletLoss(_LossModule):
         tensor(1.1250)
     """
 
-    _option_names = ("margin", "distance", "reduction")
+    _option_names = ("margin", "distance", "reduction", "chunk_size")
 
     def __init__(
         self,
@@ -336,10 +356,44 @@ class BatchHardTripletLoss(_LossModule):
         margin: float,
         distance: DistanceName = "euclidean",
         reduction: Reduction = "mean",
+        chunk_size: int | None = None,
     ) -> None:
         super().__init__()
         self._set_margin_options(margin, distance, reduction)
+        self.chunk_size = check_chunk_size(chunk_size)
 
     def forward(self, embeddings: Tensor, labels: Tensor) -> Tensor:
         """Loss of each anchor's hardest triplet in ``embeddings`` with class ``labels``."""
         return F.batch_hard_triplet_loss(embeddings, labels, **self._options())
+
+
+class ReconstructionLoss(_LossModule):
+    r"""An autoencoder's reconstruction error, one value per sample before reduction.
+
+    .. math::
+        \ell_n = \frac{1}{D} \sum_{k=1}^{D} (\hat x_{nk} - x_{nk})^2 \quad (\texttt{kind="mse"})
+
+    and the binary or categorical cross-entropy for the other kinds; see
+    :func:`contrastkit.functional.reconstruction_loss`.
+
+    Example:
+        >>> import torch
+        >>> from contrastkit import ReconstructionLoss
+        >>> x = torch.tensor([[0.0, 1.0], [1.0, 1.0]])
+        >>> ReconstructionLoss(reduction="none")(torch.tensor([[0.5, 1.0], [1.0, 0.0]]), x)
+        tensor([0.1250, 0.5000])
+    """
+
+    _option_names = ("kind", "reduction")
+
+    def __init__(
+        self, *, kind: F.ReconstructionKind = "mse", reduction: Reduction = "mean"
+    ) -> None:
+        super().__init__()
+        check_choice("kind", kind, F.RECONSTRUCTION_KINDS)
+        self.kind = kind
+        self.reduction = check_reduction(reduction)
+
+    def forward(self, reconstruction: Tensor, target: Tensor) -> Tensor:
+        """Loss of ``reconstruction[i]`` against ``target[i]`` (the clean input)."""
+        return F.reconstruction_loss(reconstruction, target, **self._options())

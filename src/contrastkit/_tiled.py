@@ -1,0 +1,603 @@
+"""Exact all-pairs losses over row tiles: O(N·D + tile) memory instead of O(N²).
+
+The public functions of :mod:`contrastkit.functional` call these when a batch is large
+(or when asked to with ``chunk_size``); their simple implementations stay the reference
+these are tested against, in value and in gradient.
+
+Each kernel walks over tiles of ``rows`` rows against every column, so the largest
+temporary is one ``(rows, M)`` tile, never the ``(N, M)`` matrix:
+
+* **log-sum-exp over rows** (:func:`row_logsumexp`, InfoNCE, NT-Xent, SupCon): each tile
+  ``S = A_t Bᵀ`` is shifted by its row maxima and exponentiated in place. The loss only
+  needs each row's log-sum-exp; the terms that pick the positives out are linear in the
+  embeddings and are computed outside, by ordinary autograd, in O(N·D).
+* **log-sum-exp over rows and columns** (:func:`row_column_logsumexp`, CLIP's loss): the
+  column sums are accumulated across tiles with a running shift; a column whose sum
+  would underflow is recomputed exactly.
+* **distance tiles** (:func:`all_pairs_contrastive_sum`, :func:`batch_all_triplet_sums`,
+  :func:`batch_hard_indices`): distances of a tile of rows to every row, label masks
+  built inside the tile.
+
+Gradients are built while the tiles are at hand, in the forward pass, for the weights a
+``"mean"`` or ``"sum"`` reduction will give them; ``backward`` then only scales them. If
+the upstream gradient has other weights (``reduction="none"`` followed by anything), the
+tiles are computed again with those weights. With no gradient needed, no gradient work
+is done.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from contrastkit.distances import DISTANCES, normalize
+
+__all__ = [
+    "TILED_DISTANCES",
+    "all_pairs_contrastive_sum",
+    "batch_all_triplet_sums",
+    "batch_hard_indices",
+    "row_column_logsumexp",
+    "row_logsumexp",
+    "tile_rows",
+    "use_tiles",
+]
+
+TILE_ELEMENTS = 1 << 23
+"""Elements of one tile when the size is chosen automatically (32 MiB in float32)."""
+
+AUTO_ELEMENTS = 1 << 22
+"""Above this many elements in the full matrix, the tiled path is taken automatically."""
+
+TILED_DISTANCES = ("euclidean", "squared_euclidean", "cosine")
+"""Distances whose gradient the distance kernels build from matrix products."""
+
+
+def use_tiles(n_rows: int, n_cols: int, chunk_size: int | None) -> bool:
+    """Whether to take the tiled path: asked for, or the full matrix would be large."""
+    return chunk_size is not None or n_rows * n_cols > AUTO_ELEMENTS
+
+
+def tile_rows(n_cols: int, chunk_size: int | None, *, share: int = 1) -> int:
+    """Rows per tile: ``chunk_size``, or as many as fit in ``TILE_ELEMENTS / share``."""
+    if chunk_size is not None:
+        return chunk_size
+    return max(1, TILE_ELEMENTS // share // max(n_cols, 1))
+
+
+def _tiny(dtype: torch.dtype) -> float:
+    # sums of exponentials below this are recomputed with their own shift: above it, every
+    # term that matters is a normal number
+    return float(torch.finfo(dtype).tiny) ** 0.5
+
+
+def _proportional(grad: Tensor, weights: Tensor, first: int) -> Tensor | None:
+    """``c`` with ``grad == c * weights`` exactly (weights of 0 and 1), else None."""
+    c = grad[first] if weights[first] > 0 else grad.new_zeros(())
+    return c if torch.equal(grad, c * weights) else None
+
+
+# --------------------------------------------------------------------------------------
+# log-sum-exp over the rows of A Bᵀ
+
+
+def _row_pass(
+    a: Tensor,
+    b: Tensor,
+    extra: Tensor | None,
+    mask_self: bool,
+    rows: int,
+    weights: Tensor | None,
+    needs: tuple[bool, bool, bool],
+) -> tuple[Tensor, Tensor | None, Tensor | None, Tensor | None]:
+    """Row log-sum-exp of ``[A Bᵀ, extra]`` and, with ``weights``, its weighted gradients."""
+    n, m = a.shape[0], b.shape[0]
+    lse = a.new_empty(n)
+    work = weights is not None
+    grad_a = a.new_empty(a.shape) if work and needs[0] else None
+    grad_b = torch.zeros_like(b) if work and needs[1] else None
+    grad_e = extra.new_empty(extra.shape) if work and needs[2] and extra is not None else None
+    buffer = a.new_empty(min(rows, n), m)
+    b_t = b.T
+    for start in range(0, n, rows):
+        stop = min(start + rows, n)
+        a_t = a[start:stop]
+        s = torch.mm(a_t, b_t, out=buffer[: stop - start])
+        if mask_self:
+            s.diagonal(offset=start).fill_(float("-inf"))
+        top = s.amax(dim=1, keepdim=True)
+        if extra is not None:
+            e = extra[start:stop]
+            top = torch.maximum(top, e.amax(dim=1, keepdim=True))
+        p = s.sub_(top).exp_()
+        total = p.sum(dim=1, keepdim=True)
+        if extra is not None:
+            pe = (e - top).exp()
+            total += pe.sum(dim=1, keepdim=True)
+        lse[start:stop] = (top + total.log()).squeeze(1)
+        if weights is None:
+            continue
+        scale = weights[start:stop, None] / total
+        if grad_a is not None:
+            torch.mm(p, b, out=grad_a[start:stop])
+            grad_a[start:stop] *= scale
+        if grad_b is not None:
+            grad_b.addmm_(p.T, a_t * scale)
+        if grad_e is not None:
+            grad_e[start:stop] = pe * scale
+    return lse, grad_a, grad_b, grad_e
+
+
+class _RowLogSumExp(torch.autograd.Function):
+    @staticmethod
+    def forward(  # type: ignore[override]
+        ctx: Any,
+        a: Tensor,
+        b: Tensor,
+        extra: Tensor | None,
+        mask_self: bool,
+        rows: int,
+        hint: Tensor | None,
+    ) -> Tensor:
+        needs = tuple(ctx.needs_input_grad[:3])
+        ctx.options = (mask_self, rows)
+        ctx.save_for_backward(a, b, extra)
+        ctx.eager = None
+        if hint is not None and any(needs):
+            lse, *grads = _row_pass(a, b, extra, mask_self, rows, hint, needs)  # type: ignore[arg-type]
+            ctx.eager = (hint, int(hint.argmax()), grads)
+            return lse
+        return _row_pass(a, b, extra, mask_self, rows, None, needs)[0]  # type: ignore[arg-type]
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
+        a, b, extra = ctx.saved_tensors
+        if ctx.eager is not None:
+            hint, first, grads = ctx.eager
+            c = _proportional(grad, hint, first)
+            if c is not None:
+                return (*(None if g is None else g * c for g in grads), None, None, None)
+        mask_self, rows = ctx.options
+        needs = tuple(ctx.needs_input_grad[:3])
+        _, *grads = _row_pass(a, b, extra, mask_self, rows, grad, needs)  # type: ignore[arg-type]
+        return (*grads, None, None, None)
+
+
+def row_logsumexp(
+    a: Tensor,
+    b: Tensor,
+    *,
+    rows: int,
+    extra: Tensor | None = None,
+    mask_self: bool = False,
+    hint: Tensor | None = None,
+) -> Tensor:
+    """``logsumexp`` of each row of ``[A Bᵀ, extra]``, differentiable, in tiles of ``rows``.
+
+    ``mask_self`` leaves out entry ``(i, i)`` (``A`` and ``B`` hold the same samples).
+    ``hint``: 0/1 weights the upstream gradient is expected to be proportional to (the
+    gradient is then built in the forward pass); ``None`` defers it to ``backward``.
+    """
+    return _RowLogSumExp.apply(a, b, extra, mask_self, rows, hint)
+
+
+# --------------------------------------------------------------------------------------
+# log-sum-exp over the rows and the columns of A Bᵀ (CLIP)
+
+
+def _column_statistics(a: Tensor, b: Tensor, rows: int) -> tuple[Tensor, Tensor]:
+    n, m = a.shape[0], b.shape[0]
+    row_lse = a.new_empty(n)
+    column_sum = a.new_zeros(m)
+    shift = a.new_full((), float("-inf"))
+    buffer = a.new_empty(min(rows, n), m)
+    b_t = b.T
+    for start in range(0, n, rows):
+        stop = min(start + rows, n)
+        s = torch.mm(a[start:stop], b_t, out=buffer[: stop - start])
+        top = s.amax(dim=1, keepdim=True)
+        p = s.sub_(top).exp_()
+        row_lse[start:stop] = (top + p.sum(dim=1, keepdim=True).log()).squeeze(1)
+        # Σ_i exp(s_ij - K) = Σ_i p_ij exp(top_i - K): one shift K for the whole tile
+        tile_shift = top.max()
+        tile_sum = torch.mv(p.T, (top.squeeze(1) - tile_shift).exp())
+        new_shift = torch.maximum(shift, tile_shift)
+        column_sum = (
+            column_sum * (shift - new_shift).exp() + tile_sum * (tile_shift - new_shift).exp()
+        )
+        shift = new_shift
+    column_lse = shift + column_sum.log()
+    low = (column_sum < _tiny(a.dtype)).nonzero().squeeze(1)
+    if low.numel():  # rare: a column far below the largest entry; recompute it exactly
+        column_lse[low] = torch.logsumexp(a @ b[low].T, dim=0)
+    return row_lse, column_lse
+
+
+def _column_gradients(
+    a: Tensor,
+    b: Tensor,
+    row_lse: Tensor,
+    column_lse: Tensor,
+    rows: int,
+    row_weights: Tensor | None,
+    column_weights: Tensor | None,
+    needs: tuple[bool, bool],
+) -> tuple[Tensor | None, Tensor | None]:
+    """Gradients of ``Σ w_i row_lse_i + Σ v_j column_lse_j`` (weights None: all ones)."""
+    n, m = a.shape[0], b.shape[0]
+    grad_a = a.new_empty(a.shape) if needs[0] else None
+    grad_b = torch.zeros_like(b) if needs[1] else None
+    buffer = a.new_empty(min(rows, n), m)
+    other = a.new_empty(min(rows, n), m)
+    b_t = b.T
+    for start in range(0, n, rows):
+        stop = min(start + rows, n)
+        a_t = a[start:stop]
+        s = torch.mm(a_t, b_t, out=buffer[: stop - start])
+        by_column = torch.sub(s, column_lse, out=other[: stop - start]).exp_()
+        g = s.sub_(row_lse[start:stop, None]).exp_()
+        if row_weights is None:
+            g += by_column
+        else:
+            g *= row_weights[start:stop, None]
+            g.addcmul_(by_column, column_weights)  # type: ignore[arg-type]
+        if grad_a is not None:
+            torch.mm(g, b, out=grad_a[start:stop])
+        if grad_b is not None:
+            grad_b.addmm_(g.T, a_t)
+    return grad_a, grad_b
+
+
+class _RowColumnLogSumExp(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx: Any, a: Tensor, b: Tensor, rows: int, eager: bool) -> tuple[Tensor, Tensor]:  # type: ignore[override]
+        needs = tuple(ctx.needs_input_grad[:2])
+        row_lse, column_lse = _column_statistics(a, b, rows)
+        ctx.rows = rows
+        ctx.save_for_backward(a, b, row_lse, column_lse)
+        ctx.eager = None
+        if eager and any(needs):
+            ctx.eager = _column_gradients(a, b, row_lse, column_lse, rows, None, None, needs)  # type: ignore[arg-type]
+        return row_lse, column_lse
+
+    @staticmethod
+    def backward(ctx: Any, grad_row: Tensor, grad_column: Tensor) -> tuple[Tensor | None, ...]:
+        a, b, row_lse, column_lse = ctx.saved_tensors
+        if ctx.eager is not None:
+            c = grad_row[0]
+            if torch.equal(grad_row, c.expand_as(grad_row)) and torch.equal(
+                grad_column, c.expand_as(grad_column)
+            ):
+                return (*(None if g is None else g * c for g in ctx.eager), None, None)
+        needs = tuple(ctx.needs_input_grad[:2])
+        weights = (grad_row, grad_column)
+        grads = _column_gradients(a, b, row_lse, column_lse, ctx.rows, *weights, needs)
+        return (*grads, None, None)
+
+
+def row_column_logsumexp(a: Tensor, b: Tensor, *, rows: int, eager: bool) -> tuple[Tensor, Tensor]:
+    """``logsumexp`` of each row and each column of ``A Bᵀ``, differentiable, in tiles.
+
+    ``eager``: the upstream gradients are expected to be one constant for every row and
+    column (a mean or sum of both), so the gradient is built in the forward pass.
+    """
+    return _RowColumnLogSumExp.apply(a, b, rows, eager)
+
+
+# --------------------------------------------------------------------------------------
+# distance tiles
+
+
+def _operands(name: str, x: Tensor) -> tuple[Tensor, Tensor]:
+    """``L, R`` whose product ``L Rᵀ`` is the distance matrix of ``x``.
+
+    Squared Euclidean as ``[x, |x|², 1]·[-2x, 1, |x|²]``, cosine distance as
+    ``[x̂, 1]·[-x̂, 1]`` (``x`` holds unit rows): one matrix product gives a tile of
+    distances, with no pass to add the norms.
+    """
+    ones = x.new_ones(x.shape[0], 1)
+    if name == "cosine":
+        return torch.cat([x, ones], dim=1), torch.cat([-x, ones], dim=1)
+    squares = x.pow(2).sum(dim=1, keepdim=True)
+    return torch.cat([x, squares, ones], dim=1), torch.cat([-2.0 * x, ones, squares], dim=1)
+
+
+def _distance_tile(
+    name: str, operands: tuple[Tensor, Tensor], start: int, stop: int, out: Tensor
+) -> Tensor:
+    """Rows ``start:stop`` of the distances of the batch to itself, each row's own entry 0.
+
+    Squared Euclidean (clamped at 0) for both Euclidean kinds, ``1 - x̂_i·x̂_j`` for cosine.
+    """
+    left, right = operands
+    d = torch.mm(left[start:stop], right.T, out=out)
+    if name != "cosine":
+        d.clamp_min_(0.0)
+    d.diagonal(offset=start).fill_(0.0)
+    return d
+
+
+def _accumulate(
+    name: str,
+    x: Tensor,
+    coefficient: Tensor,
+    start: int,
+    stop: int,
+    grad: Tensor,
+    *,
+    columns: bool,
+) -> None:
+    """Add a tile's ``Σ_j c_ij ∂(d_ij)/∂x`` to ``grad``.
+
+    ``c`` is the coefficient on the *squared* Euclidean distance (Euclidean kinds) or on
+    the similarity ``x̂_i·x̂_j`` (cosine); ``columns`` adds the columns' side too.
+    """
+    x_t = x[start:stop]
+    if name == "cosine":
+        grad[start:stop].addmm_(coefficient, x)
+        if columns:
+            grad.addmm_(coefficient.T, x_t)
+        return
+    # ∂|x_i - x_j|² / ∂x_i = 2 (x_i - x_j)
+    grad[start:stop].addmm_(coefficient, x, alpha=-2.0)
+    grad[start:stop].addcmul_(coefficient.sum(dim=1, keepdim=True), x_t, value=2.0)
+    if columns:
+        grad.addmm_(coefficient.T, x_t, alpha=-2.0)
+        grad.addcmul_(coefficient.sum(dim=0)[:, None], x, value=2.0)
+
+
+def _contrastive_pass(
+    name: str,
+    x: Tensor,
+    labels: Tensor,
+    margin: float,
+    caffe_legacy: bool,
+    rows: int,
+    want_grad: bool,
+) -> tuple[Tensor, Tensor | None]:
+    """``Σ_{i<j}`` of the un-halved contrastive terms and its gradient.
+
+    For the Euclidean distance only the dissimilar pairs' terms: the similar pairs' sum
+    of squared distances comes from class sums (:func:`_same_class_squared_sum`). ``x``
+    holds unit rows for cosine.
+    """
+    n = x.shape[0]
+    operands = _operands(name, x)
+    total = torch.zeros((), dtype=torch.float64, device=x.device)
+    grad = torch.zeros_like(x) if want_grad else None
+    buffer = x.new_empty(min(rows, n), n)
+    for start in range(0, n, rows):
+        stop = min(start + rows, n)
+        raw = _distance_tile(name, operands, start, stop, buffer[: stop - start])
+        same = labels[start:stop, None] == labels[None, :]
+        if name == "euclidean" and not caffe_legacy:
+            # -max(m - d, 0), in place: the tile is all this path needs
+            pushed = raw.sqrt_().sub_(margin).clamp_(max=0.0).masked_fill_(same, 0.0)
+            flat = pushed.view(-1)
+            total += torch.dot(flat, flat).double()
+            if grad is None:
+                continue
+            # ∂ max(m - d, 0)² / ∂ d² = -max(m - d, 0) / d, and 0 at d = 0
+            coefficient = pushed.div_(pushed + margin).nan_to_num_(0.0, 0.0, 0.0)
+        elif name == "euclidean":  # Caffe's legacy max(m - d², 0) on dissimilar pairs
+            active = (raw <= margin) & ~same
+            total += (margin - raw).clamp_min_(0.0).masked_fill_(same, 0.0).sum(dtype=torch.float64)
+            if grad is None:
+                continue
+            coefficient = -active.to(x.dtype)
+        else:
+            d = raw.clamp(0.0, 2.0) if name == "cosine" else raw
+            squared = d * d
+            gap = (margin - squared) if caffe_legacy else (margin - d)
+            pushed = gap.clamp_min(0.0) if caffe_legacy else gap.clamp_min(0.0).square_()
+            terms = torch.where(same, squared, pushed)
+            terms.diagonal(offset=start).fill_(0.0)
+            total += terms.sum(dtype=torch.float64)
+            if grad is None:
+                continue
+            # the coefficient on d
+            if caffe_legacy:
+                on_d = torch.where(same | (gap >= 0.0), 2.0 * d, 0.0)
+                on_d = torch.where(same, on_d, -on_d)
+            else:
+                on_d = torch.where(same, 2.0 * d, -2.0 * gap.clamp_min_(0.0))
+            if name == "squared_euclidean":
+                coefficient = on_d  # d is the squared distance itself
+            else:  # cosine: d = 1 - x̂_i·x̂_j, so the coefficient on the similarity is -∂/∂d
+                coefficient = on_d.neg_().mul_((raw >= 0.0) & (raw <= 2.0))
+        coefficient.diagonal(offset=start).fill_(0.0)
+        # the sum over i < j is half the sum over ordered pairs; by symmetry the column
+        # side of each ordered pair's gradient equals the row side of its mirror
+        _accumulate(name, x, coefficient, start, stop, grad, columns=False)  # type: ignore[arg-type]
+    return (0.5 * total).to(x.dtype), grad
+
+
+def _same_class_squared_sum(x: Tensor, labels: Tensor) -> Tensor:
+    """``Σ_{i<j, same class} |x_i - x_j|²`` from class sums, differentiable, in O(N·D).
+
+    Per class of size n: ``n Σ|x_i|² - |Σ x_i|²``, on rows centred first (distances do
+    not change) so that the difference does not cancel.
+    """
+    centred = x - x.mean(dim=0)
+    _, inverse, counts = torch.unique(labels, return_inverse=True, return_counts=True)
+    sums = centred.new_zeros(counts.shape[0], x.shape[1]).index_add(0, inverse, centred)
+    squares = centred.new_zeros(counts.shape[0]).index_add(0, inverse, centred.pow(2).sum(dim=1))
+    return (counts.to(x.dtype) * squares - sums.pow(2).sum(dim=1)).sum()
+
+
+class _AllPairsContrastive(torch.autograd.Function):
+    @staticmethod
+    def forward(  # type: ignore[override]
+        ctx: Any,
+        x: Tensor,
+        labels: Tensor,
+        name: str,
+        margin: float,
+        caffe_legacy: bool,
+        rows: int,
+    ) -> Tensor:
+        total, grad = _contrastive_pass(
+            name, x, labels, margin, caffe_legacy, rows, ctx.needs_input_grad[0]
+        )
+        ctx.grad = grad
+        return total
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
+        return (None if ctx.grad is None else ctx.grad * grad, None, None, None, None, None)
+
+
+def all_pairs_contrastive_sum(
+    x: Tensor, labels: Tensor, *, distance: str, margin: float, caffe_legacy: bool, rows: int
+) -> Tensor:
+    """``Σ_{i<j} ½ [y d² + (1 - y) max(m - d, 0)²]`` over every pair of a labelled batch."""
+    if distance == "cosine":
+        x = normalize(x)
+    total = _AllPairsContrastive.apply(x, labels, distance, margin, caffe_legacy, rows)
+    if distance == "euclidean":
+        total = total + _same_class_squared_sum(x, labels)
+    return 0.5 * total
+
+
+def _batch_all_pass(
+    name: str,
+    x: Tensor,
+    labels: Tensor,
+    margin: float,
+    rows: int,
+    weights: Tensor | None,
+) -> tuple[Tensor, Tensor, Tensor, Tensor | None]:
+    """Per-anchor hinge sums and the triplet counts (all, non-zero).
+
+    With ``weights``, also the gradient of ``Σ_a w_a · sum_a``.
+    """
+    n = x.shape[0]
+    operands = _operands(name, x)
+    per_anchor = x.new_empty(n)
+    count_all = torch.zeros((), dtype=torch.long, device=x.device)
+    count_nonzero = torch.zeros((), dtype=torch.long, device=x.device)
+    grad = torch.zeros_like(x) if weights is not None else None
+    buffer = x.new_empty(min(rows, n), n)
+    index = torch.arange(n, device=x.device)
+    for start in range(0, n, rows):
+        stop = min(start + rows, n)
+        raw = _distance_tile(name, operands, start, stop, buffer[: stop - start])
+        if name == "euclidean":
+            d = raw.sqrt()
+        elif name == "cosine":
+            d = raw.clamp(0.0, 2.0)
+        else:
+            d = raw
+        same = labels[start:stop, None] == labels[None, :]
+        positive = same & (index[None, :] != index[start:stop, None])
+        negative = ~same
+        inf = torch.tensor(float("inf"), dtype=d.dtype, device=d.device)
+        sorted_d, order = torch.where(negative, d, inf).sort(dim=1)
+        negatives = negative.sum(dim=1, keepdim=True)
+        ranks = index[None, :]
+        finite = torch.where(negatives > ranks, sorted_d, 0.0).double()
+        prefix = torch.cat([finite.new_zeros(stop - start, 1), finite.cumsum(dim=1)], dim=1)
+        threshold = d + margin
+        closer = torch.searchsorted(sorted_d, threshold)  # negatives with d_an < d_ap + m
+        sums = closer.double() * threshold.double() - prefix.gather(1, closer)
+        per_anchor[start:stop] = torch.where(positive, sums, 0.0).sum(dim=1).to(x.dtype)
+        positives = positive.sum(dim=1)
+        count_all += (positives * negatives.squeeze(1)).sum()
+        count_nonzero += torch.where(positive, closer, 0).sum()
+        if grad is None:
+            continue
+        # coefficient of d_ap: the number of negatives it is compared with; of d_an: minus
+        # the number of positives p with d_an < d_ap + m, i.e. with closer[a, p] > rank(n)
+        closer = torch.where(positive, closer, n)
+        histogram = torch.zeros(stop - start, n + 1, dtype=torch.long, device=x.device)
+        histogram.scatter_add_(1, closer, torch.ones_like(closer))
+        behind = positives[:, None] - histogram[:, :n].cumsum(dim=1)
+        behind = torch.where(negatives > ranks, behind, 0)
+        on_d = torch.where(positive, closer, 0).to(x.dtype)
+        on_d.scatter_add_(1, order, -behind.to(x.dtype))
+        on_d *= weights[start:stop, None]  # type: ignore[index]
+        if name == "euclidean":
+            coefficient = torch.where(d > 0, on_d / (2.0 * torch.where(d > 0, d, 1.0)), 0.0)
+        elif name == "squared_euclidean":
+            coefficient = on_d
+        else:
+            coefficient = -on_d * ((raw >= 0.0) & (raw <= 2.0))
+        coefficient.diagonal(offset=start).fill_(0.0)
+        _accumulate(name, x, coefficient, start, stop, grad, columns=True)
+    return per_anchor, count_all, count_nonzero, grad
+
+
+class _BatchAllTriplet(torch.autograd.Function):
+    @staticmethod
+    def forward(  # type: ignore[override]
+        ctx: Any, x: Tensor, labels: Tensor, name: str, margin: float, rows: int, eager: bool
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        weights = x.new_ones(x.shape[0]) if eager and ctx.needs_input_grad[0] else None
+        per_anchor, count_all, count_nonzero, grad = _batch_all_pass(
+            name, x, labels, margin, rows, weights
+        )
+        ctx.save_for_backward(x, labels)
+        ctx.options = (name, margin, rows)
+        ctx.grad = grad
+        ctx.mark_non_differentiable(count_all, count_nonzero)
+        return per_anchor, count_all, count_nonzero
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor, *_: Any) -> tuple[Tensor | None, ...]:
+        if not ctx.needs_input_grad[0]:
+            return (None,) * 6
+        c = grad[0]
+        if ctx.grad is not None and torch.equal(grad, c.expand_as(grad)):
+            return (ctx.grad * c, *(None,) * 5)
+        x, labels = ctx.saved_tensors
+        name, margin, rows = ctx.options
+        grad_x = _batch_all_pass(name, x, labels, margin, rows, grad)[3]
+        return (grad_x, *(None,) * 5)
+
+
+def batch_all_triplet_sums(
+    x: Tensor, labels: Tensor, *, distance: str, margin: float, rows: int, eager: bool
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Per-anchor sums of ``max(d_ap - d_an + m, 0)`` over its valid triplets.
+
+    Also the number of valid and of non-zero triplets.
+    """
+    if distance == "cosine":
+        x = normalize(x)
+    return _BatchAllTriplet.apply(x, labels, distance, margin, rows, eager)
+
+
+@torch.no_grad()
+def batch_hard_indices(
+    x: Tensor, labels: Tensor, *, distance: str, rows: int
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Each anchor's farthest positive and closest negative, from distance tiles.
+
+    Lowest index on ties; ``valid`` says whether the anchor has both. The Euclidean kinds
+    and cosine compare squared distances or similarities (the same order, without a
+    square root); other distances use their own matrix.
+    """
+    n = x.shape[0]
+    farthest = torch.zeros(n, dtype=torch.long, device=x.device)
+    closest = torch.zeros(n, dtype=torch.long, device=x.device)
+    valid = torch.zeros(n, dtype=torch.bool, device=x.device)
+    fast = distance in TILED_DISTANCES
+    name = "squared_euclidean" if distance == "euclidean" else distance
+    operands = _operands(name, normalize(x) if name == "cosine" else x) if fast else None
+    buffer = x.new_empty(min(rows, n), n) if fast else None
+    for start in range(0, n, rows):
+        stop = min(start + rows, n)
+        if operands is not None:
+            d = _distance_tile(name, operands, start, stop, buffer[: stop - start])  # type: ignore[index]
+        else:
+            d = DISTANCES[distance].matrix(x[start:stop], x)
+        same = labels[start:stop, None] == labels[None, :]
+        closest[start:stop] = d.masked_fill(same, float("inf")).argmin(dim=1)
+        valid[start:stop] = ~same.all(dim=1)
+        same.diagonal(offset=start).fill_(False)
+        d = d.masked_fill_(~same, float("-inf"))
+        farthest[start:stop] = d.argmax(dim=1)
+        valid[start:stop] &= same.any(dim=1)
+    return farthest, closest, valid
