@@ -20,6 +20,7 @@ from contrastkit.distances import (
     paired_similarity,
     similarity_matrix,
 )
+from contrastkit.functional import reconstruction_loss
 from contrastkit.losses import (
     AllPairsContrastiveLoss,
     BatchAllTripletLoss,
@@ -28,15 +29,23 @@ from contrastkit.losses import (
     CosineSimilarityLoss,
     InfoNCELoss,
     NTXentLoss,
+    ReconstructionLoss,
     SupConLoss,
     TripletLoss,
 )
-from contrastkit.models import ConvEncoder, MLPEncoder, SiameseNetwork
+from contrastkit.models import (
+    Autoencoder,
+    ConvDecoder,
+    ConvEncoder,
+    MLPDecoder,
+    MLPEncoder,
+    SiameseNetwork,
+)
 from contrastkit.training import Trainer
 
 # Imported on use (``from contrastkit import metrics``), so that ``import contrastkit``
-# stays light: ``datasets`` (numpy, Pillow), ``metrics`` (scikit-learn), ``plots``
-# (matplotlib), ``report``, ``experiment`` and ``cli``.
+# stays light: ``datasets`` (numpy, Pillow), ``metrics`` and ``anomaly``
+# (scikit-learn), ``plots`` (matplotlib), ``report``, ``experiment`` and ``cli``.
 
 __version__ = "0.1.0"
 
@@ -44,14 +53,18 @@ __all__ = [
     "DISTANCES",
     "SIMILARITIES",
     "AllPairsContrastiveLoss",
+    "Autoencoder",
     "BatchAllTripletLoss",
     "BatchHardTripletLoss",
     "ContrastiveLoss",
+    "ConvDecoder",
     "ConvEncoder",
     "CosineSimilarityLoss",
     "InfoNCELoss",
+    "MLPDecoder",
     "MLPEncoder",
     "NTXentLoss",
+    "ReconstructionLoss",
     "SiameseNetwork",
     "SupConLoss",
     "Trainer",
@@ -65,6 +78,7 @@ __all__ = [
     "models",
     "paired_distance",
     "paired_similarity",
+    "reconstruction_loss",
     "similarity_matrix",
     "training",
 ]
