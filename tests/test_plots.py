@@ -104,6 +104,7 @@ def test_module_exports():
         "plot_history",
         "plot_loss_curve",
         "plot_roc",
+        "plot_score_histograms",
         "save_figure",
     ]
 
@@ -566,3 +567,120 @@ def test_save_figure_bad_input(tmp_path, fig, name, kwargs, error, pattern):
     with pytest.raises(error, match=pattern):
         save_figure(fig, path, **kwargs)
     assert list(tmp_path.iterdir()) == []
+
+
+# --- plot_score_histograms -------------------------------------------------------
+
+plot_score_histograms = plots.plot_score_histograms
+
+
+def scored(seed: int = 0, n_normal: int = 80, n_anomalies: int = 20):
+    rng = np.random.default_rng(seed)
+    s = np.concatenate([rng.normal(0.0, 1.0, n_normal), rng.normal(3.0, 0.7, n_anomalies)])
+    is_anomaly = np.concatenate([np.zeros(n_normal, dtype=int), np.ones(n_anomalies, dtype=int)])
+    return s, is_anomaly
+
+
+def test_score_histograms_follow_the_shared_contract():
+    fig, ax = plot_score_histograms(*scored(), threshold=1.5)
+    assert isinstance(fig, Figure) and isinstance(ax, Axes) and ax.figure is fig
+    assert fig.get_layout_engine() is not None
+    assert ax.get_title() == "anomaly scores" and ax.get_legend() is not None
+    render(fig)
+    fig = Figure()
+    given = fig.add_subplot(1, 2, 2)
+    out_fig, out_ax = plot_score_histograms(*scored(), ax=given)
+    assert out_ax is given and out_fig is fig and len(fig.axes) == 1 and given.patches
+    render(fig)
+    with pytest.raises(TypeError, match="ax must be a matplotlib Axes"):
+        plot_score_histograms(*scored(), ax="not an axes")
+
+
+def test_score_histograms_match_numpy():
+    s, is_anomaly = scored()
+    _, ax = plot_score_histograms(torch.tensor(s), torch.tensor(is_anomaly, dtype=torch.bool))
+    edges = np.histogram_bin_edges(s, bins=40)  # the default: 40 bins over all scores
+    normal, anomalies = ax.patches
+    for patch, value in ((normal, 0), (anomalies, 1)):
+        values, patch_edges, _ = patch.get_data()
+        np.testing.assert_allclose(patch_edges, edges)
+        expected, _ = np.histogram(s[is_anomaly == value], bins=edges, density=True)
+        np.testing.assert_allclose(values, expected)
+        assert np.sum(values * np.diff(edges)) == pytest.approx(1.0)
+    assert normal.get_label() == "normal (n = 80)"
+    assert anomalies.get_label() == "anomalies (n = 20)"
+    assert to_rgba(normal.get_facecolor())[:3] == BLUE[:3]
+    assert to_rgba(anomalies.get_facecolor())[:3] == RED[:3]
+    assert ax.get_xlabel() == "anomaly score (higher = more anomalous)"
+    assert ax.get_ylabel() == "density"
+
+
+def test_score_histograms_threshold_edges_and_title():
+    s, is_anomaly = scored(seed=1)
+    edges = [-4.0, -1.0, 0.0, 1.0, 2.5, 6.0]
+    _, ax = plot_score_histograms(s, is_anomaly, bins=edges, threshold=2.0, title="k-NN scores")
+    (line,) = ax.lines
+    assert list(line.get_xdata()) == [2.0, 2.0]
+    assert line.get_label() == "threshold = 2"
+    for patch, value in zip(ax.patches, (0, 1), strict=True):
+        values, patch_edges, _ = patch.get_data()
+        np.testing.assert_array_equal(patch_edges, edges)
+        np.testing.assert_allclose(
+            values, np.histogram(s[is_anomaly == value], edges, density=True)[0]
+        )
+    legend = [text.get_text() for text in ax.get_legend().get_texts()]
+    assert legend == ["normal (n = 80)", "anomalies (n = 20)", "threshold = 2"]
+    assert ax.get_title() == "k-NN scores"
+
+
+def test_score_histograms_one_class_only_and_constant_scores():
+    fig, ax = plot_score_histograms([0.5, 0.7, 0.9], [False, False, False], bins=3)
+    assert [p.get_label() for p in ax.patches] == ["normal (n = 3)"]
+    render(fig)
+    fig, ax = plot_score_histograms([1.0, 1.0], [0, 1], bins=4)
+    assert [p.get_label() for p in ax.patches] == ["normal (n = 1)", "anomalies (n = 1)"]
+    render(fig)
+
+
+def test_score_and_distance_histograms_share_their_drawing(monkeypatch):
+    calls = []
+    original = plots._draw_histograms
+
+    def spy(ax, values, groups, edges, threshold):
+        calls.append([label for _, _, label in groups])
+        return original(ax, values, groups, edges, threshold)
+
+    monkeypatch.setattr(plots, "_draw_histograms", spy)
+    plot_distance_histograms(*pairs())
+    plot_score_histograms(*scored())
+    assert calls == [
+        ["similar pairs (y = 1)", "dissimilar pairs (y = 0)"],
+        ["normal (n = 80)", "anomalies (n = 20)"],
+    ]
+
+
+@pytest.mark.parametrize(
+    ("scores", "is_anomaly", "kwargs", "error", "pattern"),
+    [
+        ([0.1, 0.2], [0, 3], {}, ValueError, r"is_anomaly must be 0 \(normal\) or 1"),
+        ([0.1, 0.2], [0], {}, ValueError, r"is_anomaly must have shape \(2,\)"),
+        ([0.1, math.nan], [0, 1], {}, ValueError, "scores must be finite"),
+        ([], [], {}, ValueError, "scores must hold at least one score"),
+        ([True, False], [0, 1], {}, TypeError, "scores must hold real-valued scores"),
+        ("0.1", [0], {}, TypeError, "scores must be a tensor"),
+        ([0.1, 0.2], [0, 1], {"bins": 0}, ValueError, "bins must be >= 1"),
+        ([0.1, 0.2], [0, 1], {"bins": "auto"}, TypeError, "bins must be a number of bins"),
+        ([0.1, 0.2], [0, 1], {"bins": [1.0, 0.5]}, ValueError, "bins as edges must increase"),
+        ([0.1, 0.2], [0, 1], {"threshold": math.inf}, ValueError, "threshold must be finite"),
+        ([0.1, 0.2], [0, 1], {"threshold": "1"}, TypeError, "threshold must be a real number"),
+        ([0.1, 0.2], [0, 1], {"title": 3}, TypeError, "title must be a str or None, got int"),
+    ],
+)
+def test_score_histograms_bad_input(scores, is_anomaly, kwargs, error, pattern):
+    with pytest.raises(error, match=pattern):
+        plot_score_histograms(scores, is_anomaly, **kwargs)
+
+
+def test_score_histograms_positional_options_are_refused():
+    with pytest.raises(TypeError):
+        plot_score_histograms([0.1, 0.2], [0, 1], None)  # type: ignore[misc]

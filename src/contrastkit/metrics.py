@@ -129,11 +129,13 @@ def _check_1d_array(name: str, x: object, *, item: str = "value") -> np.ndarray:
     return a
 
 
-def _check_distances(name: str, x: object) -> np.ndarray:
-    """Finite real distances, as float64."""
-    a = _check_1d_array(name, x, item="pair")
+def _check_values(
+    name: str, x: object, *, item: str = "pair", what: str = "distances"
+) -> np.ndarray:
+    """Finite real values (``what``), one per ``item``, as float64."""
+    a = _check_1d_array(name, x, item=item)
     if a.dtype.kind == "b":
-        raise TypeError(f"{name} must hold real-valued distances, got dtype bool")
+        raise TypeError(f"{name} must hold real-valued {what}, got dtype bool")
     a = a.astype(np.float64)
     finite = np.isfinite(a)
     if not finite.all():
@@ -142,9 +144,16 @@ def _check_distances(name: str, x: object) -> np.ndarray:
     return a
 
 
-def _check_same(name: str, x: object, like_name: str, like: np.ndarray) -> np.ndarray:
-    """Pair labels 0/1 (or bool), one per entry of ``like``; returned as bool."""
-    a = _check_1d_array(name, x)
+def _check_binary(
+    name: str,
+    x: object,
+    like_name: str,
+    like: np.ndarray,
+    *,
+    meaning: tuple[str, str] = ("dissimilar", "similar"),
+) -> np.ndarray:
+    """Labels 0/1 (or bool), one per entry of ``like``; returned as bool."""
+    a = _check_1d_array(name, x, item="label")
     if a.shape[0] != like.shape[0]:
         raise ValueError(
             f"{name} must have shape {like.shape}, one label per entry of {like_name}, "
@@ -155,7 +164,7 @@ def _check_same(name: str, x: object, like_name: str, like: np.ndarray) -> np.nd
         if bad.any():
             found = [v.item() for v in np.unique(a[bad])[:5]]
             raise ValueError(
-                f"{name} must be 0 (dissimilar) or 1 (similar), got other values {found}"
+                f"{name} must be 0 ({meaning[0]}) or 1 ({meaning[1]}), got other values {found}"
             )
     return a.astype(bool)
 
@@ -177,8 +186,8 @@ def _check_pairs(
     names: tuple[str, str] = ("distances", "same"),
 ) -> tuple[np.ndarray, np.ndarray]:
     d_name, s_name = names
-    d = _check_distances(d_name, distances)
-    s = _check_same(s_name, same, d_name, d)
+    d = _check_values(d_name, distances)
+    s = _check_binary(s_name, same, d_name, d)
     if both:
         _check_both_classes(s_name, s)
     return d, s

@@ -6,6 +6,7 @@ r"""The figures of a contrastive-learning run, drawn with matplotlib.
   output itself, PCA or t-SNE).
 * :func:`plot_roc`: the ROC curve of the verification rule :math:`d \le t`.
 * :func:`plot_distance_histograms`: the distances of similar and dissimilar pairs.
+* :func:`plot_score_histograms`: the anomaly scores of normal samples and anomalies.
 * :func:`plot_history`: training and validation curves per epoch.
 * :func:`save_figure`: a PNG on disk, never overwriting by accident.
 
@@ -22,6 +23,8 @@ Conventions shared by every plotting function here:
   what was received.
 * Pair labels: ``1`` = similar, ``0`` = dissimilar; similar pairs are drawn in red,
   dissimilar pairs in blue.
+* Anomaly labels: ``1`` = anomaly, ``0`` = normal; anomalies are drawn in red, normal
+  samples in blue.
 
 This is the only module of contrastkit that imports matplotlib.
 
@@ -54,6 +57,7 @@ from sklearn.metrics import auc, roc_curve
 from threadpoolctl import threadpool_limits
 
 from contrastkit._validation import check_bool, check_choice
+from contrastkit.anomaly import _check_scores_and_labels
 from contrastkit.functional import contrastive_loss
 from contrastkit.metrics import _check_pairs, _roc, _tar
 
@@ -63,6 +67,7 @@ __all__ = [
     "plot_history",
     "plot_loss_curve",
     "plot_roc",
+    "plot_score_histograms",
     "save_figure",
 ]
 
@@ -70,6 +75,8 @@ EmbeddingMethod = Literal["auto", "identity", "pca", "tsne"]
 
 _SIMILAR_COLOR = "tab:red"
 _DISSIMILAR_COLOR = "tab:blue"
+_ANOMALY_COLOR = "tab:red"
+_NORMAL_COLOR = "tab:blue"
 _METHODS = ("auto", "identity", "pca", "tsne")
 _MAX_LEGEND_CLASSES = 20
 _TSNE_SERIAL_BELOW = 1000  # points; smaller t-SNE maps run on one thread
@@ -548,6 +555,39 @@ def _check_bins(bins: object, d: np.ndarray) -> np.ndarray:
     return edges
 
 
+def _draw_histograms(
+    ax: Axes,
+    values: np.ndarray,
+    groups: Sequence[tuple[np.ndarray, str, str]],
+    edges: np.ndarray,
+    threshold: float | None,
+) -> None:
+    """Overlaid density histograms, one per ``(mask, color, label)`` group, and legend.
+
+    Each group's ``values[mask]`` is drawn on the shared ``edges`` (an empty group is
+    left out), then the ``threshold`` line if any; sets the y label and the legend.
+    """
+    for mask, color, label in groups:
+        selected = values[mask]
+        if selected.size == 0:
+            continue
+        density, _ = np.histogram(selected, bins=edges, density=True)
+        ax.stairs(
+            density,
+            edges,
+            fill=True,
+            alpha=0.45,
+            color=color,
+            edgecolor=color,
+            linewidth=1.2,
+            label=label,
+        )
+    if threshold is not None:
+        ax.axvline(threshold, color="black", linestyle="--", label=f"threshold = {threshold:.4g}")
+    ax.set_ylabel("density")
+    ax.legend(loc="best")
+
+
 def plot_distance_histograms(
     distances: object,
     same: object,
@@ -590,36 +630,83 @@ def plot_distance_histograms(
         [0.0, 1.0, 1.0]
     """
     d, similar = _check_pairs(distances, same, both=False)
-    y = similar.astype(np.int64)
     if threshold is not None:
         threshold = _check_number("threshold", threshold)
     edges = _check_bins(bins, d)
     fig, ax = _figure_and_axes(ax, (6.0, 4.0))
 
-    for value, color, label in (
-        (1, _SIMILAR_COLOR, "similar pairs (y = 1)"),
-        (0, _DISSIMILAR_COLOR, "dissimilar pairs (y = 0)"),
-    ):
-        selected = d[y == value]
-        if selected.size == 0:
-            continue
-        density, _ = np.histogram(selected, bins=edges, density=True)
-        ax.stairs(
-            density,
-            edges,
-            fill=True,
-            alpha=0.45,
-            color=color,
-            edgecolor=color,
-            linewidth=1.2,
-            label=label,
-        )
-    if threshold is not None:
-        ax.axvline(threshold, color="black", linestyle="--", label=f"threshold = {threshold:.4g}")
+    groups = (
+        (similar, _SIMILAR_COLOR, "similar pairs (y = 1)"),
+        (~similar, _DISSIMILAR_COLOR, "dissimilar pairs (y = 0)"),
+    )
+    _draw_histograms(ax, d, groups, edges, threshold)
     ax.set_xlabel("distance d")
-    ax.set_ylabel("density")
     ax.set_title("distances of pairs")
-    ax.legend(loc="best")
+    return fig, ax
+
+
+def plot_score_histograms(
+    scores: object,
+    is_anomaly: object,
+    *,
+    ax: Axes | None = None,
+    bins: int | Sequence[float] = 40,
+    title: str | None = None,
+    threshold: float | None = None,
+) -> tuple[Figure | SubFigure, Axes]:
+    """Draw the distributions of the anomaly scores of normal samples and anomalies.
+
+    Two overlaid density histograms (each integrates to 1, whatever the number of
+    samples behind it) on shared bin edges: normal samples in blue (``"normal (n =
+    …)"``), anomalies in red (``"anomalies (n = …)"``); the legend gives each count. A
+    class without samples is left out. A good score puts the anomalies to the right
+    (higher = more anomalous, as :mod:`contrastkit.anomaly` scores); ``threshold``, drawn
+    as a vertical line, is where the rule "anomaly if score ≥ t" cuts.
+
+    Args:
+        scores: ``(n,)`` finite anomaly scores, higher = more anomalous.
+        is_anomaly: ``(n,)`` labels, 1 (or ``True``) = anomaly, 0 = normal.
+        ax: the axes to draw into; a new figure when ``None``.
+        bins: the number of bins over the range of all scores, or the bin edges.
+        title: the axes title; ``"anomaly scores"`` when ``None``.
+        threshold: a finite score threshold to mark, or ``None``.
+
+    Returns:
+        ``(fig, ax)``; each histogram is a :class:`matplotlib.patches.StepPatch` in
+        ``ax.patches`` (normal samples first) whose ``get_data()`` gives its densities
+        and edges.
+
+    Raises:
+        TypeError: non-numeric or boolean scores, or a bad ``threshold``, ``title``,
+            ``bins`` or ``ax``.
+        ValueError: shapes that differ, empty or non-finite scores, labels other than
+            0/1, or bins that are not positive or not increasing.
+
+    Example:
+        >>> from contrastkit.plots import plot_score_histograms
+        >>> scores, is_anomaly = [0.2, 0.4, 0.6, 1.2], [0, 0, 0, 1]
+        >>> fig, ax = plot_score_histograms(scores, is_anomaly, bins=[0.0, 0.5, 1.0, 1.5])
+        >>> [patch.get_label() for patch in ax.patches]
+        ['normal (n = 3)', 'anomalies (n = 1)']
+        >>> ax.patches[1].get_data().values.tolist()  # densities: each integrates to 1
+        [0.0, 0.0, 2.0]
+    """
+    s, anomalous = _check_scores_and_labels(scores, is_anomaly, both=False)
+    if threshold is not None:
+        threshold = _check_number("threshold", threshold)
+    if title is not None and not isinstance(title, str):
+        raise TypeError(f"title must be a str or None, got {type(title).__name__} {title!r}")
+    edges = _check_bins(bins, s)
+    fig, ax = _figure_and_axes(ax, (6.0, 4.0))
+
+    n_anomalies = int(anomalous.sum())
+    groups = (
+        (~anomalous, _NORMAL_COLOR, f"normal (n = {s.size - n_anomalies})"),
+        (anomalous, _ANOMALY_COLOR, f"anomalies (n = {n_anomalies})"),
+    )
+    _draw_histograms(ax, s, groups, edges, threshold)
+    ax.set_xlabel("anomaly score (higher = more anomalous)")
+    ax.set_title("anomaly scores" if title is None else title)
     return fig, ax
 
 
