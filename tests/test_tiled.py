@@ -245,7 +245,10 @@ def test_all_pairs_contrastive(chunk, distance, caffe_legacy, reduction):
 @pytest.mark.parametrize("distance", DISTANCES)
 @pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
 @pytest.mark.parametrize("mean_over", ["all", "nonzero"])
-def test_batch_all_triplet(chunk, distance, reduction, mean_over):
+@pytest.mark.parametrize("by", ["slot", "sorting"])
+def test_batch_all_triplet(chunk, distance, reduction, mean_over, by, monkeypatch):
+    # classes of up to 32 samples go one positive at a time, larger ones by sorting
+    monkeypatch.setattr(_tiled, "SLOT_CLASS_SIZE", 32 if by == "slot" else 0)
     x, _, labels = _data()
     margin = 0.2 if distance == "cosine" else 1.0
     weights = torch.linspace(-1, 1, x.shape[0], dtype=x.dtype) if reduction == "none" else None
@@ -277,7 +280,9 @@ def test_batch_hard_triplet(chunk, distance, reduction):
 
 
 @pytest.mark.parametrize("chunk", [1, 2, 5])
-def test_distance_family_with_ties(chunk):
+@pytest.mark.parametrize("slot", [0, 32])
+def test_distance_family_with_ties(chunk, slot, monkeypatch):
+    monkeypatch.setattr(_tiled, "SLOT_CLASS_SIZE", slot)
     # points on a grid: many equal distances, exact in float64
     x = torch.tensor([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0], [1.0, 1.0], [2.0, 0.0], [0.0, 2.0]])
     x = x.double()
@@ -510,3 +515,15 @@ def test_property_tiled_equals_reference(n, chunk, classes, seed, tau):
     ]
     for expected, got in pairs:
         assert math.isclose(got.item(), expected.item(), rel_tol=1e-9, abs_tol=1e-12)
+
+
+def test_batch_all_large_classes_take_the_sorting_path():
+    # two classes of 40: above SLOT_CLASS_SIZE, each row's negatives are sorted
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(80, 4, generator=g, dtype=torch.float64)
+    labels = torch.arange(80) % 2
+    assert_same(
+        lambda x: F.batch_all_triplet_loss(x, labels, margin=0.5),
+        lambda x: F.batch_all_triplet_loss(x, labels, margin=0.5, chunk_size=9),
+        x,
+    )

@@ -461,6 +461,89 @@ def all_pairs_contrastive_sum(
     return 0.5 * total
 
 
+SLOT_CLASS_SIZE = 32
+"""Up to this many samples in the largest class, batch-all compares each anchor's row with
+one positive at a time; above it, it sorts each row's negatives."""
+
+
+def _classmates(labels: Tensor) -> tuple[Tensor, Tensor]:
+    """``(N, K)`` indices of each sample's classmates, ``K`` the largest class size.
+
+    Also which slots hold one: the others, and the sample itself, are masked.
+    """
+    n = labels.shape[0]
+    order = torch.argsort(labels, stable=True)
+    _, inverse, counts = torch.unique(labels, return_inverse=True, return_counts=True)
+    starts = counts.cumsum(0) - counts
+    slots = torch.arange(int(counts.max()), device=labels.device)
+    held = slots < counts[inverse][:, None]
+    index = order[(starts[inverse][:, None] + slots).clamp_max(n - 1)]
+    own = torch.arange(n, device=labels.device)[:, None]
+    held &= index != own
+    return torch.where(held, index, own), held
+
+
+def _hinges_by_positive(
+    d: Tensor, same: Tensor, mates: Tensor, held: Tensor, margin: float, want: bool
+) -> tuple[Tensor, Tensor, Tensor | None]:
+    """Per anchor ``Σ_p Σ_n max(d_ap - d_an + m, 0)``, one positive slot at a time.
+
+    Also the number of non-zero terms and, with ``want``, the coefficients on ``d``. For
+    few samples per class: a few passes over the tile per classmate.
+    """
+    negatives = d.masked_fill(same, float("inf"))
+    # an empty slot gets threshold -inf: its hinges are all 0
+    thresholds = torch.where(held, d.gather(1, mates) + margin, float("-inf"))
+    sums = torch.zeros(d.shape[0], dtype=torch.float64, device=d.device)
+    closer = d.new_zeros(mates.shape)
+    on_d = torch.zeros_like(d) if want else None
+    hinge = torch.empty_like(d)
+    for slot in range(mates.shape[1]):
+        torch.sub(thresholds[:, slot : slot + 1], negatives, out=hinge).clamp_min_(0.0)
+        sums += hinge.sum(dim=1).double()
+        active = hinge.gt_(0.0)  # in place, as 0.0 / 1.0: the hinges are summed already
+        closer[:, slot] = active.sum(dim=1)
+        if on_d is not None:
+            on_d -= active  # each active (anchor, positive, negative): -1 on d_an
+    if on_d is not None:
+        on_d.scatter_add_(1, mates, closer)  # and +1 on d_ap
+    return sums, closer.sum().long(), on_d
+
+
+def _hinges_by_sorting(
+    d: Tensor, same: Tensor, positive: Tensor, margin: float, want: bool
+) -> tuple[Tensor, Tensor, Tensor | None]:
+    """The same as :func:`_hinges_by_positive`, from each row's sorted negatives.
+
+    A binary search per positive and prefix sums in float64: for many samples per class.
+    """
+    n = d.shape[1]
+    ranks = torch.arange(n, device=d.device)[None, :]
+    negative = ~same
+    sorted_d, order = d.masked_fill(same, float("inf")).sort(dim=1)
+    negatives = negative.sum(dim=1, keepdim=True)
+    finite = torch.where(negatives > ranks, sorted_d, 0.0).double()
+    prefix = torch.cat([finite.new_zeros(d.shape[0], 1), finite.cumsum(dim=1)], dim=1)
+    threshold = d + margin
+    closer = torch.searchsorted(sorted_d, threshold)  # negatives with d_an < d_ap + m
+    sums = closer.double() * threshold.double() - prefix.gather(1, closer)
+    sums = torch.where(positive, sums, 0.0).sum(dim=1)
+    count = torch.where(positive, closer, 0).sum()
+    if not want:
+        return sums, count, None
+    # coefficient of d_ap: the number of negatives it is compared with; of d_an: minus
+    # the number of positives p with d_an < d_ap + m, i.e. with closer[a, p] > rank(n)
+    positives = positive.sum(dim=1)
+    closer = torch.where(positive, closer, n)
+    histogram = torch.zeros(d.shape[0], n + 1, dtype=torch.long, device=d.device)
+    histogram.scatter_add_(1, closer, torch.ones_like(closer))
+    behind = positives[:, None] - histogram[:, :n].cumsum(dim=1)
+    behind = torch.where(negatives > ranks, behind, 0)
+    on_d = torch.where(positive, closer, 0).to(d.dtype)
+    on_d.scatter_add_(1, order, -behind.to(d.dtype))
+    return sums, count, on_d
+
+
 def _batch_all_pass(
     name: str,
     x: Tensor,
@@ -476,7 +559,10 @@ def _batch_all_pass(
     n = x.shape[0]
     operands = _operands(name, x)
     per_anchor = x.new_empty(n)
-    count_all = torch.zeros((), dtype=torch.long, device=x.device)
+    mates, held = _classmates(labels)
+    by_slot = mates.shape[1] <= SLOT_CLASS_SIZE
+    positives = held.sum(dim=1)
+    count_all = (positives * (n - 1 - positives)).sum()
     count_nonzero = torch.zeros((), dtype=torch.long, device=x.device)
     grad = torch.zeros_like(x) if weights is not None else None
     buffer = x.new_empty(min(rows, n), n)
@@ -491,32 +577,17 @@ def _batch_all_pass(
         else:
             d = raw
         same = labels[start:stop, None] == labels[None, :]
-        positive = same & (index[None, :] != index[start:stop, None])
-        negative = ~same
-        inf = torch.tensor(float("inf"), dtype=d.dtype, device=d.device)
-        sorted_d, order = torch.where(negative, d, inf).sort(dim=1)
-        negatives = negative.sum(dim=1, keepdim=True)
-        ranks = index[None, :]
-        finite = torch.where(negatives > ranks, sorted_d, 0.0).double()
-        prefix = torch.cat([finite.new_zeros(stop - start, 1), finite.cumsum(dim=1)], dim=1)
-        threshold = d + margin
-        closer = torch.searchsorted(sorted_d, threshold)  # negatives with d_an < d_ap + m
-        sums = closer.double() * threshold.double() - prefix.gather(1, closer)
-        per_anchor[start:stop] = torch.where(positive, sums, 0.0).sum(dim=1).to(x.dtype)
-        positives = positive.sum(dim=1)
-        count_all += (positives * negatives.squeeze(1)).sum()
-        count_nonzero += torch.where(positive, closer, 0).sum()
-        if grad is None:
+        if by_slot:
+            sums, count, on_d = _hinges_by_positive(
+                d, same, mates[start:stop], held[start:stop], margin, grad is not None
+            )
+        else:
+            positive = same & (index[None, :] != index[start:stop, None])
+            sums, count, on_d = _hinges_by_sorting(d, same, positive, margin, grad is not None)
+        per_anchor[start:stop] = sums.to(x.dtype)
+        count_nonzero += count
+        if grad is None or on_d is None:
             continue
-        # coefficient of d_ap: the number of negatives it is compared with; of d_an: minus
-        # the number of positives p with d_an < d_ap + m, i.e. with closer[a, p] > rank(n)
-        closer = torch.where(positive, closer, n)
-        histogram = torch.zeros(stop - start, n + 1, dtype=torch.long, device=x.device)
-        histogram.scatter_add_(1, closer, torch.ones_like(closer))
-        behind = positives[:, None] - histogram[:, :n].cumsum(dim=1)
-        behind = torch.where(negatives > ranks, behind, 0)
-        on_d = torch.where(positive, closer, 0).to(x.dtype)
-        on_d.scatter_add_(1, order, -behind.to(x.dtype))
         on_d *= weights[start:stop, None]  # type: ignore[index]
         if name == "euclidean":
             coefficient = torch.where(d > 0, on_d / (2.0 * torch.where(d > 0, d, 1.0)), 0.0)
