@@ -651,13 +651,16 @@ def batch_hard_indices(
     square root); other distances use their own matrix.
     """
     n = x.shape[0]
-    farthest = torch.zeros(n, dtype=torch.long, device=x.device)
-    closest = torch.zeros(n, dtype=torch.long, device=x.device)
-    valid = torch.zeros(n, dtype=torch.bool, device=x.device)
+    farthest = torch.empty(n, dtype=torch.long, device=x.device)
+    closest = torch.empty(n, dtype=torch.long, device=x.device)
+    _, inverse, counts = torch.unique(labels, return_inverse=True, return_counts=True)
+    valid = (counts[inverse] > 1) & (counts[inverse] < n)
     fast = distance in TILED_DISTANCES
     name = "squared_euclidean" if distance == "euclidean" else distance
     operands = _operands(name, normalize(x) if name == "cosine" else x) if fast else None
     buffer = x.new_empty(min(rows, n), n) if fast else None
+    masked = x.new_empty(min(rows, n), n)
+    inf = x.new_tensor(float("inf"))
     for start in range(0, n, rows):
         stop = min(start + rows, n)
         if operands is not None:
@@ -665,10 +668,8 @@ def batch_hard_indices(
         else:
             d = DISTANCES[distance].matrix(x[start:stop], x)
         same = labels[start:stop, None] == labels[None, :]
-        closest[start:stop] = d.masked_fill(same, float("inf")).argmin(dim=1)
-        valid[start:stop] = ~same.all(dim=1)
+        out = masked[: stop - start]
+        closest[start:stop] = torch.where(same, inf, d, out=out).argmin(dim=1)
         same.diagonal(offset=start).fill_(False)
-        d = d.masked_fill_(~same, float("-inf"))
-        farthest[start:stop] = d.argmax(dim=1)
-        valid[start:stop] &= same.any(dim=1)
+        farthest[start:stop] = torch.where(same, d, -inf, out=out).argmax(dim=1)
     return farthest, closest, valid
