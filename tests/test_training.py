@@ -6,12 +6,14 @@ import math
 
 import pytest
 import torch
+from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from contrastkit import (
     BatchHardTripletLoss,
     ContrastiveLoss,
     InfoNCELoss,
+    ReconstructionLoss,
     SupConLoss,
     TripletLoss,
 )
@@ -20,13 +22,16 @@ from contrastkit.models import MLPEncoder, SiameseNetwork
 from contrastkit.training import (
     LabelObjective,
     PairObjective,
+    ReconstructionObjective,
     Trainer,
     TripletObjective,
     TwoViewObjective,
+    WeightedSum,
     embed,
     latest_checkpoint,
     load_weights,
 )
+from reference import contrastive as contrastive_reference
 
 FEATURES = 6
 
@@ -603,3 +608,319 @@ def test_no_progress_bar_when_disabled(capfd):
     pair_trainer(epochs=2, progress=False).fit()
     captured = capfd.readouterr()
     assert captured.err == "" and captured.out == ""
+
+
+# --- reconstruction and weighted sums of objectives ------------------------------------
+
+
+class TinyAutoencoder(nn.Module):
+    """The autoencoder contract, written here: forward gives the code, reconstruct the input."""
+
+    def __init__(self, noise_std=0.0, seed=0, dropout=0.0):
+        super().__init__()
+        torch.manual_seed(seed)
+        self.encoder = MLPEncoder(FEATURES, embedding_dim=2, hidden=(16,), dropout=dropout)
+        self.decoder = nn.Sequential(nn.Linear(2, 16), nn.ReLU(), nn.Linear(16, FEATURES))
+        self.noise_std = noise_std
+
+    def forward(self, x1, x2=None):
+        return self.encoder(x1) if x2 is None else (self.encoder(x1), self.encoder(x2))
+
+    def reconstruct(self, x):
+        if self.training and self.noise_std > 0:
+            x = x + self.noise_std * torch.randn_like(x)
+        return self.decoder(self.encoder(x))
+
+
+def mse_reference(reconstruction, target):
+    """Mean over samples of the mean squared error over features, by loops."""
+    rows = [
+        sum((a - b) ** 2 for a, b in zip(r, t, strict=True)) / len(t)
+        for r, t in zip(reconstruction.tolist(), target.tolist(), strict=True)
+    ]
+    return sum(rows) / len(rows)
+
+
+class Recorder(nn.Module):
+    """Records what ``reconstruct`` was given; reconstructs everything as zeros."""
+
+    def __init__(self):
+        super().__init__()
+        self.seen = []
+
+    def reconstruct(self, x):
+        self.seen.append(x)
+        return torch.zeros_like(x)
+
+
+A4, B4, C4 = (torch.randn(4, FEATURES) for _ in range(3))
+LABELS4, PAIR4 = torch.tensor([0, 1, 0, 1]), torch.tensor([1.0, 0.0, 1.0, 0.0])
+
+
+@pytest.mark.parametrize(
+    ("batch", "expected"),
+    [
+        (A4, [A4]),
+        ((A4,), [A4]),
+        ((A4, LABELS4), [A4]),
+        ((A4, B4, PAIR4), [A4, B4]),
+        ((A4, B4, C4), [A4, B4, C4]),
+        ([A4, B4, LABELS4], [A4, B4]),
+    ],
+    ids=["tensor", "(x,)", "(x, labels)", "(x1, x2, y)", "(a, p, n)", "list"],
+)
+def test_reconstruction_objective_reconstructs_every_input_of_a_batch(batch, expected):
+    model = Recorder()
+    terms = ReconstructionObjective(ReconstructionLoss())(model, batch)
+    (seen,) = model.seen  # one pass, the inputs concatenated
+    assert torch.equal(seen, torch.cat(expected))
+    assert list(terms) == ["reconstruction"]
+    # zeros against the inputs: the mean over every input sample of its mean square
+    assert terms["reconstruction"].item() == pytest.approx(
+        mse_reference(torch.zeros_like(seen), seen), rel=1e-6
+    )
+
+
+def test_reconstruction_objective_takes_explicit_positions():
+    model = Recorder()
+    ReconstructionObjective(ReconstructionLoss(), inputs=[2, 0], name="rec")(model, (A4, B4, C4))
+    assert torch.equal(model.seen[0], torch.cat([C4, A4]))
+
+
+def test_reconstruction_objective_value_is_the_loss_against_the_clean_input():
+    model = TinyAutoencoder(noise_std=0.5)
+    x1, x2 = A4, B4
+    torch.manual_seed(1)
+    value = ReconstructionObjective(ReconstructionLoss())(model, (x1, x2, PAIR4))["reconstruction"]
+    torch.manual_seed(1)
+    noisy = torch.cat([x1, x2]) + 0.5 * torch.randn(8, FEATURES)
+    expected = mse_reference(model.decoder(model.encoder(noisy)).detach(), torch.cat([x1, x2]))
+    assert value.item() == pytest.approx(expected, rel=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"loss": "mse"}, TypeError, "loss must be callable"),
+        ({"name": 3}, TypeError, "name must be a str"),
+        ({"name": "has space"}, ValueError, "name must be a name of letters"),
+        ({"inputs": []}, ValueError, "inputs must name at least one batch position"),
+        ({"inputs": "0"}, TypeError, "inputs must be a sequence of batch positions, got str"),
+        ({"inputs": 0}, TypeError, "inputs must be a sequence of batch positions, got int"),
+        ({"inputs": [0, -1]}, ValueError, r"inputs must be positions >= 0, got \[0, -1\]"),
+        ({"inputs": [0, True]}, TypeError, "inputs must be integer positions"),
+        ({"inputs": [0, 1.0]}, TypeError, "inputs must be integer positions"),
+        ({"inputs": [1, 1]}, ValueError, "must not repeat"),
+    ],
+)
+def test_reconstruction_objective_rejects_bad_options(kwargs, error, match):
+    kwargs = {"loss": ReconstructionLoss(), **kwargs}
+    loss = kwargs.pop("loss")
+    with pytest.raises(error, match=match):
+        ReconstructionObjective(loss, **kwargs)
+
+
+@pytest.mark.parametrize(
+    ("batch", "options", "error", "match"),
+    [
+        ((A4, LABELS4), {}, None, None),
+        ({"x": A4}, {}, ValueError, "must be a tensor or a non-empty tuple, got dict"),
+        ((), {}, ValueError, "non-empty tuple, got tuple"),
+        (
+            (LABELS4.float(), LABELS4),
+            {},
+            ValueError,
+            r"at least 2 dimensions.*got \[\(4,\), \(4,\)\]",
+        ),
+        ((A4, LABELS4), {"inputs": [0, 1]}, ValueError, r"at least 2 dimensions"),
+        ((A4, torch.randn(4, 3)), {"inputs": [0, 1]}, ValueError, r"one shape.*\(4, 6\), \(4, 3\)"),
+        ((A4, B4), {"inputs": [0, 2]}, ValueError, r"beyond the batch's 2 items"),
+    ],
+)
+def test_reconstruction_objective_rejects_bad_batches(batch, options, error, match):
+    objective = ReconstructionObjective(ReconstructionLoss(), **options)
+    if error is None:
+        objective(TinyAutoencoder(), batch)
+        return
+    with pytest.raises(error, match=match):
+        objective(TinyAutoencoder(), batch)
+
+
+def test_reconstruction_objective_needs_a_model_that_reconstructs():
+    with pytest.raises(TypeError, match=r"reconstruct method.*got SiameseNetwork"):
+        ReconstructionObjective(ReconstructionLoss())(make_model(), (A4, LABELS4))
+
+
+def test_reconstruction_objective_needs_a_scalar_loss():
+    objective = ReconstructionObjective(ReconstructionLoss(reduction="none"))
+    with pytest.raises(ValueError, match=r"must return a scalar.*got \(4,\)"):
+        objective(TinyAutoencoder(), (A4, LABELS4))
+
+
+def combined(w_rec=1.0, w_con=0.25):
+    return WeightedSum(
+        {
+            "reconstruction": (ReconstructionObjective(ReconstructionLoss()), w_rec),
+            "contrastive": (PairObjective(ContrastiveLoss(margin=1.0)), w_con),
+        }
+    )
+
+
+def test_weighted_sum_is_the_weighted_sum_of_its_raw_terms():
+    model = TinyAutoencoder().eval()
+    objective = combined(2.0, 0.25)
+    terms = objective(model, (A4, B4, PAIR4))
+    assert list(terms) == ["reconstruction", "contrastive", "loss"]
+    assert objective.weights == {"reconstruction": 2.0, "contrastive": 0.25}
+    with torch.no_grad():
+        x = torch.cat([A4, B4])
+        rec = mse_reference(model.reconstruct(x), x)
+        con = contrastive_reference(model(A4), model(B4), PAIR4, margin=1.0)
+    assert terms["reconstruction"].item() == pytest.approx(rec, rel=1e-5)
+    assert terms["contrastive"].item() == pytest.approx(con, rel=1e-5)
+    assert terms["loss"].item() == pytest.approx(2.0 * rec + 0.25 * con, rel=1e-5)
+
+
+def test_weighted_sum_gradient_is_the_weighted_sum_of_the_gradients():
+    model = TinyAutoencoder().eval()
+    batch = (A4, B4, PAIR4)
+    rec = ReconstructionObjective(ReconstructionLoss())
+    con = PairObjective(ContrastiveLoss(margin=1.0))
+    objective = WeightedSum({"rec": (rec, 0.5), "con": (con, 3.0)})
+
+    def grads(loss):
+        model.zero_grad(set_to_none=True)
+        loss.backward()
+        return [torch.zeros_like(p) if p.grad is None else p.grad for p in model.parameters()]
+
+    g_rec = grads(rec(model, batch)["reconstruction"])
+    g_con = grads(con(model, batch)["loss"])
+    g_sum = grads(objective(model, batch)["loss"])
+    for a, b, total in zip(g_rec, g_con, g_sum, strict=True):
+        torch.testing.assert_close(total, 0.5 * a + 3.0 * b)
+
+
+def test_weighted_sum_gradcheck_in_float64():
+    model = TinyAutoencoder().double().eval()
+    objective = combined(1.5, 0.5)
+    x2 = B4.double()
+
+    def total(x1):
+        return objective(model, (x1, x2, PAIR4.double()))["loss"]
+
+    assert torch.autograd.gradcheck(total, (A4.double().requires_grad_(),))
+
+
+def test_weighted_sum_nests_and_totals_each_objective():
+    def two_terms(model, batch):
+        return {"a": batch.sum(), "b": 2 * batch.sum()}
+
+    def with_total(model, batch):
+        return {"loss": batch.sum(), "logged": 100 * batch.sum()}
+
+    inner = WeightedSum({"x": (two_terms, 1.0)})
+    objective = WeightedSum({"sum": (two_terms, 1.0), "own": (with_total, 2.0), "in": (inner, 3)})
+    terms = objective(None, torch.ones(2, 2))
+    assert {k: v.item() for k, v in terms.items()} == {
+        "sum": 12.0,  # a + b
+        "own": 4.0,  # its "loss" term, not "logged"
+        "in": 12.0,  # the inner weighted total
+        "loss": 12.0 + 2 * 4.0 + 3 * 12.0,
+    }
+
+
+@pytest.mark.parametrize(
+    ("terms", "error", "match"),
+    [
+        ([("a", (None, 1.0))], TypeError, "terms must be a mapping"),
+        ({}, ValueError, "at least one objective"),
+        ({"loss": (PairObjective(ContrastiveLoss()), 1.0)}, ValueError, "named 'loss'"),
+        ({"two words": (PairObjective(ContrastiveLoss()), 1.0)}, ValueError, "'two words'"),
+        ({1: (PairObjective(ContrastiveLoss()), 1.0)}, TypeError, "each name in terms must be"),
+        ({"a": PairObjective(ContrastiveLoss())}, TypeError, r"terms\['a'\] must be a pair"),
+        ({"a": (PairObjective(ContrastiveLoss()),)}, TypeError, "must be a pair"),
+        ({"a": ("mse", 1.0)}, TypeError, "objective must be callable, got str"),
+        ({"a": (PairObjective(ContrastiveLoss()), "1")}, TypeError, "weight must be a real"),
+        ({"a": (PairObjective(ContrastiveLoss()), True)}, TypeError, "weight must be a real"),
+        ({"a": (PairObjective(ContrastiveLoss()), 0.0)}, ValueError, "finite and > 0, got 0.0"),
+        ({"a": (PairObjective(ContrastiveLoss()), -1)}, ValueError, "> 0, got -1"),
+        ({"a": (PairObjective(ContrastiveLoss()), math.inf)}, ValueError, "> 0, got inf"),
+        ({"a": (PairObjective(ContrastiveLoss()), math.nan)}, ValueError, "> 0, got nan"),
+    ],
+)
+def test_weighted_sum_rejects_bad_names_and_weights(terms, error, match):
+    with pytest.raises(error, match=match):
+        WeightedSum(terms)
+
+
+def autoencoder_trainer(run_dir=None, *, epochs=2, init_seed=0, val=True, progress=False):
+    model = TinyAutoencoder(noise_std=0.3, seed=init_seed, dropout=0.2)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    loader = pair_loader(batch_size=10)
+    inputs, labels = blobs(seed=1)
+    return Trainer(
+        model,
+        combined(1.0, 0.5),
+        optimizer,
+        loader,
+        epochs=epochs,
+        val_loader=DataLoader(PairDataset(inputs, labels, seed=1), batch_size=16) if val else None,
+        scheduler=torch.optim.lr_scheduler.OneCycleLR(
+            optimizer, max_lr=2e-2, total_steps=4 * len(loader)
+        ),
+        run_dir=run_dir,
+        progress=progress,
+        seed=5,
+    )
+
+
+def test_trainer_logs_each_term_raw_and_minimises_the_weighted_total():
+    trainer = autoencoder_trainer(epochs=3)
+    history = trainer.fit()
+    for record in history:
+        for part in ("train", "val"):
+            rec, con = record[f"{part}_reconstruction"], record[f"{part}_contrastive"]
+            assert record[f"{part}_loss"] == pytest.approx(rec + 0.5 * con, rel=1e-6)
+    assert history[-1]["train_loss"] < history[0]["train_loss"]
+    assert set(trainer.last_terms) == {"reconstruction", "contrastive", "loss"}
+
+
+def test_progress_bar_shows_each_term(capfd):
+    autoencoder_trainer(epochs=1, val=False, progress=True).fit()
+    err = capfd.readouterr().err
+    assert "reconstruction=" in err and "contrastive=" in err and "loss=" in err
+
+
+def test_a_loss_term_next_to_others_is_the_total_minimised():
+    x, y = blobs()
+
+    def objective(model, batch):
+        out = model(batch[0])
+        return {"loss": out.pow(2).mean(), "logged": 1e6 * out.abs().mean()}
+
+    model = make_model()
+    history = Trainer(
+        model,
+        objective,
+        torch.optim.SGD(model.parameters(), lr=0.1),
+        DataLoader(TensorDataset(x, y), batch_size=len(x)),
+        epochs=1,
+        progress=False,
+    ).fit()
+    # one SGD step on the "loss" term alone (the same initial weights, by the same seed)
+    expected = make_model()
+    expected(x).pow(2).mean().backward()
+    for p, q in zip(model.parameters(), expected.parameters(), strict=True):
+        torch.testing.assert_close(p.detach(), q.detach() - 0.1 * q.grad)
+    assert history[0]["train_logged"] > 1e3 * history[0]["train_loss"]
+
+
+def test_a_combined_run_resumes_to_the_weights_of_an_uninterrupted_run(tmp_path):
+    whole = autoencoder_trainer(tmp_path / "whole", epochs=4)
+    whole.fit()
+    autoencoder_trainer(tmp_path / "killed", epochs=2).fit()
+    resumed = autoencoder_trainer(tmp_path / "killed", epochs=4, init_seed=9)
+    history = resumed.fit(resume=True)
+    assert without_times(history) == without_times(whole.history)
+    assert_same_weights(resumed.model, whole.model)
+    assert {"train_reconstruction", "train_contrastive", "val_contrastive"} <= set(history[-1])

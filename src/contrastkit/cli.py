@@ -1,9 +1,12 @@
 """The ``contrastkit`` command.
 
-``contrastkit train`` trains a siamese network and writes a run folder with a report;
-``contrastkit evaluate RUN_DIR`` measures a trained run again (on its own test split or
-on new data); ``contrastkit embed RUN_DIR INPUT -o OUT.npy`` writes embeddings;
-``contrastkit plot-loss`` draws the contrastive loss against the distance.
+``contrastkit train`` trains a siamese network or an autoencoder (``--objective``) and
+writes a run folder with a report; ``contrastkit evaluate RUN_DIR`` measures a trained
+run again (on its own test split or on new data); ``contrastkit embed RUN_DIR INPUT -o
+OUT.npy`` writes embeddings; ``contrastkit score RUN_DIR INPUT -o OUT.csv`` writes
+anomaly scores; ``contrastkit compare`` runs the comparison of PCA, autoencoders and
+siamese networks on the bundled digits; ``contrastkit plot-loss`` draws the contrastive
+loss against the distance.
 
 Bad input ends the command with a one-line ``contrastkit: error: …`` message and exit
 status 2 (1 for a failure during training); nothing the user already had is overwritten.
@@ -46,6 +49,20 @@ def _widths(text: str) -> list[int]:
         ) from None
 
 
+_SCORES = ("reconstruction", "knn", "centroid")
+
+
+def _methods(text: str) -> list[str]:
+    """``--method knn,centroid`` as a list of score names."""
+    names = [v.strip() for v in text.split(",")]
+    unknown = [n for n in names if n not in _SCORES]
+    if unknown or len(set(names)) != len(names):
+        raise argparse.ArgumentTypeError(
+            f"expected distinct names of {', '.join(_SCORES)}, comma-separated, got {text!r}"
+        )
+    return names
+
+
 _TRAIN_OPTIONS: tuple[tuple[str, type, str], ...] = (
     (
         "data",
@@ -56,6 +73,27 @@ _TRAIN_OPTIONS: tuple[tuple[str, type, str], ...] = (
     ("label_column", str, "the label column of a feature file (default: label)"),
     ("image_size", int, "resize images to this many pixels on a side (default: 32)"),
     ("loss", str, "contrastive (default), triplet, infonce or supcon"),
+    (
+        "objective",
+        str,
+        "contrastive (default: a siamese network trained with --loss), reconstruction (an "
+        "autoencoder whose encoder is that network's) or combined (the autoencoder trained on "
+        "reconstruction + λ·loss on its code)",
+    ),
+    (
+        "reconstruction_loss",
+        str,
+        "mse (default) or bce (binary cross-entropy on logits) for the autoencoder, on inputs "
+        "scaled to [0, 1]",
+    ),
+    ("noise_std", float, "Gaussian input noise of a denoising autoencoder (default: 0)"),
+    ("reconstruction_weight", float, "weight of the reconstruction term of combined (default: 1)"),
+    ("contrastive_weight", float, "λ, the weight of the --loss term of combined (default: 1)"),
+    (
+        "anomaly_class",
+        str,
+        "a class to hold out of training and score as the anomaly afterwards (default: none)",
+    ),
     ("margin", float, "margin of the contrastive and triplet losses (default: 1.0)"),
     (
         "distance",
@@ -80,7 +118,8 @@ def _parser() -> argparse.ArgumentParser:
 
     parser = _Parser(
         prog="contrastkit",
-        description="Train and evaluate siamese networks with contrastive losses.",
+        description="Train and evaluate siamese networks with contrastive losses, autoencoders, "
+        "or both; score anomalies.",
     )
     parser.add_argument("--version", action="version", version=f"contrastkit {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -89,9 +128,10 @@ def _parser() -> argparse.ArgumentParser:
     train = commands.add_parser(
         "train",
         help="train on the bundled digits or your data and write a run folder with a report",
-        description="Train a siamese network and write a run folder: config, checkpoints, "
-        "metrics.json, figures and report.html. With no option it trains on scikit-learn's "
-        "handwritten digits with the contrastive loss.",
+        description="Train a siamese network or an autoencoder (--objective) and write a run "
+        "folder: config, checkpoints, metrics.json, figures and report.html. With no option it "
+        "trains a siamese network on scikit-learn's handwritten digits with the contrastive "
+        "loss.",
     )
     train.add_argument("--config", metavar="FILE", help="a TOML file of options; flags override it")
     for name, kind, help_text in _TRAIN_OPTIONS:
@@ -127,6 +167,55 @@ def _parser() -> argparse.ArgumentParser:
     )
     embed.add_argument("-o", "--output", required=True, metavar="OUT.npy")
 
+    score = commands.add_parser(
+        "score",
+        help="write the anomaly scores of new inputs to a .csv file",
+        description="Score new inputs with a trained run: the reconstruction error (autoencoder "
+        "runs), the mean distance to the 5 nearest training embeddings (knn) and the distance to "
+        "the nearest class centroid of the training embeddings (centroid). Higher = more "
+        "anomalous. One row per input.",
+    )
+    score.add_argument("run_dir", metavar="RUN_DIR")
+    score.add_argument(
+        "input", metavar="INPUT", help="an image, a folder of images or a feature file"
+    )
+    score.add_argument("-o", "--output", required=True, metavar="OUT.csv")
+    score.add_argument(
+        "--method",
+        type=_methods,
+        default=None,
+        metavar="M1,M2,...",
+        help="scores to compute, of reconstruction, knn, centroid (default: every one the run has)",
+    )
+
+    compare = commands.add_parser(
+        "compare",
+        help="compare PCA, an autoencoder and a siamese network on the bundled digits",
+        description="On the bundled digits: 2-D maps from PCA, an autoencoder's code and a "
+        "siamese network (DrLIM), with their retrieval and verification metrics; then anomaly "
+        "detection with one digit held out, for reconstruction-only, contrastive-only and "
+        "combined objectives. Writes a folder with report.html, comparison.json, the figures "
+        "and every run.",
+    )
+    compare.add_argument(
+        "-o", "--out", metavar="DIR", help="the folder to create (default: runs/compare-N)"
+    )
+    compare.add_argument(
+        "--epochs", type=int, default=None, help="epochs of each run (default: 30)"
+    )
+    compare.add_argument("--seed", type=int, default=0, help="seed of every run (default: 0)")
+    compare.add_argument(
+        "--anomaly-class",
+        default="8",
+        metavar="DIGIT",
+        help="the digit held out as the anomaly (default: 8)",
+    )
+    compare.add_argument("--quiet", action="store_true", help="no progress lines")
+    # for quick checks (the tests): smaller runs than the measured comparison
+    compare.add_argument("--steps-per-epoch", type=int, default=None, help=argparse.SUPPRESS)
+    compare.add_argument("--batch-size", type=int, default=None, help=argparse.SUPPRESS)
+    compare.add_argument("--hidden", type=_widths, default=None, help=argparse.SUPPRESS)
+
     plot = commands.add_parser("plot-loss", help="draw the contrastive loss against the distance")
     plot.add_argument("--margin", type=float, default=1.0)
     plot.add_argument("--caffe-legacy", action="store_true", help="Caffe's max(m − d², 0) form")
@@ -140,7 +229,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     from contrastkit.experiment import ConfigError
 
     args = _parser().parse_args(argv)
-    handlers = {"train": _train, "evaluate": _evaluate, "embed": _embed, "plot-loss": _plot_loss}
+    handlers = {
+        "train": _train,
+        "evaluate": _evaluate,
+        "embed": _embed,
+        "score": _score,
+        "compare": _compare,
+        "plot-loss": _plot_loss,
+    }
     try:
         return handlers[args.command](args)
     except BrokenPipeError:  # the reader went away (``contrastkit evaluate … | head``)
@@ -179,12 +275,20 @@ def _config(args: argparse.Namespace) -> Any:
 
 def _free_run_dir(config: Any) -> Path:
     stem = "digits" if config.data == "digits" else Path(config.data).stem or "data"
+    what = config.loss if config.objective == "contrastive" else config.objective
+    return _free_folder(f"{stem}-{what}")
+
+
+def _free_folder(stem: str) -> Path:
     base = Path("runs")
     for n in range(1, 10_000):
-        candidate = base / f"{stem}-{config.loss}-{n}"
+        candidate = base / f"{stem}-{n}"
         if not candidate.exists():
             return candidate
     raise _Failure("no free run folder name under runs/; pass --out")
+
+
+_SHOWN = ("roc_auc", "eer", "accuracy", "precision_at_1", "map_at_r")
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -226,23 +330,39 @@ def _train(args: argparse.Namespace) -> int:
     test = metrics["test"]
     shown = ", ".join(
         f"{k} {test[k]:.4f}"
-        for k in ("roc_auc", "eer", "accuracy", "precision_at_1", "map_at_r")
+        for k in (
+            "roc_auc",
+            "eer",
+            "accuracy",
+            "precision_at_1",
+            "map_at_r",
+            "reconstruction_error",
+        )
         if k in test
     )
     print(f"test: {shown}")
+    anomaly = metrics.get("anomaly")
+    if anomaly:
+        shown = "; ".join(
+            f"{name} roc_auc {m['roc_auc']:.4f}, average_precision {m['average_precision']:.4f}"
+            for name, m in anomaly["scores"].items()
+        )
+        print(f"anomaly (class {anomaly['class']}): {shown}")
     print(f"took {metrics['seconds']['total']:.1f} s; report: {run / 'report.html'}")
     return 0
 
 
 def _evaluate(args: argparse.Namespace) -> int:
     from contrastkit.datasets import LabelledData, PairData
-    from contrastkit.experiment import _split, evaluate_run, load_run, read_data
+    from contrastkit.experiment import _scaled, evaluate_run, load_run, read_data, run_splits
 
     config, model = load_run(args.run_dir)
+    spec = json.loads((Path(args.run_dir) / "model.json").read_text())
     data = read_data(config)
-    _, val, test = _split(config, data)
+    _, val, test, _ = run_splits(config, data)
+    val, test = _scaled(spec, val), _scaled(spec, test)
     if args.data:
-        new = read_data(dataclasses.replace(config, data=args.data))
+        new = _scaled(spec, read_data(dataclasses.replace(config, data=args.data)))
         if isinstance(new, PairData) != isinstance(val, PairData):
             raise _Failure(f"--data {args.data} is not the same kind of data as the run's")
         if isinstance(new, LabelledData) and new.inputs.shape[1:] != val.inputs.shape[1:]:  # type: ignore[union-attr]
@@ -258,8 +378,9 @@ def _evaluate(args: argparse.Namespace) -> int:
     else:
         source = args.data or "the run's test split"
         print(f"evaluated on {source} (threshold chosen on the run's validation split)")
+        width = max(18, *(len(key) for key in result))
         for key, value in result.items():
-            print(f"  {key:<18} {value:.4f}")
+            print(f"  {key:<{width}} {value:.4f}")
     return 0
 
 
@@ -295,7 +416,7 @@ def _read_inputs(path: Path, config: Any, spec: dict[str, Any]) -> Any:
 def _embed(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from contrastkit.experiment import load_run
+    from contrastkit.experiment import load_run, scale_inputs
     from contrastkit.training import embed
 
     output = Path(args.output)
@@ -311,13 +432,78 @@ def _embed(args: argparse.Namespace) -> int:
     if spec["kind"] == "images" and names_file.exists():
         raise _Failure(f"{names_file} (the image names of -o {output}) already exists")
     inputs, names = _read_inputs(Path(args.input), config, spec)
-    embeddings = embed(model, inputs).numpy()
+    embeddings = embed(model, scale_inputs(spec, inputs)).numpy()
     with output.open("xb") as handle:
         np.save(handle, embeddings)
     if names:
         with names_file.open("x") as handle:
             handle.write("\n".join(names) + "\n")
     print(f"wrote {embeddings.shape[0]} embeddings of size {embeddings.shape[1]} to {output}")
+    return 0
+
+
+def _score(args: argparse.Namespace) -> int:
+    import csv
+
+    from contrastkit.experiment import (
+        anomaly_scores,
+        available_scores,
+        load_reference,
+        load_run,
+        scale_inputs,
+    )
+
+    output = Path(args.output)
+    if output.suffix.lower() != ".csv":
+        raise _Failure(f"-o {output}: the output must be a .csv file")
+    if output.exists():
+        raise _Failure(f"{output} already exists; choose another -o")
+    if not output.parent.exists():
+        raise _Failure(f"folder {output.parent} does not exist")
+    config, model = load_run(args.run_dir)
+    spec = json.loads((Path(args.run_dir) / "model.json").read_text())
+    reference, labels = load_reference(args.run_dir)
+    available = available_scores(model, labels)
+    methods = args.method or available
+    missing = [m for m in methods if m not in available]
+    if missing:
+        raise _Failure(
+            f"--method {','.join(missing)} is not available for run {args.run_dir}; "
+            f"it has {', '.join(available)}"
+        )
+    inputs, names = _read_inputs(Path(args.input), config, spec)
+    scores = anomaly_scores(
+        model, config, reference, labels, scale_inputs(spec, inputs), methods=methods
+    )
+    rows = names or [str(i) for i in range(inputs.shape[0])]
+    columns = [scores[m].tolist() for m in methods]
+    with output.open("x", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["input", *methods])
+        for i, name in enumerate(rows):
+            writer.writerow([name, *(f"{c[i]:.6g}" for c in columns)])
+    print(f"wrote the {', '.join(methods)} scores of {len(rows)} inputs to {output}")
+    return 0
+
+
+def _compare(args: argparse.Namespace) -> int:
+    from contrastkit.compare import run_comparison
+
+    out = Path(args.out) if args.out else _free_folder("compare")
+    if out.exists():
+        raise _Failure(f"folder {out} already exists; choose another --out")
+    log = (lambda *_: None) if args.quiet else (lambda text: print(text, flush=True))
+    result = run_comparison(
+        out,
+        epochs=args.epochs,
+        seed=args.seed,
+        anomaly_class=args.anomaly_class,
+        steps_per_epoch=args.steps_per_epoch,
+        batch_size=args.batch_size,
+        hidden=args.hidden,
+        log=log,
+    )
+    print(f"took {result['seconds']:.1f} s; report: {out / 'report.html'}")
     return 0
 
 

@@ -1,17 +1,43 @@
 """One training run, from data to report: what ``contrastkit train`` does, as a function.
 
 :func:`train_run` reads the data named in a :class:`RunConfig`, splits it (stratified
-train / validation / test, from the seed), trains a siamese encoder with the chosen
-loss, evaluates it on held-out data and writes one run folder::
+train / validation / test, from the seed), trains a network with the chosen objective,
+evaluates it on held-out data and writes one run folder::
 
     RUN_DIR/
       config.toml          the resolved configuration (reusable with --config)
       model.json           how to rebuild the network (input shape, sizes)
       model.safetensors    the final weights
+      reference.safetensors  the training split's embeddings (and labels), for scoring
       checkpoints/         the last epoch's weights and optimizer state (for --resume)
       metrics.json         test and validation metrics, the per-epoch history, timings
       figures/*.png        loss curve, embedding map, ROC, distance histograms, history
       report.html          all of it on one self-contained page
+
+Three objectives (``objective``):
+
+* ``"contrastive"``: a siamese encoder trained with ``loss`` (the default);
+* ``"reconstruction"``: an :class:`~contrastkit.models.Autoencoder` whose encoder is the
+  very encoder a contrastive run builds and whose decoder mirrors it, trained to
+  reconstruct its inputs (``noise_std`` > 0: denoising);
+* ``"combined"``: the same autoencoder trained on
+  ``reconstruction_weight`` × reconstruction + ``contrastive_weight`` × ``loss`` on its
+  code, a :class:`~contrastkit.training.WeightedSum`; each term is logged on its own.
+
+The code is the embedding: verification, retrieval and the map work for every
+objective. Every objective draws the batches of ``loss``, so the three see the same
+samples in the same order; the reconstruction term rebuilds every input of a batch.
+Autoencoder runs reconstruct their inputs scaled to [0, 1] by the smallest and largest
+value of the training split (one range for all features; the digits' pixels 0..16
+become 0..1), saved in ``model.json`` and applied to every input the run later reads.
+``reconstruction_loss="bce"`` treats the decoder's outputs as logits (binary
+cross-entropy with logits), and clips inputs that fall outside the range to [0, 1].
+
+With ``anomaly_class``, that class is held out of training and validation altogether;
+after training, the normal test samples and every sample of that class are scored
+(reconstruction error, mean distance to the 5 nearest training embeddings, distance to
+the nearest class centroid) and the ROC-AUC and average precision of each score go to
+``metrics.json`` and the report.
 
 The verification threshold is chosen on the validation split and only applied to the
 test split.
@@ -24,7 +50,7 @@ import json
 import math
 import time
 import warnings
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
@@ -46,21 +72,49 @@ from contrastkit.datasets import (
     split_indices,
 )
 from contrastkit.distances import DISTANCES, paired_distance
-from contrastkit.models import ConvEncoder, MLPEncoder, SiameseNetwork, Standardize
+from contrastkit.models import (
+    Autoencoder,
+    ConvDecoder,
+    ConvEncoder,
+    MLPDecoder,
+    MLPEncoder,
+    SiameseNetwork,
+    Standardize,
+)
 from contrastkit.training import (
     LabelObjective,
     PairObjective,
+    ReconstructionObjective,
     Trainer,
     TwoViewObjective,
+    WeightedSum,
     embed,
     latest_checkpoint,
     load_weights,
     save_weights,
 )
 
-__all__ = ["LOSSES", "ConfigError", "RunConfig", "load_run", "read_data", "train_run"]
+__all__ = [
+    "ANOMALY_SCORES",
+    "LOSSES",
+    "OBJECTIVES",
+    "ConfigError",
+    "RunConfig",
+    "anomaly_scores",
+    "available_scores",
+    "load_reference",
+    "load_run",
+    "read_data",
+    "run_splits",
+    "scale_inputs",
+    "train_run",
+]
 
 LOSSES = ("contrastive", "triplet", "infonce", "supcon")
+OBJECTIVES = ("contrastive", "reconstruction", "combined")
+RECONSTRUCTION_LOSSES = {"mse": "mse", "bce": "bce_with_logits"}
+ANOMALY_SCORES = ("reconstruction", "knn", "centroid")
+ANOMALY_K = 5
 _COSINE_LOSSES = ("infonce", "supcon")
 DEFAULT_HIDDEN = {"vectors": (512, 256, 128), "images": (32, 64)}
 
@@ -81,6 +135,16 @@ class RunConfig:
         loss: ``"contrastive"`` (pairs), ``"triplet"`` (batch-all triplets mined from
             class-balanced batches), ``"infonce"`` (two samples per class, N-pair
             setting), ``"supcon"`` (class-balanced batches).
+        objective: ``"contrastive"`` (a siamese network trained with ``loss``),
+            ``"reconstruction"`` (an autoencoder) or ``"combined"`` (an autoencoder
+            trained on both, weighted).
+        reconstruction_loss: ``"mse"`` or ``"bce"`` (on logits) for the autoencoder.
+        noise_std: the standard deviation of the Gaussian noise added to the scaled
+            inputs of the autoencoder in training (denoising); 0 for none.
+        reconstruction_weight, contrastive_weight: the weights of the two terms of
+            ``"combined"`` (the latter is λ in reconstruction + λ·contrastive).
+        anomaly_class: the name of a class held out of training and validation and
+            scored as the anomaly after training; empty for none.
         margin: the margin of the contrastive and triplet losses.
         distance: the distance of the loss and of evaluation; empty means
             ``"euclidean"`` for contrastive/triplet and ``"cosine"`` for InfoNCE/SupCon.
@@ -98,6 +162,12 @@ class RunConfig:
     label_column: str = "label"
     image_size: int = 32
     loss: str = "contrastive"
+    objective: str = "contrastive"
+    reconstruction_loss: str = "mse"
+    noise_std: float = 0.0
+    reconstruction_weight: float = 1.0
+    contrastive_weight: float = 1.0
+    anomaly_class: str = ""
     margin: float = 1.0
     distance: str = ""
     temperature: float = 0.1
@@ -127,6 +197,7 @@ class RunConfig:
         _typed(self)
         if self.loss not in LOSSES:
             raise ConfigError(f"loss must be one of {', '.join(LOSSES)}, got {self.loss!r}")
+        _check_objective(self)
         if not self.distance:
             self.distance = "cosine" if self.loss in _COSINE_LOSSES else "euclidean"
         if self.distance not in DISTANCES:
@@ -163,6 +234,38 @@ class RunConfig:
         for f in dataclasses.fields(self):
             lines.append(f"{f.name} = {_toml_value(getattr(self, f.name))}")
         return "\n".join(lines) + "\n"
+
+
+def _check_objective(config: RunConfig) -> None:
+    if config.objective not in OBJECTIVES:
+        raise ConfigError(
+            f"objective must be one of {', '.join(OBJECTIVES)}, got {config.objective!r}"
+        )
+    if config.reconstruction_loss not in RECONSTRUCTION_LOSSES:
+        raise ConfigError(
+            f"reconstruction_loss must be one of {', '.join(RECONSTRUCTION_LOSSES)}, "
+            f"got {config.reconstruction_loss!r}"
+        )
+    if not (math.isfinite(config.noise_std) and config.noise_std >= 0):
+        raise ConfigError(f"noise_std must be >= 0, got {config.noise_std}")
+    for name in ("reconstruction_weight", "contrastive_weight"):
+        value = getattr(config, name)
+        if not (math.isfinite(value) and value > 0):
+            raise ConfigError(f"{name} must be a positive number, got {value}")
+    defaults = RunConfig.__dataclass_fields__
+    autoencoder_only = ("reconstruction_loss", "noise_std")
+    combined_only = ("reconstruction_weight", "contrastive_weight")
+    for name in (*autoencoder_only, *combined_only):
+        if getattr(config, name) == defaults[name].default:
+            continue
+        if config.objective == "contrastive" or (
+            name in combined_only and config.objective != "combined"
+        ):
+            needs = "combined" if name in combined_only else "reconstruction or combined"
+            raise ConfigError(
+                f"{name} applies to objective {needs}, not {config.objective!r}; "
+                f"drop it or set the objective"
+            )
 
 
 def _typed(config: RunConfig) -> None:
@@ -244,8 +347,14 @@ def _is_pair_csv(path: Path) -> bool:
 # ----------------------------------------------------------------------------- the model
 
 
-def model_spec(config: RunConfig, data: LabelledData | PairData) -> dict[str, Any]:
-    """What :func:`build_model` needs to rebuild the network, saved as ``model.json``."""
+def model_spec(
+    config: RunConfig, data: LabelledData | PairData, train: LabelledData | PairData | None = None
+) -> dict[str, Any]:
+    """What :func:`build_model` needs to rebuild the network, saved as ``model.json``.
+
+    An autoencoder's spec also holds its ``noise_std``, its reconstruction loss and the
+    input range of the training split ``train`` (which it then needs).
+    """
     sample = data.inputs if isinstance(data, LabelledData) else data.left
     spec: dict[str, Any] = {
         "kind": data.kind,
@@ -256,31 +365,80 @@ def model_spec(config: RunConfig, data: LabelledData | PairData) -> dict[str, An
         spec.update(channels=int(sample.shape[1]), image_size=int(sample.shape[2]))
     else:
         spec.update(in_features=int(sample.shape[1]))
+    if config.objective != "contrastive":
+        if train is None:
+            raise ValueError("an autoencoder's spec needs the training split for its input range")
+        x = _inputs_of(train)
+        spec["autoencoder"] = {
+            "noise_std": config.noise_std,
+            "reconstruction_loss": config.reconstruction_loss,
+            "input_range": [float(x.min()), float(x.max())],
+        }
     return spec
 
 
-def build_model(spec: Mapping[str, Any], standardize: Standardize | None = None) -> SiameseNetwork:
-    """A siamese network from a model spec; without ``standardize`` a neutral one is made."""
+def build_model(spec: Mapping[str, Any], standardize: Standardize | None = None) -> nn.Module:
+    """The network of a model spec: a :class:`SiameseNetwork`, or an :class:`Autoencoder`.
+
+    Without ``standardize`` a neutral one is made (the weights loaded next replace it).
+    """
+    hidden = [int(h) for h in spec["hidden"]]
+    dim = int(spec["embedding_dim"])
     if spec["kind"] == "images":
-        shape = (int(spec["channels"]), 1, 1)
+        channels = int(spec["channels"])
+        shape = (channels, 1, 1)
         std = standardize or Standardize(torch.zeros(shape), torch.ones(shape))
         encoder: nn.Module = ConvEncoder(
-            int(spec["channels"]),
-            embedding_dim=int(spec["embedding_dim"]),
-            channels=list(spec["hidden"]),
-            standardize=std,
+            channels, embedding_dim=dim, channels=hidden, standardize=std
         )
     else:
         n = int(spec["in_features"])
         std = standardize or Standardize(torch.zeros(n), torch.ones(n))
-        encoder = MLPEncoder(
-            n,
-            embedding_dim=int(spec["embedding_dim"]),
-            hidden=list(spec["hidden"]),
-            batch_norm=True,
-            standardize=std,
+        encoder = MLPEncoder(n, embedding_dim=dim, hidden=hidden, batch_norm=True, standardize=std)
+    if "autoencoder" not in spec:
+        return SiameseNetwork(encoder)
+    mirrored = hidden[::-1]
+    if spec["kind"] == "images":
+        decoder: nn.Module = ConvDecoder(
+            dim, int(spec["channels"]), int(spec["image_size"]), channels=mirrored
         )
-    return SiameseNetwork(encoder)
+    else:
+        decoder = MLPDecoder(dim, int(spec["in_features"]), hidden=mirrored, batch_norm=True)
+    return Autoencoder(encoder, decoder, noise_std=float(spec["autoencoder"]["noise_std"]))
+
+
+def _inputs_of(data: LabelledData | PairData) -> Tensor:
+    """Every input of a split: its samples, or the left then the right of each pair."""
+    if isinstance(data, PairData):
+        return torch.cat([data.left, data.right])
+    return data.inputs
+
+
+def scale_inputs(spec: Mapping[str, Any], x: Tensor) -> Tensor:
+    """Inputs as the run's network takes them: an autoencoder's are scaled to [0, 1].
+
+    The scale is the training split's range (``input_range`` in the spec); with
+    ``reconstruction_loss="bce"`` values outside it are clipped to [0, 1], since binary
+    cross-entropy needs targets there. A siamese network's inputs are unchanged.
+    """
+    if "autoencoder" not in spec:
+        return x
+    low, high = (float(v) for v in spec["autoencoder"]["input_range"])
+    x = (x - low) / (high - low if high > low else 1.0)
+    if spec["autoencoder"]["reconstruction_loss"] == "bce":
+        x = x.clamp(0.0, 1.0)
+    return x
+
+
+def _scaled(spec: Mapping[str, Any], data: Any) -> Any:
+    """A split (labelled or pairs, or ``None``) with its inputs scaled for the network."""
+    if data is None or "autoencoder" not in spec:
+        return data
+    if isinstance(data, PairData):
+        return dataclasses.replace(
+            data, left=scale_inputs(spec, data.left), right=scale_inputs(spec, data.right)
+        )
+    return dataclasses.replace(data, inputs=scale_inputs(spec, data.inputs))
 
 
 def _standardize(x: Tensor) -> Standardize:
@@ -392,6 +550,43 @@ def _split(config: RunConfig, data: LabelledData | PairData) -> tuple[LabelledDa
     return parts
 
 
+def run_splits(
+    config: RunConfig, data: LabelledData | PairData
+) -> tuple[LabelledData | PairData, LabelledData | PairData, LabelledData | PairData, Any]:
+    """The training, validation and test splits of a run, and its anomalies.
+
+    Without ``anomaly_class`` the anomalies are ``None``. With it, the data are split as
+    without (so the other classes' samples land in the same splits), then every sample
+    of that class is taken out of the three splits and returned as the anomalies.
+    """
+    parts = _split(config, data)
+    if not config.anomaly_class:
+        return (*parts, None)  # type: ignore[return-value]
+    if not isinstance(data, LabelledData):
+        raise ConfigError(
+            f"anomaly_class needs labelled data, but {data.source} holds pairs without classes"
+        )
+    if config.anomaly_class not in data.class_names:
+        names = data.class_names
+        shown = ", ".join(names[:20]) + (f", … ({len(names)} in all)" if len(names) > 20 else "")
+        raise ConfigError(
+            f"anomaly_class {config.anomaly_class!r} is not a class of {data.source}; "
+            f"its classes are {shown}"
+        )
+    anomaly = data.class_names.index(config.anomaly_class)
+    if len(data.class_names) < 3:
+        raise DataError(
+            f"{data.source}: holding out class {config.anomaly_class!r} leaves "
+            f"{len(data.class_names) - 1} class; at least 2 normal classes are needed"
+        )
+    normal = tuple(
+        part.subset(torch.nonzero(part.labels != anomaly).flatten())  # type: ignore[union-attr]
+        for part in parts
+    )
+    anomalies = data.subset(torch.nonzero(data.labels == anomaly).flatten())
+    return (*normal, anomalies)  # type: ignore[return-value]
+
+
 def _pairs_of(data: LabelledData | PairData, seed: int) -> Tensor | None:
     """Balanced verification pairs ``(i, j, same)`` of a labelled split (None for pairs)."""
     from contrastkit.metrics import verification_pairs
@@ -433,6 +628,34 @@ def _device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def _objective(config: RunConfig, contrastive: Any) -> Any:
+    """The objective of a run, from the contrastive objective of its ``loss``."""
+    if config.objective == "contrastive":
+        return contrastive
+    kind = RECONSTRUCTION_LOSSES[config.reconstruction_loss]
+    reconstruction = ReconstructionObjective(losses.ReconstructionLoss(kind=kind))  # type: ignore[arg-type]
+    if config.objective == "reconstruction":
+        return reconstruction
+    return WeightedSum(
+        {
+            "reconstruction": (reconstruction, config.reconstruction_weight),
+            "contrastive": (contrastive, config.contrastive_weight),
+        }
+    )
+
+
+def _terms(config: RunConfig) -> dict[str, float]:
+    """The logged loss terms of a run and their weights."""
+    if config.objective == "reconstruction":
+        return {"reconstruction": 1.0}
+    if config.objective == "combined":
+        return {
+            "reconstruction": config.reconstruction_weight,
+            "contrastive": config.contrastive_weight,
+        }
+    return {"loss": 1.0}
+
+
 def train_run(
     config: RunConfig,
     run_dir: str | Path,
@@ -460,15 +683,14 @@ def train_run(
             config.hidden = list(DEFAULT_HIDDEN[data.kind])
     if isinstance(data, LabelledData) and len(data.class_names) < 2:
         raise DataError(f"{data.source} has fewer than 2 classes")
-    train, val, test = _split(config, data)
+    train, val, test, anomalies = run_splits(config, data)
     device = _device(config.device)
     torch.manual_seed(config.seed)
-    spec = model_spec(config, data)
-    sample = (
-        train.inputs if isinstance(train, LabelledData) else torch.cat([train.left, train.right])
-    )  # type: ignore[union-attr]
-    model = build_model(spec, _standardize(sample))
-    objective, train_loader, val_loader, notes = _loss_and_loaders(config, train, val)
+    spec = model_spec(config, data, train)
+    train, val, test, anomalies = (_scaled(spec, part) for part in (train, val, test, anomalies))
+    model = build_model(spec, _standardize(_inputs_of(train)))
+    contrastive, train_loader, val_loader, notes = _loss_and_loaders(config, train, val)
+    objective = _objective(config, contrastive)
 
     if not resume:
         run.mkdir(parents=True, exist_ok=False)
@@ -515,15 +737,19 @@ def train_run(
         device=device,
         progress=progress,
     )
+    terms = [t for t in _terms(config) if t != "loss"] if config.objective == "combined" else []
 
     def announce(t: Trainer) -> None:
         r = t.history[-1]
-        shown = ", ".join(
-            f"{k} {r[k]:.4f}"
-            for k in ("train_loss", "val_loss", "val_roc_auc", "val_precision_at_1")
-            if k in r
-        )
-        log(f"epoch {r['epoch']:>3}/{config.epochs}: {shown}")
+        parts = []
+        for part in ("train", "val"):
+            if f"{part}_loss" in r:
+                each = ", ".join(f"{k} {r[f'{part}_{k}']:.4f}" for k in terms)
+                parts.append(
+                    f"{part}_loss {r[f'{part}_loss']:.4f}" + (f" ({each})" if each else "")
+                )
+        parts += [f"{k} {r[k]:.4f}" for k in ("val_roc_auc", "val_precision_at_1") if k in r]
+        log(f"epoch {r['epoch']:>3}/{config.epochs}: {', '.join(parts)}")
 
     trainer.add_callback("on_epoch_end", announce)
     if resume and latest_checkpoint(run) is not None:
@@ -533,7 +759,15 @@ def train_run(
 
     model.cpu()
     save_weights(model, run / "model.safetensors")
+    reference = embed(model, _inputs_of(train))
+    reference_labels = train.labels if isinstance(train, LabelledData) else None
+    _save_reference(run / "reference.safetensors", reference, reference_labels)
     metrics = evaluate_run(model, config, val, test)
+    metrics["objective"] = {"name": config.objective, "terms": _terms(config)}
+    if anomalies is not None:
+        metrics["anomaly"] = _evaluate_anomalies(
+            model, config, reference, reference_labels, val, test, anomalies
+        )
     metrics["history"] = history
     metrics["data"] = {
         "source": data.source,
@@ -561,7 +795,11 @@ def evaluate_run(
     val: LabelledData | PairData,
     test: LabelledData | PairData,
 ) -> dict[str, Any]:
-    """Test metrics with the threshold chosen on validation, and retrieval on test."""
+    """Test metrics with the threshold chosen on validation, and retrieval on test.
+
+    For an autoencoder, also the mean reconstruction error of the test inputs
+    (``reconstruction_error``, in the run's reconstruction loss).
+    """
     from contrastkit.metrics import retrieval_metrics, verification_metrics
 
     val_pairs, test_pairs = _pairs_of(val, config.seed + 2), _pairs_of(test, config.seed + 3)
@@ -581,9 +819,150 @@ def evaluate_run(
             )
         except ValueError as error:
             out["retrieval_skipped"] = str(error)
+    if callable(getattr(model, "reconstruct", None)):
+        errors = anomaly_scores(
+            model, config, None, None, _inputs_of(test), methods=["reconstruction"]
+        )
+        out["test"]["reconstruction_error"] = float(errors["reconstruction"].mean())
     # for the figures; train_run takes them out before metrics.json is written
     out["_test_distances"], out["_test_same"], out["_test_embeddings"] = test_d, test_same, test_emb
     return out
+
+
+def available_scores(model: nn.Module, reference_labels: Tensor | None) -> list[str]:
+    """The anomaly scores a run can give: reconstruction (autoencoders), knn, centroid."""
+    out = ["reconstruction"] if callable(getattr(model, "reconstruct", None)) else []
+    out.append("knn")
+    if reference_labels is not None:
+        out.append("centroid")
+    return out
+
+
+def anomaly_scores(
+    model: nn.Module,
+    config: RunConfig,
+    reference: Tensor | None,
+    reference_labels: Tensor | None,
+    inputs: Tensor,
+    *,
+    methods: Sequence[str] | None = None,
+) -> dict[str, Tensor]:
+    """Anomaly scores of ``inputs`` (scaled as the network takes them); higher = stranger.
+
+    ``"reconstruction"``: the autoencoder's reconstruction error in the run's
+    reconstruction loss; ``"knn"``: the mean distance (the run's ``distance``) of the
+    embedding to its 5 nearest reference embeddings; ``"centroid"``: the distance to the
+    nearest centroid of a reference class. ``methods=None`` gives every score the run
+    has (see :func:`available_scores`).
+    """
+    from contrastkit.anomaly import centroid_scores, knn_scores, reconstruction_errors
+
+    available = available_scores(model, reference_labels)
+    chosen = list(available) if methods is None else list(methods)
+    for method in chosen:
+        if method not in ANOMALY_SCORES:
+            raise ConfigError(
+                f"score method must be one of {', '.join(ANOMALY_SCORES)}, got {method!r}"
+            )
+        if method not in available:
+            why = "is not an autoencoder" if method == "reconstruction" else "has no classes"
+            raise ConfigError(f"score method {method!r} is not available: the run {why}")
+    out: dict[str, Tensor] = {}
+    if "reconstruction" in chosen:
+        kind = RECONSTRUCTION_LOSSES[config.reconstruction_loss]
+        out["reconstruction"] = reconstruction_errors(model, inputs, kind=kind)  # type: ignore[arg-type]
+    if {"knn", "centroid"} & set(chosen):
+        if reference is None:
+            raise ValueError("the knn and centroid scores need the reference embeddings")
+        emb = embed(model, inputs)
+        if "knn" in chosen:
+            k = min(ANOMALY_K, reference.shape[0])
+            out["knn"] = knn_scores(reference, emb, k=k, distance=config.distance)  # type: ignore[arg-type]
+        if "centroid" in chosen:
+            out["centroid"] = centroid_scores(
+                reference,
+                reference_labels,  # type: ignore[arg-type]
+                emb,
+                distance=config.distance,  # type: ignore[arg-type]
+            )
+    return {method: out[method] for method in chosen}
+
+
+def _evaluate_anomalies(
+    model: nn.Module,
+    config: RunConfig,
+    reference: Tensor,
+    reference_labels: Tensor | None,
+    val: LabelledData,
+    test: LabelledData,
+    anomalies: LabelledData,
+) -> dict[str, Any]:
+    """ROC-AUC and average precision of each score on normal test samples + anomalies.
+
+    The threshold of each score is the 95th percentile of the validation split's scores
+    (normal samples only): 5% false alarms expected on normal data.
+    """
+    from contrastkit.anomaly import anomaly_metrics
+
+    inputs = torch.cat([test.inputs, anomalies.inputs])
+    is_anomaly = torch.cat([torch.zeros(len(test)), torch.ones(len(anomalies))]).long()
+    scores = anomaly_scores(model, config, reference, reference_labels, inputs)
+    val_scores = anomaly_scores(model, config, reference, reference_labels, val.inputs)
+    out: dict[str, Any] = {
+        "class": config.anomaly_class,
+        "normal": len(test),
+        "anomalies": len(anomalies),
+        "k": ANOMALY_K,
+        "scores": {},
+    }
+    for method, values in scores.items():
+        found = anomaly_metrics(values, is_anomaly)
+        threshold = float(torch.quantile(val_scores[method].double(), 0.95))
+        flagged = values.double() >= threshold
+        out["scores"][method] = {
+            "roc_auc": found["roc_auc"],
+            "average_precision": found["average_precision"],
+            "threshold": threshold,
+            "detected": float(flagged[is_anomaly == 1].double().mean()),
+            "false_alarms": float(flagged[is_anomaly == 0].double().mean()),
+        }
+    # for the figures; taken out before metrics.json is written
+    out["_scores"], out["_is_anomaly"] = scores, is_anomaly
+    return out
+
+
+def _save_reference(path: Path, embeddings: Tensor, labels: Tensor | None) -> None:
+    from safetensors.torch import save_file
+
+    tensors = {"embeddings": embeddings.contiguous()}
+    if labels is not None:
+        tensors["labels"] = labels.contiguous()
+    save_file(tensors, str(path))
+
+
+def load_reference(run_dir: str | Path) -> tuple[Tensor, Tensor | None]:
+    """The training split's embeddings of a run (and their labels, ``None`` for pairs)."""
+    from safetensors.torch import load_file
+
+    path = Path(run_dir) / "reference.safetensors"
+    if not path.is_file():
+        raise DataError(
+            f"run folder {run_dir} has no reference.safetensors (the training embeddings); "
+            "train it again with this version to score inputs"
+        )
+    tensors = load_file(str(path))
+    return tensors["embeddings"], tensors.get("labels")
+
+
+def _history_keys(config: RunConfig, history: list[dict[str, Any]]) -> list[str] | None:
+    """The curves of the history figure: each loss term (and the total, if several)."""
+    terms = list(_terms(config))
+    if terms == ["loss"]:
+        return None
+    if len(terms) > 1:
+        terms.insert(0, "loss")
+    keys = [f"{part}_{t}" for t in terms for part in ("train", "val")]
+    return [k for k in keys if history and k in history[0]]
 
 
 def _figures(
@@ -594,7 +973,7 @@ def _figures(
     distances, same = metrics.pop("_test_distances"), metrics.pop("_test_same")
     embeddings = metrics.pop("_test_embeddings")
     drawn: dict[str, Any] = {}
-    if config.loss == "contrastive":
+    if config.loss == "contrastive" and config.objective != "reconstruction":
         drawn["loss_curve"] = plots.plot_loss_curve(margin=config.margin)[0]
     if isinstance(test, LabelledData):
         drawn["embedding"] = plots.plot_embedding(
@@ -604,15 +983,67 @@ def _figures(
     drawn["distances"] = plots.plot_distance_histograms(
         distances, same, threshold=metrics["test"]["threshold"]
     )[0]
-    drawn["history"] = plots.plot_history(metrics["history"])[0]
+    keys = _history_keys(config, metrics["history"])
+    drawn["history"] = plots.plot_history(metrics["history"], keys=keys)[0]
+    if "anomaly" in metrics:
+        drawn.update(_anomaly_figures(plots, metrics["anomaly"]))
     paths = {}
     for name, fig in drawn.items():
         paths[name] = plots.save_figure(fig, folder / f"{name}.png", overwrite=True)
     return paths
 
 
-def load_run(run_dir: str | Path) -> tuple[RunConfig, SiameseNetwork]:
-    """The config and trained network of a run folder."""
+SCORE_NAMES = {
+    "reconstruction": "reconstruction error",
+    "knn": f"mean distance to the {ANOMALY_K} nearest training embeddings",
+    "centroid": "distance to the nearest class centroid",
+}
+
+
+def _anomaly_figures(plots: Any, anomaly: dict[str, Any]) -> dict[str, Any]:
+    """Score histograms (normal vs anomalous test samples) and the ROC curves, drawn."""
+    scores, is_anomaly = anomaly.pop("_scores"), anomaly.pop("_is_anomaly")
+    drawn: dict[str, Any] = {}
+    for method, values in scores.items():
+        drawn[f"anomaly_{method}"] = plots.plot_score_histograms(
+            values,
+            is_anomaly,
+            title=f"{SCORE_NAMES[method]} (class {anomaly['class']} is the anomaly)",
+            threshold=anomaly["scores"][method]["threshold"],
+        )[0]
+    drawn["anomaly_roc"] = _plot_anomaly_roc(scores, is_anomaly)[0]
+    return drawn
+
+
+_SCORE_COLORS = {"reconstruction": "C0", "knn": "C1", "centroid": "C2"}
+
+
+def _plot_anomaly_roc(scores: Mapping[str, Tensor], is_anomaly: Tensor, *, ax: Any = None) -> Any:
+    """ROC curves of anomaly scores: anomalies flagged against normal samples flagged.
+
+    Each score keeps one colour in every figure (reconstruction blue, knn orange,
+    centroid green), so that panels of different runs compare at a glance.
+    """
+    from contrastkit import plots
+
+    fig = None
+    for method, values in scores.items():
+        drawn = len(ax.lines) if ax is not None else 0
+        # plot_roc accepts "similar" pairs when d <= t: with d = -score and the anomalies
+        # as the "similar" class, it draws the rule "anomaly if score >= t"
+        fig, ax = plots.plot_roc(-values, is_anomaly, ax=ax, label=method, mark_fars=())
+        ax.lines[drawn].set_color(_SCORE_COLORS.get(method, "C3"))
+    handles, labels = ax.get_legend_handles_labels()
+    order = sorted(range(len(labels)), key=lambda j: labels[j] == "chance")
+    ax.legend([handles[j] for j in order], [labels[j] for j in order], loc="lower right")
+    ax.set_xlabel("false positive rate (normal samples flagged)")
+    ax.set_ylabel("true positive rate (anomalies flagged)")
+    ax.set_title("ROC of the rule score ≥ t")
+    return fig, ax
+
+
+def load_run(run_dir: str | Path) -> tuple[RunConfig, nn.Module]:
+    """The config and trained network of a run folder (siamese network or autoencoder)."""
     run = Path(run_dir)
     if not run.is_dir():
         raise DataError(f"run folder {run} does not exist")

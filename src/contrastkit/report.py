@@ -1,8 +1,11 @@
 """The run report: one self-contained HTML page (figures embedded, no external files).
 
 The page shows, in order: what was trained on what data and how long it took; the test
-metrics (verification with the threshold chosen on validation, then retrieval); the
-figures; the per-epoch history; the notes of the run; the resolved configuration.
+metrics (verification with the threshold chosen on validation, then retrieval, then an
+autoencoder's reconstruction error); anomaly detection, when a class was held out (a
+table of every score, their histograms and ROC curves); the figures; the per-epoch
+history (each loss term of a weighted objective raw, with the weighted total); the
+notes of the run; the resolved configuration.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-__all__ = ["write_report"]
+__all__ = ["write_comparison_report", "write_report"]
 
 _CAPTIONS = {
     "loss_curve": "The contrastive loss per pair as a function of the distance: similar pairs "
@@ -24,7 +27,23 @@ _CAPTIONS = {
     "most the threshold).",
     "distances": "Distances of similar and dissimilar test pairs, with the threshold chosen on "
     "the validation split.",
-    "history": "Training and validation loss per epoch.",
+    "history": "Training and validation loss per epoch (solid: training, dashed: validation).",
+    "anomaly_reconstruction": "Reconstruction errors of normal test samples and of the "
+    "held-out class, with the threshold (95th percentile of the validation scores).",
+    "anomaly_knn": "Mean distance to the nearest training embeddings, for normal test samples "
+    "and the held-out class, with the threshold (95th percentile of the validation scores).",
+    "anomaly_centroid": "Distance to the nearest class centroid of the training embeddings, for "
+    "normal test samples and the held-out class, with the threshold (95th percentile of the "
+    "validation scores).",
+    "anomaly_roc": "ROC curve of each anomaly score (a sample is flagged when its score is at "
+    "least the threshold).",
+    "maps": "The test digits in each 2-D map, coloured by class.",
+}
+
+_SCORE_LABELS = {
+    "reconstruction": "reconstruction error",
+    "knn": "distance to the k nearest training embeddings",
+    "centroid": "distance to the nearest class centroid",
 }
 
 _METRIC_NAMES = {
@@ -35,6 +54,7 @@ _METRIC_NAMES = {
     "val_accuracy": "validation accuracy at the threshold",
     "precision_at_1": "precision@1",
     "map_at_r": "MAP@R",
+    "reconstruction_error": "mean reconstruction error",
 }
 
 _STYLE = """
@@ -45,6 +65,7 @@ table { border-collapse: collapse; margin: 0.5em 0 1.5em; }
 td, th { border-bottom: 1px solid #ddd; padding: 0.25em 0.8em; text-align: left; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; }
 figure { display: inline-block; width: 46%; margin: 0.5em 1.5%; vertical-align: top; }
+figure.wide { width: 97%; }
 figure img { width: 100%; }
 figcaption { font-size: 0.85em; color: #555; }
 pre { background: #f6f6f6; padding: 0.8em; overflow-x: auto; }
@@ -91,6 +112,73 @@ def _history_table(history: list[Mapping[str, Any]]) -> str:
     return f"<table><tr>{head}</tr>{rows}</table>"
 
 
+def _figure(name: str, file: str | Path, *, wide: bool = False) -> str:
+    encoded = base64.b64encode(Path(file).read_bytes()).decode("ascii")
+    caption = _CAPTIONS.get(name, name)
+    kind = " class='wide'" if wide else ""
+    return (
+        f"<figure{kind}><img alt='{html.escape(name)}' src='data:image/png;base64,{encoded}'>"
+        f"<figcaption>{html.escape(caption)}</figcaption></figure>"
+    )
+
+
+def _weight(value: float) -> str:
+    return f"{value:g}"
+
+
+def _trained(config: Any) -> str:
+    """What was trained: the loss, or the autoencoder's objective and its weights."""
+    objective = getattr(config, "objective", "contrastive")
+    loss = html.escape(str(config.loss))
+    if objective == "contrastive":
+        return f"{loss} loss"
+    noise = getattr(config, "noise_std", 0.0)
+    kind = html.escape(str(getattr(config, "reconstruction_loss", "mse")))
+    name = "denoising autoencoder (noise σ = " + _weight(noise) + ")" if noise else "autoencoder"
+    if objective == "reconstruction":
+        return f"{name} trained on reconstruction ({kind})"
+    return (
+        f"{name} trained on {_weight(config.reconstruction_weight)} × reconstruction ({kind}) "
+        f"+ {_weight(config.contrastive_weight)} × {loss} loss on its code"
+    )
+
+
+def _terms_note(objective: Any) -> str:
+    terms = dict((objective or {}).get("terms", {}))
+    if len(terms) < 2:
+        return ""
+    total = " + ".join(f"{_weight(w)} × {html.escape(t)}" for t, w in terms.items())
+    return (
+        f"<p>Each term is logged unweighted; <code>loss</code> is the total minimised, {total}.</p>"
+    )
+
+
+def _anomaly_section(anomaly: Mapping[str, Any]) -> list[str]:
+    head = (
+        "<tr><th>score</th><th>ROC-AUC</th><th>average precision</th><th>threshold</th>"
+        "<th>anomalies flagged</th><th>normal flagged</th></tr>"
+    )
+    rows = "".join(
+        f"<tr><td>{html.escape(_SCORE_LABELS.get(name, name))}</td>"
+        + "".join(
+            f"<td class='num'>{_number(values.get(key, ''))}</td>"
+            for key in ("roc_auc", "average_precision", "threshold", "detected", "false_alarms")
+        )
+        + "</tr>"
+        for name, values in anomaly.get("scores", {}).items()
+    )
+    return [
+        "<h2>Anomaly detection</h2>",
+        f"<p>Class {html.escape(str(anomaly.get('class')))} was held out of training and "
+        f"validation. The {anomaly.get('normal')} normal test samples and the "
+        f"{anomaly.get('anomalies')} samples of that class are scored (higher = more "
+        f"anomalous; k = {anomaly.get('k')} nearest training embeddings); ROC-AUC and "
+        "average precision take the anomalies as the positive class. Each threshold is the "
+        "95th percentile of the validation split's scores (normal samples only).</p>",
+        f"<table>{head}{rows}</table>",
+    ]
+
+
 def write_report(
     path: str | Path,
     *,
@@ -105,7 +193,11 @@ def write_report(
         path: the HTML file to write.
         config: the run's config (anything with ``to_toml()``, or a mapping).
         metrics: ``test`` (a mapping of metric values), ``history`` (a list of per-epoch
-            dicts), and optionally ``data``, ``seconds``, ``distance``, ``pairs``, ``notes``.
+            dicts), and optionally ``data``, ``seconds``, ``distance``, ``pairs``, ``notes``,
+            ``objective`` (its ``terms``: name → weight) and ``anomaly`` (the held-out
+            ``class``, the counts ``normal`` and ``anomalies``, ``k`` and per score
+            ``roc_auc``, ``average_precision``, ``threshold``, ``detected``,
+            ``false_alarms``).
         figures: figure name → PNG file; the images are embedded in the page.
         title: the page's heading.
     """
@@ -116,7 +208,7 @@ def write_report(
     summary = []
     if hasattr(config, "loss"):
         summary.append(
-            f"{html.escape(config.loss)} loss, {config.embedding_dim}-dimensional embedding, "
+            f"{_trained(config)}, {config.embedding_dim}-dimensional embedding, "
             f"{html.escape(str(metrics.get('distance', config.distance)))} distance, "
             f"{config.epochs} epochs"
         )
@@ -157,18 +249,128 @@ def write_report(
             "<p>Each test sample queries all the others.</p>",
             _table(retrieval),
         ]
+    if "reconstruction_error" in test:
+        parts += [
+            "<h2>Reconstruction (test samples)</h2>",
+            "<p>The autoencoder's error on the test inputs (scaled to [0, 1] by the "
+            "training split's range), in its reconstruction loss.</p>",
+            _table([(_metric_label("reconstruction_error"), test["reconstruction_error"])]),
+        ]
+    anomaly = metrics.get("anomaly")
+    if anomaly:
+        parts += _anomaly_section(anomaly)
+        parts += [_figure(n, f) for n, f in figures.items() if n.startswith("anomaly_")]
     parts.append("<h2>Figures</h2>")
-    for name, file in figures.items():
-        encoded = base64.b64encode(Path(file).read_bytes()).decode("ascii")
-        caption = _CAPTIONS.get(name, name)
-        parts.append(
-            f"<figure><img alt='{html.escape(name)}' src='data:image/png;base64,{encoded}'>"
-            f"<figcaption>{html.escape(caption)}</figcaption></figure>"
-        )
-    parts += ["<h2>History</h2>", _history_table(list(metrics.get("history", [])))]
+    parts += [_figure(n, f) for n, f in figures.items() if not n.startswith("anomaly_")]
+    parts += ["<h2>History</h2>", _terms_note(metrics.get("objective"))]
+    parts.append(_history_table(list(metrics.get("history", []))))
     notes = metrics.get("notes") or []
     if notes:
         parts += ["<h2>Notes</h2><ul>", *(f"<li>{html.escape(n)}</li>" for n in notes), "</ul>"]
     parts += ["<h2>Configuration</h2>", f"<pre>{html.escape(config_text)}</pre>", "</body></html>"]
+    out.write_text("\n".join(parts), encoding="utf-8")
+    return out
+
+
+_MAP_NAMES = {
+    "pca": "PCA of the pixels",
+    "autoencoder": "autoencoder, 2-D code (reconstruction)",
+    "siamese": "siamese network, 2-D output (contrastive, DrLIM)",
+}
+
+
+def write_comparison_report(
+    path: str | Path,
+    *,
+    comparison: Mapping[str, Any],
+    figures: Mapping[str, str | Path],
+    title: str = "contrastkit comparison: PCA, autoencoder, siamese network",
+) -> Path:
+    """Write the page of ``contrastkit compare`` to ``path`` and return it.
+
+    Args:
+        path: the HTML file to write.
+        comparison: what :func:`contrastkit.compare.run_comparison` returns: ``settings``,
+            ``maps`` (method → metrics), ``anomaly`` (``class``, ``normal``,
+            ``anomalies``, ``k`` and ``runs``: objective → score → ``roc_auc``,
+            ``average_precision``) and ``seconds``.
+        figures: ``"maps"`` and ``"anomaly_roc"`` → PNG file, embedded in the page.
+        title: the page's heading.
+    """
+    settings = comparison.get("settings", {})
+    maps = comparison.get("maps", {})
+    anomaly = comparison.get("anomaly", {})
+    map_head = (
+        "<tr><th>2-D map</th><th>precision@1</th><th>MAP@R</th><th>ROC-AUC</th>"
+        "<th>equal error rate</th><th>time (s)</th></tr>"
+    )
+    map_rows = "".join(
+        f"<tr><td>{html.escape(_MAP_NAMES.get(name, name))}</td>"
+        + "".join(
+            f"<td class='num'>{_number(values.get(k, ''))}</td>"
+            for k in ("precision_at_1", "map_at_r", "roc_auc", "eer")
+        )
+        + f"<td class='num'>{values.get('seconds', 0.0):.1f}</td></tr>"
+        for name, values in maps.items()
+    )
+    runs = anomaly.get("runs", {})
+    methods = [m for m in _SCORE_LABELS if any(m in scores for scores in runs.values())]
+    anomaly_head = (
+        "<tr><th>objective</th>"
+        + "".join(f"<th>{html.escape(_SCORE_LABELS[m])}: ROC-AUC / AP</th>" for m in methods)
+        + "</tr>"
+    )
+    anomaly_rows = "".join(
+        f"<tr><td>{html.escape(objective)}</td>"
+        + "".join(
+            (
+                f"<td class='num'>{_number(scores[m]['roc_auc'])} / "
+                f"{_number(scores[m]['average_precision'])}</td>"
+            )
+            if m in scores
+            else "<td class='num'>—</td>"
+            for m in methods
+        )
+        + "</tr>"
+        for objective, scores in runs.items()
+    )
+    links = "".join(
+        f"<li><a href='runs/{html.escape(name)}/report.html'>{html.escape(name)}</a></li>"
+        for name in [f"map-{m}" for m in maps if m != "pca"] + [f"anomaly-{o}" for o in runs]
+    )
+    parts = [
+        "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
+        f"<title>{html.escape(title)}</title><style>{_STYLE}</style></head><body>",
+        f"<h1>{html.escape(title)}</h1>",
+        "<p class='summary'>scikit-learn's handwritten digits (8×8 pixels, 10 classes); "
+        f"{settings.get('epochs')} epochs of {settings.get('steps_per_epoch')} steps, batch "
+        f"size {settings.get('batch_size')}, hidden widths {settings.get('hidden')}, seed "
+        f"{settings.get('seed')}; run time {comparison.get('seconds', float('nan')):.1f} s</p>",
+        "<h2>2-D maps of the test digits</h2>",
+        f"<p>{settings.get('test_samples')} test digits, embedded by each method; "
+        "verification on balanced test pairs with Euclidean distances in the map (the "
+        "threshold chosen on validation pairs), retrieval with every test digit querying "
+        "the others. PCA is fitted on the training split.</p>",
+        f"<table>{map_head}{map_rows}</table>",
+        *(_figure(n, figures[n], wide=True) for n in ("maps",) if n in figures),
+        "<h2>Anomaly detection</h2>",
+        f"<p>Digit {html.escape(str(anomaly.get('class')))} is held out of training and "
+        f"validation; the {anomaly.get('normal')} normal test digits and the "
+        f"{anomaly.get('anomalies')} held-out digits are scored "
+        f"({settings.get('anomaly_embedding_dim')}-dimensional codes; combined: reconstruction "
+        f"+ 1 × contrastive on the code; k = {anomaly.get('k')} nearest training embeddings). "
+        "Higher scores mean more anomalous; ROC-AUC and "
+        "average precision (AP) take the anomalies as the positive class; — : the run has "
+        "no such score.</p>",
+        f"<table>{anomaly_head}{anomaly_rows}</table>",
+        _figure("anomaly_roc", figures["anomaly_roc"], wide=True)
+        if "anomaly_roc" in figures
+        else "",
+        "<h2>The runs</h2><p>Each run's own report (history, histograms of the scores, "
+        "configuration):</p>",
+        f"<ul>{links}</ul>",
+        "</body></html>",
+    ]
+    out = Path(path)
     out.write_text("\n".join(parts), encoding="utf-8")
     return out

@@ -1,0 +1,239 @@
+"""What ``contrastkit compare`` does: PCA, an autoencoder and a siamese network, side by side.
+
+On the bundled digits, every network trained by :func:`~contrastkit.experiment.train_run`
+and measured as any run is:
+
+1. **Maps.** Three 2-D maps of the test split: PCA of the pixels (fitted on the training
+   split), the 2-D code of an autoencoder (``objective="reconstruction"``) and the 2-D
+   output of a siamese network trained with the contrastive loss (the DrLIM experiment
+   of Hadsell, Chopra & LeCun 2006). Each map is evaluated like a run: verification on
+   balanced test pairs (ROC-AUC, equal error rate), retrieval with every test sample as
+   a query (precision@1, MAP@R), Euclidean distances in the map.
+2. **Anomaly detection.** One digit is held out of training and validation
+   (``anomaly_class``); reconstruction-only, contrastive-only and combined runs
+   (reconstruction + contrastive on the code, weights 1 and 1) then score the normal test
+   samples and every sample of that digit by each score they have: the reconstruction
+   error, the mean distance to the 5 nearest training embeddings, the distance to the
+   nearest class centroid.
+
+The folder it writes::
+
+    DIR/
+      report.html        both tables and figures on one page
+      comparison.json    the numbers of both tables and the settings
+      figures/maps.png, figures/anomaly_roc.png
+      runs/NAME/         each run's complete folder (report, metrics, weights)
+
+Example:
+    From Python, as ``contrastkit compare -o runs/compare`` does::
+
+        from contrastkit.compare import run_comparison
+
+        result = run_comparison("runs/compare")
+        result["maps"]["siamese"]["precision_at_1"]
+        result["anomaly"]["runs"]["combined"]["knn"]["roc_auc"]
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, cast
+
+import torch
+from torch import Tensor, nn
+
+from contrastkit.datasets import LabelledData
+
+__all__ = ["ANOMALY_EMBEDDING_DIM", "run_comparison"]
+
+ANOMALY_EMBEDDING_DIM = 8
+"""The code size of the anomaly-detection runs (the maps are 2-D)."""
+
+_MAP_RUNS = {"autoencoder": "reconstruction", "siamese": "contrastive"}
+_ANOMALY_RUNS = ("reconstruction", "contrastive", "combined")
+_TITLES = {
+    "pca": "PCA of the pixels",
+    "autoencoder": "autoencoder's 2-D code",
+    "siamese": "siamese network, contrastive (DrLIM)",
+}
+_MAP_METRICS = ("precision_at_1", "map_at_r", "roc_auc", "eer")
+
+
+class _Projection(nn.Module):
+    """A fixed linear map ``(x - mean) @ components.T``: PCA as a network."""
+
+    def __init__(self, mean: Tensor, components: Tensor) -> None:
+        super().__init__()
+        self.register_buffer("mean", mean)
+        self.register_buffer("components", components)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Project a batch."""
+        return (x - self.mean) @ self.components.T
+
+
+def _pca(train: Tensor, dim: int, seed: int) -> _Projection:
+    from sklearn.decomposition import PCA
+
+    pca = PCA(n_components=dim, random_state=seed).fit(train.double().numpy())
+    return _Projection(
+        torch.as_tensor(pca.mean_, dtype=torch.float32),
+        torch.as_tensor(pca.components_, dtype=torch.float32),
+    )
+
+
+def _splits(run: Path) -> tuple[Any, nn.Module, Any, Any, Any, Any]:
+    """A finished run's config, network and splits, scaled as the network takes them."""
+    from contrastkit.experiment import _scaled, load_run, read_data, run_splits
+
+    config, model = load_run(run)
+    spec = json.loads((run / "model.json").read_text())
+    parts = run_splits(config, read_data(config))
+    train, val, test, anomalies = (_scaled(spec, part) for part in parts)
+    return config, model, train, val, test, anomalies
+
+
+def run_comparison(
+    out: str | Path,
+    *,
+    epochs: int | None = None,
+    seed: int = 0,
+    anomaly_class: str = "8",
+    steps_per_epoch: int | None = None,
+    batch_size: int | None = None,
+    hidden: Sequence[int] | None = None,
+    anomaly_embedding_dim: int = ANOMALY_EMBEDDING_DIM,
+    log: Callable[[str], Any] = print,
+) -> dict[str, Any]:
+    """Run the comparison into the new folder ``out``; returns what ``comparison.json`` holds.
+
+    Args:
+        out: the folder to create (it must not exist).
+        epochs: the epochs of every run (``None``: the default of
+            :class:`~contrastkit.experiment.RunConfig`, 30).
+        steps_per_epoch: optimizer steps per epoch (``None``: the default, 64).
+        batch_size: the batch size (``None``: the default, 128).
+        hidden: the hidden widths (``None``: the default, ``[512, 256, 128]``).
+        seed: the seed of the split and of every run.
+        anomaly_class: the digit held out as the anomaly, ``"0"`` to ``"9"``.
+        anomaly_embedding_dim: the code size of the anomaly-detection runs.
+        log: called with one line of progress per run.
+    """
+    from contrastkit import plots, report
+    from contrastkit.experiment import (
+        ConfigError,
+        RunConfig,
+        anomaly_scores,
+        evaluate_run,
+        load_reference,
+        train_run,
+    )
+    from contrastkit.training import embed
+
+    started = time.perf_counter()
+    options: dict[str, Any] = {"seed": seed}
+    for name, value in (
+        ("epochs", epochs),
+        ("steps_per_epoch", steps_per_epoch),
+        ("batch_size", batch_size),
+        ("hidden", None if hidden is None else list(hidden)),
+    ):
+        if value is not None:
+            options[name] = value
+    # every config is checked before the folder is made
+    map_configs = {
+        name: RunConfig(**options, objective=objective, embedding_dim=2).checked()
+        for name, objective in _MAP_RUNS.items()
+    }
+    if anomaly_class not in [str(d) for d in range(10)]:
+        raise ConfigError(f"anomaly_class must be a digit 0 to 9, got {anomaly_class!r}")
+    anomaly_configs = {
+        objective: RunConfig(
+            **options,
+            objective=objective,
+            embedding_dim=anomaly_embedding_dim,
+            anomaly_class=anomaly_class,
+        ).checked()
+        for objective in _ANOMALY_RUNS
+    }
+    folder = Path(out)
+    folder.mkdir(parents=True, exist_ok=False)
+    (folder / "figures").mkdir()
+    quiet = {"progress": False, "log": lambda *_: None}
+
+    # 1. the maps ----------------------------------------------------------------------
+    maps: dict[str, dict[str, float]] = {}
+    drawn: dict[str, tuple[Tensor, Tensor, list[str]]] = {}
+    for name, config in map_configs.items():
+        log(f"maps: training the {_TITLES[name]} ({config.epochs} epochs)")
+        run = folder / "runs" / f"map-{name}"
+        tick = time.perf_counter()
+        metrics = train_run(config, run, **quiet)
+        maps[name] = {k: metrics["test"][k] for k in _MAP_METRICS}
+        maps[name]["seconds"] = time.perf_counter() - tick
+        _, model, train, val, test, _ = _splits(run)
+        drawn[name] = (embed(model, test.inputs), test.labels, test.class_names)
+        if name == "siamese":  # PCA on the unscaled pixels of the same splits
+            tick = time.perf_counter()
+            projection = _pca(train.inputs, 2, seed)
+            metrics = evaluate_run(projection, config, val, test)
+            maps["pca"] = {k: metrics["test"][k] for k in _MAP_METRICS}
+            maps["pca"]["seconds"] = time.perf_counter() - tick
+            drawn["pca"] = (embed(projection, test.inputs), test.labels, test.class_names)
+    maps = {name: maps[name] for name in _TITLES}
+
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(16.5, 5.2), layout="constrained")
+    for ax, name in zip(fig.subplots(1, 3), _TITLES, strict=True):
+        emb, labels, names = drawn[name]
+        plots.plot_embedding(emb, labels, class_names=names, ax=ax)
+        ax.set_title(f"{_TITLES[name]}: P@1 {maps[name]['precision_at_1']:.3f}")
+    figures = {"maps": plots.save_figure(fig, folder / "figures" / "maps.png")}
+
+    # 2. anomaly detection -------------------------------------------------------------
+    runs: dict[str, dict[str, dict[str, float]]] = {}
+    curves: dict[str, tuple[dict[str, Tensor], Tensor]] = {}
+    counts: dict[str, int] = {}
+    for objective, config in anomaly_configs.items():
+        log(f"anomaly detection: training {objective} ({config.epochs} epochs)")
+        run = folder / "runs" / f"anomaly-{objective}"
+        metrics = train_run(config, run, **quiet)
+        runs[objective] = {
+            method: {k: values[k] for k in ("roc_auc", "average_precision")}
+            for method, values in metrics["anomaly"]["scores"].items()
+        }
+        counts = {k: metrics["anomaly"][k] for k in ("normal", "anomalies", "k")}
+        config, model, _, _, test, anomalies = _splits(run)
+        reference, labels = load_reference(run)
+        test, anomalies = cast(LabelledData, test), cast(LabelledData, anomalies)
+        inputs = torch.cat([test.inputs, anomalies.inputs])
+        is_anomaly = torch.cat([torch.zeros(len(test)), torch.ones(len(anomalies))]).long()
+        curves[objective] = (anomaly_scores(model, config, reference, labels, inputs), is_anomaly)
+
+    from contrastkit.experiment import _plot_anomaly_roc
+
+    fig = Figure(figsize=(16.5, 5.2), layout="constrained")
+    for ax, objective in zip(fig.subplots(1, 3), _ANOMALY_RUNS, strict=True):
+        _plot_anomaly_roc(*curves[objective], ax=ax)
+        ax.set_title(f"{objective}: digit {anomaly_class} is the anomaly")
+    figures["anomaly_roc"] = plots.save_figure(fig, folder / "figures" / "anomaly_roc.png")
+
+    result: dict[str, Any] = {
+        "settings": {
+            **{k: getattr(map_configs["siamese"], k) for k in ("epochs", "steps_per_epoch")},
+            **{k: getattr(map_configs["siamese"], k) for k in ("batch_size", "hidden", "seed")},
+            "anomaly_class": anomaly_class,
+            "anomaly_embedding_dim": anomaly_embedding_dim,
+            "test_samples": int(drawn["pca"][1].numel()),
+        },
+        "maps": maps,
+        "anomaly": {"class": anomaly_class, **counts, "runs": runs},
+        "seconds": time.perf_counter() - started,
+    }
+    (folder / "comparison.json").write_text(json.dumps(result, indent=2) + "\n")
+    report.write_comparison_report(folder / "report.html", comparison=result, figures=figures)
+    return result
