@@ -131,6 +131,23 @@ class Standardize(nn.Module):
         return (x - self.mean) / self.std
 
 
+def _mlp_layers(
+    width: int, hidden: Sequence[int], out: int, *, batch_norm: bool, dropout: float = 0.0
+) -> list[nn.Module]:
+    """``Linear (→ BatchNorm) → ReLU (→ Dropout)`` per hidden width, then a last ``Linear``."""
+    layers: list[nn.Module] = []
+    for h in hidden:
+        layers.append(nn.Linear(width, h))
+        if batch_norm:
+            layers.append(nn.BatchNorm1d(h))
+        layers.append(nn.ReLU())
+        if dropout > 0:
+            layers.append(nn.Dropout(dropout))
+        width = h
+    layers.append(nn.Linear(width, out))
+    return layers
+
+
 class MLPEncoder(nn.Sequential):
     """A multilayer perceptron from feature vectors to embeddings.
 
@@ -164,16 +181,7 @@ class MLPEncoder(nn.Sequential):
         embedding_dim = _positive_int("embedding_dim", embedding_dim)
         widths, p = _widths("hidden", hidden), _dropout(dropout)
         layers: list[nn.Module] = [standardize] if standardize is not None else []
-        width = in_features
-        for h in widths:
-            layers.append(nn.Linear(width, h))
-            if batch_norm:
-                layers.append(nn.BatchNorm1d(h))
-            layers.append(nn.ReLU())
-            if p > 0:
-                layers.append(nn.Dropout(p))
-            width = h
-        layers.append(nn.Linear(width, embedding_dim))
+        layers += _mlp_layers(in_features, widths, embedding_dim, batch_norm=batch_norm, dropout=p)
         super().__init__(*layers)
         self.in_features, self.embedding_dim = in_features, embedding_dim
 
@@ -356,15 +364,7 @@ class MLPDecoder(nn.Sequential):
                 f"output_shape {shape} holds {math.prod(shape)} values, but out_features is "
                 f"{out_features}"
             )
-        layers: list[nn.Module] = []
-        width = embedding_dim
-        for h in widths:
-            layers.append(nn.Linear(width, h))
-            if batch_norm:
-                layers.append(nn.BatchNorm1d(h))
-            layers.append(nn.ReLU())
-            width = h
-        layers.append(nn.Linear(width, out_features))
+        layers = _mlp_layers(embedding_dim, widths, out_features, batch_norm=batch_norm)
         if shape is not None:
             layers.append(nn.Unflatten(1, shape))
         super().__init__(*layers)
