@@ -382,11 +382,12 @@ def _contrastive_pass(
             # ∂ max(m - d, 0)² / ∂ d² = -max(m - d, 0) / d, and 0 at d = 0
             coefficient = pushed.div_(pushed + margin).nan_to_num_(0.0, 0.0, 0.0)
         elif name == "euclidean":  # Caffe's legacy max(m - d², 0) on dissimilar pairs
-            active = (raw <= margin) & ~same
-            total += (margin - raw).clamp_min_(0.0).masked_fill_(same, 0.0).sum(dtype=torch.float64)
+            pushed = torch.rsub(raw, margin).clamp_min_(0.0).masked_fill_(same, 0.0)
+            total += pushed.sum(dtype=torch.float64)
             if grad is None:
                 continue
-            coefficient = -active.to(x.dtype)
+            # ∂ max(m - d², 0) / ∂ d² = -1 wherever m - d² >= 0 (as clamp_min's gradient)
+            coefficient = ((raw <= margin) & ~same).to(x.dtype).neg_()
         else:
             d = raw.clamp(0.0, 2.0) if name == "cosine" else raw
             squared = d * d
