@@ -11,43 +11,103 @@ dissimilar; class labels are integer tensors.
 tensor(2.)
 """
 
-from contrastkit import data, distances, functional, mining, models, training
-from contrastkit.distances import (
-    DISTANCES,
-    SIMILARITIES,
-    distance_matrix,
-    paired_distance,
-    paired_similarity,
-    similarity_matrix,
-)
-from contrastkit.functional import reconstruction_loss
-from contrastkit.losses import (
-    AllPairsContrastiveLoss,
-    BatchAllTripletLoss,
-    BatchHardTripletLoss,
-    ContrastiveLoss,
-    CosineSimilarityLoss,
-    InfoNCELoss,
-    NTXentLoss,
-    ReconstructionLoss,
-    SupConLoss,
-    TripletLoss,
-)
-from contrastkit.models import (
-    Autoencoder,
-    ConvDecoder,
-    ConvEncoder,
-    MLPDecoder,
-    MLPEncoder,
-    SiameseNetwork,
-)
-from contrastkit.training import Trainer
+from __future__ import annotations
 
-# Imported on use (``from contrastkit import metrics``), so that ``import contrastkit``
-# stays light: ``datasets`` (numpy, Pillow), ``metrics`` and ``anomaly``
-# (scikit-learn), ``plots`` (matplotlib), ``report``, ``experiment`` and ``cli``.
+import importlib
+from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+from contrastkit._version import __version__
+
+# Names are imported on first use (PEP 562), so that ``import contrastkit`` costs nothing
+# until a loss, model or module is touched, and ``python -m contrastkit --help`` answers
+# without loading torch. ``from contrastkit import X`` works as with eager imports.
+# ``evaluation`` and ``plots`` need the ``app`` extra and stay out of ``__all__``.
+_SUBMODULES = (
+    "data",
+    "distances",
+    "evaluation",
+    "functional",
+    "losses",
+    "mining",
+    "models",
+    "plots",
+    "training",
+)
+_NAMES = {
+    "DISTANCES": "distances",
+    "SIMILARITIES": "distances",
+    "distance_matrix": "distances",
+    "paired_distance": "distances",
+    "paired_similarity": "distances",
+    "similarity_matrix": "distances",
+    "reconstruction_loss": "functional",
+    "AllPairsContrastiveLoss": "losses",
+    "BatchAllTripletLoss": "losses",
+    "BatchHardTripletLoss": "losses",
+    "ContrastiveLoss": "losses",
+    "CosineSimilarityLoss": "losses",
+    "InfoNCELoss": "losses",
+    "NTXentLoss": "losses",
+    "ReconstructionLoss": "losses",
+    "SupConLoss": "losses",
+    "TripletLoss": "losses",
+    "Autoencoder": "models",
+    "ConvDecoder": "models",
+    "ConvEncoder": "models",
+    "MLPDecoder": "models",
+    "MLPEncoder": "models",
+    "SiameseNetwork": "models",
+    "Trainer": "training",
+}
+
+if TYPE_CHECKING:
+    from contrastkit import data, distances, functional, losses, mining, models, training
+    from contrastkit.distances import (
+        DISTANCES,
+        SIMILARITIES,
+        distance_matrix,
+        paired_distance,
+        paired_similarity,
+        similarity_matrix,
+    )
+    from contrastkit.functional import reconstruction_loss
+    from contrastkit.losses import (
+        AllPairsContrastiveLoss,
+        BatchAllTripletLoss,
+        BatchHardTripletLoss,
+        ContrastiveLoss,
+        CosineSimilarityLoss,
+        InfoNCELoss,
+        NTXentLoss,
+        ReconstructionLoss,
+        SupConLoss,
+        TripletLoss,
+    )
+    from contrastkit.models import (
+        Autoencoder,
+        ConvDecoder,
+        ConvEncoder,
+        MLPDecoder,
+        MLPEncoder,
+        SiameseNetwork,
+    )
+    from contrastkit.training import Trainer
+
+
+def __getattr__(name: str) -> Any:
+    if name in _SUBMODULES:
+        module = importlib.import_module(f"contrastkit.{name}")
+    elif name in _NAMES:
+        module = getattr(importlib.import_module(f"contrastkit.{_NAMES[name]}"), name)
+    else:
+        raise AttributeError(f"module 'contrastkit' has no attribute {name!r}")
+    globals()[name] = module
+    return module
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
 
 __all__ = [
     "DISTANCES",
@@ -74,6 +134,7 @@ __all__ = [
     "distance_matrix",
     "distances",
     "functional",
+    "losses",
     "mining",
     "models",
     "paired_distance",

@@ -57,9 +57,9 @@ from sklearn.metrics import auc, roc_curve
 from threadpoolctl import threadpool_limits
 
 from contrastkit._validation import check_bool, check_choice
-from contrastkit.anomaly import _check_scores_and_labels
+from contrastkit.evaluation.anomaly import _check_scores_and_labels
+from contrastkit.evaluation.metrics import _check_pairs, _roc, _tar
 from contrastkit.functional import contrastive_loss
-from contrastkit.metrics import _check_pairs, _roc, _tar
 
 __all__ = [
     "plot_distance_histograms",
@@ -493,7 +493,7 @@ def plot_roc(
     fig, ax = _figure_and_axes(ax, (5.0, 5.0))
 
     fpr, tpr, _ = roc_curve(y, -d)
-    # the marks come from every threshold (contrastkit.metrics' full step curve and its
+    # the marks come from every threshold (contrastkit.evaluation.metrics' full step curve and its
     # TAR at a FAR): the drawn curve drops collinear vertices
     all_fpr, all_tpr, _ = _roc(d, similar)
     area = auc(fpr, tpr)
@@ -660,7 +660,7 @@ def plot_score_histograms(
     samples behind it) on shared bin edges: normal samples in blue (``"normal (n =
     …)"``), anomalies in red (``"anomalies (n = …)"``); the legend gives each count. A
     class without samples is left out. A good score puts the anomalies to the right
-    (higher = more anomalous, as :mod:`contrastkit.anomaly` scores); ``threshold``, drawn
+    (higher = more anomalous, as :mod:`contrastkit.evaluation.anomaly` scores); ``threshold``, drawn
     as a vertical line, is where the rule "anomaly if score ≥ t" cuts.
 
     Args:

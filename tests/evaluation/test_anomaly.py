@@ -1,4 +1,4 @@
-"""Tests for ``contrastkit.anomaly``: anomaly scores and their evaluation.
+"""Tests for ``contrastkit.evaluation.anomaly``: anomaly scores and their evaluation.
 
 The k-NN and centroid scores are compared with deliberately naive references: Python
 loops over rows and :func:`reference.distance`, neighbours found with ``sorted()``. The
@@ -25,8 +25,8 @@ from hypothesis import strategies as st
 from torch import Tensor, nn
 
 import reference as ref
-from contrastkit import anomaly
-from contrastkit.anomaly import (
+from contrastkit.evaluation import anomaly
+from contrastkit.evaluation.anomaly import (
     anomaly_metrics,
     centroid_scores,
     knn_scores,
@@ -763,12 +763,12 @@ def test_module_exports_and_documents():
 def test_import_contrastkit_stays_light():
     code = (
         "import sys, contrastkit; "
-        "heavy = [m for m in ('sklearn', 'matplotlib', 'contrastkit.anomaly') "
+        "heavy = [m for m in ('sklearn', 'matplotlib', 'contrastkit.evaluation.anomaly') "
         "if m in sys.modules]; print(heavy)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
-    from contrastkit import anomaly as imported  # on use
+    from contrastkit.evaluation import anomaly as imported  # on use
 
     assert imported is anomaly
 

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from contrastkit.datasets import (
+from contrastkit.data.readers import (
     DataError,
     LabelledData,
     PairData,

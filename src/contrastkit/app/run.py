@@ -47,11 +47,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import time
 import warnings
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
@@ -60,8 +58,19 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from contrastkit import losses
+from contrastkit.app.config import (
+    ANOMALY_K,
+    ANOMALY_SCORES,
+    DEFAULT_HIDDEN,
+    LOSSES,
+    OBJECTIVES,
+    RECONSTRUCTION_LOSSES,
+    ConfigError,
+    RunConfig,
+    read_config_file,
+)
 from contrastkit.data import ClassBalancedBatchSampler, PairDataset
-from contrastkit.datasets import (
+from contrastkit.data.readers import (
     DataError,
     LabelledData,
     PairData,
@@ -71,7 +80,7 @@ from contrastkit.datasets import (
     read_pairs,
     split_indices,
 )
-from contrastkit.distances import DISTANCES, paired_distance
+from contrastkit.distances import paired_distance
 from contrastkit.models import (
     Autoencoder,
     ConvDecoder,
@@ -109,214 +118,6 @@ __all__ = [
     "scale_inputs",
     "train_run",
 ]
-
-LOSSES = ("contrastive", "triplet", "infonce", "supcon")
-OBJECTIVES = ("contrastive", "reconstruction", "combined")
-RECONSTRUCTION_LOSSES = {"mse": "mse", "bce": "bce_with_logits"}
-ANOMALY_SCORES = ("reconstruction", "knn", "centroid")
-ANOMALY_K = 5
-_COSINE_LOSSES = ("infonce", "supcon")
-DEFAULT_HIDDEN = {"vectors": (512, 256, 128), "images": (32, 64)}
-
-
-class ConfigError(ValueError):
-    """A configuration value that cannot be used; the message names the option."""
-
-
-@dataclass
-class RunConfig:
-    """Everything a run depends on; written to ``config.toml`` in the run folder.
-
-    Attributes:
-        data: ``"digits"`` (bundled), an image folder (one subfolder per class), a
-            ``.npz``/``.csv`` of features with a label column, or a ``.csv`` of pairs.
-        label_column: the label column (or array) of a feature file.
-        image_size: images are resized to this many pixels on a side.
-        loss: ``"contrastive"`` (pairs), ``"triplet"`` (batch-all triplets mined from
-            class-balanced batches), ``"infonce"`` (two samples per class, N-pair
-            setting), ``"supcon"`` (class-balanced batches).
-        objective: ``"contrastive"`` (a siamese network trained with ``loss``),
-            ``"reconstruction"`` (an autoencoder) or ``"combined"`` (an autoencoder
-            trained on both, weighted).
-        reconstruction_loss: ``"mse"`` or ``"bce"`` (on logits) for the autoencoder.
-        noise_std: the standard deviation of the Gaussian noise added to the scaled
-            inputs of the autoencoder in training (denoising); 0 for none.
-        reconstruction_weight, contrastive_weight: the weights of the two terms of
-            ``"combined"`` (the latter is λ in reconstruction + λ·contrastive).
-        anomaly_class: the name of a class held out of training and validation and
-            scored as the anomaly after training; empty for none.
-        margin: the margin of the contrastive and triplet losses.
-        distance: the distance of the loss and of evaluation; empty means
-            ``"euclidean"`` for contrastive/triplet and ``"cosine"`` for InfoNCE/SupCon.
-        temperature: the temperature of InfoNCE and SupCon.
-        embedding_dim: the size of each embedding (2 draws the network's own map).
-        hidden: hidden layer widths (MLP) or channels per block (ConvNet); empty means
-            ``[512, 256, 128]`` for feature vectors and ``[32, 64]`` for images.
-        epochs, batch_size, steps_per_epoch, lr, weight_decay: the optimisation.
-        val_fraction, test_fraction: the held-out shares of each class.
-        seed: the seed of the split, the draws and the initialisation.
-        device: ``"cpu"``, ``"cuda"`` or ``"auto"``.
-    """
-
-    data: str = "digits"
-    label_column: str = "label"
-    image_size: int = 32
-    loss: str = "contrastive"
-    objective: str = "contrastive"
-    reconstruction_loss: str = "mse"
-    noise_std: float = 0.0
-    reconstruction_weight: float = 1.0
-    contrastive_weight: float = 1.0
-    anomaly_class: str = ""
-    margin: float = 1.0
-    distance: str = ""
-    temperature: float = 0.1
-    embedding_dim: int = 32
-    hidden: list[int] = field(default_factory=list)
-    epochs: int = 30
-    batch_size: int = 128
-    steps_per_epoch: int = 64
-    lr: float = 3e-3
-    weight_decay: float = 0.0
-    val_fraction: float = 0.15
-    test_fraction: float = 0.15
-    seed: int = 0
-    device: str = "cpu"
-
-    @classmethod
-    def from_mapping(cls, values: Mapping[str, Any], *, where: str = "config") -> RunConfig:
-        """A config from a dict (a TOML file's table), checked; unknown keys are errors."""
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - names)
-        if unknown:
-            raise ConfigError(f"{where}: unknown option(s) {', '.join(unknown)}")
-        return cls(**dict(values)).checked()
-
-    def checked(self) -> RunConfig:
-        """Check every value, resolve defaults that depend on others, return ``self``."""
-        _typed(self)
-        if self.loss not in LOSSES:
-            raise ConfigError(f"loss must be one of {', '.join(LOSSES)}, got {self.loss!r}")
-        _check_objective(self)
-        if not self.distance:
-            self.distance = "cosine" if self.loss in _COSINE_LOSSES else "euclidean"
-        if self.distance not in DISTANCES:
-            raise ConfigError(
-                f"distance must be one of {', '.join(DISTANCES)}, got {self.distance!r}"
-            )
-        for name in ("margin", "temperature", "lr"):
-            value = getattr(self, name)
-            if not (math.isfinite(value) and value > 0):
-                raise ConfigError(f"{name} must be a positive number, got {value}")
-        if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):
-            raise ConfigError(f"weight_decay must be >= 0, got {self.weight_decay}")
-        for name in ("image_size", "embedding_dim", "epochs", "batch_size", "steps_per_epoch"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.batch_size < 4:
-            raise ConfigError(f"batch_size must be >= 4, got {self.batch_size}")
-        if self.seed < 0:
-            raise ConfigError(f"seed must be >= 0, got {self.seed}")
-        if any(h < 1 for h in self.hidden):
-            raise ConfigError(f"hidden must be positive widths, got {self.hidden}")
-        fractions = (self.val_fraction, self.test_fraction)
-        if not (min(fractions) > 0 and sum(fractions) < 1):
-            raise ConfigError(
-                f"val_fraction and test_fraction must be positive and sum below 1, got {fractions}"
-            )
-        if self.device not in ("cpu", "cuda", "auto") and not self.device.startswith("cuda:"):
-            raise ConfigError(f"device must be cpu, cuda, cuda:N or auto, got {self.device!r}")
-        return self
-
-    def to_toml(self) -> str:
-        """The config as TOML text (flat keys), readable by ``--config``."""
-        lines = ["# contrastkit run configuration"]
-        for f in dataclasses.fields(self):
-            lines.append(f"{f.name} = {_toml_value(getattr(self, f.name))}")
-        return "\n".join(lines) + "\n"
-
-
-def _check_objective(config: RunConfig) -> None:
-    if config.objective not in OBJECTIVES:
-        raise ConfigError(
-            f"objective must be one of {', '.join(OBJECTIVES)}, got {config.objective!r}"
-        )
-    if config.reconstruction_loss not in RECONSTRUCTION_LOSSES:
-        raise ConfigError(
-            f"reconstruction_loss must be one of {', '.join(RECONSTRUCTION_LOSSES)}, "
-            f"got {config.reconstruction_loss!r}"
-        )
-    if not (math.isfinite(config.noise_std) and config.noise_std >= 0):
-        raise ConfigError(f"noise_std must be >= 0, got {config.noise_std}")
-    for name in ("reconstruction_weight", "contrastive_weight"):
-        value = getattr(config, name)
-        if not (math.isfinite(value) and value > 0):
-            raise ConfigError(f"{name} must be a positive number, got {value}")
-    defaults = RunConfig.__dataclass_fields__
-    autoencoder_only = ("reconstruction_loss", "noise_std")
-    combined_only = ("reconstruction_weight", "contrastive_weight")
-    for name in (*autoencoder_only, *combined_only):
-        if getattr(config, name) == defaults[name].default:
-            continue
-        if config.objective == "contrastive" or (
-            name in combined_only and config.objective != "combined"
-        ):
-            needs = "combined" if name in combined_only else "reconstruction or combined"
-            raise ConfigError(
-                f"{name} applies to objective {needs}, not {config.objective!r}; "
-                f"drop it or set the objective"
-            )
-
-
-def _typed(config: RunConfig) -> None:
-    for f in dataclasses.fields(config):
-        value = getattr(config, f.name)
-        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
-        if isinstance(default, bool) or isinstance(value, bool):
-            ok = isinstance(value, bool) and isinstance(default, bool)
-        elif isinstance(default, float):
-            ok = isinstance(value, int | float)
-            if ok:
-                setattr(config, f.name, float(value))
-        elif isinstance(default, list):
-            ok = isinstance(value, list | tuple) and all(
-                isinstance(v, int) and not isinstance(v, bool) for v in value
-            )
-            if ok:
-                setattr(config, f.name, [int(v) for v in value])
-        else:
-            ok = isinstance(value, type(default))
-        if not ok:
-            raise ConfigError(
-                f"{f.name} must be {type(default).__name__}, got {type(value).__name__} {value!r}"
-            )
-
-
-def _toml_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return repr(value)
-    if isinstance(value, list):
-        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
-    return json.dumps(str(value), ensure_ascii=False)
-
-
-def read_config_file(path: str | Path) -> dict[str, Any]:
-    """The table of a TOML config file (errors name the file)."""
-    try:
-        import tomllib
-    except ModuleNotFoundError:  # Python 3.10
-        import tomli as tomllib  # type: ignore[no-redef]
-
-    file = Path(path)
-    if not file.is_file():
-        raise ConfigError(f"config file {file} does not exist")
-    try:
-        with file.open("rb") as handle:
-            return tomllib.load(handle)
-    except tomllib.TOMLDecodeError as error:
-        raise ConfigError(f"config file {file} is not valid TOML: {error}") from None
 
 
 def read_data(config: RunConfig) -> LabelledData | PairData:
@@ -589,7 +390,7 @@ def run_splits(
 
 def _pairs_of(data: LabelledData | PairData, seed: int) -> Tensor | None:
     """Balanced verification pairs ``(i, j, same)`` of a labelled split (None for pairs)."""
-    from contrastkit.metrics import verification_pairs
+    from contrastkit.evaluation.metrics import verification_pairs
 
     if isinstance(data, PairData):
         return None
@@ -669,8 +470,9 @@ def train_run(
     A new run needs ``run_dir`` not to exist (it is never overwritten); ``resume=True``
     continues the run in ``run_dir`` from its last checkpoint, with its saved config.
     """
-    from contrastkit import plots, report
-    from contrastkit.metrics import roc_auc
+    from contrastkit import plots
+    from contrastkit.app import report
+    from contrastkit.evaluation.metrics import roc_auc
 
     started = time.perf_counter()
     run = Path(run_dir)
@@ -703,7 +505,7 @@ def train_run(
     _pairs_of(test, config.seed + 3)  # fail now, not after training, if test has no pairs
 
     def evaluate(m: nn.Module) -> dict[str, float]:
-        from contrastkit.metrics import precision_at_1
+        from contrastkit.evaluation.metrics import precision_at_1
 
         emb = _embed_split(m, val)
         out = {"val_roc_auc": roc_auc(*_pair_distances(emb, val, val_pairs, config.distance))}
@@ -800,7 +602,7 @@ def evaluate_run(
     For an autoencoder, also the mean reconstruction error of the test inputs
     (``reconstruction_error``, in the run's reconstruction loss).
     """
-    from contrastkit.metrics import retrieval_metrics, verification_metrics
+    from contrastkit.evaluation.metrics import retrieval_metrics, verification_metrics
 
     val_pairs, test_pairs = _pairs_of(val, config.seed + 2), _pairs_of(test, config.seed + 3)
     test_emb = _embed_split(model, test)
@@ -855,7 +657,7 @@ def anomaly_scores(
     nearest centroid of a reference class. ``methods=None`` gives every score the run
     has (see :func:`available_scores`).
     """
-    from contrastkit.anomaly import centroid_scores, knn_scores, reconstruction_errors
+    from contrastkit.evaluation.anomaly import centroid_scores, knn_scores, reconstruction_errors
 
     available = available_scores(model, reference_labels)
     chosen = list(available) if methods is None else list(methods)
@@ -902,7 +704,7 @@ def _evaluate_anomalies(
     The threshold of each score is the 95th percentile of the validation split's scores
     (normal samples only): 5% false alarms expected on normal data.
     """
-    from contrastkit.anomaly import anomaly_metrics
+    from contrastkit.evaluation.anomaly import anomaly_metrics
 
     inputs = torch.cat([test.inputs, anomalies.inputs])
     is_anomaly = torch.cat([torch.zeros(len(test)), torch.ones(len(anomalies))]).long()

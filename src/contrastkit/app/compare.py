@@ -1,6 +1,6 @@
 """What ``contrastkit compare`` does: PCA, an autoencoder and a siamese network, side by side.
 
-On the bundled digits, every network trained by :func:`~contrastkit.experiment.train_run`
+On the bundled digits, every network trained by :func:`~contrastkit.app.run.train_run`
 and measured as any run is:
 
 1. **Maps.** Three 2-D maps of the test split: PCA of the pixels (fitted on the training
@@ -27,7 +27,7 @@ The folder it writes::
 Example:
     From Python, as ``contrastkit compare -o runs/compare`` does::
 
-        from contrastkit.compare import run_comparison
+        from contrastkit.app.compare import run_comparison
 
         result = run_comparison("runs/compare")
         result["maps"]["siamese"]["precision_at_1"]
@@ -45,7 +45,7 @@ from typing import Any, cast
 import torch
 from torch import Tensor, nn
 
-from contrastkit.datasets import LabelledData
+from contrastkit.data.readers import LabelledData
 
 __all__ = ["ANOMALY_EMBEDDING_DIM", "run_comparison"]
 
@@ -87,7 +87,7 @@ def _pca(train: Tensor, dim: int, seed: int) -> _Projection:
 
 def _splits(run: Path) -> tuple[Any, nn.Module, Any, Any, Any, Any]:
     """A finished run's config, network and splits, scaled as the network takes them."""
-    from contrastkit.experiment import _scaled, load_run, read_data, run_splits
+    from contrastkit.app.run import _scaled, load_run, read_data, run_splits
 
     config, model = load_run(run)
     spec = json.loads((run / "model.json").read_text())
@@ -113,7 +113,7 @@ def run_comparison(
     Args:
         out: the folder to create (it must not exist).
         epochs: the epochs of every run (``None``: the default of
-            :class:`~contrastkit.experiment.RunConfig`, 30).
+            :class:`~contrastkit.app.run.RunConfig`, 30).
         steps_per_epoch: optimizer steps per epoch (``None``: the default, 64).
         batch_size: the batch size (``None``: the default, 128).
         hidden: the hidden widths (``None``: the default, ``[512, 256, 128]``).
@@ -122,8 +122,9 @@ def run_comparison(
         anomaly_embedding_dim: the code size of the anomaly-detection runs.
         log: called with one line of progress per run.
     """
-    from contrastkit import plots, report
-    from contrastkit.experiment import (
+    from contrastkit import plots
+    from contrastkit.app import report
+    from contrastkit.app.run import (
         ConfigError,
         RunConfig,
         anomaly_scores,
@@ -214,7 +215,7 @@ def run_comparison(
         is_anomaly = torch.cat([torch.zeros(len(test)), torch.ones(len(anomalies))]).long()
         curves[objective] = (anomaly_scores(model, config, reference, labels, inputs), is_anomaly)
 
-    from contrastkit.experiment import _plot_anomaly_roc
+    from contrastkit.app.run import _plot_anomaly_roc
 
     fig = Figure(figsize=(16.5, 5.2), layout="constrained")
     for ax, objective in zip(fig.subplots(1, 3), _ANOMALY_RUNS, strict=True):

@@ -17,8 +17,8 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file
 
-from contrastkit.cli import main
-from contrastkit.datasets import DataError
+from contrastkit.app.cli import main
+from contrastkit.data.readers import DataError
 from contrastkit.training import Trainer
 
 # Small enough that a run takes about half a second once torch is warm.
@@ -633,7 +633,7 @@ def test_installed_console_script(tmp_path):
 
 def test_a_real_process_exits_with_status_2_and_one_line(tmp_path):
     (tmp_path / "loss.png").write_bytes(b"mine")
-    argv = [sys.executable, "-m", "contrastkit.cli", "plot-loss", "-o", "loss.png"]
+    argv = [sys.executable, "-m", "contrastkit.app.cli", "plot-loss", "-o", "loss.png"]
     done = run_process(argv, tmp_path)
     assert_one_line_error(done.returncode, done.stderr, "loss.png", "already exists")
     assert done.returncode == 2 and (tmp_path / "loss.png").read_bytes() == b"mine"

@@ -225,8 +225,8 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
-    from contrastkit.datasets import DataError
-    from contrastkit.experiment import ConfigError
+    from contrastkit.app.run import ConfigError
+    from contrastkit.data.readers import DataError
 
     args = _parser().parse_args(argv)
     handlers = {
@@ -263,7 +263,7 @@ def _one_line(error: BaseException) -> str:
 
 
 def _config(args: argparse.Namespace) -> Any:
-    from contrastkit.experiment import RunConfig, read_config_file
+    from contrastkit.app.run import RunConfig, read_config_file
 
     values: dict[str, Any] = read_config_file(args.config) if args.config else {}
     where = args.config or "options"
@@ -292,7 +292,7 @@ _SHOWN = ("roc_auc", "eer", "accuracy", "precision_at_1", "map_at_r")
 
 
 def _train(args: argparse.Namespace) -> int:
-    from contrastkit.experiment import RunConfig, read_config_file, train_run
+    from contrastkit.app.run import RunConfig, read_config_file, train_run
     from contrastkit.training import latest_checkpoint
 
     log = (lambda *_: None) if args.quiet else (lambda text: print(text, flush=True))
@@ -353,8 +353,8 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from contrastkit.datasets import LabelledData, PairData
-    from contrastkit.experiment import _scaled, evaluate_run, load_run, read_data, run_splits
+    from contrastkit.app.run import _scaled, evaluate_run, load_run, read_data, run_splits
+    from contrastkit.data.readers import LabelledData, PairData
 
     config, model = load_run(args.run_dir)
     spec = json.loads((Path(args.run_dir) / "model.json").read_text())
@@ -385,7 +385,12 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def _read_inputs(path: Path, config: Any, spec: dict[str, Any]) -> Any:
-    from contrastkit.datasets import IMAGE_SUFFIXES, DataError, read_feature_vectors, read_images
+    from contrastkit.data.readers import (
+        IMAGE_SUFFIXES,
+        DataError,
+        read_feature_vectors,
+        read_images,
+    )
 
     if not path.exists():
         raise DataError(f"input {path} does not exist")
@@ -416,7 +421,7 @@ def _read_inputs(path: Path, config: Any, spec: dict[str, Any]) -> Any:
 def _embed(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from contrastkit.experiment import load_run, scale_inputs
+    from contrastkit.app.run import load_run, scale_inputs
     from contrastkit.training import embed
 
     output = Path(args.output)
@@ -445,7 +450,7 @@ def _embed(args: argparse.Namespace) -> int:
 def _score(args: argparse.Namespace) -> int:
     import csv
 
-    from contrastkit.experiment import (
+    from contrastkit.app.run import (
         anomaly_scores,
         available_scores,
         load_reference,
@@ -487,7 +492,7 @@ def _score(args: argparse.Namespace) -> int:
 
 
 def _compare(args: argparse.Namespace) -> int:
-    from contrastkit.compare import run_comparison
+    from contrastkit.app.compare import run_comparison
 
     out = Path(args.out) if args.out else _free_folder("compare")
     if out.exists():

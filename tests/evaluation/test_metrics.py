@@ -1,4 +1,4 @@
-"""Tests for ``contrastkit.metrics``: verification and retrieval metrics.
+"""Tests for ``contrastkit.evaluation.metrics``: verification and retrieval metrics.
 
 The ROC curve and its area are compared with scikit-learn. Everything else is compared
 with deliberately naive references written here from the definitions: Python loops over
@@ -21,8 +21,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from contrastkit import metrics
-from contrastkit.metrics import (
+from contrastkit.evaluation import metrics
+from contrastkit.evaluation.metrics import (
     accuracy_at_threshold,
     best_threshold,
     equal_error_rate,

@@ -16,10 +16,6 @@ import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
-
-from contrastkit.cli import main
-from contrastkit.datasets import load_digits
-from contrastkit.experiment import RunConfig, load_run, run_splits
 from test_cli import (
     SMALL,
     assert_one_line_error,
@@ -30,6 +26,10 @@ from test_cli import (
     snapshot,
     train_quietly,
 )
+
+from contrastkit.app.cli import main
+from contrastkit.app.run import RunConfig, load_run, run_splits
+from contrastkit.data.readers import load_digits
 
 DIGITS = load_digits()
 
@@ -442,7 +442,7 @@ def test_a_config_with_the_new_options_round_trips(tmp_path):
     ).checked()
     path = tmp_path / "config.toml"
     path.write_text(config.to_toml())
-    from contrastkit.experiment import read_config_file
+    from contrastkit.app.run import read_config_file
 
     again = RunConfig.from_mapping(read_config_file(path))
     assert again == config

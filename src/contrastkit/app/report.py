@@ -290,7 +290,7 @@ def write_comparison_report(
 
     Args:
         path: the HTML file to write.
-        comparison: what :func:`contrastkit.compare.run_comparison` returns: ``settings``,
+        comparison: what :func:`contrastkit.app.compare.run_comparison` returns: ``settings``,
             ``maps`` (method → metrics), ``anomaly`` (``class``, ``normal``,
             ``anomalies``, ``k`` and ``runs``: objective → score → ``roc_auc``,
             ``average_precision``) and ``seconds``.

@@ -7,10 +7,10 @@ import math
 
 import numpy as np
 import pytest
-
-from contrastkit.datasets import load_digits
-from contrastkit.experiment import RunConfig, run_splits
 from test_cli import assert_one_line_error, call, snapshot, train_quietly
+
+from contrastkit.app.run import RunConfig, run_splits
+from contrastkit.data.readers import load_digits
 
 TINY = ["--epochs", "1", "--steps-per-epoch", "2", "--batch-size", "16", "--hidden", "16"]
 

@@ -1,0 +1,3 @@
+"""The one place the version is written (read by pyproject.toml and ``--version``)."""
+
+__version__ = "0.2.0.dev0"

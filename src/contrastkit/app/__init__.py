@@ -1,0 +1,11 @@
+"""The application: the ``contrastkit`` command, built on the library.
+
+* :mod:`~contrastkit.app.config`: the options of a run and their TOML file;
+* :mod:`~contrastkit.app.run`: one run from data to report, as a function;
+* :mod:`~contrastkit.app.compare`: the comparison of ``contrastkit compare``;
+* :mod:`~contrastkit.app.report`: the HTML pages;
+* :mod:`~contrastkit.app.cli`: the command line.
+
+Nothing in the library imports this package. Importing it imports nothing heavy: the
+command line answers ``--help`` and ``--version`` without loading torch.
+"""

@@ -1,0 +1,333 @@
+"""Objectives: from a model and a batch to named loss terms.
+
+An *objective* turns a batch into named loss terms: ``{"loss": tensor}``, or several
+terms. The trainer minimises their sum, unless one of several terms is named ``"loss"``:
+that one is then the total, and the others are only logged (:func:`total_loss`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Protocol
+
+import torch
+from torch import Tensor, nn
+
+__all__ = [
+    "LabelObjective",
+    "Objective",
+    "PairObjective",
+    "ReconstructionObjective",
+    "TripletObjective",
+    "TwoViewObjective",
+    "WeightedSum",
+    "total_loss",
+]
+
+
+class Objective(Protocol):
+    """From a model and a batch to named loss terms (scalars), minimised as their sum.
+
+    When several terms come back and one of them is named ``"loss"``, that one is the
+    total the :class:`Trainer` minimises; the others are logged only.
+    """
+
+    def __call__(self, model: nn.Module, batch: Any) -> dict[str, Tensor]:
+        """Loss terms for one batch."""
+        ...
+
+
+def _unpack(batch: Any, n: int, what: str) -> tuple[Any, ...]:
+    if not isinstance(batch, list | tuple) or len(batch) != n:
+        got = f"{len(batch)} items" if isinstance(batch, list | tuple) else type(batch).__name__
+        raise ValueError(f"a batch for {what} must have {n} items, got {got}")
+    return tuple(batch)
+
+
+class PairObjective:
+    """``loss(model(x1), model(x2), y)`` for batches of pairs ``(x1, x2, y)``."""
+
+    def __init__(self, loss: Callable[..., Tensor], *, name: str = "loss") -> None:
+        self.loss, self.name = loss, name
+
+    def __call__(self, model: nn.Module, batch: Any) -> dict[str, Tensor]:
+        """The loss of one batch of pairs."""
+        x1, x2, y = _unpack(batch, 3, "PairObjective (x1, x2, y)")
+        out1, out2 = model(x1, x2)
+        return {self.name: self.loss(out1, out2, y)}
+
+
+class TripletObjective:
+    """``loss(model(a), model(p), model(n))`` for batches of triplets, in one pass."""
+
+    def __init__(self, loss: Callable[..., Tensor], *, name: str = "loss") -> None:
+        self.loss, self.name = loss, name
+
+    def __call__(self, model: nn.Module, batch: Any) -> dict[str, Tensor]:
+        """The loss of one batch of triplets."""
+        anchor, positive, negative = _unpack(batch, 3, "TripletObjective (a, p, n)")
+        out = model(torch.cat([anchor, positive, negative]))
+        return {self.name: self.loss(*out.chunk(3))}
+
+
+class LabelObjective:
+    """``loss(model(x), labels)`` for labelled batches, e.g. from a class-balanced sampler."""
+
+    def __init__(self, loss: Callable[..., Tensor], *, name: str = "loss") -> None:
+        self.loss, self.name = loss, name
+
+    def __call__(self, model: nn.Module, batch: Any) -> dict[str, Tensor]:
+        """The loss of one labelled batch."""
+        x, labels = _unpack(batch, 2, "LabelObjective (x, labels)")
+        return {self.name: self.loss(model(x), labels)}
+
+
+class TwoViewObjective:
+    """``loss(model(views1), model(views2))`` where the views are consecutive samples.
+
+    A batch ``(x, labels)`` from :class:`~contrastkit.data.ClassBalancedBatchSampler` with
+    ``samples_per_class=2`` holds two samples of each of P classes, one after the other:
+    rows ``0, 2, 4, …`` are the queries and rows ``1, 3, 5, …`` their positives, and no
+    two queries share a class, so no negative is a false one (the N-pair setting of Sohn
+    2016). Any batch whose rows come in positive pairs is accepted; if two pairs share a
+    class (``samples_per_class`` above 2), their cross terms are false negatives.
+    """
+
+    def __init__(self, loss: Callable[..., Tensor], *, name: str = "loss") -> None:
+        self.loss, self.name = loss, name
+
+    def __call__(self, model: nn.Module, batch: Any) -> dict[str, Tensor]:
+        """The loss of one batch of consecutive positive pairs."""
+        x, labels = _unpack(batch, 2, "TwoViewObjective (x, labels)")
+        if x.shape[0] % 2 or not torch.equal(labels[0::2], labels[1::2]):
+            raise ValueError(
+                "TwoViewObjective needs rows in consecutive same-class pairs "
+                "(use ClassBalancedBatchSampler with samples_per_class=2)"
+            )
+        out = model(x)
+        return {self.name: self.loss(out[0::2], out[1::2])}
+
+
+class ReconstructionObjective:
+    r"""``loss(model.reconstruct(x), x)`` over every input of a batch: an autoencoder's term.
+
+    .. math::
+        L = \operatorname{loss}\bigl(g(f(\tilde x)),\, x\bigr)
+
+    where :math:`f` is the encoder, :math:`g` the decoder and :math:`\tilde x` the input
+    the model's ``reconstruct`` feeds its encoder (``x`` itself, or ``x`` with noise for
+    a denoising autoencoder in train mode); the target is always the clean ``x``.
+
+    Which items of a batch are inputs: a bare tensor is one batch of inputs; in a tuple
+    or list, the first item and every other tensor of exactly its shape. So ``(x,)`` and
+    ``(x, labels)`` reconstruct ``x``; ``(x1, x2, y)`` reconstructs ``x1`` and ``x2``; and
+    ``(a, p, n)`` reconstructs all three. Labels (shape ``(N,)``) are never inputs, since
+    inputs are at least 2-D. ``inputs`` names the items explicitly instead. The inputs go
+    through the model as one concatenated batch, and ``loss`` sees the concatenation, so
+    its ``"mean"`` is the mean over every input sample of the batch.
+
+    Args:
+        loss: from ``(reconstruction, target)`` to a scalar, such as
+            :class:`~contrastkit.losses.ReconstructionLoss`.
+        name: the name of the term (``train_<name>`` in the history).
+        inputs: the positions of the batch items to reconstruct; ``None`` for the rule
+            above.
+
+    Shape:
+        every input: :math:`(N, *)`, at least 2-D; all inputs of a batch have one shape.
+
+    Example:
+        >>> import torch
+        >>> from contrastkit import ReconstructionLoss
+        >>> class Halve(torch.nn.Module):  # any model with a ``reconstruct`` method
+        ...     def reconstruct(self, x):
+        ...         return x / 2
+        >>> x1, x2, y = torch.ones(3, 4), torch.zeros(3, 4), torch.tensor([1, 0, 1])
+        >>> objective = ReconstructionObjective(ReconstructionLoss())
+        >>> objective(Halve(), (x1, x2, y))  # (0.25 for x1 + 0 for x2) / 2
+        {'reconstruction': tensor(0.1250)}
+
+    Reference:
+        G. E. Hinton, R. R. Salakhutdinov. *Reducing the Dimensionality of Data with
+        Neural Networks.* Science 313, 2006.
+    """
+
+    def __init__(
+        self,
+        loss: Callable[[Tensor, Tensor], Tensor],
+        *,
+        name: str = "reconstruction",
+        inputs: Sequence[int] | None = None,
+    ) -> None:
+        if not callable(loss):
+            raise TypeError(f"loss must be callable, got {type(loss).__name__}")
+        _check_name("name", name)
+        if inputs is not None:
+            if isinstance(inputs, str) or not isinstance(inputs, Sequence):
+                raise TypeError(
+                    f"inputs must be a sequence of batch positions, got {type(inputs).__name__} "
+                    f"{inputs!r}"
+                )
+            if not inputs:
+                raise ValueError("inputs must name at least one batch position, got []")
+            for i in inputs:
+                if isinstance(i, bool) or not isinstance(i, int):
+                    raise TypeError(f"inputs must be integer positions, got {list(inputs)}")
+            if min(inputs) < 0:
+                raise ValueError(f"inputs must be positions >= 0, got {list(inputs)}")
+            if len(set(inputs)) != len(inputs):
+                raise ValueError(f"inputs must not repeat a position, got {list(inputs)}")
+            inputs = tuple(inputs)
+        self.loss, self.name, self.inputs = loss, name, inputs
+
+    def _inputs(self, batch: Any) -> list[Tensor]:
+        if isinstance(batch, Tensor):
+            items: list[Any] = [batch]
+        elif isinstance(batch, list | tuple) and batch:
+            items = list(batch)
+        else:
+            raise ValueError(
+                "a batch for ReconstructionObjective must be a tensor or a non-empty tuple, "
+                f"got {type(batch).__name__}"
+            )
+        if self.inputs is not None:
+            if max(self.inputs) >= len(items):
+                raise ValueError(
+                    f"inputs {list(self.inputs)} name a position beyond the batch's "
+                    f"{len(items)} items"
+                )
+            chosen = [items[i] for i in self.inputs]
+        else:
+            chosen = [items[0]]
+            if isinstance(items[0], Tensor):
+                chosen += [
+                    t for t in items[1:] if isinstance(t, Tensor) and t.shape == items[0].shape
+                ]
+        shapes = [tuple(t.shape) if isinstance(t, Tensor) else type(t).__name__ for t in chosen]
+        if not all(isinstance(t, Tensor) and t.dim() >= 2 for t in chosen):
+            raise ValueError(
+                f"the inputs to reconstruct must be tensors of at least 2 dimensions (N, ...), "
+                f"got {shapes}"
+            )
+        if len({tuple(t.shape[1:]) for t in chosen}) > 1:
+            raise ValueError(f"the inputs to reconstruct must have one shape, got {shapes}")
+        return chosen
+
+    def __call__(self, model: nn.Module, batch: Any) -> dict[str, Tensor]:
+        """The reconstruction loss of every input of one batch."""
+        reconstruct = getattr(model, "reconstruct", None)
+        if not callable(reconstruct):
+            raise TypeError(
+                "ReconstructionObjective needs a model with a reconstruct method "
+                f"(an Autoencoder), got {type(model).__name__}"
+            )
+        inputs = self._inputs(batch)
+        x = inputs[0] if len(inputs) == 1 else torch.cat(inputs)
+        value = self.loss(reconstruct(x), x)
+        if not isinstance(value, Tensor) or value.dim() != 0:
+            shape = tuple(value.shape) if isinstance(value, Tensor) else type(value).__name__
+            raise ValueError(
+                f"the loss of ReconstructionObjective must return a scalar (reduction 'mean' "
+                f"or 'sum'), got {shape}"
+            )
+        return {self.name: value}
+
+
+def _check_name(where: str, name: object) -> str:
+    if not isinstance(name, str):
+        raise TypeError(f"{where} must be a str, got {type(name).__name__} {name!r}")
+    if not name.isidentifier():
+        raise ValueError(f"{where} must be a name of letters, digits and underscores, got {name!r}")
+    return name
+
+
+class WeightedSum:
+    r"""Several objectives on the same batch, minimised as one weighted sum.
+
+    .. math::
+        L = \sum_k w_k L_k
+
+    where :math:`L_k` is the total of the :math:`k`-th objective's terms (their sum, or
+    its ``"loss"`` term). Called on a batch, it returns each :math:`L_k` **raw**
+    (unweighted) under its name, and :math:`L` under ``"loss"``: the :class:`Trainer`
+    minimises :math:`L` and logs every term, so the history holds ``train_<name>`` and
+    ``val_<name>`` for each objective next to ``train_loss`` and ``val_loss`` (the
+    weighted totals). The weights are kept in :attr:`weights`. Objectives may be of any
+    kind and in any number, :class:`WeightedSum` included.
+
+    Args:
+        terms: name → ``(objective, weight)``; names are identifiers other than
+            ``"loss"``; weights are finite numbers > 0.
+
+    Example:
+        >>> import torch
+        >>> from contrastkit import ContrastiveLoss, ReconstructionLoss
+        >>> from contrastkit.models import Autoencoder, MLPDecoder, MLPEncoder
+        >>> _ = torch.manual_seed(0)
+        >>> model = Autoencoder(MLPEncoder(8, embedding_dim=2), MLPDecoder(2, 8))
+        >>> objective = WeightedSum({
+        ...     "reconstruction": (ReconstructionObjective(ReconstructionLoss()), 1.0),
+        ...     "contrastive": (PairObjective(ContrastiveLoss(margin=1.0)), 0.5),
+        ... })
+        >>> x1, x2, y = torch.randn(6, 8), torch.randn(6, 8), torch.tensor([1, 0] * 3)
+        >>> terms = objective(model, (x1, x2, y))
+        >>> sorted(terms), objective.weights
+        (['contrastive', 'loss', 'reconstruction'], {'reconstruction': 1.0, 'contrastive': 0.5})
+        >>> bool(terms["loss"] == terms["reconstruction"] + 0.5 * terms["contrastive"])
+        True
+    """
+
+    def __init__(self, terms: Mapping[str, tuple[Objective, float]]) -> None:
+        if not isinstance(terms, Mapping):
+            raise TypeError(
+                "terms must be a mapping of name -> (objective, weight), got "
+                f"{type(terms).__name__}"
+            )
+        if not terms:
+            raise ValueError("terms must name at least one objective, got an empty mapping")
+        self.objectives: dict[str, Objective] = {}
+        self.weights: dict[str, float] = {}
+        for name, entry in terms.items():
+            _check_name("each name in terms", name)
+            if name == "loss":
+                raise ValueError("terms must not be named 'loss': that name is the weighted total")
+            if not isinstance(entry, tuple | list) or len(entry) != 2:
+                raise TypeError(
+                    f"terms[{name!r}] must be a pair (objective, weight), got {entry!r}"
+                )
+            objective, weight = entry
+            if not callable(objective):
+                raise TypeError(
+                    f"terms[{name!r}]: the objective must be callable, got "
+                    f"{type(objective).__name__}"
+                )
+            if isinstance(weight, bool) or not isinstance(weight, int | float):
+                raise TypeError(
+                    f"terms[{name!r}]: the weight must be a real number, got "
+                    f"{type(weight).__name__} {weight!r}"
+                )
+            if not (math.isfinite(weight) and weight > 0):
+                raise ValueError(
+                    f"terms[{name!r}]: the weight must be finite and > 0, got {weight!r}"
+                )
+            self.objectives[name], self.weights[name] = objective, float(weight)
+
+    def __call__(self, model: nn.Module, batch: Any) -> dict[str, Tensor]:
+        """Each objective's total, raw, and their weighted sum as ``"loss"``."""
+        out = {
+            name: total_loss(objective(model, batch)) for name, objective in self.objectives.items()
+        }
+        parts = [self.weights[name] * value for name, value in out.items()]
+        out["loss"] = parts[0] if len(parts) == 1 else torch.stack(parts).sum()
+        return out
+
+
+def total_loss(terms: Mapping[str, Tensor]) -> Tensor:
+    """What the trainer minimises: the ``"loss"`` term if there is one, else the sum."""
+    if not terms:
+        raise ValueError("the objective returned no loss term")
+    if "loss" in terms:
+        return terms["loss"]
+    values = list(terms.values())
+    return values[0] if len(values) == 1 else torch.stack(values).sum()
