@@ -187,7 +187,7 @@ def _load_image(path: Path) -> Any:
                 return image.copy()
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
             raise DataError(
-                f"image {path} is too large to read ({error}); shrink it first"
+                f"image {path} is too large to read ({str(error).rstrip('.')}); shrink it first"
             ) from None
         except _DAMAGED as error:
             raise DataError(
