@@ -15,7 +15,9 @@ from contrastkit.data.readers import (
     DataError,
     LabelledData,
     PairData,
+    is_pair_file,
     load_digits,
+    read_feature_vectors,
     read_features,
     read_image_folder,
     read_images,
@@ -584,3 +586,246 @@ def test_split_invariants_for_any_class_sizes(counts, val, test, seed, shuffle):
     check_split(labels, parts)
     again = split_indices(labels, fractions=(val, test), seed=seed)
     assert all(torch.equal(u, v) for u, v in zip(parts, again, strict=True))
+
+
+# --- bad input: damaged and oversized images ---------------------------------------
+
+
+def png_header_only(path, width, height):
+    """A PNG that declares ``width`` × ``height`` pixels but holds almost no data."""
+    import struct
+    import zlib
+
+    def chunk(kind, data):
+        crc = zlib.crc32(kind + data) & 0xFFFFFFFF
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", crc)
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    body = chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + body)
+    return path
+
+
+def test_decompression_bomb_is_a_data_error_naming_the_file(tmp_path):
+    bomb = png_header_only(tmp_path / "huge.png", 20000, 20000)
+    with pytest.raises(DataError, match=f"image {names_path(bomb)} is too large to read") as caught:
+        read_images([bomb], image_size=8)
+    assert "shrink it" in str(caught.value) and "\n" not in str(caught.value)
+    root = make_folder(tmp_path / "imgs", [2, 2])
+    png_header_only(root / "c1" / "huge.png", 20000, 20000)
+    with pytest.raises(DataError, match=r"huge\.png is too large"):
+        read_image_folder(root, image_size=4)
+
+
+def test_image_above_pillows_warning_limit_is_refused_not_warned(tmp_path, monkeypatch):
+    from PIL import Image as PILImage
+
+    monkeypatch.setattr(PILImage, "MAX_IMAGE_PIXELS", 30)
+    small = save_image(tmp_path / "small.png", 9, size=(5, 5))  # 25 pixels: fine
+    assert read_images([small], image_size=2).shape == (1, 1, 2, 2)
+    # 36 pixels: above the limit, below twice it, where Pillow only warns
+    large = save_image(tmp_path / "large.png", 9, size=(6, 6))
+    with pytest.raises(DataError, match=f"image {names_path(large)} is too large"):
+        read_images([small, large], image_size=2)
+
+
+def test_truncated_image_names_the_file(tmp_path):
+    rng = np.random.default_rng(0)
+    path = tmp_path / "cut.png"
+    Image.fromarray(rng.integers(0, 256, (40, 40), dtype=np.uint8)).save(path)
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    with pytest.raises(DataError, match=f"cannot read image {names_path(path)}"):
+        read_images([path], image_size=4)
+
+
+@pytest.mark.parametrize("suffix", [".png", ".jpg", ".gif", ".bmp", ".tif", ".webp"])
+def test_damaged_images_are_data_errors(tmp_path, suffix):
+    rng = np.random.default_rng(1)
+    pixels = rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)
+    for trial in range(20):
+        path = tmp_path / f"{trial}{suffix}"
+        Image.fromarray(pixels).save(path)
+        data = bytearray(path.read_bytes())
+        if trial % 2:
+            data = data[: int(rng.integers(1, len(data)))]
+        else:
+            for at in rng.integers(0, len(data), 6):
+                data[at] = int(rng.integers(0, 256))
+        path.write_bytes(bytes(data))
+        try:
+            read_images([path], image_size=4)
+        except DataError as error:
+            assert str(path) in str(error)
+        except UserWarning as warning:  # Pillow's warning about a damaged file, as an error
+            assert str(path) in str(warning)
+        # else: the damage fell where the decoder does not look; any outcome but a
+        # traceback from Pillow is fine
+
+
+def test_image_mode_that_cannot_be_converted(tmp_path):
+    path = tmp_path / "lab.tif"
+    Image.new("LAB", (4, 4)).save(path)
+    assert read_images([path], image_size=2).shape == (1, 3, 2, 2)
+    with pytest.raises(DataError, match=f"cannot convert image {names_path(path)} \\(LAB\\) to L"):
+        read_images([path], image_size=2, channels=1)
+
+
+def test_pillows_warnings_name_the_file(tmp_path, monkeypatch):
+    import warnings
+
+    import PIL.ImageFile
+
+    path = save_image(tmp_path / "a.png")
+    load = PIL.ImageFile.ImageFile.load
+
+    def load_with_a_warning(self):
+        warnings.warn_explicit("Corrupt EXIF data", UserWarning, PIL.ImageFile.__file__, 1)
+        return load(self)
+
+    monkeypatch.setattr(PIL.ImageFile.ImageFile, "load", load_with_a_warning)
+    with pytest.warns(UserWarning, match=f"image {names_path(path)}: Corrupt EXIF data"):
+        read_images([path], image_size=2)
+
+
+# --- bad input: feature files ------------------------------------------------------
+
+
+@pytest.mark.parametrize("cell", ["", "  "])
+def test_csv_empty_label_is_refused_with_its_line(tmp_path, cell):
+    path = write(tmp_path / "f.csv", f"a,label\n1,x\n2,y\n3,{cell}\n")
+    with pytest.raises(DataError, match=f"{names_path(path)} line 4 has an empty label"):
+        read_features(path)
+    # read as new data to embed, the label column is left out whatever it holds
+    assert read_feature_vectors(path).tolist() == [[1], [2], [3]]
+    assert read_features(path, label_column=None, exclude_columns=("label",)).shape == (3, 1)
+
+
+def test_npz_empty_label_is_refused_with_its_row(tmp_path):
+    path = tmp_path / "f.npz"
+    np.savez(path, features=FEATURES, label=np.array(["a", "b", "a", " ", "b", "a"]))
+    with pytest.raises(DataError, match=r"include an empty one \(row 3\)"):
+        read_features(path)
+    assert read_feature_vectors(path).shape == (6, 4)
+
+
+@pytest.mark.parametrize(
+    ("text", "match"),
+    [
+        ("id,a,label\nx7,1,p\ny3,2,q\n", "line 2 has a value that is not a number in column 'id'"),
+        ("a,b,label\n1,2,p\n3,,q\n", "line 3 has a missing value in column 'b'"),
+        ("a,b,label\n1,2,p\n3, ,q\n", "line 3 has a missing value in column 'b'"),
+    ],
+)
+def test_csv_value_errors_name_line_and_column_and_the_way_out(tmp_path, text, match):
+    path = write(tmp_path / "f.csv", text)
+    with pytest.raises(DataError, match=match) as caught:
+        read_features(path)
+    message = str(caught.value)
+    assert str(path) in message and "--exclude-columns" in message
+    assert "pair file" not in message
+
+
+def test_exclude_columns_leaves_columns_out(tmp_path):
+    path = write(tmp_path / "f.csv", "id,a,date,b,label\nx7,1,2020-01-01,2,p\ny3,3,,4,q\n")
+    data = read_features(path, exclude_columns=["id", "date"])
+    assert data.inputs.tolist() == [[1, 2], [3, 4]] and data.class_names == ["p", "q"]
+    unlabelled = read_features(path, label_column=None, exclude_columns=("id", "date", "label"))
+    assert unlabelled.tolist() == [[1, 2], [3, 4]]
+    assert read_feature_vectors(path, exclude_columns=("id", " date ")).tolist() == [[1, 2], [3, 4]]
+
+
+def test_exclude_columns_errors(tmp_path):
+    path = write(tmp_path / "f.csv", "id,a,label\nx,1,p\ny,2,q\n")
+    with pytest.raises(
+        DataError, match=r"has no column 'idx' to leave out \(columns: id, a, label"
+    ):
+        read_features(path, exclude_columns=("idx",))
+    with pytest.raises(DataError, match="the label column 'label' cannot also be left out"):
+        read_features(path, exclude_columns=("id", "label"))
+    with pytest.raises(TypeError, match="exclude_columns must be a sequence of column names"):
+        read_features(path, exclude_columns="id")
+    with pytest.raises(TypeError, match="exclude_columns"):
+        read_feature_vectors(path, exclude_columns=[3])
+    # new data to embed may lack a left-out column: only the ones it has are left out
+    other = write(tmp_path / "g.csv", "a,label\n1,p\n")
+    assert read_feature_vectors(other, exclude_columns=("id",)).tolist() == [[1.0]]
+    archive = tmp_path / "f.npz"
+    np.savez(archive, features=FEATURES, label=np.arange(6) % 2)
+    with pytest.raises(DataError, match=f"{names_path(archive)} is a .npz archive.*leave id out"):
+        read_features(archive, exclude_columns=("id",))
+    assert read_feature_vectors(archive, exclude_columns=("id",)).shape == (6, 4)
+
+
+def test_non_finite_values_are_located(tmp_path):
+    path = write(tmp_path / "f.csv", "a,b,label\n1,2,p\n3,inf,q\n")
+    with pytest.raises(DataError, match=r"contain NaN or infinite values .*line 3, column 'b'"):
+        read_features(path)
+    archive = tmp_path / "f.npz"
+    np.savez(archive, features=np.where(FEATURES == 6, np.nan, FEATURES), label=np.arange(6) % 2)
+    with pytest.raises(DataError, match=r"nan at row 1, column 2"):
+        read_features(archive)
+
+
+def test_damaged_npz_is_a_data_error(tmp_path):
+    path = tmp_path / "f.npz"
+    np.savez(path, features=FEATURES, label=np.arange(6) % 2)
+    path.write_bytes(path.read_bytes()[:200])
+    with pytest.raises(DataError, match=f"cannot read {names_path(path)}"):
+        read_features(path)
+
+
+# --- is_pair_file ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("header", "expected"),
+    [
+        ("left,right,label", True),
+        ("label,left,right", True),
+        (" left , right ,label ", True),
+        ('"left","right","label"', True),
+        ("left,right,label,x", False),  # a feature file with those columns among others
+        ("id,left,right,label", False),
+        ("left,right,label,", False),
+        ("left,right", False),
+        ("left,left,right,label", False),
+        ("Left,Right,Label", False),
+        ("left;right;label", False),
+        ("", False),
+    ],
+)
+def test_is_pair_file_needs_exactly_the_three_columns(tmp_path, header, expected):
+    path = write(tmp_path / "f.csv", header + "\n")
+    assert is_pair_file(path) is expected
+
+
+def test_is_pair_file_other_files(tmp_path):
+    bom = tmp_path / "bom.csv"
+    bom.write_text("left,right,label\n", encoding="utf-8-sig")
+    assert is_pair_file(bom) and is_pair_file(str(bom))
+    assert not is_pair_file(write(tmp_path / "p.txt", "left,right,label\n"))
+    upper = write(tmp_path / "P.CSV", "left,right,label\n")
+    assert is_pair_file(upper)
+    assert not is_pair_file(tmp_path / "missing.csv")
+    (tmp_path / "dir.csv").mkdir()
+    assert not is_pair_file(tmp_path / "dir.csv")
+    binary = tmp_path / "bin.csv"
+    binary.write_bytes(bytes(range(256)))
+    assert not is_pair_file(binary)
+
+
+def test_feature_file_with_pair_column_names_reads_as_features(tmp_path):
+    path = write(tmp_path / "f.csv", "left,right,top,label\n1,2,3,a\n4,5,6,b\n")
+    assert not is_pair_file(path)
+    assert read_features(path).inputs.tolist() == [[1, 2, 3], [4, 5, 6]]
+    # a pair file with a stray column is read as features; the error says why
+    pairs = write(tmp_path / "p.csv", "left,right,label,note\na.png,b.png,1,x\n")
+    with pytest.raises(DataError, match="a pair file has exactly the columns left, right and"):
+        read_features(pairs)
+
+
+@pytest.mark.parametrize("row", [",img/a2.png,1", "img/a1.png,,0", "img/a1.png"])
+def test_pairs_empty_path_is_refused_with_its_line(tmp_path, row):
+    path = make_pairs(tmp_path, [*GOOD_ROWS, row])
+    with pytest.raises(DataError, match=f"{names_path(path)} line 5: the (left|right) image path"):
+        read_pairs(path)

@@ -7,18 +7,27 @@
 * :func:`read_features` — a ``.npz`` or ``.csv`` of feature vectors with a label column
   (:func:`read_feature_vectors` — the vectors alone, labelled or not).
 * :func:`read_pairs` — a ``.csv`` of explicit pairs ``left,right,label`` whose ``left``
-  and ``right`` are image paths relative to the CSV file.
+  and ``right`` are image paths relative to the CSV file; :func:`is_pair_file` tells a
+  pair file from a feature file (its header is exactly those three columns).
 * :func:`split_indices` — a stratified, seeded train / validation / test split.
 
 Every reader checks its input before loading it and raises :class:`DataError` (a
-:class:`ValueError`) with a one-line message that names the file or folder.
+:class:`ValueError`) with a one-line message that names the file or folder (and the line
+and column of a CSV file): an unreadable, truncated or oversized image (more pixels than
+Pillow's ``Image.MAX_IMAGE_PIXELS``, a possible decompression bomb), a value that is not
+a number, an empty label.
 """
 
 from __future__ import annotations
 
 import csv
 import math
-from collections.abc import Sequence
+import struct
+import warnings
+import zipfile
+import zlib
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -29,9 +38,11 @@ from torch import Tensor
 
 __all__ = [
     "IMAGE_SUFFIXES",
+    "PAIR_COLUMNS",
     "DataError",
     "LabelledData",
     "PairData",
+    "is_pair_file",
     "load_digits",
     "read_feature_vectors",
     "read_features",
@@ -43,6 +54,7 @@ __all__ = [
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm")
 _NPZ_FEATURES = ("features", "x", "X")
+PAIR_COLUMNS = ("left", "right", "label")
 
 
 class DataError(ValueError):
@@ -107,7 +119,7 @@ def load_digits() -> LabelledData:
         >>> data.inputs.shape, data.class_names[:3], data.kind
         (torch.Size([1797, 64]), ['0', '1', '2'], 'vectors')
     """
-    from sklearn.datasets import load_digits as sklearn_digits
+    from sklearn.datasets import load_digits as sklearn_digits  # type: ignore[import-untyped]
 
     bunch = sklearn_digits()
     return LabelledData(
@@ -136,23 +148,16 @@ def read_images(paths: Sequence[Path], *, image_size: int, channels: int | None 
     Every image is resized to ``image_size`` × ``image_size``. With ``channels=None`` the
     images are kept grayscale (1 channel) when all of them are, else converted to RGB.
     """
-    from PIL import Image, UnidentifiedImageError
-
     if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 1:
         raise DataError(f"image size must be a positive integer, got {image_size!r}")
-    images = []
-    for path in paths:
-        try:
-            with Image.open(path) as image:
-                image.load()
-                images.append(image.copy())
-        except (OSError, UnidentifiedImageError, ValueError) as error:
-            raise DataError(f"cannot read image {path}: {error}") from None
+    images = [_load_image(Path(path)) for path in paths]
     if channels is None:
         gray = all(image.mode in ("1", "L", "LA", "F") or _wide(image) for image in images)
         channels = 1 if gray else 3
     mode = "L" if channels == 1 else "RGB"
-    array = np.stack([_pixels(image, mode, image_size) for image in images])
+    array = np.stack(
+        [_pixels(image, mode, image_size, path) for image, path in zip(images, paths, strict=True)]
+    )
     if channels == 1:
         array = array[:, None]
     else:
@@ -160,13 +165,69 @@ def read_images(paths: Sequence[Path], *, image_size: int, channels: int | None 
     return torch.from_numpy(np.ascontiguousarray(array))
 
 
+# What Pillow's decoders raise on a damaged file: OSError ("image file is truncated",
+# UnidentifiedImageError), ValueError, SyntaxError, EOFError, struct.error, zlib.error.
+_DAMAGED = (OSError, ValueError, SyntaxError, EOFError, struct.error, zlib.error, MemoryError)
+
+
+def _load_image(path: Path) -> Any:
+    """One image file, decoded, or a :class:`DataError` naming it.
+
+    An image with more pixels than ``PIL.Image.MAX_IMAGE_PIXELS`` is refused before it is
+    decoded (Pillow warns above that limit and refuses above twice it): images are
+    resized to a few dozen pixels, so such a file is a mistake or a decompression bomb.
+    Pillow's other warnings (corrupt metadata, …) are passed on with the file's name.
+    """
+    from PIL import Image
+
+    with _named_warnings(path):
+        try:
+            with Image.open(path) as image:
+                image.load()
+                return image.copy()
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
+            raise DataError(
+                f"image {path} is too large to read ({str(error).rstrip('.')}); shrink it first"
+            ) from None
+        except _DAMAGED as error:
+            raise DataError(
+                f"cannot read image {path}: {str(error) or type(error).__name__}"
+            ) from None
+
+
+@contextmanager
+def _named_warnings(path: Path) -> Iterator[None]:
+    """Pillow's warnings about one file, passed on with its name; a possible bomb raises."""
+    from PIL import Image
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        yield
+    for warning in caught:
+        if Path(warning.filename).parent.name == "PIL":  # Pillow's: say which file
+            warnings.warn(f"image {path}: {warning.message}", warning.category, stacklevel=4)
+        else:  # another's (a ResourceWarning from the garbage collector, …): unchanged
+            warnings.warn_explicit(
+                warning.message, warning.category, warning.filename, warning.lineno
+            )
+
+
 def _wide(image: Any) -> bool:
     """A 16- or 32-bit integer grayscale image (``I``, ``I;16``, ``I;16B``, …)."""
     return image.mode == "I" or image.mode.startswith("I;16")
 
 
-def _pixels(image: Any, mode: str, size: int) -> np.ndarray:
+def _pixels(image: Any, mode: str, size: int, path: Path) -> np.ndarray:
     """One image resized to ``size`` × ``size``, as float32 values in [0, 1]."""
+    try:
+        with _named_warnings(path):
+            return _resized(image, mode, size)
+    except ValueError as error:  # a mode Pillow cannot convert, such as LAB or La
+        raise DataError(f"cannot convert image {path} ({image.mode}) to {mode}: {error}") from None
+
+
+def _resized(image: Any, mode: str, size: int) -> np.ndarray:
     from PIL import Image
 
     if _wide(image):
@@ -249,22 +310,38 @@ def _key(text: str) -> float | str:
 
 
 def read_features(
-    path: str | Path, *, label_column: str | None = "label", min_classes: int = 2
+    path: str | Path,
+    *,
+    label_column: str | None = "label",
+    min_classes: int = 2,
+    exclude_columns: Sequence[str] = (),
 ) -> LabelledData | Tensor:
-    """Feature vectors with class labels from a ``.npz`` or ``.csv`` file.
+    r"""Feature vectors with class labels from a ``.npz`` or ``.csv`` file.
 
     * ``.npz``: an array ``features`` (or ``x``/``X``) of shape ``(N, F)`` and an array
       named ``label_column`` (``"label"`` by default; ``labels``, ``y`` also accepted
       when the default is used) of N labels.
     * ``.csv``: a header row; the column ``label_column`` holds the class of each row
-      (numbers or names) and every other column is a numeric feature.
+      (numbers or names) and every other column is a numeric feature, except the
+      columns named in ``exclude_columns`` (an identifier, a date, …), which are left
+      out. A name there that is not a column, or is the label column, is an error.
 
     With ``label_column=None`` only the features are read and returned as a tensor
     (for embedding new data). Labelled data needs ``min_classes`` distinct classes (2 for
-    training; 1 to read a labelled file of a single class, as for embedding it).
+    training; 1 to read a labelled file of a single class, as for embedding it); every
+    label must be non-empty.
+
+    Example:
+        >>> import pathlib, tempfile
+        >>> path = pathlib.Path(tempfile.mkdtemp()) / "f.csv"
+        >>> _ = path.write_text("id,a,b,label\nx7,1,2,cat\ny3,3,4,dog\n")
+        >>> data = read_features(path, exclude_columns=("id",))
+        >>> data.inputs.tolist(), data.class_names
+        ([[1.0, 2.0], [3.0, 4.0]], ['cat', 'dog'])
     """
     file = Path(path)
-    inputs, y = _read_table(file, label_column, required=True)
+    excluded = _column_names(exclude_columns)
+    inputs, y = _read_table(file, label_column, excluded, required=True)
     if y is None:
         return inputs
     labels, names = _class_indices(list(y), f"feature file {file}", min_classes)
@@ -277,40 +354,85 @@ def read_features(
     )
 
 
-def read_feature_vectors(path: str | Path, *, label_column: str = "label") -> Tensor:
+def read_feature_vectors(
+    path: str | Path, *, label_column: str = "label", exclude_columns: Sequence[str] = ()
+) -> Tensor:
     """The feature vectors of a ``.npz`` or ``.csv`` file, labelled or not.
 
     The label column (or array) is left out when the file has one, whatever its values,
-    so new data can be embedded with or without labels.
+    so new data can be embedded with or without labels; so are the columns of
+    ``exclude_columns`` that the file has (a ``.npz`` archive has no named columns).
     """
-    return _read_table(Path(path), label_column, required=False)[0]
+    excluded = _column_names(exclude_columns)
+    return _read_table(Path(path), label_column, excluded, required=False)[0]
+
+
+def _column_names(names: Sequence[str]) -> tuple[str, ...]:
+    """``exclude_columns``, checked: column names, not one bare string."""
+    if isinstance(names, str) or not all(isinstance(n, str) for n in names):
+        raise TypeError(
+            f"exclude_columns must be a sequence of column names such as ('id',), got {names!r}"
+        )
+    return tuple(n.strip() for n in names)
+
+
+@dataclass
+class _Table:
+    """A feature table as read, with what the error messages need to locate a value."""
+
+    x: np.ndarray
+    labels: Any  # a list of strings (CSV), an array (.npz) or None
+    lines: list[int] | None = None  # the CSV line of each row
+    columns: list[str] | None = None  # the CSV name of each feature column
 
 
 def _read_table(
-    file: Path, label_column: str | None, *, required: bool
+    file: Path, label_column: str | None, excluded: tuple[str, ...], *, required: bool
 ) -> tuple[Tensor, Sequence[object] | None]:
     """Features (checked) and the raw labels, if asked for and present (or ``required``)."""
     _exists(file, "feature file")
     suffix = file.suffix.lower()
     if suffix == ".npz":
-        x, y = _read_npz(file, label_column, required=required)
+        if excluded and required:
+            raise DataError(
+                f"feature file {file} is a .npz archive, whose features have no column names; "
+                f"leave {', '.join(excluded)} out of its features array instead of naming them"
+            )
+        table = _read_npz(file, label_column, required=required)
     elif suffix == ".csv":
-        x, y = _read_csv(file, label_column, required=required)
+        table = _read_csv(file, label_column, excluded, required=required)
     else:
         raise DataError(f"feature file {file} must be .npz or .csv, got {suffix or 'no suffix'}")
+    x = table.x
     if x.ndim != 2 or x.shape[0] == 0 or x.shape[1] == 0:
         raise DataError(f"features in {file} must be a non-empty (N, F) table, got {x.shape}")
     if not np.isfinite(x).all():
-        raise DataError(f"features in {file} contain NaN or infinite values")
+        row, col = (int(i) for i in np.argwhere(~np.isfinite(x))[0])
+        if table.lines is not None and table.columns is not None:
+            where = f"line {table.lines[row]}, column '{table.columns[col]}'"
+        else:
+            where = f"row {row}, column {col}"
+        raise DataError(
+            f"features in {file} contain NaN or infinite values (the first: {x[row, col]} "
+            f"at {where})"
+        )
+    y = table.labels
     return torch.as_tensor(x, dtype=torch.float32), (None if y is None or not required else y)
 
 
-def _read_npz(
-    file: Path, label_column: str | None, *, required: bool
-) -> tuple[np.ndarray, np.ndarray | None]:
+def _read_npz(file: Path, label_column: str | None, *, required: bool) -> _Table:
+    # numpy leaves its own handle open when the archive is damaged: open it here
     try:
-        archive = np.load(file, allow_pickle=False)
-    except (OSError, ValueError) as error:
+        with file.open("rb") as handle:
+            return _read_archive(file, handle, label_column, required=required)
+    except OSError as error:
+        raise DataError(f"cannot read {file}: {error}") from None
+
+
+def _read_archive(file: Path, handle: Any, label_column: str | None, *, required: bool) -> _Table:
+    try:
+        archive = np.load(handle, allow_pickle=False)
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
         raise DataError(f"cannot read {file}: {error}") from None
     if not isinstance(archive, np.lib.npyio.NpzFile):  # a lone .npy array renamed .npz
         raise DataError(f"{file} is not a .npz archive of named arrays (from numpy.savez)")
@@ -323,14 +445,16 @@ def _read_npz(
             x = np.asarray(archive[key], dtype=np.float64)
         except ValueError:
             raise DataError(f"array '{key}' in {file} is not numeric") from None
+        except (OSError, EOFError, zipfile.BadZipFile) as error:  # a damaged archive
+            raise DataError(f"cannot read array '{key}' in {file}: {error}") from None
         if x.ndim != 2:
             raise DataError(f"array '{key}' in {file} must be a (N, F) table, got shape {x.shape}")
         if label_column is None:
-            return x, None
+            return _Table(x, None)
         candidates = [label_column] + (["labels", "y"] if label_column == "label" else [])
         label_key = next((k for k in candidates if k in names), None)
         if label_key is None and not required:
-            return x, None
+            return _Table(x, None)
         if label_key is None:
             raise DataError(
                 f"{file} has no label array '{label_column}' (arrays: {names}); "
@@ -338,19 +462,27 @@ def _read_npz(
             )
         try:
             y = np.asarray(archive[label_key])
-        except ValueError as error:  # an object array, refused with allow_pickle=False
+        except (ValueError, OSError, EOFError, zipfile.BadZipFile) as error:
+            # an object array is refused with allow_pickle=False
             raise DataError(f"cannot read labels '{label_key}' in {file}: {error}") from None
     if y.ndim != 1 or y.shape[0] != x.shape[0]:
         raise DataError(
             f"labels '{label_key}' in {file} must be 1-D with one entry per row "
             f"({x.shape[0]}), got shape {y.shape}"
         )
-    return x, y
+    if required and y.dtype.kind in "US":
+        empty = [i for i, v in enumerate(y.tolist()) if not v.strip()]  # str or bytes
+        if empty:
+            raise DataError(
+                f"labels '{label_key}' in {file} include an empty one (row {empty[0]}); "
+                "every sample needs a class"
+            )
+    return _Table(x, y)
 
 
 def _read_csv(
-    file: Path, label_column: str | None, *, required: bool
-) -> tuple[np.ndarray, list[str] | None]:
+    file: Path, label_column: str | None, excluded: tuple[str, ...], *, required: bool
+) -> _Table:
     try:
         with file.open(newline="", encoding="utf-8-sig") as handle:
             rows = list(csv.reader(handle))
@@ -367,7 +499,19 @@ def _read_csv(
             f"{file} has no column '{label_column}' (columns: {', '.join(header)}); "
             "choose one with --label-column"
         )
-    keep = [i for i, h in enumerate(header) if h != label_column]
+    if required:
+        unknown = [name for name in excluded if name not in header]
+        if unknown:
+            raise DataError(
+                f"{file} has no column {', '.join(repr(n) for n in unknown)} to leave out "
+                f"(columns: {', '.join(header)})"
+            )
+        if label_column is not None and label_column in excluded:
+            raise DataError(
+                f"{file}: the label column '{label_column}' cannot also be left out "
+                "(exclude_columns)"
+            )
+    keep = [i for i, h in enumerate(header) if h != label_column and h not in excluded]
     label_at = header.index(label_column) if label_column is not None else None
     features, labels = [], []
     for line, row in body:
@@ -376,19 +520,82 @@ def _read_csv(
         try:
             features.append([float(row[i]) for i in keep])
         except ValueError:
-            raise DataError(f"{file} line {line} has a value that is not a number") from None
+            raise DataError(_not_a_number(file, line, row, header, keep)) from None
         if label_at is not None:
-            labels.append(row[label_at].strip())
-    return np.asarray(features, dtype=np.float64).reshape(len(body), len(keep)), (
-        labels if label_at is not None else None
+            label = row[label_at].strip()
+            if required and not label:
+                raise DataError(
+                    f"{file} line {line} has an empty label (column '{label_column}'); "
+                    "every row needs a class"
+                )
+            labels.append(label)
+    return _Table(
+        np.asarray(features, dtype=np.float64).reshape(len(body), len(keep)),
+        labels if label_at is not None else None,
+        lines=[line for line, _ in body],
+        columns=[header[i] for i in keep],
     )
+
+
+def _not_a_number(file: Path, line: int, row: list[str], header: list[str], keep: list[int]) -> str:
+    """The message for the first cell of ``row`` among ``keep`` that is not a number."""
+    at = next(i for i in keep if not _parses(row[i]))
+    name, value = header[at], row[at]
+    what = (
+        f"a missing value in column '{name}'"
+        if not value.strip()
+        else f"a value that is not a number in column '{name}': {value!r}"
+    )
+    hint = "leave such columns out with --exclude-columns (exclude_columns)"
+    if name in ("left", "right") and set(PAIR_COLUMNS) <= set(header):
+        hint += "; a pair file has exactly the columns left, right and label"
+    return f"{file} line {line} has {what}; {hint}"
+
+
+def _parses(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def is_pair_file(path: str | Path) -> bool:
+    r"""Whether ``path`` is a pair file for :func:`read_pairs` rather than a feature file.
+
+    The rule: a ``.csv`` file whose header row has exactly three columns, named ``left``,
+    ``right`` and ``label`` in any order (spaces around the names, quotes and a byte-order
+    mark are ignored; names are case-sensitive). A header with any other column, as a
+    feature file whose columns include ``left``, ``right`` and ``label``, is not a pair
+    file. A file that does not exist or cannot be read is not one either (the feature
+    reader then reports it).
+
+    Example:
+        >>> import pathlib, tempfile
+        >>> folder = pathlib.Path(tempfile.mkdtemp())
+        >>> _ = (folder / "p.csv").write_text("left,right,label\na.png,b.png,1\n")
+        >>> _ = (folder / "f.csv").write_text("left,right,top,label\n1,2,3,a\n")
+        >>> is_pair_file(folder / "p.csv"), is_pair_file(folder / "f.csv")
+        (True, False)
+    """
+    file = Path(path)
+    if file.suffix.lower() != ".csv" or not file.is_file():
+        return False
+    try:
+        # errors="replace": an undecodable file is reported by the reader, which names it
+        with file.open(newline="", encoding="utf-8-sig", errors="replace") as handle:
+            header = next(csv.reader(handle), [])
+    except (OSError, csv.Error):
+        return False
+    return sorted(h.strip() for h in header) == sorted(PAIR_COLUMNS)
 
 
 def read_pairs(path: str | Path, *, image_size: int = 64, channels: int | None = None) -> PairData:
     """Explicit pairs from a ``.csv`` with the columns ``left,right,label``.
 
     ``left`` and ``right`` are image paths, relative to the CSV's folder unless absolute;
-    ``label`` is 1 for a matching pair and 0 for a non-matching one.
+    ``label`` is 1 for a matching pair and 0 for a non-matching one. (Other columns are
+    ignored here, but :func:`is_pair_file` only recognises a file of exactly these three.)
     """
     file = Path(path)
     _exists(file, "pair file")
@@ -409,6 +616,9 @@ def read_pairs(path: str | Path, *, image_size: int = 64, channels: int | None =
     rows = [{k.strip(): (v or "").strip() for k, v in row.items() if k} for row in rows]
     same = []
     for line, row in enumerate(rows, start=2):
+        for side in ("left", "right"):
+            if not row[side]:
+                raise DataError(f"pair file {file} line {line}: the {side} image path is empty")
         if row["label"] not in ("0", "1"):
             raise DataError(
                 f"pair file {file} line {line}: label must be 0 or 1, got {row['label']!r}"
