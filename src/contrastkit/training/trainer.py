@@ -342,7 +342,8 @@ class Trainer:
         self.epochs_without_improvement = 0
         self.stopped_early = False
         self._last_terms: dict[str, Tensor] = {}
-        self._group: tuple[int, int] = (1, 0)  # (size, batches so far) of the current group
+        self._group: tuple[int, int] = (0, 0)  # (size, batches so far) of the current group
+        self._batches_left: int | None = None  # in the epoch, this batch included
         self._writer: Any = None
 
     # --- callbacks ----------------------------------------------------------------------
@@ -434,19 +435,15 @@ class Trainer:
             terms = self.training_step(to_device(batch, self.device))
         total = total_loss(terms)
         size, done = self._group
+        if done >= size:  # the last group is complete: this batch opens the next one
+            left = self._batches_left
+            size, done = (self.accumulate if left is None else min(self.accumulate, left)), 0
         self.backward(total / size if size > 1 else total)
         done += 1
         self._group = (size, done)
         if done == size:
             self.optimizer_step()
         return _logged(terms, total)
-
-    def _start_group(self, index: int, batches: int | None) -> None:
-        """Before the ``index``-th batch of an epoch: open a new group if one is due."""
-        size, done = self._group
-        if index == 0 or done >= size:
-            left = None if batches is None else batches - index
-            self._group = (self.accumulate if left is None else min(self.accumulate, left), 0)
 
     # --- the loop -----------------------------------------------------------------------
 
@@ -505,6 +502,7 @@ class Trainer:
         _set_epoch(self.train_loader, self.epoch)
         self.model.train()
         self.optimizer.zero_grad(set_to_none=True)
+        self._group = (0, 0)  # groups of accumulated batches do not cross epochs
         batches = _len(self.train_loader)
         sums = _Sums(self.device)
         read: dict[str, Any] = {"step": self.step, "count": 0, "sums": {}}
@@ -518,7 +516,7 @@ class Trainer:
         )
         with bar:  # closed even when a step raises or the run is interrupted
             for index, batch in enumerate(self.train_loader):
-                self._start_group(index, batches)
+                self._batches_left = None if batches is None else batches - index
                 logged = self.train_batch(batch)
                 sums.add(logged, self.step)
                 self._last_terms = logged
@@ -702,7 +700,7 @@ class Trainer:
 
             # purge_step drops what a killed run logged after the checkpoint resumed from
             self._writer = SummaryWriter(
-                str(self.run_dir / "tensorboard"), purge_step=self.step if resumed else None
+                str(self.run_dir / "tensorboard"), purge_step=self.step + 1 if resumed else None
             )
 
     def _log_epoch(self, record: dict[str, float]) -> None:
