@@ -201,7 +201,21 @@ def test_the_history_is_the_mean_of_the_terms_a_callback_reads():
     history = trainer.fit()
     for epoch, record in enumerate(history):
         values = seen[10 * epoch : 10 * (epoch + 1)]
-        assert record["train_loss"] == sum(values) / 10  # float64 sums in the same order
+        assert record["train_loss"] == pytest.approx(sum(values) / 10, rel=1e-12)
+
+
+def test_the_terms_of_a_long_epoch_of_unknown_length_are_all_counted():
+    x, y = regression_data(300)
+    items = [(x[i : i + 2], y[i : i + 2]) for i in range(0, 300, 2)]  # 150 batches
+    trainer = regression_trainer(NoLength(items), epochs=1, val_loader=NoLength(items))
+    seen = []
+    trainer.add_callback("on_batch_end", lambda t: seen.append(t.last_terms["loss"]))
+    history = trainer.fit()
+    assert len(seen) == 150
+    assert history[0]["train_loss"] == pytest.approx(sum(seen) / 150, rel=1e-12)
+    with torch.no_grad():
+        val = [mse(trainer.model.eval(), batch)["loss"].item() for batch in items]
+    assert history[0]["val_loss"] == pytest.approx(sum(val) / 150, rel=1e-6)
 
 
 def nan_at(call):

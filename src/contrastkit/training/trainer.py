@@ -23,16 +23,23 @@ name (progress bar, ``train_<name>`` and ``val_<name>`` in the history) and
 ``train_loss`` is the weighted total that is minimised; the weights are in
 :attr:`WeightedSum.weights`.
 
+Batches may be of any structure (tensors in tuples, lists, named tuples, dataclasses
+and mappings such as tokenized text); :func:`~contrastkit.training.batches.to_device`
+moves every tensor in them to the device.
+
 Every epoch starts from ``torch.manual_seed`` of (seed, epoch) and tells the datasets
 and batch samplers its number (``set_epoch``), so an epoch's batches, dropout masks and
-draws depend only on the seed and the epoch. With the optimizer and scheduler state
-saved in the checkpoint after each epoch, a run resumed from its last checkpoint ends
-with exactly the weights of an uninterrupted run (on CPU).
+draws depend only on the seed and the epoch. With the optimizer, scheduler and gradient
+scaler state saved in the checkpoint after each epoch (accumulation groups never cross
+an epoch), a run resumed from its last checkpoint ends with exactly the weights of an
+uninterrupted run (on CPU, in float32 or bfloat16).
 
 Checkpoints live in ``run_dir/checkpoints/epoch-NNNN/``: ``model.safetensors`` (the
-weights) and ``state.pt`` (optimizer, scheduler, history). Each is written to a
-temporary folder that is renamed into place, so a run killed at any moment leaves only
-complete checkpoints; older ones are removed once the new one is in place.
+weights) and ``state.pt`` (optimizer, scheduler, scaler, history, best epoch). Each is
+written to a temporary folder that is renamed into place, so a run killed at any moment
+leaves only complete checkpoints; older ones are removed once the new one is in place,
+and temporary folders a killed run left are removed when the next run starts. With a
+``monitor``, ``run_dir/checkpoints/best/`` holds the best epoch's weights.
 
 Example:
     >>> import torch
@@ -120,59 +127,75 @@ def _positive_int(name: str, value: object, *, optional: bool = False) -> None:
 
 
 class _Sums:
-    """Detached sums of the loss terms, kept on the device and read back only when asked.
+    """The loss terms of every step, kept on the device and read back only when asked.
 
-    Each :meth:`add` is a few device operations and no synchronisation: the sums, and
-    the first step whose total was not finite (with its value), stay on the device
-    until :meth:`read` brings them all back in one transfer.
+    :meth:`add` writes each term, detached, into a buffer on the device (one small copy
+    per term, no synchronisation). :meth:`read` sums what was written since the last
+    read, finds the first step whose total is not finite, and brings both back in one
+    transfer; the host keeps the running sums of the epoch.
     """
 
-    def __init__(self, device: torch.device) -> None:
-        # float64 adds the float32 terms in order exactly as Python floats did; MPS has none
+    def __init__(self, device: torch.device, capacity: int) -> None:
+        # float64 sums float32 terms without loss of precision; MPS has no float64
         self.dtype = torch.float32 if device.type == "mps" else torch.float64
-        self.sums: dict[str, Tensor] = {}
-        self.count = 0
-        self.bad_step: Tensor | None = None
-        self.bad_value: Tensor | None = None
+        self.capacity = max(1, capacity)
+        self.buffers: dict[str, Tensor] = {}
+        self.pending = 0  # steps written since the last read
+        self.first_step = 0  # the step of the first of them
+        self.count = 0  # steps added in all
+        self.totals: dict[str, float] = {}
 
-    def add(self, terms: Mapping[str, Tensor], step: int | None = None) -> None:
+    def add(self, terms: Mapping[str, Tensor], step: int = 0) -> None:
+        if self.pending == 0:
+            self.first_step = step
+        if self.pending == self.capacity:
+            self.capacity *= 2
+            for name, old in list(self.buffers.items()):
+                grown = old.new_zeros(self.capacity)
+                grown[: self.pending] = old
+                self.buffers[name] = grown
         for name, value in terms.items():
-            value = value.detach()
-            if name in self.sums:
-                self.sums[name] += value
-            else:
-                self.sums[name] = value.to(self.dtype, copy=True)
+            buffer = self.buffers.get(name)
+            if buffer is None:
+                buffer = torch.zeros(self.capacity, dtype=self.dtype, device=value.device)
+                self.buffers[name] = buffer
+            buffer[self.pending] = value.detach()
+        self.pending += 1
         self.count += 1
-        if step is None:
-            return
-        loss = terms["loss"].detach()
-        if self.bad_step is None or self.bad_value is None:
-            self.bad_step = torch.full((), -1, dtype=self.dtype, device=loss.device)
-            self.bad_value = torch.zeros((), dtype=self.dtype, device=loss.device)
-        first = ~torch.isfinite(loss) & (self.bad_step < 0)
-        self.bad_step = torch.where(first, step, self.bad_step)
-        self.bad_value = torch.where(first, loss.to(self.dtype), self.bad_value)
 
-    def read(self) -> tuple[dict[str, float], tuple[int, float] | None]:
-        """The sums, and ``(step, value)`` of the first non-finite total if there was one."""
-        names = list(self.sums)
-        extra = (
-            []
-            if self.bad_step is None or self.bad_value is None
-            else [
-                self.bad_step,
-                self.bad_value,
-            ]
-        )
-        parts = [self.sums[name].reshape(()) for name in names] + extra
-        if not parts:
-            return {}, None
-        values = torch.stack(parts).tolist()
-        sums = dict(zip(names, values[: len(names)], strict=True))
-        bad = None
-        if extra and values[len(names)] >= 0:
-            bad = (int(values[len(names)]), float(values[len(names) + 1]))
-        return sums, bad
+    def read(
+        self, check: str | None = None
+    ) -> tuple[dict[str, float], int, tuple[int, float] | None]:
+        """The sums of the steps since the last read, how many, and the first bad step.
+
+        The first bad step is the first whose ``check`` term is not finite, as ``(step,
+        value)``; ``None`` if every one is, or if ``check`` is ``None``.
+        """
+        names, steps = list(self.buffers), self.pending
+        if steps == 0:
+            return dict.fromkeys(names, 0.0), 0, None
+        parts = [torch.stack([self.buffers[name][:steps] for name in names]).sum(1)]
+        if check is not None:
+            checked = self.buffers[check][:steps]
+            nonfinite = ~torch.isfinite(checked)
+            first = torch.where(nonfinite.any(), nonfinite.to(torch.uint8).argmax(), -1)
+            first = first.reshape(1)
+            parts += [first.to(self.dtype), checked.gather(0, first.clamp(min=0))]
+        values = torch.cat(parts).tolist()
+        for buffer in self.buffers.values():
+            buffer.zero_()  # a term some steps lack adds nothing for them
+        self.pending = 0
+        segment = dict(zip(names, values[: len(names)], strict=True))
+        for name, value in segment.items():
+            self.totals[name] = self.totals.get(name, 0.0) + value
+        bad: tuple[int, float] | None = None
+        if check is not None and values[len(names)] >= 0:
+            bad = (self.first_step + int(values[len(names)]), values[len(names) + 1])
+        return segment, steps, bad
+
+    def means(self) -> dict[str, float]:
+        """The mean of each term over every step read so far."""
+        return {name: total / max(self.count, 1) for name, total in self.totals.items()}
 
 
 def _logged(terms: Mapping[str, Tensor], total: Tensor) -> dict[str, Tensor]:
@@ -210,14 +233,16 @@ class Trainer:
             by ``accumulate``).
         precision: ``"32"`` (float32), ``"bf16"`` (``torch.autocast`` to bfloat16, on
             CPU and CUDA) or ``"fp16"`` (autocast to float16 with a
-            :class:`torch.amp.GradScaler`; CUDA only). The forward passes of training
-            and validation run under it; the weights stay float32.
+            :class:`torch.amp.GradScaler`, whose check for infinite gradients waits
+            for the device once per optimizer step; CUDA only). The forward passes of
+            training and validation run under it; the weights stay float32.
         log_every: read the loss terms back from the device every this many steps (and
             at each epoch's end): the progress bar's values, the check for a non-finite
             loss and TensorBoard's per-step values; ``None``: at each epoch's end only.
         monitor: the value of the epoch record that decides the best epoch, such as
             ``"val_loss"`` or a value ``evaluate`` returns; its weights are kept in
-            ``run_dir/checkpoints/best``.
+            ``run_dir/checkpoints/best`` (with ``record.json``, naming the epoch). An
+            epoch improves on the best only if strictly better; a NaN never does.
         mode: whether the best value of ``monitor`` is the lowest (``"min"``) or the
             highest (``"max"``).
         patience: stop once this many epochs in a row have not improved ``monitor``;
@@ -431,8 +456,9 @@ class Trainer:
             The terms to log, detached and still on the device, with their total as
             ``"loss"``.
         """
+        batch = to_device(batch, self.device)
         with self.autocast():
-            terms = self.training_step(to_device(batch, self.device))
+            terms = self.training_step(batch)
         total = total_loss(terms)
         size, done = self._group
         if done >= size:  # the last group is complete: this batch opens the next one
@@ -504,8 +530,7 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         self._group = (0, 0)  # groups of accumulated batches do not cross epochs
         batches = _len(self.train_loader)
-        sums = _Sums(self.device)
-        read: dict[str, Any] = {"step": self.step, "count": 0, "sums": {}}
+        sums = _Sums(self.device, self.log_every or batches or 64)
         # counted by hand (cheap, host-only): its values change only when the sums are read
         bar = tqdm(
             total=batches,
@@ -523,37 +548,35 @@ class Trainer:
                 self.step += 1
                 bar.update()
                 if self.log_every is not None and self.step % self.log_every == 0:
-                    self._read(sums, read, bar)
+                    self._read(sums, bar)
                 self._fire("on_batch_end")
             if sums.count == 0:
                 raise ValueError("train_loader gave no batch")
             size, done = self._group
             if 0 < done < size:  # a loader without a length ended inside a group
                 self.optimizer_step()
-            means = self._read(sums, read, bar)
+            means = self._read(sums, bar)
         return {f"train_{name}": value for name, value in means.items()}
 
-    def _read(self, sums: _Sums, read: dict[str, Any], bar: Any) -> dict[str, float]:
-        """Bring the sums back (one transfer), check them, and show them; the epoch means."""
-        if read["count"] == sums.count and read["sums"]:
-            return {k: v / sums.count for k, v in read["sums"].items()}
-        values, bad = sums.read()
+    def _read(self, sums: _Sums, bar: Any) -> dict[str, float]:
+        """Bring the new terms back (one transfer), check and show them; the epoch means."""
+        if sums.pending == 0:
+            return sums.means()
+        first = sums.first_step
+        segment, steps, bad = sums.read(check="loss")
         if bad is not None:
             step, value = bad
             raise FloatingPointError(
                 f"the loss is {value} at epoch {self.epoch + 1}, step {step} (steps count "
-                f"from 0; found when steps {read['step']} to {self.step - 1} were read back); "
+                f"from 0; found when steps {first} to {self.step - 1} were read back); "
                 "lower the learning rate or check the inputs. The weights were updated "
                 "after that step: resume from the last checkpoint"
             )
-        means = {k: v / sums.count for k, v in values.items()}
+        means = sums.means()
         bar.set_postfix({k: f"{v:.4g}" for k, v in means.items()})
         if self._writer is not None:
-            count = sums.count - read["count"]
-            for name, value in values.items():
-                mean = (value - read["sums"].get(name, 0.0)) / count
-                self._writer.add_scalar(f"step/train_{name}", mean, self.step)
-        read.update(step=self.step, count=sums.count, sums=values)
+            for name, value in segment.items():
+                self._writer.add_scalar(f"step/train_{name}", value / steps, self.step)
         return means
 
     @torch.no_grad()
@@ -567,13 +590,14 @@ class Trainer:
         try:
             if self.val_loader is not None:
                 _set_epoch(self.val_loader, 0)
-                sums = _Sums(self.device)
+                sums = _Sums(self.device, _len(self.val_loader) or 64)
                 for batch in self.val_loader:
+                    batch = to_device(batch, self.device)
                     with self.autocast():
-                        terms = self.validation_step(to_device(batch, self.device))
+                        terms = self.validation_step(batch)
                     sums.add(_logged(terms, total_loss(terms)))
-                values, _ = sums.read()
-                record.update({f"val_{k}": v / max(sums.count, 1) for k, v in values.items()})
+                sums.read()
+                record.update({f"val_{k}": v for k, v in sums.means().items()})
             if self.evaluate is not None:
                 record.update({k: float(v) for k, v in self.evaluate(self.model).items()})
         finally:
@@ -689,7 +713,7 @@ class Trainer:
         """``metrics.jsonl`` as the history so far (empty when fresh), and TensorBoard."""
         assert self.run_dir is not None
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        if not resumed:
+        if not resumed and not self.history:  # a fresh run: an older run's best is not its
             shutil.rmtree(self.run_dir / "checkpoints" / "best", ignore_errors=True)
         path = self.run_dir / "metrics.jsonl"
         tmp = self.run_dir / f".metrics.jsonl.tmp-{os.getpid()}"
