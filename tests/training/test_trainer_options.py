@@ -750,3 +750,14 @@ def test_tensorboard_needs_a_run_dir_and_the_package(monkeypatch):
 def test_bad_options_are_rejected(options, error, match):
     with pytest.raises(error, match=match):
         regression_trainer(**options)
+
+
+def test_accumulation_survives_a_loader_longer_than_its_length():
+    class Understated(list):
+        def __len__(self):
+            return 3  # yields 10 batches
+
+    trainer = regression_trainer(Understated(batches(4)), epochs=1, accumulate=2)
+    trainer.fit()
+    # groups: 2, then 1 (the last of the 3 announced), then 2, 2, 2 and 1 flushed at the end
+    assert trainer.step == 10 and trainer.optimizer_steps == 6

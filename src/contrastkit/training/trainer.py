@@ -462,8 +462,9 @@ class Trainer:
         total = total_loss(terms)
         size, done = self._group
         if done >= size:  # the last group is complete: this batch opens the next one
-            left = self._batches_left
-            size, done = (self.accumulate if left is None else min(self.accumulate, left)), 0
+            left = self._batches_left  # None, or below 1 if the loader's length was wrong
+            size = self.accumulate if left is None or left < 1 else min(self.accumulate, left)
+            done = 0
         self.backward(total / size if size > 1 else total)
         done += 1
         self._group = (size, done)
