@@ -3,9 +3,17 @@
 * :mod:`~contrastkit.training.objectives`: from a model and a batch to named loss terms.
 * :mod:`~contrastkit.training.trainer`: the :class:`Trainer` loop and :func:`embed`.
 * :mod:`~contrastkit.training.checkpoints`: weights and checkpoint folders.
+* :mod:`~contrastkit.training.batches`: batches of any structure, moved and joined.
 """
 
-from contrastkit.training.checkpoints import latest_checkpoint, load_weights, save_weights
+from contrastkit.training.batches import batch_size, join, to_device
+from contrastkit.training.checkpoints import (
+    best_checkpoint,
+    latest_checkpoint,
+    load_weights,
+    remove_stale,
+    save_weights,
+)
 from contrastkit.training.objectives import (
     LabelObjective,
     Objective,
@@ -14,6 +22,7 @@ from contrastkit.training.objectives import (
     TripletObjective,
     TwoViewObjective,
     WeightedSum,
+    embed_parts,
     total_loss,
 )
 from contrastkit.training.trainer import Trainer, embed
@@ -27,9 +36,15 @@ __all__ = [
     "TripletObjective",
     "TwoViewObjective",
     "WeightedSum",
+    "batch_size",
+    "best_checkpoint",
     "embed",
+    "embed_parts",
+    "join",
     "latest_checkpoint",
     "load_weights",
+    "remove_stale",
     "save_weights",
+    "to_device",
     "total_loss",
 ]

@@ -1,12 +1,27 @@
-"""Checkpoints and weights: safetensors files, written so a kill never leaves half of one."""
+"""Checkpoints and weights: safetensors files, written so a kill never leaves half of one.
+
+A run's ``checkpoints/`` folder holds ``epoch-NNNN/`` (the last epoch's checkpoint) and,
+when the trainer monitors a validation value, ``best/`` (the weights of the best epoch
+and a ``record.json`` naming it). Each is written as a hidden temporary folder
+(``.epoch-NNNN.tmp-PID``, ``.best.tmp-PID``) renamed into place; a run killed while
+writing leaves such a folder behind, which :func:`remove_stale` clears.
+"""
 
 from __future__ import annotations
 
+import os
+import shutil
 from pathlib import Path
 
 from torch import nn
 
-__all__ = ["latest_checkpoint", "load_weights", "save_weights"]
+__all__ = [
+    "best_checkpoint",
+    "latest_checkpoint",
+    "load_weights",
+    "remove_stale",
+    "save_weights",
+]
 
 
 def save_weights(model: nn.Module, path: str | Path) -> None:
@@ -38,3 +53,39 @@ def load_weights(model: nn.Module, path: str | Path) -> None:
     from safetensors.torch import load_file
 
     model.load_state_dict(load_file(str(path)))
+
+
+def best_checkpoint(run_dir: str | Path) -> Path | None:
+    """The run's ``checkpoints/best`` folder if it is complete, else ``None``."""
+    folder = Path(run_dir) / "checkpoints" / "best"
+    complete = (folder / "model.safetensors").is_file() and (folder / "record.json").is_file()
+    return folder if complete else None
+
+
+def remove_stale(run_dir: str | Path) -> list[Path]:
+    """Clear what a killed write left in ``run_dir/checkpoints``; returns what was removed.
+
+    Temporary folders (``.epoch-NNNN.tmp-PID``, ``.best.tmp-PID``) are removed. A best
+    checkpoint set aside while its successor was renamed into place
+    (``.best.old-PID``) is put back as ``best`` if there is no ``best``, else removed.
+    Call it only when no other process writes to the run.
+    """
+    folder = Path(run_dir) / "checkpoints"
+    if not folder.is_dir():
+        return []
+    removed = []
+    best = folder / "best"
+    for old in sorted(folder.glob(".best.old-*")):
+        if old.is_dir() and not best.exists():
+            os.replace(old, best)
+        else:
+            shutil.rmtree(old, ignore_errors=True)
+            removed.append(old)
+    for pattern in (".epoch-*.tmp-*", ".best.tmp-*"):
+        for tmp in sorted(folder.glob(pattern)):
+            if tmp.is_dir():
+                shutil.rmtree(tmp, ignore_errors=True)
+            else:
+                tmp.unlink(missing_ok=True)
+            removed.append(tmp)
+    return removed

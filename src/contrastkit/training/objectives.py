@@ -3,6 +3,12 @@
 An *objective* turns a batch into named loss terms: ``{"loss": tensor}``, or several
 terms. The trainer minimises their sum, unless one of several terms is named ``"loss"``:
 that one is then the total, and the others are only logged (:func:`total_loss`).
+
+The inputs of a batch may be tensors or mappings of tensors, such as tokenized text
+(``{"input_ids": ..., "attention_mask": ...}``) for a model that takes one. Where an
+objective embeds several inputs (the anchor, positive and negative of a triplet), they
+go through the model as one joined batch when they can be joined (:func:`embed_parts`),
+and one after the other when they cannot (tokens padded to different lengths).
 """
 
 from __future__ import annotations
@@ -14,6 +20,8 @@ from typing import Any, Protocol
 import torch
 from torch import Tensor, nn
 
+from contrastkit.training.batches import batch_size, join
+
 __all__ = [
     "LabelObjective",
     "Objective",
@@ -22,6 +30,7 @@ __all__ = [
     "TripletObjective",
     "TwoViewObjective",
     "WeightedSum",
+    "embed_parts",
     "total_loss",
 ]
 
@@ -38,6 +47,44 @@ class Objective(Protocol):
         ...
 
 
+def embed_parts(model: nn.Module, parts: Sequence[Any]) -> list[Any]:
+    """``[model(part) for part in parts]``, in one forward pass when the parts can be joined.
+
+    Tensors of one shape after the first dimension (and one dtype and device), or
+    mappings of such tensors with the same keys (tokenized text padded to one length),
+    are joined along the first dimension (:func:`~contrastkit.training.batches.join`),
+    embedded at once, and the embeddings split back into one tensor per part; batch
+    normalization then sees every part together, as one network would. Parts that cannot
+    be joined go through the model one after the other.
+
+    Raises:
+        TypeError: the model does not return a tensor for a joined batch.
+
+    Example:
+        >>> import torch
+        >>> class Bag(torch.nn.Module):  # a text encoder: mean of the token embeddings
+        ...     def __init__(self):
+        ...         super().__init__()
+        ...         self.embedding = torch.nn.Embedding(10, 2)
+        ...     def forward(self, tokens):
+        ...         return self.embedding(tokens["input_ids"]).mean(1)
+        >>> short = {"input_ids": torch.tensor([[1, 2], [3, 4]])}
+        >>> long = {"input_ids": torch.tensor([[1, 2, 3], [4, 5, 6]])}
+        >>> [tuple(e.shape) for e in embed_parts(Bag(), [short, short, long])]
+        [(2, 2), (2, 2), (2, 2)]
+    """
+    joined = join(parts)
+    if joined is None:
+        return [model(part) for part in parts]
+    out = model(joined)
+    if not isinstance(out, Tensor):
+        raise TypeError(
+            "the model must return a tensor of embeddings for a joined batch, "
+            f"got {type(out).__name__}"
+        )
+    return list(out.split([batch_size(part) for part in parts]))
+
+
 def _unpack(batch: Any, n: int, what: str) -> tuple[Any, ...]:
     if not isinstance(batch, list | tuple) or len(batch) != n:
         got = f"{len(batch)} items" if isinstance(batch, list | tuple) else type(batch).__name__
@@ -46,7 +93,12 @@ def _unpack(batch: Any, n: int, what: str) -> tuple[Any, ...]:
 
 
 class PairObjective:
-    """``loss(model(x1), model(x2), y)`` for batches of pairs ``(x1, x2, y)``."""
+    """``loss(model(x1), model(x2), y)`` for batches of pairs ``(x1, x2, y)``.
+
+    Tensor inputs go through ``model(x1, x2)`` (a
+    :class:`~contrastkit.models.SiameseNetwork` embeds them with one encoder); other
+    inputs, such as tokenized text, through ``model(x)`` with :func:`embed_parts`.
+    """
 
     def __init__(self, loss: Callable[..., Tensor], *, name: str = "loss") -> None:
         self.loss, self.name = loss, name
@@ -54,12 +106,20 @@ class PairObjective:
     def __call__(self, model: nn.Module, batch: Any) -> dict[str, Tensor]:
         """The loss of one batch of pairs."""
         x1, x2, y = _unpack(batch, 3, "PairObjective (x1, x2, y)")
-        out1, out2 = model(x1, x2)
+        if isinstance(x1, Tensor) and isinstance(x2, Tensor):
+            out1, out2 = model(x1, x2)
+        else:
+            out1, out2 = embed_parts(model, [x1, x2])
         return {self.name: self.loss(out1, out2, y)}
 
 
 class TripletObjective:
-    """``loss(model(a), model(p), model(n))`` for batches of triplets, in one pass."""
+    """``loss(model(a), model(p), model(n))`` for batches of triplets.
+
+    The three inputs go through the model in one pass when they can be joined (tensors
+    of one shape, or tokenized text padded to one length), else one after the other
+    (:func:`embed_parts`).
+    """
 
     def __init__(self, loss: Callable[..., Tensor], *, name: str = "loss") -> None:
         self.loss, self.name = loss, name
@@ -67,8 +127,7 @@ class TripletObjective:
     def __call__(self, model: nn.Module, batch: Any) -> dict[str, Tensor]:
         """The loss of one batch of triplets."""
         anchor, positive, negative = _unpack(batch, 3, "TripletObjective (a, p, n)")
-        out = model(torch.cat([anchor, positive, negative]))
-        return {self.name: self.loss(*out.chunk(3))}
+        return {self.name: self.loss(*embed_parts(model, [anchor, positive, negative]))}
 
 
 class LabelObjective:
@@ -100,7 +159,7 @@ class TwoViewObjective:
     def __call__(self, model: nn.Module, batch: Any) -> dict[str, Tensor]:
         """The loss of one batch of consecutive positive pairs."""
         x, labels = _unpack(batch, 2, "TwoViewObjective (x, labels)")
-        if x.shape[0] % 2 or not torch.equal(labels[0::2], labels[1::2]):
+        if batch_size(x) % 2 or not torch.equal(labels[0::2], labels[1::2]):
             raise ValueError(
                 "TwoViewObjective needs rows in consecutive same-class pairs "
                 "(use ClassBalancedBatchSampler with samples_per_class=2)"

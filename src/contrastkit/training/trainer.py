@@ -23,16 +23,23 @@ name (progress bar, ``train_<name>`` and ``val_<name>`` in the history) and
 ``train_loss`` is the weighted total that is minimised; the weights are in
 :attr:`WeightedSum.weights`.
 
+Batches may be of any structure (tensors in tuples, lists, named tuples, dataclasses
+and mappings such as tokenized text); :func:`~contrastkit.training.batches.to_device`
+moves every tensor in them to the device.
+
 Every epoch starts from ``torch.manual_seed`` of (seed, epoch) and tells the datasets
 and batch samplers its number (``set_epoch``), so an epoch's batches, dropout masks and
-draws depend only on the seed and the epoch. With the optimizer and scheduler state
-saved in the checkpoint after each epoch, a run resumed from its last checkpoint ends
-with exactly the weights of an uninterrupted run (on CPU).
+draws depend only on the seed and the epoch. With the optimizer, scheduler and gradient
+scaler state saved in the checkpoint after each epoch (accumulation groups never cross
+an epoch), a run resumed from its last checkpoint ends with exactly the weights of an
+uninterrupted run (on CPU, in float32 or bfloat16).
 
 Checkpoints live in ``run_dir/checkpoints/epoch-NNNN/``: ``model.safetensors`` (the
-weights) and ``state.pt`` (optimizer, scheduler, history). Each is written to a
-temporary folder that is renamed into place, so a run killed at any moment leaves only
-complete checkpoints; older ones are removed once the new one is in place.
+weights) and ``state.pt`` (optimizer, scheduler, scaler, history, best epoch). Each is
+written to a temporary folder that is renamed into place, so a run killed at any moment
+leaves only complete checkpoints; older ones are removed once the new one is in place,
+and temporary folders a killed run left are removed when the next run starts. With a
+``monitor``, ``run_dir/checkpoints/best/`` holds the best epoch's weights.
 
 Example:
     >>> import torch
@@ -60,6 +67,9 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
+import importlib.util
+import json
 import math
 import os
 import shutil
@@ -71,7 +81,13 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
-from contrastkit.training.checkpoints import latest_checkpoint, load_weights, save_weights
+from contrastkit.training.batches import to_device
+from contrastkit.training.checkpoints import (
+    latest_checkpoint,
+    load_weights,
+    remove_stale,
+    save_weights,
+)
 from contrastkit.training.objectives import Objective, total_loss
 
 __all__ = ["Trainer", "embed"]
@@ -80,14 +96,8 @@ __all__ = ["Trainer", "embed"]
 Event = Literal["on_batch_end", "on_epoch_end", "on_train_end"]
 EVENTS: tuple[Event, ...] = ("on_batch_end", "on_epoch_end", "on_train_end")
 Callback = Callable[["Trainer"], None]
-
-
-def _to(batch: Any, device: torch.device) -> Any:
-    if isinstance(batch, Tensor):
-        return batch.to(device, non_blocking=True)
-    if isinstance(batch, list | tuple):
-        return type(batch)(_to(b, device) for b in batch)
-    return batch
+Precision = Literal["32", "bf16", "fp16"]
+PRECISIONS: tuple[Precision, ...] = ("32", "bf16", "fp16")
 
 
 def _epoch_seed(seed: int, epoch: int) -> int:
@@ -101,6 +111,100 @@ def _set_epoch(loader: Iterable[Any], epoch: int) -> None:
             target.set_epoch(epoch)  # type: ignore[union-attr]
 
 
+def _len(loader: Iterable[Any]) -> int | None:
+    try:
+        return len(loader)  # type: ignore[arg-type]
+    except TypeError:
+        return None
+
+
+def _positive_int(name: str, value: object, *, optional: bool = False) -> None:
+    if optional and value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        expected = "a positive integer or None" if optional else "a positive integer"
+        raise ValueError(f"{name} must be {expected}, got {value!r}")
+
+
+class _Sums:
+    """The loss terms of every step, kept on the device and read back only when asked.
+
+    :meth:`add` writes each term, detached, into a buffer on the device (one small copy
+    per term, no synchronisation). :meth:`read` sums what was written since the last
+    read, finds the first step whose total is not finite, and brings both back in one
+    transfer; the host keeps the running sums of the epoch.
+    """
+
+    def __init__(self, device: torch.device, capacity: int) -> None:
+        # float64 sums float32 terms without loss of precision; MPS has no float64
+        self.dtype = torch.float32 if device.type == "mps" else torch.float64
+        self.capacity = max(1, capacity)
+        self.buffers: dict[str, Tensor] = {}
+        self.pending = 0  # steps written since the last read
+        self.first_step = 0  # the step of the first of them
+        self.count = 0  # steps added in all
+        self.totals: dict[str, float] = {}
+
+    def add(self, terms: Mapping[str, Tensor], step: int = 0) -> None:
+        if self.pending == 0:
+            self.first_step = step
+        if self.pending == self.capacity:
+            self.capacity *= 2
+            for name, old in list(self.buffers.items()):
+                grown = old.new_zeros(self.capacity)
+                grown[: self.pending] = old
+                self.buffers[name] = grown
+        for name, value in terms.items():
+            buffer = self.buffers.get(name)
+            if buffer is None:
+                buffer = torch.zeros(self.capacity, dtype=self.dtype, device=value.device)
+                self.buffers[name] = buffer
+            buffer[self.pending] = value.detach()
+        self.pending += 1
+        self.count += 1
+
+    def read(
+        self, check: str | None = None
+    ) -> tuple[dict[str, float], int, tuple[int, float] | None]:
+        """The sums of the steps since the last read, how many, and the first bad step.
+
+        The first bad step is the first whose ``check`` term is not finite, as ``(step,
+        value)``; ``None`` if every one is, or if ``check`` is ``None``.
+        """
+        names, steps = list(self.buffers), self.pending
+        if steps == 0:
+            return dict.fromkeys(names, 0.0), 0, None
+        parts = [torch.stack([self.buffers[name][:steps] for name in names]).sum(1)]
+        if check is not None:
+            checked = self.buffers[check][:steps]
+            nonfinite = ~torch.isfinite(checked)
+            first = torch.where(nonfinite.any(), nonfinite.to(torch.uint8).argmax(), -1)
+            first = first.reshape(1)
+            parts += [first.to(self.dtype), checked.gather(0, first.clamp(min=0))]
+        values = torch.cat(parts).tolist()
+        for buffer in self.buffers.values():
+            buffer.zero_()  # a term some steps lack adds nothing for them
+        self.pending = 0
+        segment = dict(zip(names, values[: len(names)], strict=True))
+        for name, value in segment.items():
+            self.totals[name] = self.totals.get(name, 0.0) + value
+        bad: tuple[int, float] | None = None
+        if check is not None and values[len(names)] >= 0:
+            bad = (self.first_step + int(values[len(names)]), values[len(names) + 1])
+        return segment, steps, bad
+
+    def means(self) -> dict[str, float]:
+        """The mean of each term over every step read so far."""
+        return {name: total / max(self.count, 1) for name, total in self.totals.items()}
+
+
+def _logged(terms: Mapping[str, Tensor], total: Tensor) -> dict[str, Tensor]:
+    out = {name: value.detach() for name, value in terms.items()}
+    if len(out) > 1 or "loss" not in out:
+        out["loss"] = total.detach()
+    return out
+
+
 class Trainer:
     """Train a model on an objective, one epoch after another.
 
@@ -109,22 +213,75 @@ class Trainer:
         objective: from ``(model, batch)`` to named loss terms; see the table above.
         optimizer: any :class:`torch.optim.Optimizer` over the model's parameters.
         train_loader: an iterable of batches (usually a :class:`~torch.utils.data.DataLoader`).
-        epochs: the number of epochs to reach (a resumed run continues up to it).
+        epochs: the number of epochs to reach (a resumed run continues up to it, so a
+            finished run is extended by resuming it with more epochs).
         val_loader: batches on which the mean loss terms are reported as ``val_*`` after
             each epoch (no gradient, eval mode; epoch 0 draws, so always the same batches).
         evaluate: called with the model after each epoch (in eval mode, no gradient);
             returns more values to log, such as validation metrics.
-        scheduler: a learning-rate scheduler stepped after every batch.
-        run_dir: where checkpoints go; ``None`` keeps none.
+        scheduler: a learning-rate scheduler stepped after every optimizer step.
+        run_dir: where checkpoints, ``metrics.jsonl`` and TensorBoard logs go; ``None``
+            keeps none.
         seed: the seed of every epoch.
         device: where the model and batches go.
         progress: tqdm progress bars; ``None`` shows them only on a terminal.
         max_grad_norm: clip the gradient norm to this value if given.
+        accumulate: batches whose gradients are summed per optimizer step; each batch's
+            total is divided by the number of batches of its group, so the step follows
+            the mean gradient. Groups do not cross epochs: the last group of an epoch
+            may be smaller (divided by its own size when the loader has a length, else
+            by ``accumulate``).
+        precision: ``"32"`` (float32), ``"bf16"`` (``torch.autocast`` to bfloat16, on
+            CPU and CUDA) or ``"fp16"`` (autocast to float16 with a
+            :class:`torch.amp.GradScaler`, whose check for infinite gradients waits
+            for the device once per optimizer step; CUDA only). The forward passes of
+            training and validation run under it; the weights stay float32.
+        log_every: read the loss terms back from the device every this many steps (and
+            at each epoch's end): the progress bar's values, the check for a non-finite
+            loss and TensorBoard's per-step values; ``None``: at each epoch's end only.
+        monitor: the value of the epoch record that decides the best epoch, such as
+            ``"val_loss"`` or a value ``evaluate`` returns; its weights are kept in
+            ``run_dir/checkpoints/best`` (with ``record.json``, naming the epoch). An
+            epoch improves on the best only if strictly better; a NaN never does.
+        mode: whether the best value of ``monitor`` is the lowest (``"min"``) or the
+            highest (``"max"``).
+        patience: stop once this many epochs in a row have not improved ``monitor``;
+            ``None`` never stops early.
+        tensorboard: write every value of the history (and the running means of the
+            training terms at each ``log_every``) to ``run_dir/tensorboard``; needs the
+            ``tensorboard`` package, which contrastkit does not require.
+
+    **The step.** :meth:`fit` runs epochs; each batch goes through :meth:`train_batch`,
+    which moves it to the device, computes the loss terms with :meth:`training_step`
+    under the chosen precision, back-propagates their total (:meth:`backward`) and, at
+    the end of each group of ``accumulate`` batches, steps the optimizer and scheduler
+    (:meth:`optimizer_step`). Validation batches go through :meth:`validation_step`. A
+    subclass overrides :meth:`training_step` to compute the terms otherwise (the default
+    calls the objective), or :meth:`train_batch` to take over the whole step.
+
+    **No waiting for the device.** The loss terms stay on the device: each step adds
+    them, detached, to sums there, and they are read back once per ``log_every`` steps
+    and once per epoch. So a non-finite loss is found at that read, not at its step: the
+    :class:`FloatingPointError` then names its epoch and step, and the weights have
+    already been updated past it (resume from the last checkpoint).
+
+    **Files.** With a ``run_dir``, each epoch ends with its checkpoint
+    (``checkpoints/epoch-NNNN``), the best one when ``monitor`` improved
+    (``checkpoints/best``), and one JSON line of its record appended to
+    ``metrics.jsonl``. On resume, ``metrics.jsonl`` is rewritten from the checkpoint's
+    history, so it equals that of an uninterrupted run.
+
+    **Extending a run.** Resuming with a larger ``epochs`` continues a finished run; it
+    ends with exactly the weights of a run trained for that many epochs from the start,
+    provided the scheduler does not depend on the total (``OneCycleLR`` is built for a
+    number of steps: extend only a scheduler built for the longer run, or none).
 
     Callbacks are plain functions of the trainer, added with :meth:`add_callback` for
     ``"on_batch_end"``, ``"on_epoch_end"`` or ``"on_train_end"``. They can read
-    ``trainer.epoch``, ``trainer.step``, ``trainer.last_terms`` (the batch's loss terms)
-    and ``trainer.history`` (one dict per finished epoch).
+    ``trainer.epoch``, ``trainer.step`` (batches trained), ``trainer.optimizer_steps``,
+    ``trainer.last_terms`` (the batch's loss terms as floats: reading them waits for the
+    device), ``trainer.history`` (one dict per finished epoch), and ``best_epoch``,
+    ``best_value`` and ``stopped_early`` when monitoring.
     """
 
     def __init__(
@@ -143,22 +300,78 @@ class Trainer:
         device: str | torch.device = "cpu",
         progress: bool | None = None,
         max_grad_norm: float | None = None,
+        accumulate: int = 1,
+        precision: Precision = "32",
+        log_every: int | None = None,
+        monitor: str | None = None,
+        mode: Literal["min", "max"] = "min",
+        patience: int | None = None,
+        tensorboard: bool = False,
     ) -> None:
-        if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
-            raise ValueError(f"epochs must be a positive integer, got {epochs!r}")
+        _positive_int("epochs", epochs)
         if max_grad_norm is not None and not max_grad_norm > 0:
             raise ValueError(f"max_grad_norm must be positive, got {max_grad_norm!r}")
+        _positive_int("accumulate", accumulate)
+        _positive_int("log_every", log_every, optional=True)
+        _positive_int("patience", patience, optional=True)
+        device = torch.device(device)
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {list(PRECISIONS)}, got {precision!r}")
+        if precision == "fp16" and device.type != "cuda":
+            raise ValueError(
+                f"precision='fp16' needs a CUDA device (it scales the loss with "
+                f"torch.amp.GradScaler), got device {str(device)!r}; use precision='bf16'"
+            )
+        if precision == "bf16" and not torch.amp.is_autocast_available(device.type):
+            raise ValueError(f"precision='bf16' has no autocast on device {str(device)!r}")
+        if mode not in ("min", "max"):
+            raise ValueError(f"mode must be 'min' or 'max', got {mode!r}")
+        if monitor is not None and not isinstance(monitor, str):
+            raise TypeError(f"monitor must be a str or None, got {type(monitor).__name__}")
+        if patience is not None and monitor is None:
+            raise ValueError(f"patience={patience} needs monitor, the value to watch")
+        if (
+            monitor is not None
+            and monitor.startswith("val_")
+            and val_loader is None
+            and evaluate is None
+        ):
+            raise ValueError(f"monitor={monitor!r} needs a val_loader or evaluate")
+        if not isinstance(tensorboard, bool):
+            raise TypeError(f"tensorboard must be True or False, got {tensorboard!r}")
+        if tensorboard:
+            if run_dir is None:
+                raise ValueError("tensorboard=True needs a run_dir to write the logs to")
+            if importlib.util.find_spec("tensorboard") is None:
+                raise ImportError(
+                    "tensorboard=True needs the tensorboard package, which is not installed "
+                    "(pip install tensorboard)"
+                )
         self.model, self.objective, self.optimizer = model, objective, optimizer
         self.train_loader, self.val_loader, self.evaluate = train_loader, val_loader, evaluate
         self.scheduler, self.epochs, self.seed = scheduler, epochs, seed
         self.run_dir = Path(run_dir) if run_dir is not None else None
-        self.device = torch.device(device)
+        self.device = device
         self.progress, self.max_grad_norm = progress, max_grad_norm
+        self.accumulate, self.precision, self.log_every = accumulate, precision, log_every
+        self.monitor, self.mode, self.patience = monitor, mode, patience
+        self.tensorboard = tensorboard
+        self.scaler = torch.amp.GradScaler("cuda") if precision == "fp16" else None
         self.callbacks: dict[str, list[Callback]] = {event: [] for event in EVENTS}
         self.history: list[dict[str, float]] = []
         self.epoch = 0
         self.step = 0
-        self.last_terms: dict[str, float] = {}
+        self.optimizer_steps = 0
+        self.best_epoch: int | None = None
+        self.best_value: float | None = None
+        self.epochs_without_improvement = 0
+        self.stopped_early = False
+        self._last_terms: dict[str, Tensor] = {}
+        self._group: tuple[int, int] = (0, 0)  # (size, batches so far) of the current group
+        self._batches_left: int | None = None  # in the epoch, this batch included
+        self._writer: Any = None
+
+    # --- callbacks ----------------------------------------------------------------------
 
     def add_callback(self, event: Event, fn: Callback) -> None:
         """Call ``fn(trainer)`` at ``event``."""
@@ -170,6 +383,97 @@ class Trainer:
         for fn in self.callbacks[event]:
             fn(self)
 
+    @property
+    def last_terms(self) -> dict[str, float]:
+        """The last training batch's loss terms (and their total as ``"loss"``) as floats.
+
+        Reading them waits for the device to finish that batch.
+        """
+        if not self._last_terms:
+            return {}
+        dtype = torch.float32 if self.device.type == "mps" else torch.float64
+        values = torch.stack([v.to(dtype) for v in self._last_terms.values()]).tolist()
+        return dict(zip(self._last_terms, values, strict=True))
+
+    # --- the step -----------------------------------------------------------------------
+
+    def autocast(self) -> contextlib.AbstractContextManager[Any]:
+        """The context of the forward passes: ``torch.autocast`` for ``precision``."""
+        if self.precision == "32":
+            return contextlib.nullcontext()
+        dtype = torch.bfloat16 if self.precision == "bf16" else torch.float16
+        return torch.autocast(self.device.type, dtype=dtype)
+
+    def training_step(self, batch: Any) -> dict[str, Tensor]:
+        """The loss terms of one batch already on the device: ``objective(model, batch)``.
+
+        Runs under :meth:`autocast`, in train mode. Override it to compute the terms
+        otherwise; the rules of the objective's terms apply (a ``"loss"`` term among
+        several is the total minimised).
+        """
+        return dict(self.objective(self.model, batch))
+
+    def validation_step(self, batch: Any) -> dict[str, Tensor]:
+        """The loss terms of one validation batch: :meth:`training_step` by default.
+
+        Runs under :meth:`autocast`, in eval mode, without gradients.
+        """
+        return self.training_step(batch)
+
+    def backward(self, loss: Tensor) -> None:
+        """Back-propagate ``loss`` (scaled by the gradient scaler under ``"fp16"``)."""
+        if self.scaler is not None:
+            self.scaler.scale(loss).backward()
+        else:
+            loss.backward()
+
+    def optimizer_step(self) -> None:
+        """Clip, step the optimizer and scheduler, and clear the gradients."""
+        if self.scaler is not None:
+            if self.max_grad_norm is not None:
+                self.scaler.unscale_(self.optimizer)
+                nn.utils.clip_grad_norm_(self.model.parameters(), self.max_grad_norm)
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            if self.max_grad_norm is not None:
+                nn.utils.clip_grad_norm_(self.model.parameters(), self.max_grad_norm)
+            self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        if self.scheduler is not None:
+            self.scheduler.step()
+        self.optimizer_steps += 1
+
+    def train_batch(self, batch: Any) -> dict[str, Tensor]:
+        """One training batch: forward, backward, and the optimizer step ending a group.
+
+        Moves the batch to the device, computes its terms with :meth:`training_step`
+        under :meth:`autocast`, back-propagates their total divided by the size of the
+        accumulation group and, after the group's last batch, calls
+        :meth:`optimizer_step`.
+
+        Returns:
+            The terms to log, detached and still on the device, with their total as
+            ``"loss"``.
+        """
+        batch = to_device(batch, self.device)
+        with self.autocast():
+            terms = self.training_step(batch)
+        total = total_loss(terms)
+        size, done = self._group
+        if done >= size:  # the last group is complete: this batch opens the next one
+            left = self._batches_left  # None, or below 1 if the loader's length was wrong
+            size = self.accumulate if left is None or left < 1 else min(self.accumulate, left)
+            done = 0
+        self.backward(total / size if size > 1 else total)
+        done += 1
+        self._group = (size, done)
+        if done == size:
+            self.optimizer_step()
+        return _logged(terms, total)
+
+    # --- the loop -----------------------------------------------------------------------
+
     def fit(self, *, resume: bool = False) -> list[dict[str, float]]:
         """Train up to ``epochs``; with ``resume=True`` start after the last checkpoint.
 
@@ -177,67 +481,104 @@ class Trainer:
             The history: one dict per epoch with ``epoch``, ``train_<term>`` (the mean of
             each loss term, and ``train_loss`` the mean of the total minimised: the sum of
             the terms, or the objective's own ``"loss"`` term, such as the weighted
-            total of a :class:`WeightedSum`), the ``val_<term>`` values and whatever
-            ``evaluate`` returned.
+            total of a :class:`WeightedSum`), the ``val_<term>`` values, whatever
+            ``evaluate`` returned, ``epoch_seconds``, and ``best_epoch`` (so far) when
+            ``monitor`` is set.
         """
         self.model.to(self.device)
+        resumed = False
         if resume:
-            self._resume()
-        while self.epoch < self.epochs:
-            record = {"epoch": self.epoch + 1}
-            start = time.perf_counter()
-            record.update(self._train_epoch())
-            record.update(self._validate())
-            record["epoch_seconds"] = time.perf_counter() - start
-            self.epoch += 1
-            self.history.append(record)
-            if self.run_dir is not None:
-                self._save()
-            self._fire("on_epoch_end")
-        self._fire("on_train_end")
+            if self.run_dir is None:
+                raise ValueError("resume=True needs a run_dir with checkpoints")
+            remove_stale(self.run_dir)
+            resumed = self._resume()
+        elif self.run_dir is not None:
+            remove_stale(self.run_dir)
+        if self.run_dir is not None:
+            self._start_files(resumed)
+        try:
+            while self.epoch < self.epochs:
+                if self.patience is not None and self.epochs_without_improvement >= self.patience:
+                    self.stopped_early = True
+                    break
+                record: dict[str, float] = {"epoch": self.epoch + 1}
+                start = time.perf_counter()
+                record.update(self._train_epoch())
+                record.update(self._validate())
+                record["epoch_seconds"] = time.perf_counter() - start
+                self.epoch += 1
+                improved = self._track(record)
+                self.history.append(record)
+                if self.run_dir is not None:
+                    if improved:
+                        self._save_best(record)
+                    self._save()
+                    self._log_epoch(record)
+                self._fire("on_epoch_end")
+            self._fire("on_train_end")
+        finally:
+            if self._writer is not None:
+                self._writer.close()
+                self._writer = None
         return self.history
 
     def _train_epoch(self) -> dict[str, float]:
-        from tqdm.auto import tqdm
+        from tqdm.auto import tqdm  # type: ignore[import-untyped]
 
         torch.manual_seed(_epoch_seed(self.seed, self.epoch))
         _set_epoch(self.train_loader, self.epoch)
         self.model.train()
-        sums: dict[str, float] = {}
-        batches = 0
+        self.optimizer.zero_grad(set_to_none=True)
+        self._group = (0, 0)  # groups of accumulated batches do not cross epochs
+        batches = _len(self.train_loader)
+        sums = _Sums(self.device, self.log_every or batches or 64)
+        # counted by hand (cheap, host-only): its values change only when the sums are read
         bar = tqdm(
-            self.train_loader,
+            total=batches,
             desc=f"epoch {self.epoch + 1}/{self.epochs}",
             disable=(not self.progress) if self.progress is not None else None,
             leave=False,
             dynamic_ncols=True,
         )
         with bar:  # closed even when a step raises or the run is interrupted
-            for batch in bar:
-                terms = self.objective(self.model, _to(batch, self.device))
-                loss = total_loss(terms)
-                if not torch.isfinite(loss):
-                    raise FloatingPointError(
-                        f"the loss is {loss.item()} at epoch {self.epoch + 1}, step {self.step}; "
-                        "lower the learning rate or check the inputs"
-                    )
-                self.optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                if self.max_grad_norm is not None:
-                    nn.utils.clip_grad_norm_(self.model.parameters(), self.max_grad_norm)
-                self.optimizer.step()
-                if self.scheduler is not None:
-                    self.scheduler.step()
+            for index, batch in enumerate(self.train_loader):
+                self._batches_left = None if batches is None else batches - index
+                logged = self.train_batch(batch)
+                sums.add(logged, self.step)
+                self._last_terms = logged
                 self.step += 1
-                batches += 1
-                self.last_terms = _floats(terms, loss)
-                for name, value in self.last_terms.items():
-                    sums[name] = sums.get(name, 0.0) + value
-                bar.set_postfix({k: f"{sums[k] / batches:.4g}" for k in sums})
+                bar.update()
+                if self.log_every is not None and self.step % self.log_every == 0:
+                    self._read(sums, bar)
                 self._fire("on_batch_end")
-        if batches == 0:
-            raise ValueError("train_loader gave no batch")
-        return {f"train_{name}": value / batches for name, value in sums.items()}
+            if sums.count == 0:
+                raise ValueError("train_loader gave no batch")
+            size, done = self._group
+            if 0 < done < size:  # a loader without a length ended inside a group
+                self.optimizer_step()
+            means = self._read(sums, bar)
+        return {f"train_{name}": value for name, value in means.items()}
+
+    def _read(self, sums: _Sums, bar: Any) -> dict[str, float]:
+        """Bring the new terms back (one transfer), check and show them; the epoch means."""
+        if sums.pending == 0:
+            return sums.means()
+        first = sums.first_step
+        segment, steps, bad = sums.read(check="loss")
+        if bad is not None:
+            step, value = bad
+            raise FloatingPointError(
+                f"the loss is {value} at epoch {self.epoch + 1}, step {step} (steps count "
+                f"from 0; found when steps {first} to {self.step - 1} were read back); "
+                "lower the learning rate or check the inputs. The weights were updated "
+                "after that step: resume from the last checkpoint"
+            )
+        means = sums.means()
+        bar.set_postfix({k: f"{v:.4g}" for k, v in means.items()})
+        if self._writer is not None:
+            for name, value in segment.items():
+                self._writer.add_scalar(f"step/train_{name}", value / steps, self.step)
+        return means
 
     @torch.no_grad()
     def _validate(self) -> dict[str, float]:
@@ -250,20 +591,45 @@ class Trainer:
         try:
             if self.val_loader is not None:
                 _set_epoch(self.val_loader, 0)
-                sums: dict[str, float] = {}
-                batches = 0
+                sums = _Sums(self.device, _len(self.val_loader) or 64)
                 for batch in self.val_loader:
-                    terms = self.objective(self.model, _to(batch, self.device))
-                    for name, value in _floats(terms, total_loss(terms)).items():
-                        sums[name] = sums.get(name, 0.0) + value
-                    batches += 1
-                record.update({f"val_{k}": v / max(batches, 1) for k, v in sums.items()})
+                    batch = to_device(batch, self.device)
+                    with self.autocast():
+                        terms = self.validation_step(batch)
+                    sums.add(_logged(terms, total_loss(terms)))
+                sums.read()
+                record.update({f"val_{k}": v for k, v in sums.means().items()})
             if self.evaluate is not None:
                 record.update({k: float(v) for k, v in self.evaluate(self.model).items()})
         finally:
             torch.set_rng_state(rng)
             self.model.train(was_training)
         return record
+
+    def _track(self, record: dict[str, float]) -> bool:
+        """Update the best epoch from ``record``; whether this epoch is the new best."""
+        if self.monitor is None:
+            return False
+        if self.monitor not in record:
+            raise ValueError(
+                f"monitor {self.monitor!r} is not among the values of epoch {self.epoch}: "
+                f"{sorted(record)}"
+            )
+        value = float(record[self.monitor])
+        best = self.best_value
+        improved = math.isfinite(value) and (
+            best is None or (value < best if self.mode == "min" else value > best)
+        )
+        if improved:
+            self.best_epoch, self.best_value = self.epoch, value
+            self.epochs_without_improvement = 0
+        else:
+            self.epochs_without_improvement += 1
+        if self.best_epoch is not None:
+            record["best_epoch"] = self.best_epoch
+        return improved
+
+    # --- files --------------------------------------------------------------------------
 
     def _save(self) -> None:
         if self.run_dir is None:
@@ -279,9 +645,16 @@ class Trainer:
         state = {
             "epoch": self.epoch,
             "step": self.step,
+            "optimizer_steps": self.optimizer_steps,
             "history": self.history,
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
+            "scaler": self.scaler.state_dict() if self.scaler is not None else None,
+            "best": {
+                "epoch": self.best_epoch,
+                "value": self.best_value,
+                "epochs_without_improvement": self.epochs_without_improvement,
+            },
         }
         torch.save(state, tmp / "state.pt")
         if final.exists():
@@ -291,26 +664,80 @@ class Trainer:
             if old != final and old.is_dir():
                 shutil.rmtree(old, ignore_errors=True)
 
-    def _resume(self) -> None:
+    def _save_best(self, record: dict[str, float]) -> None:
         if self.run_dir is None:
-            raise ValueError("resume=True needs a run_dir with checkpoints")
+            return
+        folder = self.run_dir / "checkpoints"
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp, old = folder / f".best.tmp-{os.getpid()}", folder / f".best.old-{os.getpid()}"
+        for leftover in (tmp, old):
+            if leftover.exists():
+                shutil.rmtree(leftover)
+        tmp.mkdir()
+        save_weights(self.model, tmp / "model.safetensors")
+        about = {
+            "epoch": self.epoch,
+            "monitor": self.monitor,
+            "mode": self.mode,
+            "value": self.best_value,
+            "record": record,
+        }
+        (tmp / "record.json").write_text(json.dumps(about, indent=2) + "\n")
+        best = folder / "best"
+        if best.exists():
+            os.replace(best, old)  # a kill from here on leaves old, which remove_stale restores
+        os.replace(tmp, best)
+        if old.exists():
+            shutil.rmtree(old, ignore_errors=True)
+
+    def _resume(self) -> bool:
+        assert self.run_dir is not None
         checkpoint = latest_checkpoint(self.run_dir)
         if checkpoint is None:
-            return
+            return False
         load_weights(self.model, checkpoint / "model.safetensors")
         state = torch.load(checkpoint / "state.pt", map_location="cpu", weights_only=True)
         self.optimizer.load_state_dict(state["optimizer"])
         if self.scheduler is not None and state["scheduler"] is not None:
             self.scheduler.load_state_dict(state["scheduler"])
+        if self.scaler is not None and state.get("scaler") is not None:
+            self.scaler.load_state_dict(state["scaler"])
         self.epoch, self.step = int(state["epoch"]), int(state["step"])
+        self.optimizer_steps = int(state.get("optimizer_steps", self.step))
         self.history = list(state["history"])
+        best = state.get("best") or {}
+        self.best_epoch, self.best_value = best.get("epoch"), best.get("value")
+        self.epochs_without_improvement = int(best.get("epochs_without_improvement", 0))
+        return True
 
+    def _start_files(self, resumed: bool) -> None:
+        """``metrics.jsonl`` as the history so far (empty when fresh), and TensorBoard."""
+        assert self.run_dir is not None
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        if not resumed and not self.history:  # a fresh run: an older run's best is not its
+            shutil.rmtree(self.run_dir / "checkpoints" / "best", ignore_errors=True)
+        path = self.run_dir / "metrics.jsonl"
+        tmp = self.run_dir / f".metrics.jsonl.tmp-{os.getpid()}"
+        tmp.write_text("".join(json.dumps(record) + "\n" for record in self.history))
+        os.replace(tmp, path)
+        if self.tensorboard:
+            from torch.utils.tensorboard import SummaryWriter
 
-def _floats(terms: Mapping[str, Tensor], total: Tensor) -> dict[str, float]:
-    out = {name: float(value.detach()) for name, value in terms.items()}
-    if len(out) > 1 or "loss" not in out:
-        out["loss"] = float(total.detach())
-    return out
+            # purge_step drops what a killed run logged after the checkpoint resumed from
+            self._writer = SummaryWriter(
+                str(self.run_dir / "tensorboard"), purge_step=self.step + 1 if resumed else None
+            )
+
+    def _log_epoch(self, record: dict[str, float]) -> None:
+        assert self.run_dir is not None
+        with open(self.run_dir / "metrics.jsonl", "a") as f:
+            f.write(json.dumps(record) + "\n")
+            f.flush()
+        if self._writer is not None:
+            for name, value in record.items():
+                if name != "epoch":
+                    self._writer.add_scalar(name, value, self.step)
+            self._writer.flush()
 
 
 @torch.no_grad()
