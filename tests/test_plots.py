@@ -17,12 +17,15 @@ from sklearn.metrics import roc_auc_score, roc_curve
 
 from contrastkit import plots
 from contrastkit.plots import (
+    plot_anomaly_roc,
     plot_distance_histograms,
     plot_embedding,
     plot_history,
     plot_loss_curve,
     plot_roc,
+    plot_score_histograms,
     save_figure,
+    subplots,
 )
 
 RED, BLUE = to_rgba("tab:red"), to_rgba("tab:blue")
@@ -59,6 +62,10 @@ CALLS = {
     "embedding": lambda ax=None: plot_embedding(*clusters(dim=2), ax=ax),
     "embedding_pca": lambda ax=None: plot_embedding(*clusters(), ax=ax),
     "roc": lambda ax=None: plot_roc(*pairs(), ax=ax),
+    "roc_log": lambda ax=None: plot_roc(*pairs(), far_axis="log", ax=ax),
+    "anomaly_roc": lambda ax=None: plot_anomaly_roc(
+        {"knn": pairs()[0], "centroid": -pairs()[0]}, pairs()[1], ax=ax
+    ),
     "histograms": lambda ax=None: plot_distance_histograms(*pairs(), threshold=0.7, ax=ax),
     "history": lambda ax=None: plot_history(HISTORY, ax=ax),
 }
@@ -99,6 +106,7 @@ def test_rejects_an_ax_that_is_not_axes(name):
 
 def test_module_exports():
     assert sorted(plots.__all__) == [
+        "plot_anomaly_roc",
         "plot_distance_histograms",
         "plot_embedding",
         "plot_history",
@@ -106,6 +114,7 @@ def test_module_exports():
         "plot_roc",
         "plot_score_histograms",
         "save_figure",
+        "subplots",
     ]
 
 
@@ -571,8 +580,6 @@ def test_save_figure_bad_input(tmp_path, fig, name, kwargs, error, pattern):
 
 # --- plot_score_histograms -------------------------------------------------------
 
-plot_score_histograms = plots.plot_score_histograms
-
 
 def scored(seed: int = 0, n_normal: int = 80, n_anomalies: int = 20):
     rng = np.random.default_rng(seed)
@@ -684,3 +691,176 @@ def test_score_histograms_bad_input(scores, is_anomaly, kwargs, error, pattern):
 def test_score_histograms_positional_options_are_refused():
     with pytest.raises(TypeError):
         plot_score_histograms([0.1, 0.2], [0, 1], None)  # type: ignore[misc]
+
+
+# --- the log FAR axis ------------------------------------------------------------
+
+
+def test_roc_log_axis_draws_the_same_curve_from_the_smallest_rate():
+    d, same = pairs()  # 90 dissimilar pairs: rates 0, 1/90, ...
+    _, linear = plot_roc(d, same, mark_fars=(0.05,))
+    _, ax = plot_roc(d, same, mark_fars=(0.05,), far_axis="log")
+    assert ax.get_xscale() == "log" and linear.get_xscale() == "linear"
+    left = 10.0 ** math.floor(math.log10(0.5 / 90))  # 1e-3, below 1/90
+    assert ax.get_xlim() == pytest.approx((left, 1.0))
+    fpr, tpr, _ = roc_curve(same, -d)
+    np.testing.assert_array_equal(ax.lines[0].get_xdata(), np.maximum(fpr, left))
+    np.testing.assert_array_equal(ax.lines[0].get_ydata(), tpr)
+    chance = next(line for line in ax.lines if line.get_label() == "chance")
+    np.testing.assert_allclose(chance.get_xdata(), chance.get_ydata())
+    assert chance.get_xdata()[0] == pytest.approx(left) and chance.get_xdata()[-1] == 1.0
+    mark = next(line for line in ax.lines if line.get_marker() == "o")
+    expected = next(line for line in linear.lines if line.get_marker() == "o")
+    assert mark.get_ydata()[0] == expected.get_ydata()[0] == brute_force_tar(d, same, 0.05)
+    assert mark.get_xdata()[0] == max(expected.get_xdata()[0], left)
+    assert "log scale" in ax.get_xlabel()
+
+
+def test_roc_log_axis_keeps_the_left_edge_of_an_earlier_curve():
+    d, same = pairs()
+    fig, ax = plot_roc(d, same, far_axis="log", label="A")  # 90 negatives: 1e-3
+    plot_roc(d[:70], same[:70], far_axis="log", label="B", ax=ax)  # 10 negatives: 1e-2
+    assert ax.get_xlim()[0] == pytest.approx(1e-3)
+    render(fig)
+
+
+def test_roc_far_axis_bad_input():
+    with pytest.raises(ValueError, match=r"far_axis must be one of \['linear', 'log'\]"):
+        plot_roc(*pairs(), far_axis="logit")
+
+
+# --- plot_anomaly_roc ------------------------------------------------------------
+
+
+def test_anomaly_roc_draws_each_score_in_its_colour():
+    s, is_anomaly = scored()
+    scores = {"centroid": s, "knn": -s, "isolation": s + 1.0}
+    fig, ax = plot_anomaly_roc(scores, torch.tensor(is_anomaly), title="digit 8")
+    curves = [line for line in ax.lines if line.get_label() != "chance"]
+    assert [c.get_label().split(" (")[0] for c in curves] == ["centroid", "knn", "isolation"]
+    for curve, values in zip(curves, scores.values(), strict=True):
+        fpr, tpr, _ = roc_curve(is_anomaly, values)  # higher score = more anomalous
+        np.testing.assert_array_equal(curve.get_xdata(), fpr)
+        np.testing.assert_array_equal(curve.get_ydata(), tpr)
+        assert curve.get_label().endswith(f"(AUC = {roc_auc_score(is_anomaly, values):.3f})")
+    colors = [to_rgba(c.get_color()) for c in curves]
+    assert colors[:2] == [to_rgba("C2"), to_rgba("C1")]  # centroid green, knn orange
+    assert colors[2] not in (to_rgba("C0"), to_rgba("C1"), to_rgba("C2"))
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert legend[-1] == "chance" and len(legend) == 4
+    assert ax.get_title() == "digit 8"
+    assert ax.get_xlabel() == "false positive rate (normal samples flagged)"
+    render(fig)
+
+
+@pytest.mark.parametrize(
+    ("scores", "is_anomaly", "kwargs", "error", "pattern"),
+    [
+        ({}, [0, 1], {}, ValueError, "scores must hold at least one score"),
+        ([0.1, 0.2], [0, 1], {}, TypeError, "scores must be a mapping"),
+        ({1: [0.1, 0.2]}, [0, 1], {}, TypeError, "scores' names must be str"),
+        ({"knn": [0.1, math.nan]}, [0, 1], {}, ValueError, r"scores\['knn'\]: scores must be fin"),
+        ({"knn": [0.1, 0.2]}, [0, 0], {}, ValueError, "is_anomaly must contain both"),
+        ({"knn": [0.1, 0.2]}, [0, 1, 1], {}, ValueError, r"is_anomaly must have shape \(2,\)"),
+        ({"knn": [0.1, 0.2]}, [0, 1], {"title": 1}, TypeError, "title must be a str or None"),
+        ({"knn": [0.1, 0.2]}, [0, 1], {"ax": "here"}, TypeError, "ax must be a matplotlib Axes"),
+    ],
+)
+def test_anomaly_roc_bad_input(scores, is_anomaly, kwargs, error, pattern):
+    with pytest.raises(error, match=pattern):
+        plot_anomaly_roc(scores, is_anomaly, **kwargs)
+
+
+# --- plot_history: legend names and title ----------------------------------------
+
+
+def test_history_labels_and_title():
+    _, ax = plot_history(
+        HISTORY, keys=["val_roc_auc"], labels={"val_roc_auc": "validation ROC-AUC"}, title="val"
+    )
+    assert ax.lines[0].get_label() == "validation ROC-AUC" and ax.get_title() == "val"
+    _, ax = plot_history(HISTORY, labels={"val_loss": "validation loss"})
+    assert [line.get_label() for line in ax.lines] == ["train_loss", "validation loss"]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "pattern"),
+    [
+        ({"labels": ["a"]}, TypeError, "labels must be a mapping from key to legend name"),
+        ({"labels": {"train_loss": 1}}, TypeError, "labels must be a mapping"),
+        ({"title": 2}, TypeError, "title must be a str or None, got int"),
+    ],
+)
+def test_history_bad_labels_and_title(kwargs, error, pattern):
+    with pytest.raises(error, match=pattern):
+        plot_history(HISTORY, **kwargs)
+
+
+# --- text is drawn as written ----------------------------------------------------
+
+DOLLARS = r"$\foo$"  # mathtext would fail on the unknown command \foo
+
+
+def test_a_class_named_like_mathtext_renders_as_written():
+    z, y = clusters(dim=2)
+    fig, ax = plot_embedding(z, y, class_names=[DOLLARS, "b$", "$c"])
+    render(fig)
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == [DOLLARS, "b$", "$c"]
+    assert not any(t.get_parse_math() for t in ax.get_legend().get_texts())
+
+
+@pytest.mark.parametrize(
+    "draw",
+    [
+        lambda: plot_score_histograms(*scored(), title=f"class {DOLLARS} is the anomaly"),
+        lambda: plot_anomaly_roc({DOLLARS: scored()[0]}, scored()[1], title=DOLLARS),
+        lambda: plot_roc(*pairs(), label=DOLLARS, far_axis="log"),
+        lambda: plot_history(HISTORY, labels={"train_loss": DOLLARS}, title=DOLLARS),
+    ],
+    ids=["score_histograms", "anomaly_roc", "roc", "history"],
+)
+def test_titles_and_legends_with_dollars_render(draw):
+    fig, ax = draw()
+    render(fig)
+    texts = [ax.title, *ax.get_legend().get_texts()]
+    assert any(DOLLARS in t.get_text() for t in texts)
+
+
+def test_without_literal_text_the_class_name_would_fail(monkeypatch):
+    """The check above can fail: mathtext does reject the name."""
+    monkeypatch.setattr(plots, "_literal_text", lambda ax: None)
+    z, y = clusters(dim=2)
+    fig, _ = plot_embedding(z, y, class_names=[DOLLARS, "b", "c"])
+    with pytest.raises(ValueError, match="foo"):
+        render(fig)
+
+
+# --- subplots --------------------------------------------------------------------
+
+
+def test_subplots_gives_panels_row_by_row():
+    fig, axes = subplots(3, nrows=2, figsize=(9, 4))
+    assert isinstance(fig, Figure) and fig.get_layout_engine() is not None
+    assert len(axes) == 6 and all(ax.figure is fig for ax in axes)
+    assert tuple(fig.get_size_inches()) == (9.0, 4.0)
+    assert axes[1].get_subplotspec().colspan.start == 1  # the second panel of row 1
+    assert axes[3].get_subplotspec().rowspan.start == 1
+    for ax in axes[:2]:
+        plot_loss_curve(ax=ax)
+    render(fig)
+    assert tuple(subplots(2)[0].get_size_inches()) == (11.0, 5.0)
+
+
+@pytest.mark.parametrize(
+    ("args", "kwargs", "error", "pattern"),
+    [
+        ((0,), {}, ValueError, "ncols must be >= 1"),
+        ((1.5,), {}, TypeError, "ncols must be an int"),
+        ((1,), {"nrows": 0}, ValueError, "nrows must be >= 1"),
+        ((1,), {"figsize": 5}, TypeError, r"figsize must be \(width, height\)"),
+        ((1,), {"figsize": (5, -1)}, ValueError, "figsize must be > 0"),
+    ],
+)
+def test_subplots_bad_input(args, kwargs, error, pattern):
+    with pytest.raises(error, match=pattern):
+        subplots(*args, **kwargs)

@@ -4,10 +4,13 @@ r"""The figures of a contrastive-learning run, drawn with matplotlib.
   as in DrLIM (Hadsell, Chopra & LeCun 2006) and the Caffe siamese tutorial.
 * :func:`plot_embedding`: a 2-D map of the embeddings coloured by class (the network
   output itself, PCA or t-SNE).
-* :func:`plot_roc`: the ROC curve of the verification rule :math:`d \le t`.
+* :func:`plot_roc`: the ROC curve of the verification rule :math:`d \le t`, on a linear
+  or a logarithmic false-accept axis.
+* :func:`plot_anomaly_roc`: the ROC curves of anomaly scores, one colour per score.
 * :func:`plot_distance_histograms`: the distances of similar and dissimilar pairs.
 * :func:`plot_score_histograms`: the anomaly scores of normal samples and anomalies.
 * :func:`plot_history`: training and validation curves per epoch.
+* :func:`subplots`: a new figure of several panels, to draw into with ``ax=``.
 * :func:`save_figure`: a PNG on disk, never overwriting by accident.
 
 Conventions shared by every plotting function here:
@@ -25,6 +28,8 @@ Conventions shared by every plotting function here:
   dissimilar pairs in blue.
 * Anomaly labels: ``1`` = anomaly, ``0`` = normal; anomalies are drawn in red, normal
   samples in blue.
+* Text is drawn as written: titles, axis labels, legend entries and notes are never
+  read as mathtext or TeX, so a class named ``$x$`` shows its dollar signs.
 
 This is the only module of contrastkit that imports matplotlib.
 
@@ -62,6 +67,7 @@ from contrastkit.evaluation.metrics import _check_pairs, _roc, _tar
 from contrastkit.functional import contrastive_loss
 
 __all__ = [
+    "plot_anomaly_roc",
     "plot_distance_histograms",
     "plot_embedding",
     "plot_history",
@@ -69,9 +75,11 @@ __all__ = [
     "plot_roc",
     "plot_score_histograms",
     "save_figure",
+    "subplots",
 ]
 
 EmbeddingMethod = Literal["auto", "identity", "pca", "tsne"]
+FarAxis = Literal["linear", "log"]
 
 _SIMILAR_COLOR = "tab:red"
 _DISSIMILAR_COLOR = "tab:blue"
@@ -80,6 +88,9 @@ _NORMAL_COLOR = "tab:blue"
 _METHODS = ("auto", "identity", "pca", "tsne")
 _MAX_LEGEND_CLASSES = 20
 _TSNE_SERIAL_BELOW = 1000  # points; smaller t-SNE maps run on one thread
+_FAR_AXES = ("linear", "log")
+# each anomaly score keeps one colour in every figure; other scores take the next ones
+_SCORE_COLORS = {"reconstruction": "C0", "knn": "C1", "centroid": "C2"}
 _CHANCE_GID = "contrastkit-chance"
 _TAR_GID = "contrastkit-tar-at-far"
 # prefix of a history key -> line style; the rest of the key picks the colour
@@ -259,6 +270,7 @@ def plot_loss_curve(
     variant = "Caffe legacy " if caffe_legacy else ""
     ax.set_title(f"{variant}contrastive loss (Hadsell, Chopra & LeCun 2006)")
     ax.legend(loc="upper center")
+    _literal_text(ax)
     return fig, ax
 
 
@@ -296,7 +308,7 @@ def _class_colors(n: int) -> list:
     if n <= 10:
         return [f"C{i}" for i in range(n)]
     if n <= 20:
-        return list(colormaps["tab20"].colors[:n])
+        return list(colormaps["tab20"](np.arange(n)))  # its first n colours
     return list(colormaps["turbo"](np.linspace(0.0, 1.0, n)))
 
 
@@ -413,7 +425,7 @@ def plot_embedding(
         )
     if y.dtype.kind not in "biu":
         raise TypeError(f"labels must be integer class labels, got dtype {y.dtype}")
-    method = check_choice("method", method, _METHODS)
+    check_choice("method", method, _METHODS)
     seed = _check_int("seed", seed, minimum=0)
     classes = np.unique(y)
     names = _check_class_names(class_names, classes)
@@ -433,6 +445,7 @@ def plot_embedding(
     ax.set_title(title)
     if classes.size <= _MAX_LEGEND_CLASSES:
         ax.legend(title="class", loc="best", fontsize="small", markerscale=1.5)
+    _literal_text(ax)
     return fig, ax
 
 
@@ -446,6 +459,7 @@ def plot_roc(
     ax: Axes | None = None,
     label: str | None = None,
     mark_fars: Sequence[float] = (1e-2, 1e-3),
+    far_axis: FarAxis = "linear",
 ) -> tuple[Figure | SubFigure, Axes]:
     r"""Draw the ROC curve of the verification rule "same if :math:`d \le t`".
 
@@ -456,6 +470,12 @@ def plot_roc(
     diagonal shows chance. For each FAR in ``mark_fars`` a point marks the best TAR
     whose FAR does not exceed it, annotated ``"TAR = … @ FAR ≤ …"``.
 
+    With ``far_axis="log"`` the FAR axis is logarithmic, which spreads out the low
+    false accept rates where verification is judged. It starts at the power of ten at
+    or below :math:`1/(2N)`, with :math:`N` dissimilar pairs (the smallest rate above 0
+    is :math:`1/N`); the part of the curve and the marks at FAR = 0 are drawn at that
+    left edge.
+
     Drawing several curves into one ``ax`` compares models; the chance line is drawn
     once.
 
@@ -465,6 +485,7 @@ def plot_roc(
         ax: the axes to draw into; a new figure when ``None``.
         label: the curve's name in the legend (``"ROC"`` when ``None``).
         mark_fars: false accept rates in ``(0, 1]`` at which to mark the TAR.
+        far_axis: ``"linear"`` or ``"log"``, the scale of the FAR axis.
 
     Returns:
         ``(fig, ax)``; the ROC line is the first line this call drew.
@@ -472,13 +493,17 @@ def plot_roc(
     Raises:
         TypeError: non-numeric inputs, a non-string ``label`` or a bad ``ax``.
         ValueError: shapes that differ, non-finite distances, labels other than 0/1,
-            only one class of pairs, or a FAR outside ``(0, 1]``.
+            only one class of pairs, a FAR outside ``(0, 1]`` or an unknown
+            ``far_axis``.
 
     Example:
         >>> from contrastkit.plots import plot_roc
         >>> fig, ax = plot_roc([0.1, 0.4, 0.35, 0.8], [1, 1, 0, 0], mark_fars=(0.5,))
         >>> ax.get_legend().get_texts()[0].get_text()
         'ROC (AUC = 0.750)'
+        >>> fig, ax = plot_roc([0.1, 0.4, 0.35, 0.8], [1, 1, 0, 0], far_axis="log")
+        >>> ax.get_xscale(), float(ax.get_xlim()[0])  # 2 dissimilar pairs: FAR 0, 0.5 or 1
+        ('log', 0.1)
     """
     d, similar = _check_pairs(distances, same, both=True)
     y = similar.astype(np.int64)
@@ -490,6 +515,7 @@ def plot_roc(
     for far in fars:
         if not 0 < far <= 1:
             raise ValueError(f"mark_fars must lie in (0, 1], got {far!r}")
+    check_choice("far_axis", far_axis, _FAR_AXES)
     fig, ax = _figure_and_axes(ax, (5.0, 5.0))
 
     fpr, tpr, _ = roc_curve(y, -d)
@@ -497,10 +523,22 @@ def plot_roc(
     # TAR at a FAR): the drawn curve drops collinear vertices
     all_fpr, all_tpr, _ = _roc(d, similar)
     area = auc(fpr, tpr)
+    left = 0.0
+    if far_axis == "log":
+        negatives = int((~similar).sum())
+        left = 10.0 ** math.floor(math.log10(0.5 / negatives))
+        if ax.get_xscale() == "log":  # earlier curves may reach further left
+            left = min(left, ax.get_xlim()[0])
+        ax.set_xscale("log")
+
+    def at(x: np.ndarray) -> np.ndarray:  # FAR 0 at the left edge of a log axis
+        return np.maximum(x, left) if far_axis == "log" else x
+
     name = "ROC" if label is None else label
-    (line,) = ax.plot(fpr, tpr, linewidth=1.8, label=f"{name} (AUC = {area:.3f})")
+    (line,) = ax.plot(at(fpr), tpr, linewidth=1.8, label=f"{name} (AUC = {area:.3f})")
     if not any(other.get_gid() == _CHANCE_GID for other in ax.lines):
-        (chance,) = ax.plot([0, 1], [0, 1], color="0.6", linestyle="--", label="chance")
+        diagonal = np.geomspace(left, 1.0, 200) if far_axis == "log" else np.array([0, 1])
+        (chance,) = ax.plot(diagonal, diagonal, color="0.6", linestyle="--", label="chance")
         chance.set_gid(_CHANCE_GID)
     # the marked points crowd near FAR = 0: their labels are stacked in the free middle
     # of the axes, below those of earlier curves, each tied to its point by a thin line
@@ -509,10 +547,10 @@ def plot_roc(
     for k, far in enumerate(fars):
         tar = _tar(all_fpr, all_tpr, far)
         point = (float(all_fpr[(all_tpr == tar) & (all_fpr <= far)][0]), tar)
-        ax.plot([point[0]], [point[1]], marker="o", color=color, linestyle="none")
+        ax.plot(at(np.array([point[0]])), [point[1]], marker="o", color=color, linestyle="none")
         note = ax.annotate(
             f"TAR = {point[1]:.3f} @ FAR ≤ {far:g}",
-            xy=point,
+            xy=(float(at(np.array([point[0]]))[0]), point[1]),
             xytext=(0.3, 0.66 - 0.07 * (slot + k)),
             textcoords="axes fraction",
             fontsize="small",
@@ -522,14 +560,92 @@ def plot_roc(
             arrowprops={"arrowstyle": "-", "color": color, "linewidth": 0.6},
         )
         note.set_gid(_TAR_GID)
-    ax.set_xlim(0.0, 1.0)
+    ax.set_xlim(left if far_axis == "log" else 0.0, 1.0)
     ax.set_ylim(0.0, 1.02)
-    ax.set_xlabel("false accept rate (FAR)")
+    scale = ", log scale" if far_axis == "log" else ""
+    ax.set_xlabel(f"false accept rate (FAR{scale})")
     ax.set_ylabel("true accept rate (TAR)")
     ax.set_title("ROC of the rule d ≤ t")
     handles, labels = ax.get_legend_handles_labels()
     order = sorted(range(len(handles)), key=lambda j: handles[j].get_gid() == _CHANCE_GID)
     ax.legend([handles[j] for j in order], [labels[j] for j in order], loc="lower right")
+    _literal_text(ax)
+    return fig, ax
+
+
+def plot_anomaly_roc(
+    scores: Mapping[str, object],
+    is_anomaly: object,
+    *,
+    ax: Axes | None = None,
+    title: str | None = None,
+) -> tuple[Figure | SubFigure, Axes]:
+    """Draw the ROC curve of each anomaly score: anomalies flagged against normal flagged.
+
+    One curve per score, for the rule "anomaly if score ≥ t" as ``t`` sweeps: the share
+    of normal samples flagged (false positive rate) against the share of anomalies
+    flagged (true positive rate), with the area under each curve in the legend and a
+    dashed chance line. Each score keeps one colour in every figure (reconstruction
+    blue, knn orange, centroid green; other names take the next colours), so panels of
+    different runs compare at a glance.
+
+    Args:
+        scores: score name → ``(n,)`` finite scores of the same ``n`` samples, higher =
+            more anomalous; at least one score.
+        is_anomaly: ``(n,)`` labels, 1 (or ``True``) = anomaly, 0 = normal; both must occur.
+        ax: the axes to draw into; a new figure when ``None``.
+        title: the axes title; ``"ROC of the rule score ≥ t"`` when ``None``.
+
+    Returns:
+        ``(fig, ax)``; the curve of the ``k``-th score is the first line of its call
+        to :func:`plot_roc` (``ax.lines[0]`` for the first score).
+
+    Raises:
+        TypeError: ``scores`` is not a mapping of names to numbers, a bad ``title`` or
+            ``ax``.
+        ValueError: no score, shapes that differ, non-finite scores, or labels other
+            than 0/1 or of one class only.
+
+    Example:
+        >>> from contrastkit.plots import plot_anomaly_roc
+        >>> is_anomaly = [0, 0, 0, 1, 1]
+        >>> scores = {"knn": [0.1, 0.2, 0.9, 0.8, 1.0], "centroid": [0.1, 0.2, 0.3, 0.8, 1.0]}
+        >>> fig, ax = plot_anomaly_roc(scores, is_anomaly)
+        >>> [text.get_text() for text in ax.get_legend().get_texts()]
+        ['knn (AUC = 0.833)', 'centroid (AUC = 1.000)', 'chance']
+    """
+    if not isinstance(scores, Mapping):
+        raise TypeError(
+            f"scores must be a mapping of score names to scores, got {type(scores).__name__}"
+        )
+    if len(scores) == 0:
+        raise ValueError("scores must hold at least one score, got an empty mapping")
+    checked = {}
+    for method, values in scores.items():
+        if not isinstance(method, str):
+            raise TypeError(f"scores' names must be str, got {type(method).__name__} {method!r}")
+        try:
+            checked[method] = _check_scores_and_labels(values, is_anomaly, both=True)
+        except (TypeError, ValueError) as error:
+            raise type(error)(f"scores[{method!r}]: {error}") from None
+    if title is not None and not isinstance(title, str):
+        raise TypeError(f"title must be a str or None, got {type(title).__name__} {title!r}")
+    fig, ax = _figure_and_axes(ax, (5.0, 5.0))
+
+    spare = (f"C{i}" for i in range(10) if f"C{i}" not in _SCORE_COLORS.values())
+    for method, (values, anomalous) in checked.items():
+        drawn = len(ax.lines)
+        # plot_roc accepts "similar" pairs when d <= t: with d = -score and the anomalies
+        # as the "similar" class, it draws the rule "anomaly if score >= t"
+        plot_roc(-values, anomalous, ax=ax, label=method, mark_fars=())
+        ax.lines[drawn].set_color(_SCORE_COLORS.get(method) or next(spare, "0.3"))
+    handles, labels = ax.get_legend_handles_labels()
+    order = sorted(range(len(labels)), key=lambda j: handles[j].get_gid() == _CHANCE_GID)
+    ax.legend([handles[j] for j in order], [labels[j] for j in order], loc="lower right")
+    ax.set_xlabel("false positive rate (normal samples flagged)")
+    ax.set_ylabel("true positive rate (anomalies flagged)")
+    ax.set_title("ROC of the rule score ≥ t" if title is None else title)
+    _literal_text(ax)
     return fig, ax
 
 
@@ -642,6 +758,7 @@ def plot_distance_histograms(
     _draw_histograms(ax, d, groups, edges, threshold)
     ax.set_xlabel("distance d")
     ax.set_title("distances of pairs")
+    _literal_text(ax)
     return fig, ax
 
 
@@ -707,6 +824,7 @@ def plot_score_histograms(
     _draw_histograms(ax, s, groups, edges, threshold)
     ax.set_xlabel("anomaly score (higher = more anomalous)")
     ax.set_title("anomaly scores" if title is None else title)
+    _literal_text(ax)
     return fig, ax
 
 
@@ -737,6 +855,8 @@ def plot_history(
     *,
     keys: Sequence[str] | None = None,
     ax: Axes | None = None,
+    labels: Mapping[str, str] | None = None,
+    title: str | None = None,
 ) -> tuple[Figure | SubFigure, Axes]:
     """Draw training and validation curves per epoch.
 
@@ -751,13 +871,17 @@ def plot_history(
         history: per-epoch mappings, each with an ``"epoch"`` number.
         keys: the keys to draw; by default every key containing ``"loss"``.
         ax: the axes to draw into; a new figure when ``None``.
+        labels: the legend's name of some keys (``{"val_roc_auc": "validation
+            ROC-AUC"}``); the others show their key.
+        title: the axes title; ``"training history"`` when ``None``.
 
     Returns:
         ``(fig, ax)``; ``ax.lines[k]`` is the line of the ``k``-th key.
 
     Raises:
         TypeError: ``history`` is not a sequence of mappings, ``keys`` not a sequence of
-            strings, or a value is not a number.
+            strings, ``labels`` not a mapping of strings, ``title`` not a string, or a
+            value is not a number.
         ValueError: ``history`` is empty, an entry has no ``"epoch"``, a key is unknown
             (the message lists the available keys), or no key contains ``"loss"``.
 
@@ -806,6 +930,16 @@ def plot_history(
         if unknown:
             raise ValueError(f"keys {unknown} are not in history, available: {list(available)}")
         keys = list(keys)
+    if labels is None:
+        labels = {}
+    elif not isinstance(labels, Mapping) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in labels.items()
+    ):
+        raise TypeError(
+            f"labels must be a mapping from key to legend name (str to str), got {labels!r}"
+        )
+    if title is not None and not isinstance(title, str):
+        raise TypeError(f"title must be a str or None, got {type(title).__name__} {title!r}")
     values = {
         key: [
             _history_value(f"history[{i}][{key!r}]", entry[key]) if key in entry else math.nan
@@ -827,13 +961,80 @@ def plot_history(
             linestyle=style,
             marker=marker,
             markersize=3,
-            label=key,
+            label=labels.get(key, key),
         )
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
     ax.set_xlabel("epoch")
     ax.set_ylabel("loss" if all("loss" in key for key in keys) else "value")
-    ax.set_title("training history")
+    ax.set_title("training history" if title is None else title)
     ax.legend(loc="best")
+    _literal_text(ax)
     return fig, ax
+
+
+# --- figures and text -----------------------------------------------------------
+
+
+def subplots(
+    ncols: int = 1, *, nrows: int = 1, figsize: tuple[float, float] | None = None
+) -> tuple[Figure, list[Axes]]:
+    """A new figure of ``nrows × ncols`` panels, to draw into with the ``ax=`` of this module.
+
+    The figure has constrained layout and is made without :mod:`matplotlib.pyplot`, as
+    every figure here.
+
+    Args:
+        ncols: panels per row, ``>= 1``.
+        nrows: rows of panels, ``>= 1``.
+        figsize: ``(width, height)`` in inches; by default 5.5 × 5 inches per panel.
+
+    Returns:
+        ``(fig, axes)``: the panels row by row.
+
+    Raises:
+        TypeError: ``ncols`` or ``nrows`` is not an int, or ``figsize`` not two numbers.
+        ValueError: ``ncols`` or ``nrows`` is below 1, or a size is not > 0.
+
+    Example:
+        >>> from contrastkit.plots import plot_loss_curve, subplots
+        >>> fig, axes = subplots(2)
+        >>> for ax, margin in zip(axes, (1.0, 2.0)):
+        ...     _ = plot_loss_curve(margin=margin, ax=ax)
+        >>> len(fig.axes)
+        2
+    """
+    ncols = _check_int("ncols", ncols, minimum=1)
+    nrows = _check_int("nrows", nrows, minimum=1)
+    if figsize is None:
+        size = (5.5 * ncols, 5.0 * nrows)
+    else:
+        if not isinstance(figsize, (tuple, list)) or len(figsize) != 2:
+            raise TypeError(f"figsize must be (width, height), got {figsize!r}")
+        size = (
+            _check_number("figsize", figsize[0], positive=True),
+            _check_number("figsize", figsize[1], positive=True),
+        )
+    fig = Figure(figsize=size, layout="constrained")
+    axes = [fig.add_subplot(nrows, ncols, k + 1) for k in range(nrows * ncols)]
+    return fig, axes
+
+
+def _literal_text(ax: Axes) -> None:
+    r"""Draw every title, axis label, legend entry and note of ``ax`` as written.
+
+    Matplotlib reads text between two ``$`` as mathtext (and hands all text to TeX when
+    ``text.usetex`` is set): a class named ``$\foo$`` would stop the figure from being
+    drawn. Tick labels keep mathtext, which a log axis writes its powers of ten in.
+    """
+    texts = [ax.title, ax.xaxis.label, ax.yaxis.label, *ax.texts]
+    legend = ax.get_legend()
+    if legend is not None:
+        texts += [*legend.get_texts(), legend.get_title()]
+    for text in texts:
+        text.set_parse_math(False)
+        text.set_usetex(False)
 
 
 # --- files -----------------------------------------------------------------------

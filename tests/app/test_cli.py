@@ -172,10 +172,11 @@ def test_default_train_writes_every_file(digits_run):
         "roc.png",
         "distances.png",
         "history.png",
+        "val_metrics.png",
     }
     assert [p.name for p in (run / "checkpoints").iterdir()] == ["epoch-0001"]
     assert out.splitlines()[-1].endswith(f"report: {Path('run') / 'report.html'}")
-    assert "test: roc_auc" in out
+    assert "test: ROC-AUC " in out and ", equal error rate " in out
 
 
 def test_default_config_is_the_documented_default(digits_run):
@@ -386,8 +387,8 @@ def test_resume_ends_with_the_weights_of_an_uninterrupted_run(
 
 def test_resume_refuses_other_options(tmp_path, capsys, feature_run):
     before = snapshot(feature_run)
-    status, _, err = call(capsys, "train", "--resume", feature_run, "--epochs", "5", "-o", "x")
-    assert_one_line_error(status, err, "--epochs", "--out")
+    status, _, err = call(capsys, "train", "--resume", feature_run, "--margin", "5", "-o", "x")
+    assert_one_line_error(status, err, "--margin", "--out")
     status, _, err = call(capsys, "train", "--resume", tmp_path)
     assert_one_line_error(status, err, str(tmp_path), "not a contrastkit run folder")
     assert snapshot(feature_run) == before
@@ -409,7 +410,7 @@ def test_evaluate_on_other_data(capsys, data, feature_run):
     status, out, err = call(capsys, "evaluate", feature_run, "--data", data / "features.npz")
     assert status == 0 and err == ""
     assert out.startswith(f"evaluated on {data / 'features.npz'}")
-    assert "roc_auc" in out and "map_at_r" in out
+    assert "ROC-AUC" in out and "MAP@R" in out
     status, out, _ = call(
         capsys, "evaluate", feature_run, "--data", data / "features.npz", "--json"
     )

@@ -9,16 +9,26 @@ import numpy as np
 import pytest
 from test_cli import assert_one_line_error, call, snapshot, train_quietly
 
+from contrastkit.app import run as run_module
 from contrastkit.app.run import RunConfig, run_splits
 from contrastkit.data.readers import load_digits
 
 TINY = ["--epochs", "1", "--steps-per-epoch", "2", "--batch-size", "16", "--hidden", "16"]
 
 
+def never(*_, **__):
+    raise AssertionError("compare reloaded a finished run instead of using its result")
+
+
 @pytest.fixture(scope="module")
 def comparison(tmp_path_factory):
+    """The comparison, with loading a run back from disk made to fail."""
     folder = tmp_path_factory.mktemp("compare") / "out"
-    return folder, train_quietly("compare", *TINY, "--anomaly-class", "5", "-o", folder)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(run_module, "load_run", never)
+        mp.setattr(run_module, "load_reference", never)
+        out = train_quietly("compare", *TINY, "--anomaly-class", "5", "-o", folder)
+    return folder, out
 
 
 def test_compare_writes_the_report_the_numbers_and_every_run(comparison):

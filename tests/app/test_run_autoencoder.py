@@ -132,7 +132,13 @@ def test_a_reconstruction_run_is_an_autoencoder_of_the_siamese_encoder(reconstru
     assert record["train_reconstruction"] == record["train_loss"]
     assert "val_reconstruction" in record and "anomaly" not in metrics
     figures = {p.name for p in (reconstruction_run / "figures").glob("*.png")}
-    assert figures == {"embedding.png", "roc.png", "distances.png", "history.png"}
+    assert figures == {
+        "embedding.png",
+        "roc.png",
+        "distances.png",
+        "history.png",
+        "val_metrics.png",
+    }
     page = (reconstruction_run / "report.html").read_text()
     assert "autoencoder trained on reconstruction (mse)" in page
     assert "mean reconstruction error" in page
@@ -178,7 +184,7 @@ def test_a_combined_run_logs_each_term_everywhere(combined_run):
         assert line in config
     page = (run / "report.html").read_text()
     assert "1 × reconstruction (mse) + 0.5 × contrastive loss" in page
-    assert "<th>train_reconstruction</th>" in page and "<th>val_contrastive</th>" in page
+    assert ">training reconstruction</th>" in page and ">validation contrastive</th>" in page
     assert "Each term is logged unweighted" in page
 
 
@@ -206,7 +212,7 @@ def test_a_held_out_class_is_scored_as_the_anomaly(combined_run):
     page = (run / "report.html").read_text()
     assert "Anomaly detection" in page and "distance to the nearest class centroid" in page
     assert page.count("data:image/png;base64,") == len(list((run / "figures").glob("*.png")))
-    assert "anomaly (class 3): reconstruction roc_auc" in out
+    assert "anomaly (class 3): reconstruction error: ROC-AUC " in out
 
 
 def test_the_report_of_a_held_out_class_has_the_measured_numbers(combined_run):

@@ -1,7 +1,9 @@
 """The application: the ``contrastkit`` command, built on the library.
 
 * :mod:`~contrastkit.app.config`: the options of a run and their TOML file;
+* :mod:`~contrastkit.app.build`: the parts of a run (data, network, loss, schedule);
 * :mod:`~contrastkit.app.run`: one run from data to report, as a function;
+* :mod:`~contrastkit.app.result`: what a run returns, typed, and its JSON;
 * :mod:`~contrastkit.app.compare`: the comparison of ``contrastkit compare``;
 * :mod:`~contrastkit.app.report`: the HTML pages;
 * :mod:`~contrastkit.app.cli`: the command line.

@@ -8,6 +8,17 @@ anomaly scores; ``contrastkit compare`` runs the comparison of PCA, autoencoders
 siamese networks on the bundled digits; ``contrastkit plot-loss`` draws the contrastive
 loss against the distance.
 
+``python -m contrastkit`` is the same command. ``--help`` and ``--version`` answer without
+loading torch: this module imports only the standard library and
+:mod:`contrastkit.app.config` at the top, and each command imports what it needs.
+
+``contrastkit train --json`` prints the run's metrics (``metrics.json``) on standard
+output and nothing else there (progress goes to standard error).
+``contrastkit train --resume RUN_DIR`` continues a stopped run; with ``--epochs N``
+(more than the run's) it extends a finished or stopped run: the one-cycle schedule is
+rebuilt over N epochs and continued from the step reached (see
+:mod:`contrastkit.app.run`).
+
 Bad input ends the command with a one-line ``contrastkit: error: …`` message and exit
 status 2 (1 for a failure during training); nothing the user already had is overwritten.
 Set ``CONTRASTKIT_DEBUG=1`` to see the traceback instead.
@@ -23,6 +34,15 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
+
+from contrastkit.app.config import (
+    ANOMALY_SCORES,
+    DISTANCE_NAMES,
+    LOSSES,
+    OBJECTIVES,
+    RECONSTRUCTION_LOSSES,
+    ConfigError,
+)
 
 __all__ = ["main"]
 
@@ -49,7 +69,7 @@ def _widths(text: str) -> list[int]:
         ) from None
 
 
-_SCORES = ("reconstruction", "knn", "centroid")
+_SCORES = ANOMALY_SCORES
 
 
 def _methods(text: str) -> list[str]:
@@ -63,53 +83,103 @@ def _methods(text: str) -> list[str]:
     return names
 
 
-_TRAIN_OPTIONS: tuple[tuple[str, type, str], ...] = (
+def _choices(names: Sequence[str]) -> str:
+    """The metavar that lists an option's choices: ``{a,b,c}``."""
+    return "{" + ",".join(names) + "}"
+
+
+# name, type, help, metavar (None: the flag's name in capitals). Choices are listed in
+# the metavar and checked by RunConfig, which gives the same message for a config file.
+_TRAIN_OPTIONS: tuple[tuple[str, type, str, str | None], ...] = (
     (
         "data",
         str,
         "'digits' (bundled, the default), an image folder with one subfolder per "
         "class, a .npz/.csv of features with a label column, or a .csv of pairs left,right,label",
+        "DATA",
     ),
-    ("label_column", str, "the label column of a feature file (default: label)"),
-    ("image_size", int, "resize images to this many pixels on a side (default: 32)"),
-    ("loss", str, "contrastive (default), triplet, infonce or supcon"),
+    ("label_column", str, "the label column of a feature file (default: label)", "NAME"),
+    ("image_size", int, "resize images to this many pixels on a side (default: 32)", "PIXELS"),
+    ("loss", str, "the contrastive loss (default: contrastive)", _choices(LOSSES)),
     (
         "objective",
         str,
         "contrastive (default: a siamese network trained with --loss), reconstruction (an "
         "autoencoder whose encoder is that network's) or combined (the autoencoder trained on "
         "reconstruction + λ·loss on its code)",
+        _choices(OBJECTIVES),
     ),
     (
         "reconstruction_loss",
         str,
         "mse (default) or bce (binary cross-entropy on logits) for the autoencoder, on inputs "
         "scaled to [0, 1]",
+        _choices(list(RECONSTRUCTION_LOSSES)),
     ),
-    ("noise_std", float, "Gaussian input noise of a denoising autoencoder (default: 0)"),
-    ("reconstruction_weight", float, "weight of the reconstruction term of combined (default: 1)"),
-    ("contrastive_weight", float, "λ, the weight of the --loss term of combined (default: 1)"),
+    ("noise_std", float, "Gaussian input noise of a denoising autoencoder (default: 0)", "STD"),
+    (
+        "reconstruction_weight",
+        float,
+        "weight of the reconstruction term of combined (default: 1)",
+        "WEIGHT",
+    ),
+    (
+        "contrastive_weight",
+        float,
+        "λ, the weight of the --loss term of combined (default: 1)",
+        "WEIGHT",
+    ),
     (
         "anomaly_class",
         str,
         "a class to hold out of training and score as the anomaly afterwards (default: none)",
+        "CLASS",
     ),
-    ("margin", float, "margin of the contrastive and triplet losses (default: 1.0)"),
+    ("margin", float, "margin of the contrastive and triplet losses (default: 1.0)", None),
     (
         "distance",
         str,
-        "euclidean, squared_euclidean, cosine or manhattan (default: euclidean; "
-        "cosine for infonce and supcon)",
+        "the distance of the loss and of evaluation (default: euclidean; cosine for infonce "
+        "and supcon)",
+        _choices(DISTANCE_NAMES),
     ),
-    ("temperature", float, "temperature of infonce and supcon (default: 0.1)"),
-    ("embedding_dim", int, "embedding size; 2 gives a map drawn directly (default: 32)"),
-    ("epochs", int, "epochs (default: 30)"),
-    ("batch_size", int, "batch size (default: 128)"),
-    ("steps_per_epoch", int, "optimizer steps per epoch (default: 64)"),
-    ("lr", float, "peak learning rate of the one-cycle schedule (default: 0.003)"),
-    ("weight_decay", float, "AdamW weight decay (default: 0)"),
-    ("seed", int, "seed of the split, the draws and the initialisation (default: 0)"),
-    ("device", str, "cpu (default), cuda, cuda:N or auto"),
+    ("temperature", float, "temperature of infonce and supcon (default: 0.1)", None),
+    (
+        "embedding_dim",
+        int,
+        "embedding size; 2 gives a map drawn directly (default: 32)",
+        "DIM",
+    ),
+    (
+        "epochs",
+        int,
+        "epochs (default: 30); with --resume, more than the run's extends it",
+        "N",
+    ),
+    ("batch_size", int, "batch size (default: 128)", "N"),
+    ("steps_per_epoch", int, "optimizer steps per epoch (default: 64)", "N"),
+    ("lr", float, "peak learning rate of the one-cycle schedule (default: 0.003)", None),
+    ("weight_decay", float, "AdamW weight decay (default: 0)", None),
+    (
+        "val_fraction",
+        float,
+        "the share of each class held out for validation (default: 0.15)",
+        "FRACTION",
+    ),
+    (
+        "test_fraction",
+        float,
+        "the share of each class held out for the test (default: 0.15)",
+        "FRACTION",
+    ),
+    ("seed", int, "seed of the split, the draws and the initialisation (default: 0)", None),
+    (
+        "device",
+        str,
+        "the device to train on (default: cpu); auto is cuda when there is one, and the "
+        "run records the device it used",
+        "{cpu,cuda,cuda:N,auto}",
+    ),
 )
 
 
@@ -134,9 +204,11 @@ def _parser() -> argparse.ArgumentParser:
         "loss.",
     )
     train.add_argument("--config", metavar="FILE", help="a TOML file of options; flags override it")
-    for name, kind, help_text in _TRAIN_OPTIONS:
+    for name, kind, help_text, metavar in _TRAIN_OPTIONS:
         flag = "--" + name.replace("_", "-")
-        train.add_argument(flag, dest=name, type=kind, default=None, help=help_text)
+        train.add_argument(
+            flag, dest=name, type=kind, default=None, help=help_text, metavar=metavar
+        )
     train.add_argument(
         "--hidden",
         type=_widths,
@@ -149,9 +221,19 @@ def _parser() -> argparse.ArgumentParser:
         "-o", "--out", metavar="DIR", help="the run folder to create (default: runs/NAME-N)"
     )
     train.add_argument(
-        "--resume", metavar="RUN_DIR", help="continue a killed run from its last checkpoint"
+        "--resume",
+        metavar="RUN_DIR",
+        help="continue a stopped run from its last checkpoint, with its saved config; with "
+        "--epochs N, extend it to N epochs (the one-cycle schedule is rebuilt over N epochs, "
+        "so the weights differ from those of an N-epoch run from the start)",
     )
     train.add_argument("--quiet", action="store_true", help="no progress bars or epoch lines")
+    train.add_argument(
+        "--json",
+        action="store_true",
+        help="print the run's metrics (metrics.json) as JSON on standard output, and nothing "
+        "else there (progress lines go to standard error)",
+    )
 
     evaluate = commands.add_parser("evaluate", help="measure a trained run again")
     evaluate.add_argument("run_dir", metavar="RUN_DIR")
@@ -225,10 +307,9 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
-    from contrastkit.app.run import ConfigError
-    from contrastkit.data.readers import DataError
+    args = _parser().parse_args(argv)  # --help, --version and usage errors end here
+    from contrastkit.data.readers import DataError  # imports torch
 
-    args = _parser().parse_args(argv)
     handlers = {
         "train": _train,
         "evaluate": _evaluate,
@@ -263,11 +344,11 @@ def _one_line(error: BaseException) -> str:
 
 
 def _config(args: argparse.Namespace) -> Any:
-    from contrastkit.app.run import RunConfig, read_config_file
+    from contrastkit.app.config import RunConfig, read_config_file
 
     values: dict[str, Any] = read_config_file(args.config) if args.config else {}
     where = args.config or "options"
-    flags = {name: getattr(args, name) for name, _, _ in _TRAIN_OPTIONS}
+    flags = {name: getattr(args, name) for name, *_ in _TRAIN_OPTIONS}
     flags["hidden"] = args.hidden
     values.update({k: v for k, v in flags.items() if v is not None})
     return RunConfig.from_mapping(values, where=where)
@@ -288,28 +369,42 @@ def _free_folder(stem: str) -> Path:
     raise _Failure("no free run folder name under runs/; pass --out")
 
 
-_SHOWN = ("roc_auc", "eer", "accuracy", "precision_at_1", "map_at_r")
-
-
 def _train(args: argparse.Namespace) -> int:
-    from contrastkit.app.run import RunConfig, read_config_file, train_run
+    from contrastkit.app.config import RunConfig, read_config_file
+    from contrastkit.app.report import metric_name, metric_text
+    from contrastkit.app.run import train_run
     from contrastkit.training import latest_checkpoint
 
-    log = (lambda *_: None) if args.quiet else (lambda text: print(text, flush=True))
+    # with --json, standard output holds the JSON only: progress lines go to stderr
+    stream = sys.stderr if args.json else sys.stdout
+    log = (lambda *_: None) if args.quiet else (lambda text: print(text, file=stream, flush=True))
     if args.resume:
         given = [
-            f"--{n.replace('_', '-')}" for n, _, _ in _TRAIN_OPTIONS if getattr(args, n) is not None
+            f"--{n.replace('_', '-')}"
+            for n, *_ in _TRAIN_OPTIONS
+            if n != "epochs" and getattr(args, n) is not None
         ]
+        given += ["--hidden"] if args.hidden is not None else []
         given += ["--config"] if args.config else []
         given += ["--out"] if args.out else []
         if given:
-            raise _Failure(f"--resume uses the run's saved config; drop {', '.join(given)}")
+            raise _Failure(
+                f"--resume uses the run's saved config (only --epochs may extend it); "
+                f"drop {', '.join(given)}"
+            )
         run = Path(args.resume)
         if not (run / "config.toml").is_file():
             raise _Failure(f"{run} is not a contrastkit run folder (no config.toml)")
         config = RunConfig.from_mapping(
             read_config_file(run / "config.toml"), where=str(run / "config.toml")
         )
+        if args.epochs is not None:
+            if args.epochs < config.epochs:
+                raise _Failure(
+                    f"--epochs {args.epochs} is fewer than the {config.epochs} epochs of {run}; "
+                    "--resume can extend a run, not shorten it"
+                )
+            config.epochs = args.epochs
         resume = True
     else:
         config = _config(args)
@@ -318,7 +413,7 @@ def _train(args: argparse.Namespace) -> int:
             raise _Failure(f"run folder {run} already exists; choose another --out or --resume it")
         resume = False
     try:
-        metrics = train_run(
+        result = train_run(
             config, run, resume=resume, progress=False if args.quiet else None, log=log
         )
     except KeyboardInterrupt:
@@ -327,60 +422,69 @@ def _train(args: argparse.Namespace) -> int:
         else:
             print(f"contrastkit: interrupted; continue with --resume {run}", file=sys.stderr)
         return 130
-    test = metrics["test"]
+    if args.json:
+        sys.stdout.write(result.to_json())
+        return 0
+    negatives = result.evaluation.pairs["test_negative"]
     shown = ", ".join(
-        f"{k} {test[k]:.4f}"
-        for k in (
-            "roc_auc",
-            "eer",
-            "accuracy",
-            "precision_at_1",
-            "map_at_r",
-            "reconstruction_error",
-        )
-        if k in test
+        f"{metric_name(k)} {metric_text(v, negative_pairs=negatives)}" for k, v in result.summary()
     )
     print(f"test: {shown}")
-    anomaly = metrics.get("anomaly")
-    if anomaly:
+    if result.anomaly is not None:
+        from contrastkit.app.run import SCORE_NAMES
+
         shown = "; ".join(
-            f"{name} roc_auc {m['roc_auc']:.4f}, average_precision {m['average_precision']:.4f}"
-            for name, m in anomaly["scores"].items()
+            f"{SCORE_NAMES[name]}: ROC-AUC {m['roc_auc']:.4f}, "
+            f"average precision {m['average_precision']:.4f}"
+            for name, m in result.anomaly.scores.items()
         )
-        print(f"anomaly (class {anomaly['class']}): {shown}")
-    print(f"took {metrics['seconds']['total']:.1f} s; report: {run / 'report.html'}")
+        print(f"anomaly (class {result.anomaly.class_name}): {shown}")
+    print(f"took {result.seconds['total']:.1f} s; report: {run / 'report.html'}")
     return 0
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from contrastkit.app.run import _scaled, evaluate_run, load_run, read_data, run_splits
+    from contrastkit.app.report import metric_name, metric_text
+    from contrastkit.app.run import (
+        evaluate_run,
+        load_run,
+        load_spec,
+        read_data,
+        run_splits,
+        scale_split,
+    )
     from contrastkit.data.readers import LabelledData, PairData
 
     config, model = load_run(args.run_dir)
-    spec = json.loads((Path(args.run_dir) / "model.json").read_text())
+    spec = load_spec(args.run_dir)
     data = read_data(config)
     _, val, test, _ = run_splits(config, data)
-    val, test = _scaled(spec, val), _scaled(spec, test)
+    val, test = scale_split(spec, val), scale_split(spec, test)
     if args.data:
-        new = _scaled(spec, read_data(dataclasses.replace(config, data=args.data)))
+        new = scale_split(spec, read_data(dataclasses.replace(config, data=args.data)))
         if isinstance(new, PairData) != isinstance(val, PairData):
             raise _Failure(f"--data {args.data} is not the same kind of data as the run's")
-        if isinstance(new, LabelledData) and new.inputs.shape[1:] != val.inputs.shape[1:]:  # type: ignore[union-attr]
+        if (
+            isinstance(new, LabelledData)
+            and isinstance(val, LabelledData)
+            and new.inputs.shape[1:] != val.inputs.shape[1:]
+        ):
             raise _Failure(
                 f"--data {args.data} has inputs of shape {tuple(new.inputs.shape[1:])}, "
-                f"the run was trained on {tuple(val.inputs.shape[1:])}"  # type: ignore[union-attr]
+                f"the run was trained on {tuple(val.inputs.shape[1:])}"
             )
         test = new
-    metrics = evaluate_run(model, config, val, test)
-    result = metrics["test"]
+    evaluation = evaluate_run(model, config, val, test)
     if args.json:
-        print(json.dumps(result, indent=2))
+        print(json.dumps(evaluation.test, indent=2))
     else:
         source = args.data or "the run's test split"
         print(f"evaluated on {source} (threshold chosen on the run's validation split)")
-        width = max(18, *(len(key) for key in result))
-        for key, value in result.items():
-            print(f"  {key:<{width}} {value:.4f}")
+        negatives = evaluation.pairs["test_negative"]
+        names = {key: metric_name(key) for key in evaluation.test}
+        width = max(18, *(len(name) for name in names.values()))
+        for key, value in evaluation.test.items():
+            print(f"  {names[key]:<{width}} {metric_text(value, negative_pairs=negatives)}")
     return 0
 
 
@@ -421,7 +525,7 @@ def _read_inputs(path: Path, config: Any, spec: dict[str, Any]) -> Any:
 def _embed(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from contrastkit.app.run import load_run, scale_inputs
+    from contrastkit.app.run import load_run, load_spec, scale_inputs
     from contrastkit.training import embed
 
     output = Path(args.output)
@@ -432,7 +536,7 @@ def _embed(args: argparse.Namespace) -> int:
     if not output.parent.exists():
         raise _Failure(f"folder {output.parent} does not exist")
     config, model = load_run(args.run_dir)
-    spec = json.loads((Path(args.run_dir) / "model.json").read_text())
+    spec = load_spec(args.run_dir)
     names_file = output.with_suffix(".txt")
     if spec["kind"] == "images" and names_file.exists():
         raise _Failure(f"{names_file} (the image names of -o {output}) already exists")
@@ -455,6 +559,7 @@ def _score(args: argparse.Namespace) -> int:
         available_scores,
         load_reference,
         load_run,
+        load_spec,
         scale_inputs,
     )
 
@@ -466,7 +571,7 @@ def _score(args: argparse.Namespace) -> int:
     if not output.parent.exists():
         raise _Failure(f"folder {output.parent} does not exist")
     config, model = load_run(args.run_dir)
-    spec = json.loads((Path(args.run_dir) / "model.json").read_text())
+    spec = load_spec(args.run_dir)
     reference, labels = load_reference(args.run_dir)
     available = available_scores(model, labels)
     methods = args.method or available
@@ -518,7 +623,8 @@ def _plot_loss(args: argparse.Namespace) -> int:
     output = Path(args.output)
     if output.exists():
         raise _Failure(f"{output} already exists; choose another -o")
-    fig, _ = plots.plot_loss_curve(margin=args.margin, caffe_legacy=args.caffe_legacy)
+    fig, (ax,) = plots.subplots(figsize=(6.0, 4.0))
+    plots.plot_loss_curve(margin=args.margin, caffe_legacy=args.caffe_legacy, ax=ax)
     plots.save_figure(fig, output)
     print(f"wrote {output}")
     return 0

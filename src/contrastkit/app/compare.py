@@ -45,6 +45,7 @@ from typing import Any, cast
 import torch
 from torch import Tensor, nn
 
+from contrastkit.app.config import ObjectiveName
 from contrastkit.data.readers import LabelledData
 
 __all__ = ["ANOMALY_EMBEDDING_DIM", "run_comparison"]
@@ -52,8 +53,8 @@ __all__ = ["ANOMALY_EMBEDDING_DIM", "run_comparison"]
 ANOMALY_EMBEDDING_DIM = 8
 """The code size of the anomaly-detection runs (the maps are 2-D)."""
 
-_MAP_RUNS = {"autoencoder": "reconstruction", "siamese": "contrastive"}
-_ANOMALY_RUNS = ("reconstruction", "contrastive", "combined")
+_MAP_RUNS: dict[str, ObjectiveName] = {"autoencoder": "reconstruction", "siamese": "contrastive"}
+_ANOMALY_RUNS: tuple[ObjectiveName, ...] = ("reconstruction", "contrastive", "combined")
 _TITLES = {
     "pca": "PCA of the pixels",
     "autoencoder": "autoencoder's 2-D code",
@@ -64,6 +65,9 @@ _MAP_METRICS = ("precision_at_1", "map_at_r", "roc_auc", "eer")
 
 class _Projection(nn.Module):
     """A fixed linear map ``(x - mean) @ components.T``: PCA as a network."""
+
+    mean: Tensor
+    components: Tensor
 
     def __init__(self, mean: Tensor, components: Tensor) -> None:
         super().__init__()
@@ -76,7 +80,7 @@ class _Projection(nn.Module):
 
 
 def _pca(train: Tensor, dim: int, seed: int) -> _Projection:
-    from sklearn.decomposition import PCA
+    from sklearn.decomposition import PCA  # type: ignore[import-untyped]
 
     pca = PCA(n_components=dim, random_state=seed).fit(train.double().numpy())
     return _Projection(
@@ -85,15 +89,9 @@ def _pca(train: Tensor, dim: int, seed: int) -> _Projection:
     )
 
 
-def _splits(run: Path) -> tuple[Any, nn.Module, Any, Any, Any, Any]:
-    """A finished run's config, network and splits, scaled as the network takes them."""
-    from contrastkit.app.run import _scaled, load_run, read_data, run_splits
-
-    config, model = load_run(run)
-    spec = json.loads((run / "model.json").read_text())
-    parts = run_splits(config, read_data(config))
-    train, val, test, anomalies = (_scaled(spec, part) for part in parts)
-    return config, model, train, val, test, anomalies
+def _measured(test: dict[str, float | None]) -> dict[str, float]:
+    """The map metrics of a run's test metrics (each is always measurable)."""
+    return {k: cast(float, test[k]) for k in _MAP_METRICS}
 
 
 def run_comparison(
@@ -109,6 +107,9 @@ def run_comparison(
     log: Callable[[str], Any] = print,
 ) -> dict[str, Any]:
     """Run the comparison into the new folder ``out``; returns what ``comparison.json`` holds.
+
+    Every number and figure comes from the :class:`~contrastkit.app.result.RunResult`
+    each run returns: no run is loaded back or scored again.
 
     Args:
         out: the folder to create (it must not exist).
@@ -127,12 +128,11 @@ def run_comparison(
     from contrastkit.app.run import (
         ConfigError,
         RunConfig,
-        anomaly_scores,
         evaluate_run,
-        load_reference,
+        read_data,
+        run_splits,
         train_run,
     )
-    from contrastkit.training import embed
 
     started = time.perf_counter()
     options: dict[str, Any] = {"seed": seed}
@@ -163,33 +163,34 @@ def run_comparison(
     folder = Path(out)
     folder.mkdir(parents=True, exist_ok=False)
     (folder / "figures").mkdir()
-    quiet = {"progress": False, "log": lambda *_: None}
+
+    def quiet(_: str) -> None:
+        pass
 
     # 1. the maps ----------------------------------------------------------------------
     maps: dict[str, dict[str, float]] = {}
     drawn: dict[str, tuple[Tensor, Tensor, list[str]]] = {}
     for name, config in map_configs.items():
         log(f"maps: training the {_TITLES[name]} ({config.epochs} epochs)")
-        run = folder / "runs" / f"map-{name}"
         tick = time.perf_counter()
-        metrics = train_run(config, run, **quiet)
-        maps[name] = {k: metrics["test"][k] for k in _MAP_METRICS}
+        result = train_run(config, folder / "runs" / f"map-{name}", progress=False, log=quiet)
+        maps[name] = _measured(result.test)
         maps[name]["seconds"] = time.perf_counter() - tick
-        _, model, train, val, test, _ = _splits(run)
-        drawn[name] = (embed(model, test.inputs), test.labels, test.class_names)
+        assert result.test_labels is not None  # the digits are labelled
+        drawn[name] = (result.evaluation.test_embeddings, result.test_labels, result.class_names)
         if name == "siamese":  # PCA on the unscaled pixels of the same splits
             tick = time.perf_counter()
+            train, val, test, _ = run_splits(config, read_data(config))
+            train, test = cast(LabelledData, train), cast(LabelledData, test)
             projection = _pca(train.inputs, 2, seed)
-            metrics = evaluate_run(projection, config, val, test)
-            maps["pca"] = {k: metrics["test"][k] for k in _MAP_METRICS}
+            evaluation = evaluate_run(projection, config, val, test)
+            maps["pca"] = _measured(evaluation.test)
             maps["pca"]["seconds"] = time.perf_counter() - tick
-            drawn["pca"] = (embed(projection, test.inputs), test.labels, test.class_names)
+            drawn["pca"] = (evaluation.test_embeddings, test.labels, test.class_names)
     maps = {name: maps[name] for name in _TITLES}
 
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(16.5, 5.2), layout="constrained")
-    for ax, name in zip(fig.subplots(1, 3), _TITLES, strict=True):
+    fig, axes = plots.subplots(3, figsize=(16.5, 5.2))
+    for ax, name in zip(axes, _TITLES, strict=True):
         emb, labels, names = drawn[name]
         plots.plot_embedding(emb, labels, class_names=names, ax=ax)
         ax.set_title(f"{_TITLES[name]}: P@1 {maps[name]['precision_at_1']:.3f}")
@@ -201,29 +202,26 @@ def run_comparison(
     counts: dict[str, int] = {}
     for objective, config in anomaly_configs.items():
         log(f"anomaly detection: training {objective} ({config.epochs} epochs)")
-        run = folder / "runs" / f"anomaly-{objective}"
-        metrics = train_run(config, run, **quiet)
+        result = train_run(
+            config, folder / "runs" / f"anomaly-{objective}", progress=False, log=quiet
+        )
+        anomaly = result.anomaly
+        assert anomaly is not None  # every one of these runs holds a class out
         runs[objective] = {
             method: {k: values[k] for k in ("roc_auc", "average_precision")}
-            for method, values in metrics["anomaly"]["scores"].items()
+            for method, values in anomaly.scores.items()
         }
-        counts = {k: metrics["anomaly"][k] for k in ("normal", "anomalies", "k")}
-        config, model, _, _, test, anomalies = _splits(run)
-        reference, labels = load_reference(run)
-        test, anomalies = cast(LabelledData, test), cast(LabelledData, anomalies)
-        inputs = torch.cat([test.inputs, anomalies.inputs])
-        is_anomaly = torch.cat([torch.zeros(len(test)), torch.ones(len(anomalies))]).long()
-        curves[objective] = (anomaly_scores(model, config, reference, labels, inputs), is_anomaly)
+        counts = {"normal": anomaly.normal, "anomalies": anomaly.anomalies, "k": anomaly.k}
+        curves[objective] = (anomaly.values, anomaly.is_anomaly)
 
-    from contrastkit.app.run import _plot_anomaly_roc
-
-    fig = Figure(figsize=(16.5, 5.2), layout="constrained")
-    for ax, objective in zip(fig.subplots(1, 3), _ANOMALY_RUNS, strict=True):
-        _plot_anomaly_roc(*curves[objective], ax=ax)
-        ax.set_title(f"{objective}: digit {anomaly_class} is the anomaly")
+    fig, axes = plots.subplots(3, figsize=(16.5, 5.2))
+    for ax, objective in zip(axes, _ANOMALY_RUNS, strict=True):
+        plots.plot_anomaly_roc(
+            *curves[objective], ax=ax, title=f"{objective}: digit {anomaly_class} is the anomaly"
+        )
     figures["anomaly_roc"] = plots.save_figure(fig, folder / "figures" / "anomaly_roc.png")
 
-    result: dict[str, Any] = {
+    result_json: dict[str, Any] = {
         "settings": {
             **{k: getattr(map_configs["siamese"], k) for k in ("epochs", "steps_per_epoch")},
             **{k: getattr(map_configs["siamese"], k) for k in ("batch_size", "hidden", "seed")},
@@ -235,6 +233,6 @@ def run_comparison(
         "anomaly": {"class": anomaly_class, **counts, "runs": runs},
         "seconds": time.perf_counter() - started,
     }
-    (folder / "comparison.json").write_text(json.dumps(result, indent=2) + "\n")
-    report.write_comparison_report(folder / "report.html", comparison=result, figures=figures)
-    return result
+    (folder / "comparison.json").write_text(json.dumps(result_json, indent=2) + "\n")
+    report.write_comparison_report(folder / "report.html", comparison=result_json, figures=figures)
+    return result_json

@@ -9,10 +9,14 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:  # the core imports torch; this module must not
+    from contrastkit.distances import DistanceName
 
 __all__ = [
     "ANOMALY_K",
@@ -23,16 +27,27 @@ __all__ = [
     "OBJECTIVES",
     "RECONSTRUCTION_LOSSES",
     "ConfigError",
+    "LossName",
+    "ObjectiveName",
+    "ReconstructionLossName",
     "RunConfig",
     "read_config_file",
 ]
+
+LossName = Literal["contrastive", "triplet", "infonce", "supcon"]
+ObjectiveName = Literal["contrastive", "reconstruction", "combined"]
+ReconstructionLossName = Literal["mse", "bce"]
 
 # The names of contrastkit.distances.DISTANCES, kept here so that this module does not
 # import torch (a test checks that the two agree).
 DISTANCE_NAMES = ("euclidean", "squared_euclidean", "cosine", "manhattan")
 LOSSES = ("contrastive", "triplet", "infonce", "supcon")
 OBJECTIVES = ("contrastive", "reconstruction", "combined")
-RECONSTRUCTION_LOSSES = {"mse": "mse", "bce": "bce_with_logits"}
+# the option's name -> the kind of contrastkit.losses.ReconstructionLoss
+RECONSTRUCTION_LOSSES: dict[str, Literal["mse", "bce_with_logits"]] = {
+    "mse": "mse",
+    "bce": "bce_with_logits",
+}
 ANOMALY_SCORES = ("reconstruction", "knn", "centroid")
 ANOMALY_K = 5
 _COSINE_LOSSES = ("infonce", "supcon")
@@ -73,23 +88,25 @@ class RunConfig:
         hidden: hidden layer widths (MLP) or channels per block (ConvNet); empty means
             ``[512, 256, 128]`` for feature vectors and ``[32, 64]`` for images.
         epochs, batch_size, steps_per_epoch, lr, weight_decay: the optimisation.
-        val_fraction, test_fraction: the held-out shares of each class.
+        val_fraction, test_fraction: the held-out shares of each class (of the pairs,
+            for a pair file): validation, then test; training gets the rest.
         seed: the seed of the split, the draws and the initialisation.
-        device: ``"cpu"``, ``"cuda"`` or ``"auto"``.
+        device: ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"auto"``; a run writes the device
+            it actually used to its ``config.toml``, never ``"auto"``.
     """
 
     data: str = "digits"
     label_column: str = "label"
     image_size: int = 32
-    loss: str = "contrastive"
-    objective: str = "contrastive"
-    reconstruction_loss: str = "mse"
+    loss: LossName = "contrastive"
+    objective: ObjectiveName = "contrastive"
+    reconstruction_loss: ReconstructionLossName = "mse"
     noise_std: float = 0.0
     reconstruction_weight: float = 1.0
     contrastive_weight: float = 1.0
     anomaly_class: str = ""
     margin: float = 1.0
-    distance: str = ""
+    distance: DistanceName | Literal[""] = ""
     temperature: float = 0.1
     embedding_dim: int = 32
     hidden: list[int] = field(default_factory=list)
@@ -148,6 +165,13 @@ class RunConfig:
             raise ConfigError(f"device must be cpu, cuda, cuda:N or auto, got {self.device!r}")
         return self
 
+    @property
+    def distance_name(self) -> DistanceName:
+        """The distance of the run, once :meth:`checked` has resolved its default."""
+        if self.distance == "":
+            raise ConfigError("distance is not resolved yet; call checked() first")
+        return self.distance
+
     def to_toml(self) -> str:
         """The config as TOML text (flat keys), readable by ``--config``."""
         lines = ["# contrastkit run configuration"]
@@ -191,7 +215,12 @@ def _check_objective(config: RunConfig) -> None:
 def _typed(config: RunConfig) -> None:
     for f in dataclasses.fields(config):
         value = getattr(config, f.name)
-        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+        if f.default is not dataclasses.MISSING:
+            default: Any = f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            default = f.default_factory()
+        else:  # pragma: no cover - every field has a default
+            continue
         if isinstance(default, bool) or isinstance(value, bool):
             ok = isinstance(value, bool) and isinstance(default, bool)
         elif isinstance(default, float):
@@ -224,10 +253,10 @@ def _toml_value(value: Any) -> str:
 
 def read_config_file(path: str | Path) -> dict[str, Any]:
     """The table of a TOML config file (errors name the file)."""
-    try:
+    if sys.version_info >= (3, 11):
         import tomllib
-    except ModuleNotFoundError:  # Python 3.10
-        import tomli as tomllib  # type: ignore[no-redef]
+    else:  # pragma: no cover
+        import tomli as tomllib
 
     file = Path(path)
     if not file.is_file():

@@ -1,11 +1,17 @@
 """The run report: one self-contained HTML page (figures embedded, no external files).
 
-The page shows, in order: what was trained on what data and how long it took; the test
-metrics (verification with the threshold chosen on validation, then retrieval, then an
+The page shows, in order: what was trained on what data, how long it took, with which
+versions of contrastkit, torch and Python, on which device and when; the test metrics
+(verification with the threshold chosen on validation, then retrieval, then an
 autoencoder's reconstruction error); anomaly detection, when a class was held out (a
-table of every score, their histograms and ROC curves); the figures; the per-epoch
-history (each loss term of a weighted objective raw, with the weighted total); the
-notes of the run; the resolved configuration.
+table of every score, their histograms and ROC curves); the figures (among them the
+validation metrics by epoch); the per-epoch history (each loss term of a weighted
+objective raw, with the weighted total); the notes of the run; the resolved
+configuration.
+
+Metrics read as words (``TAR at FAR 1%``, not ``tar@far=0.01``): :func:`metric_name`,
+also used by the command line. A metric the data cannot measure shows as ``not
+measurable (N negative pairs)``.
 """
 
 from __future__ import annotations
@@ -15,19 +21,33 @@ import html
 import math
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-__all__ = ["write_comparison_report", "write_report"]
+from contrastkit.app.result import far_of
+
+if TYPE_CHECKING:
+    from contrastkit.app.result import AnomalyResult, RunResult
+
+__all__ = [
+    "history_name",
+    "metric_name",
+    "metric_text",
+    "write_comparison_report",
+    "write_report",
+]
 
 _CAPTIONS = {
     "loss_curve": "The contrastive loss per pair as a function of the distance: similar pairs "
     "(red, dashed) are pulled together, dissimilar pairs (blue) are pushed out to the margin.",
     "embedding": "Test samples in the embedding, coloured by class.",
     "roc": "ROC curve of the test pairs (a pair is accepted as similar when its distance is at "
-    "most the threshold).",
+    "most the threshold), on a logarithmic false-accept axis that starts below the smallest "
+    "rate the dissimilar test pairs can measure; the marks are the measurable TAR at FAR.",
     "distances": "Distances of similar and dissimilar test pairs, with the threshold chosen on "
     "the validation split.",
     "history": "Training and validation loss per epoch (solid: training, dashed: validation).",
+    "val_metrics": "Validation metrics after each epoch: the ROC-AUC of the validation pairs "
+    "and the precision@1 of the validation samples (the test split is only used at the end).",
     "anomaly_reconstruction": "Reconstruction errors of normal test samples and of the "
     "held-out class, with the threshold (95th percentile of the validation scores).",
     "anomaly_knn": "Mean distance to the nearest training embeddings, for normal test samples "
@@ -55,7 +75,11 @@ _METRIC_NAMES = {
     "precision_at_1": "precision@1",
     "map_at_r": "MAP@R",
     "reconstruction_error": "mean reconstruction error",
+    "average_precision": "average precision",
+    "loss": "loss",
 }
+
+_PARTS = {"train_": "training ", "val_": "validation "}
 
 _STYLE = """
 body { font-family: system-ui, sans-serif; max-width: 980px; margin: 2em auto; color: #222;
@@ -73,6 +97,38 @@ pre { background: #f6f6f6; padding: 0.8em; overflow-x: auto; }
 """
 
 
+def metric_name(key: str) -> str:
+    """A metric key in words; an unknown key as it is.
+
+    ``"tar@far=0.01"`` → ``"TAR at FAR 1%"``, ``"eer"`` → ``"equal error rate"``,
+    ``"recall_at_5"`` → ``"recall@5"``.
+    """
+    if key in _METRIC_NAMES:
+        return _METRIC_NAMES[key]
+    far = far_of(key)
+    if far is not None:
+        return f"TAR at FAR {far * 100:g}%"
+    if key.startswith("recall_at_"):
+        return f"recall@{key.removeprefix('recall_at_')}"
+    return key
+
+
+def history_name(key: str) -> str:
+    """A history key in words: ``"val_roc_auc"`` → ``"validation ROC-AUC"``."""
+    for prefix, word in _PARTS.items():
+        if key.startswith(prefix):
+            return word + metric_name(key.removeprefix(prefix))
+    return metric_name(key)
+
+
+def metric_text(value: float | None, *, negative_pairs: int | None = None) -> str:
+    """A metric's value as shown: 4 decimals, or why the data could not measure it."""
+    if value is None:
+        pairs = f" ({negative_pairs} negative pairs)" if negative_pairs is not None else ""
+        return f"not measurable{pairs}"
+    return _number(value)
+
+
 def _number(value: Any) -> str:
     if isinstance(value, bool) or not isinstance(value, int | float):
         return html.escape(str(value))
@@ -83,17 +139,9 @@ def _number(value: Any) -> str:
     return f"{value:.4f}" if abs(value) < 1000 else f"{value:.1f}"
 
 
-def _metric_label(key: str) -> str:
-    if key in _METRIC_NAMES:
-        return _METRIC_NAMES[key]
-    if key.startswith("recall_at_"):
-        return f"recall@{key.removeprefix('recall_at_')}"
-    return key
-
-
-def _table(rows: list[tuple[str, Any]], header: tuple[str, str] = ("metric", "value")) -> str:
+def _table(rows: list[tuple[str, str]], header: tuple[str, str] = ("metric", "value")) -> str:
     body = "".join(
-        f"<tr><td>{html.escape(k)}</td><td class='num'>{_number(v)}</td></tr>" for k, v in rows
+        f"<tr><td>{html.escape(k)}</td><td class='num'>{html.escape(v)}</td></tr>" for k, v in rows
     )
     return f"<table><tr><th>{header[0]}</th><th>{header[1]}</th></tr>{body}</table>"
 
@@ -101,8 +149,12 @@ def _table(rows: list[tuple[str, Any]], header: tuple[str, str] = ("metric", "va
 def _history_table(history: list[Mapping[str, Any]]) -> str:
     if not history:
         return "<p>No epoch finished.</p>"
-    keys = [k for k in history[0] if k != "epoch"]
-    head = "".join(f"<th>{html.escape(k)}</th>" for k in ["epoch", *keys])
+    keys = [k for k in dict.fromkeys(k for r in history for k in r) if k != "epoch"]
+    names = {"epoch": "epoch", "epoch_seconds": "seconds"}
+    head = "".join(
+        f"<th title='{html.escape(k)}'>{html.escape(names.get(k) or history_name(k))}</th>"
+        for k in ["epoch", *keys]
+    )
     rows = "".join(
         "<tr>"
         + "".join(f"<td class='num'>{_number(r.get(k, ''))}</td>" for k in ["epoch", *keys])
@@ -126,16 +178,16 @@ def _weight(value: float) -> str:
     return f"{value:g}"
 
 
-def _trained(config: Any) -> str:
+def _trained(result: RunResult) -> str:
     """What was trained: the loss, or the autoencoder's objective and its weights."""
-    objective = getattr(config, "objective", "contrastive")
-    loss = html.escape(str(config.loss))
-    if objective == "contrastive":
+    config = result.config
+    loss = html.escape(config.loss)
+    if config.objective == "contrastive":
         return f"{loss} loss"
-    noise = getattr(config, "noise_std", 0.0)
-    kind = html.escape(str(getattr(config, "reconstruction_loss", "mse")))
+    kind = html.escape(config.reconstruction_loss)
+    noise = config.noise_std
     name = "denoising autoencoder (noise σ = " + _weight(noise) + ")" if noise else "autoencoder"
-    if objective == "reconstruction":
+    if config.objective == "reconstruction":
         return f"{name} trained on reconstruction ({kind})"
     return (
         f"{name} trained on {_weight(config.reconstruction_weight)} × reconstruction ({kind}) "
@@ -143,8 +195,7 @@ def _trained(config: Any) -> str:
     )
 
 
-def _terms_note(objective: Any) -> str:
-    terms = dict((objective or {}).get("terms", {}))
+def _terms_note(terms: Mapping[str, float]) -> str:
     if len(terms) < 2:
         return ""
     total = " + ".join(f"{_weight(w)} × {html.escape(t)}" for t, w in terms.items())
@@ -153,7 +204,7 @@ def _terms_note(objective: Any) -> str:
     )
 
 
-def _anomaly_section(anomaly: Mapping[str, Any]) -> list[str]:
+def _anomaly_section(anomaly: AnomalyResult) -> list[str]:
     head = (
         "<tr><th>score</th><th>ROC-AUC</th><th>average precision</th><th>threshold</th>"
         "<th>anomalies flagged</th><th>normal flagged</th></tr>"
@@ -165,82 +216,71 @@ def _anomaly_section(anomaly: Mapping[str, Any]) -> list[str]:
             for key in ("roc_auc", "average_precision", "threshold", "detected", "false_alarms")
         )
         + "</tr>"
-        for name, values in anomaly.get("scores", {}).items()
+        for name, values in anomaly.scores.items()
     )
     return [
         "<h2>Anomaly detection</h2>",
-        f"<p>Class {html.escape(str(anomaly.get('class')))} was held out of training and "
-        f"validation. The {anomaly.get('normal')} normal test samples and the "
-        f"{anomaly.get('anomalies')} samples of that class are scored (higher = more "
-        f"anomalous; k = {anomaly.get('k')} nearest training embeddings); ROC-AUC and "
+        f"<p>Class {html.escape(anomaly.class_name)} was held out of training and "
+        f"validation. The {anomaly.normal} normal test samples and the "
+        f"{anomaly.anomalies} samples of that class are scored (higher = more "
+        f"anomalous; k = {anomaly.k} nearest training embeddings); ROC-AUC and "
         "average precision take the anomalies as the positive class. Each threshold is the "
         "95th percentile of the validation split's scores (normal samples only).</p>",
         f"<table>{head}{rows}</table>",
     ]
 
 
-def write_report(
-    path: str | Path,
-    *,
-    config: Any,
-    metrics: Mapping[str, Any],
-    figures: Mapping[str, str | Path],
-    title: str = "contrastkit run",
-) -> Path:
+def write_report(path: str | Path, result: RunResult, *, title: str = "contrastkit run") -> Path:
     """Write the report of a run to ``path`` and return it.
 
     Args:
         path: the HTML file to write.
-        config: the run's config (anything with ``to_toml()``, or a mapping).
-        metrics: ``test`` (a mapping of metric values), ``history`` (a list of per-epoch
-            dicts), and optionally ``data``, ``seconds``, ``distance``, ``pairs``, ``notes``,
-            ``objective`` (its ``terms``: name → weight) and ``anomaly`` (the held-out
-            ``class``, the counts ``normal`` and ``anomalies``, ``k`` and per score
-            ``roc_auc``, ``average_precision``, ``threshold``, ``detected``,
-            ``false_alarms``).
-        figures: figure name → PNG file; the images are embedded in the page.
+        result: the run, as :func:`~contrastkit.app.run.train_run` returns it; its
+            ``figures`` (name → PNG file) are embedded in the page.
         title: the page's heading.
     """
     out = Path(path)
-    config_text = config.to_toml() if hasattr(config, "to_toml") else str(dict(config))
-    data = metrics.get("data", {})
-    seconds = metrics.get("seconds", {})
-    summary = []
-    if hasattr(config, "loss"):
-        summary.append(
-            f"{_trained(config)}, {config.embedding_dim}-dimensional embedding, "
-            f"{html.escape(str(metrics.get('distance', config.distance)))} distance, "
-            f"{config.epochs} epochs"
-        )
-    if data:
-        summary.append(
-            f"data: {html.escape(str(data.get('source', '')))}; "
-            f"{data.get('train')} training, {data.get('validation')} validation and "
-            f"{data.get('test')} test samples"
-        )
-    if seconds:
-        summary.append(f"run time {seconds.get('total', float('nan')):.1f} s")
-    test = metrics.get("test", {})
-    verification = [
-        (_metric_label(k), v)
-        for k, v in test.items()
-        if k in ("roc_auc", "eer", "threshold", "accuracy", "val_accuracy") or k.startswith("tar@")
+    config, data, evaluation = result.config, result.data, result.evaluation
+    seconds = result.seconds
+    extended = (
+        f" (extended from {result.extended_from})" if result.extended_from is not None else ""
+    )
+    summary = [
+        f"{_trained(result)}, {config.embedding_dim}-dimensional embedding, "
+        f"{html.escape(evaluation.distance)} distance, {config.epochs} epochs{extended}",
+        f"data: {html.escape(data.source)}; {data.train} training, {data.validation} "
+        f"validation and {data.test} test samples",
+        html.escape(result.environment.describe())
+        + (f"; run time {seconds['total']:.1f} s" if "total" in seconds else ""),
     ]
-    retrieval = [
-        (_metric_label(k), v)
-        for k, v in test.items()
-        if k in ("precision_at_1", "map_at_r") or k.startswith("recall_at_")
-    ]
-    pairs = metrics.get("pairs", {})
+    test = result.test
+    negatives = evaluation.pairs.get("test_negative")
+
+    def rows(keys: list[str]) -> list[tuple[str, str]]:
+        return [(metric_name(k), metric_text(test[k], negative_pairs=negatives)) for k in keys]
+
+    verification = rows(
+        [
+            k
+            for k in test
+            if k in ("roc_auc", "eer", "threshold", "accuracy", "val_accuracy")
+            or far_of(k) is not None
+        ]
+    )
+    retrieval = rows(
+        [k for k in test if k in ("precision_at_1", "map_at_r") or k.startswith("recall_at_")]
+    )
+    pairs = evaluation.pairs
     parts = [
         "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
         f"<title>{html.escape(title)}</title><style>{_STYLE}</style></head><body>",
         f"<h1>{html.escape(title)}</h1>",
         "".join(f"<p class='summary'>{s}</p>" for s in summary),
         "<h2>Verification (test pairs)</h2>",
-        f"<p>{pairs.get('test', '?')} balanced test pairs; the threshold is chosen on "
-        f"{pairs.get('validation', '?')} validation pairs and applied unchanged to the test "
-        "pairs.</p>",
+        f"<p>{pairs.get('test', '?')} balanced test pairs ({negatives} of them dissimilar); "
+        f"the threshold is chosen on {pairs.get('validation', '?')} validation pairs and "
+        "applied unchanged to the test pairs. A true accept rate (TAR) at a false accept "
+        "rate (FAR) below 1 / (dissimilar pairs) cannot be measured from these pairs.</p>",
         _table(verification),
     ]
     if retrieval:
@@ -249,25 +289,34 @@ def write_report(
             "<p>Each test sample queries all the others.</p>",
             _table(retrieval),
         ]
+    if evaluation.retrieval_skipped:
+        parts.append(f"<p>Retrieval not measured: {html.escape(evaluation.retrieval_skipped)}</p>")
     if "reconstruction_error" in test:
         parts += [
             "<h2>Reconstruction (test samples)</h2>",
             "<p>The autoencoder's error on the test inputs (scaled to [0, 1] by the "
             "training split's range), in its reconstruction loss.</p>",
-            _table([(_metric_label("reconstruction_error"), test["reconstruction_error"])]),
+            _table(rows(["reconstruction_error"])),
         ]
-    anomaly = metrics.get("anomaly")
-    if anomaly:
-        parts += _anomaly_section(anomaly)
+    figures = result.figures
+    if result.anomaly is not None:
+        parts += _anomaly_section(result.anomaly)
         parts += [_figure(n, f) for n, f in figures.items() if n.startswith("anomaly_")]
     parts.append("<h2>Figures</h2>")
     parts += [_figure(n, f) for n, f in figures.items() if not n.startswith("anomaly_")]
-    parts += ["<h2>History</h2>", _terms_note(metrics.get("objective"))]
-    parts.append(_history_table(list(metrics.get("history", []))))
-    notes = metrics.get("notes") or []
-    if notes:
-        parts += ["<h2>Notes</h2><ul>", *(f"<li>{html.escape(n)}</li>" for n in notes), "</ul>"]
-    parts += ["<h2>Configuration</h2>", f"<pre>{html.escape(config_text)}</pre>", "</body></html>"]
+    parts += ["<h2>History</h2>", _terms_note(result.terms)]
+    parts.append(_history_table(list(result.history)))
+    if result.notes:
+        parts += [
+            "<h2>Notes</h2><ul>",
+            *(f"<li>{html.escape(n)}</li>" for n in result.notes),
+            "</ul>",
+        ]
+    parts += [
+        "<h2>Configuration</h2>",
+        f"<pre>{html.escape(config.to_toml())}</pre>",
+        "</body></html>",
+    ]
     out.write_text("\n".join(parts), encoding="utf-8")
     return out
 

@@ -1,0 +1,463 @@
+"""The parts a run is built from: its data, its network, its loss and batches, its schedule.
+
+Each choice of :class:`~contrastkit.app.config.RunConfig` is looked up here, in one place:
+
+* the data: :func:`read_data` picks the reader of ``config.data`` (the bundled digits,
+  an image folder, a pair file, a feature file), :func:`run_splits` splits it;
+* the network: :func:`model_spec` (saved as ``model.json``) and :func:`build_model`,
+  with :func:`scale_inputs` for an autoencoder's inputs;
+* the loss: :data:`LOSS_KINDS`, one entry per ``config.loss`` (how it batches the data
+  and the objective it trains), used by :func:`loss_and_loaders`; :func:`build_objective`
+  wraps it for the reconstruction and combined objectives;
+* the optimisation: :func:`resolve_device` and :func:`optimizer_and_schedule`.
+
+Nothing here trains or writes files; :mod:`contrastkit.app.run` does.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import warnings
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, TypeVar, cast
+
+import torch
+from torch import Tensor, nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from contrastkit import losses
+from contrastkit.app.config import RECONSTRUCTION_LOSSES, ConfigError, RunConfig
+from contrastkit.data import ClassBalancedBatchSampler, PairDataset
+from contrastkit.data.readers import (
+    DataError,
+    LabelledData,
+    PairData,
+    load_digits,
+    read_features,
+    read_image_folder,
+    read_pairs,
+    split_indices,
+)
+from contrastkit.models import (
+    Autoencoder,
+    ConvDecoder,
+    ConvEncoder,
+    MLPDecoder,
+    MLPEncoder,
+    SiameseNetwork,
+    Standardize,
+)
+from contrastkit.training import (
+    LabelObjective,
+    PairObjective,
+    ReconstructionObjective,
+    TwoViewObjective,
+    WeightedSum,
+)
+
+__all__ = [
+    "LOSS_KINDS",
+    "LossKind",
+    "OneCycleSchedule",
+    "Split",
+    "build_model",
+    "build_objective",
+    "inputs_of",
+    "loss_and_loaders",
+    "loss_terms",
+    "model_spec",
+    "optimizer_and_schedule",
+    "read_data",
+    "resolve_device",
+    "run_splits",
+    "scale_inputs",
+    "scale_split",
+    "standardize",
+]
+
+Split = LabelledData | PairData
+"""One split of a run's data: labelled samples, or pairs of a pair file."""
+
+# ----------------------------------------------------------------------------- the data
+
+
+def read_data(config: RunConfig) -> Split:
+    """The data a config names: the bundled digits, an image folder or a file."""
+    if config.data == "digits":
+        return load_digits()
+    path = Path(config.data)
+    if path.is_dir():
+        return read_image_folder(path, image_size=config.image_size)
+    if not path.exists():
+        raise DataError(f"data {path} does not exist (give 'digits', a folder or a file)")
+    if path.suffix.lower() == ".csv" and _is_pair_csv(path):
+        return read_pairs(path, image_size=config.image_size)
+    data = read_features(path, label_column=config.label_column)
+    if not isinstance(data, LabelledData):  # only without a label column
+        raise DataError(f"feature file {path} has no labels")
+    return data
+
+
+def _is_pair_csv(path: Path) -> bool:
+    # errors="replace": an undecodable file is reported by the reader, which names it
+    with path.open(newline="", encoding="utf-8-sig", errors="replace") as handle:
+        header = handle.readline()
+    columns = {c.strip() for c in header.split(",")}
+    return {"left", "right", "label"} <= columns
+
+
+def _split(config: RunConfig, data: Split) -> tuple[Split, Split, Split]:
+    fractions = (config.val_fraction, config.test_fraction)
+    if isinstance(data, PairData):
+        index = split_indices(data.same, fractions=fractions, seed=config.seed)
+    else:
+        index = split_indices(data.labels, fractions=fractions, seed=config.seed)
+    train, val, test = (data.subset(i) for i in index)
+    for name, part in (("train", train), ("validation", val), ("test", test)):
+        if len(part) == 0:
+            raise DataError(f"{data.source}: the {name} split is empty; more data is needed")
+    return train, val, test
+
+
+def run_splits(config: RunConfig, data: Split) -> tuple[Split, Split, Split, LabelledData | None]:
+    """The training, validation and test splits of a run, and its anomalies.
+
+    Without ``anomaly_class`` the anomalies are ``None``. With it, the data are split as
+    without (so the other classes' samples land in the same splits), then every sample
+    of that class is taken out of the three splits and returned as the anomalies.
+    """
+    parts = _split(config, data)
+    if not config.anomaly_class:
+        return (*parts, None)
+    if not isinstance(data, LabelledData):
+        raise ConfigError(
+            f"anomaly_class needs labelled data, but {data.source} holds pairs without classes"
+        )
+    if config.anomaly_class not in data.class_names:
+        names = data.class_names
+        shown = ", ".join(names[:20]) + (f", … ({len(names)} in all)" if len(names) > 20 else "")
+        raise ConfigError(
+            f"anomaly_class {config.anomaly_class!r} is not a class of {data.source}; "
+            f"its classes are {shown}"
+        )
+    anomaly = data.class_names.index(config.anomaly_class)
+    if len(data.class_names) < 3:
+        raise DataError(
+            f"{data.source}: holding out class {config.anomaly_class!r} leaves "
+            f"{len(data.class_names) - 1} class; at least 2 normal classes are needed"
+        )
+    train, val, test = (_without(cast(LabelledData, part), anomaly) for part in parts)
+    anomalies = data.subset(torch.nonzero(data.labels == anomaly).flatten())
+    return train, val, test, anomalies
+
+
+def _without(part: LabelledData, label: int) -> LabelledData:
+    return part.subset(torch.nonzero(part.labels != label).flatten())
+
+
+# ----------------------------------------------------------------------------- the network
+
+
+def inputs_of(data: Split) -> Tensor:
+    """Every input of a split: its samples, or the left then the right of each pair."""
+    if isinstance(data, PairData):
+        return torch.cat([data.left, data.right])
+    return data.inputs
+
+
+def model_spec(config: RunConfig, data: Split, train: Split | None = None) -> dict[str, Any]:
+    """What :func:`build_model` needs to rebuild the network, saved as ``model.json``.
+
+    An autoencoder's spec also holds its ``noise_std``, its reconstruction loss and the
+    input range of the training split ``train`` (which it then needs).
+    """
+    sample = data.inputs if isinstance(data, LabelledData) else data.left
+    spec: dict[str, Any] = {
+        "kind": data.kind,
+        "embedding_dim": config.embedding_dim,
+        "hidden": list(config.hidden),
+    }
+    if data.kind == "images":
+        spec.update(channels=int(sample.shape[1]), image_size=int(sample.shape[2]))
+    else:
+        spec.update(in_features=int(sample.shape[1]))
+    if config.objective != "contrastive":
+        if train is None:
+            raise ValueError("an autoencoder's spec needs the training split for its input range")
+        x = inputs_of(train)
+        spec["autoencoder"] = {
+            "noise_std": config.noise_std,
+            "reconstruction_loss": config.reconstruction_loss,
+            "input_range": [float(x.min()), float(x.max())],
+        }
+    return spec
+
+
+def build_model(spec: Mapping[str, Any], standardize: Standardize | None = None) -> nn.Module:
+    """The network of a model spec: a :class:`SiameseNetwork`, or an :class:`Autoencoder`.
+
+    Without ``standardize`` a neutral one is made (the weights loaded next replace it).
+    """
+    hidden = [int(h) for h in spec["hidden"]]
+    dim = int(spec["embedding_dim"])
+    if spec["kind"] == "images":
+        channels = int(spec["channels"])
+        shape = (channels, 1, 1)
+        std = standardize or Standardize(torch.zeros(shape), torch.ones(shape))
+        encoder: nn.Module = ConvEncoder(
+            channels, embedding_dim=dim, channels=hidden, standardize=std
+        )
+    else:
+        n = int(spec["in_features"])
+        std = standardize or Standardize(torch.zeros(n), torch.ones(n))
+        encoder = MLPEncoder(n, embedding_dim=dim, hidden=hidden, batch_norm=True, standardize=std)
+    if "autoencoder" not in spec:
+        return SiameseNetwork(encoder)
+    mirrored = hidden[::-1]
+    if spec["kind"] == "images":
+        decoder: nn.Module = ConvDecoder(
+            dim, int(spec["channels"]), int(spec["image_size"]), channels=mirrored
+        )
+    else:
+        decoder = MLPDecoder(dim, int(spec["in_features"]), hidden=mirrored, batch_norm=True)
+    return Autoencoder(encoder, decoder, noise_std=float(spec["autoencoder"]["noise_std"]))
+
+
+def scale_inputs(spec: Mapping[str, Any], x: Tensor) -> Tensor:
+    """Inputs as the run's network takes them: an autoencoder's are scaled to [0, 1].
+
+    The scale is the training split's range (``input_range`` in the spec); with
+    ``reconstruction_loss="bce"`` values outside it are clipped to [0, 1], since binary
+    cross-entropy needs targets there. A siamese network's inputs are unchanged.
+    """
+    if "autoencoder" not in spec:
+        return x
+    low, high = (float(v) for v in spec["autoencoder"]["input_range"])
+    x = (x - low) / (high - low if high > low else 1.0)
+    if spec["autoencoder"]["reconstruction_loss"] == "bce":
+        x = x.clamp(0.0, 1.0)
+    return x
+
+
+_S = TypeVar("_S", LabelledData, PairData, Split, LabelledData | None)
+
+
+def scale_split(spec: Mapping[str, Any], data: _S) -> _S:
+    """A split (labelled or pairs, or ``None``) with its inputs scaled for the network."""
+    if data is None or "autoencoder" not in spec:
+        return data
+    if isinstance(data, PairData):
+        return dataclasses.replace(
+            data, left=scale_inputs(spec, data.left), right=scale_inputs(spec, data.right)
+        )
+    return dataclasses.replace(data, inputs=scale_inputs(spec, data.inputs))
+
+
+def standardize(x: Tensor) -> Standardize:
+    """The input standardisation of a network, from its training inputs ``x``."""
+    stats = Standardize.from_data(x)
+    if x.dim() == 2:
+        # Per feature, but a feature that hardly varies in training (a border pixel that
+        # is almost always 0) is scaled like an average one instead of being blown up.
+        stats = Standardize(stats.mean, stats.std.clamp_min(float(stats.std.mean())))
+    return stats
+
+
+# ----------------------------------------------------------------------------- the loss
+
+
+@dataclass(frozen=True)
+class LossKind:
+    """How one ``loss`` of a run trains on labelled data.
+
+    Attributes:
+        batches: ``"pairs"`` (random balanced pairs, :class:`~contrastkit.data.PairDataset`)
+            or ``"balanced"`` (class-balanced batches of ``samples_per_class`` samples of
+            each class drawn, :class:`~contrastkit.data.ClassBalancedBatchSampler`).
+        samples_per_class: the samples of each class in a balanced batch (0 for pairs).
+        objective: the training objective of the loss, from the run's config.
+        pair_files: whether the loss also trains on a pair file (pairs given by the user).
+    """
+
+    batches: Literal["pairs", "balanced"]
+    samples_per_class: int
+    objective: Callable[[RunConfig], Any]
+    pair_files: bool = False
+
+
+def _contrastive(config: RunConfig) -> PairObjective:
+    return PairObjective(
+        losses.ContrastiveLoss(margin=config.margin, distance=config.distance_name)
+    )
+
+
+LOSS_KINDS: dict[str, LossKind] = {
+    "contrastive": LossKind("pairs", 0, _contrastive, pair_files=True),
+    "triplet": LossKind(
+        "balanced",
+        4,
+        lambda c: LabelObjective(
+            losses.BatchAllTripletLoss(margin=c.margin, distance=c.distance_name)
+        ),
+    ),
+    "infonce": LossKind(
+        "balanced", 2, lambda c: TwoViewObjective(losses.InfoNCELoss(temperature=c.temperature))
+    ),
+    "supcon": LossKind(
+        "balanced", 4, lambda c: LabelObjective(losses.SupConLoss(temperature=c.temperature))
+    ),
+}
+"""Every ``loss`` of :data:`~contrastkit.app.config.LOSSES`: how it batches and trains."""
+
+
+def loss_and_loaders(
+    config: RunConfig, train: Split, val: Split
+) -> tuple[Any, DataLoader[Any], DataLoader[Any], list[str]]:
+    """The objective of ``config.loss``, the training and validation batches, and notes.
+
+    The notes are the warnings of the samplers (a class too small for its batches), for
+    the log and the report.
+    """
+    kind = LOSS_KINDS[config.loss]
+    notes: list[str] = []
+    batches = config.steps_per_epoch
+    if isinstance(train, PairData):
+        val = cast(PairData, val)
+        if not kind.pair_files:
+            raise ConfigError(
+                f"a pair file trains with loss 'contrastive' only, got loss {config.loss!r}"
+            )
+        pairs = TensorDataset(train.left, train.right, train.same)
+        # No generator of its own: the shuffle draws from the global RNG, which the
+        # Trainer seeds at the start of every epoch, so a resumed run sees the same order.
+        return (
+            kind.objective(config),
+            DataLoader(pairs, batch_size=config.batch_size, shuffle=True),
+            DataLoader(TensorDataset(val.left, val.right, val.same), batch_size=512),
+            notes,
+        )
+    val = cast(LabelledData, val)
+    objective = kind.objective(config)
+    if kind.batches == "pairs":
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            train_pairs = PairDataset(
+                train.inputs,
+                train.labels,
+                pairs_per_epoch=batches * config.batch_size,
+                seed=config.seed,
+            )
+            val_pairs = PairDataset(
+                val.inputs, val.labels, pairs_per_epoch=max(len(val), 512), seed=config.seed + 1
+            )
+        notes += [str(w.message) for w in caught]
+        return (
+            objective,
+            DataLoader(train_pairs, batch_size=config.batch_size, shuffle=True),
+            DataLoader(val_pairs, batch_size=512),
+            notes,
+        )
+    loaders = []
+    for part, seed, count in ((train, config.seed, batches), (val, config.seed + 1, 8)):
+        sampler = _balanced_sampler(
+            part, kind.samples_per_class, config.batch_size, count, seed, notes
+        )
+        loaders.append(DataLoader(TensorDataset(part.inputs, part.labels), batch_sampler=sampler))
+    return objective, loaders[0], loaders[1], notes
+
+
+def _balanced_sampler(
+    data: LabelledData, per_class: int, batch_size: int, batches: int, seed: int, notes: list[str]
+) -> ClassBalancedBatchSampler:
+    counts = torch.bincount(data.labels)
+    k = per_class if int((counts >= per_class).sum()) >= 2 else 2
+    eligible = int((counts >= k).sum())
+    if eligible < 2:
+        raise DataError(
+            f"{data.source}: fewer than 2 classes have {k} training samples; "
+            "the loss needs at least 2 classes with 2 samples each"
+        )
+    p = max(2, min(eligible, batch_size // k))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        sampler = ClassBalancedBatchSampler(
+            data.labels,
+            classes_per_batch=p,
+            samples_per_class=k,
+            batches_per_epoch=batches,
+            seed=seed,
+        )
+    notes += [str(w.message) for w in caught]
+    return sampler
+
+
+def build_objective(config: RunConfig, contrastive: Any) -> Any:
+    """The objective of a run, from the contrastive objective of its ``loss``."""
+    if config.objective == "contrastive":
+        return contrastive
+    kind = RECONSTRUCTION_LOSSES[config.reconstruction_loss]
+    reconstruction = ReconstructionObjective(losses.ReconstructionLoss(kind=kind))
+    if config.objective == "reconstruction":
+        return reconstruction
+    return WeightedSum(
+        {
+            "reconstruction": (reconstruction, config.reconstruction_weight),
+            "contrastive": (contrastive, config.contrastive_weight),
+        }
+    )
+
+
+def loss_terms(config: RunConfig) -> dict[str, float]:
+    """The logged loss terms of a run and their weights."""
+    if config.objective == "reconstruction":
+        return {"reconstruction": 1.0}
+    if config.objective == "combined":
+        return {
+            "reconstruction": config.reconstruction_weight,
+            "contrastive": config.contrastive_weight,
+        }
+    return {"loss": 1.0}
+
+
+# ----------------------------------------------------------------------------- optimisation
+
+
+def resolve_device(name: str) -> torch.device:
+    """The device a run uses: ``"auto"`` is CUDA when there is one, else the CPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"device {name!r} was asked for, but no CUDA device is available")
+    return torch.device(name)
+
+
+class OneCycleSchedule(torch.optim.lr_scheduler.OneCycleLR):
+    """:class:`~torch.optim.lr_scheduler.OneCycleLR` that keeps its length when resumed.
+
+    A loaded checkpoint sets the step reached (and the optimizer's state), never the
+    length of the cycle: that stays the one this schedule was built with. Resuming a run
+    with its own epochs builds the same length, so nothing changes; resuming it with
+    more epochs (an extension) continues the cycle rebuilt over the new total, from the
+    step reached.
+    """
+
+    _LENGTH = ("total_steps", "_schedule_phases")
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Load the step reached and the rest of the state, but not the cycle's length."""
+        super().load_state_dict({k: v for k, v in state_dict.items() if k not in self._LENGTH})
+
+
+def optimizer_and_schedule(
+    config: RunConfig, model: nn.Module, steps_per_epoch: int
+) -> tuple[torch.optim.Optimizer, OneCycleSchedule]:
+    """AdamW at ``config.lr`` and a one-cycle schedule over ``epochs × steps_per_epoch``."""
+    optimizer = torch.optim.AdamW(
+        model.parameters(), lr=config.lr, weight_decay=config.weight_decay
+    )
+    schedule = OneCycleSchedule(
+        optimizer, max_lr=config.lr, total_steps=config.epochs * steps_per_epoch
+    )
+    return optimizer, schedule

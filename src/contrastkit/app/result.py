@@ -1,0 +1,252 @@
+"""What one run gives back: :class:`RunResult`, typed, with its JSON (``metrics.json``).
+
+:func:`~contrastkit.app.run.train_run` returns a :class:`RunResult`; the report, the
+command line and ``contrastkit compare`` read it. The tensors the figures need (the test
+distances and embeddings, the anomaly scores) travel as fields of their own, never
+inside the JSON: :meth:`RunResult.to_json` writes the numbers only.
+
+A metric the data cannot measure is ``None`` (``null`` in JSON), never a number: the
+true accept rate at a false accept rate below 1/N, with N negative (dissimilar) test
+pairs, is one (see :func:`measurable`).
+
+Imports no torch (the tensors are only annotated), like :mod:`~contrastkit.app.config`.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from contrastkit.app.config import RunConfig
+
+if TYPE_CHECKING:
+    from torch import Tensor
+
+__all__ = [
+    "AnomalyResult",
+    "DataSummary",
+    "Environment",
+    "Evaluation",
+    "RunResult",
+    "far_of",
+    "measurable",
+]
+
+_TAR_PREFIX = "tar@far="
+
+
+def far_of(key: str) -> float | None:
+    """The false accept rate of a ``"tar@far=<far>"`` metric key, ``None`` for another key."""
+    if not key.startswith(_TAR_PREFIX):
+        return None
+    try:
+        return float(key.removeprefix(_TAR_PREFIX))
+    except ValueError:
+        return None
+
+
+def measurable(far: float, negative_pairs: int) -> bool:
+    """Whether ``negative_pairs`` dissimilar pairs can measure a false accept rate ``far``.
+
+    With N negative pairs the false accept rates that can occur are 0, 1/N, 2/N, …: a
+    rate below 1/N cannot be told from 0, so the true accept rate there is not measured
+    (it would read the TAR of accepting no negative pair at all).
+    """
+    return negative_pairs > 0 and negative_pairs * far >= 1.0 - 1e-9
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """The test metrics of a network, and the tensors of its test figures.
+
+    Attributes:
+        distance: the distance of the pairs and of retrieval.
+        test: metric key (as :mod:`contrastkit.evaluation.metrics` names it) → value;
+            ``None`` where the data cannot measure it.
+        pairs: the number of ``validation`` and ``test`` pairs, and of ``test_negative``
+            (dissimilar) test pairs.
+        test_distances: the distance of each test pair.
+        test_same: 1 for a similar test pair, 0 for a dissimilar one.
+        test_embeddings: the embedding of each test sample (the left then the right
+            input of each pair, for a pair file).
+        retrieval_skipped: why retrieval was not measured, or ``None``.
+    """
+
+    distance: str
+    test: dict[str, float | None]
+    pairs: dict[str, int]
+    test_distances: Tensor
+    test_same: Tensor
+    test_embeddings: Tensor
+    retrieval_skipped: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The numbers, as ``metrics.json`` holds them."""
+        out: dict[str, Any] = {
+            "distance": self.distance,
+            "test": dict(self.test),
+            "pairs": dict(self.pairs),
+        }
+        if self.retrieval_skipped is not None:
+            out["retrieval_skipped"] = self.retrieval_skipped
+        return out
+
+    def measured_fars(self) -> list[float]:
+        """The false accept rates of the ``tar@far`` metrics the test pairs can measure."""
+        fars = [far_of(key) for key, value in self.test.items() if value is not None]
+        return [far for far in fars if far is not None]
+
+
+@dataclass(frozen=True)
+class AnomalyResult:
+    """How well each score tells the held-out class from the normal test samples.
+
+    Attributes:
+        class_name: the held-out class.
+        normal: the normal test samples scored.
+        anomalies: the samples of the held-out class scored.
+        k: the neighbours of the ``knn`` score.
+        scores: score name → ``roc_auc``, ``average_precision``, ``threshold`` (the 95th
+            percentile of the validation scores), ``detected`` (share of anomalies at or
+            above it) and ``false_alarms`` (share of normal test samples at or above it).
+        values: score name → the score of each normal test sample, then of each anomaly.
+        is_anomaly: 0 for each normal test sample, then 1 for each anomaly.
+    """
+
+    class_name: str
+    normal: int
+    anomalies: int
+    k: int
+    scores: dict[str, dict[str, float]]
+    values: dict[str, Tensor]
+    is_anomaly: Tensor
+
+    def to_dict(self) -> dict[str, Any]:
+        """The numbers, as ``metrics.json`` holds them."""
+        return {
+            "class": self.class_name,
+            "normal": self.normal,
+            "anomalies": self.anomalies,
+            "k": self.k,
+            "scores": {name: dict(values) for name, values in self.scores.items()},
+        }
+
+
+@dataclass(frozen=True)
+class DataSummary:
+    """The data of a run: where it came from and the size of each split."""
+
+    source: str
+    train: int
+    validation: int
+    test: int
+    classes: int | None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The numbers, as ``metrics.json`` holds them."""
+        return {
+            "source": self.source,
+            "train": self.train,
+            "validation": self.validation,
+            "test": self.test,
+            "classes": self.classes,
+        }
+
+
+@dataclass(frozen=True)
+class Environment:
+    """What ran the run: the versions, the date (UTC) and the device actually used."""
+
+    contrastkit: str
+    torch: str
+    python: str
+    date: str
+    device: str
+    device_name: str
+
+    def to_dict(self) -> dict[str, str]:
+        """The fields, as ``metrics.json`` holds them."""
+        return {
+            "contrastkit": self.contrastkit,
+            "torch": self.torch,
+            "python": self.python,
+            "date": self.date,
+            "device": self.device,
+            "device_name": self.device_name,
+        }
+
+    def describe(self) -> str:
+        """One line: ``contrastkit 0.2, torch 2.13, Python 3.11 on cpu (x86_64), <date>``."""
+        device = f"{self.device} ({self.device_name})" if self.device_name else self.device
+        return (
+            f"contrastkit {self.contrastkit}, torch {self.torch}, Python {self.python} "
+            f"on {device}, {self.date}"
+        )
+
+
+@dataclass
+class RunResult:
+    """One finished run: its config, metrics, history, figures and timings.
+
+    Attributes:
+        run_dir: the run folder.
+        config: the resolved configuration (as ``config.toml`` holds it).
+        evaluation: the test metrics and the tensors of the test figures.
+        terms: the loss terms of the objective and their weights.
+        history: one record per epoch (``epoch``, ``train_*``, ``val_*``).
+        data: the data and the size of each split.
+        environment: the versions, date and device.
+        anomaly: the anomaly detection of a held-out class, or ``None``.
+        test_labels: the class of each test sample (``None`` for a pair file).
+        class_names: the name of each class (empty for a pair file).
+        notes: what the run noticed (a class too small for its batches, an extension).
+        extended_from: the epochs the run had before this call extended it, or ``None``.
+        seconds: ``training`` and ``total`` wall-clock seconds.
+        figures: figure name → PNG file in the run folder.
+    """
+
+    run_dir: Path
+    config: RunConfig
+    evaluation: Evaluation
+    terms: dict[str, float]
+    history: list[dict[str, float]]
+    data: DataSummary
+    environment: Environment
+    anomaly: AnomalyResult | None = None
+    test_labels: Tensor | None = None
+    class_names: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    extended_from: int | None = None
+    seconds: dict[str, float] = field(default_factory=dict)
+    figures: dict[str, Path] = field(default_factory=dict)
+
+    @property
+    def test(self) -> dict[str, float | None]:
+        """The test metrics (``None``: not measurable from these data)."""
+        return self.evaluation.test
+
+    def metrics(self) -> dict[str, Any]:
+        """Everything ``metrics.json`` holds: numbers and text only, no tensors."""
+        out = self.evaluation.to_dict()
+        out["objective"] = {"name": self.config.objective, "terms": dict(self.terms)}
+        if self.anomaly is not None:
+            out["anomaly"] = self.anomaly.to_dict()
+        out["history"] = [dict(record) for record in self.history]
+        out["data"] = self.data.to_dict()
+        out["notes"] = list(self.notes)
+        if self.extended_from is not None:
+            out["extended_from"] = self.extended_from
+        out["environment"] = self.environment.to_dict()
+        out["seconds"] = dict(self.seconds)
+        return out
+
+    def to_json(self) -> str:
+        """The JSON of :meth:`metrics` (``metrics.json``), ending in a newline."""
+        return json.dumps(self.metrics(), indent=2) + "\n"
+
+    def summary(self) -> list[tuple[str, float | None]]:
+        """The headline test metrics, key and value, in the order they are shown."""
+        keys = ("roc_auc", "eer", "accuracy", "precision_at_1", "map_at_r", "reconstruction_error")
+        return [(key, self.test[key]) for key in keys if key in self.test]
