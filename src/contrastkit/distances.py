@@ -53,7 +53,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from torch import Tensor
@@ -122,21 +122,116 @@ def safe_sqrt(squared: Tensor) -> Tensor:
     return _SafeSqrt.apply(squared)
 
 
+# --- scaling by powers of two, so that no square overflows ----------------------------
+
+
+def _power_of_two(largest: Tensor) -> Tensor:
+    """The power of two ``s`` with ``largest / s`` in ``[1, 2)``; 1 where ``largest`` is 0.
+
+    Dividing by a power of two is exact (short of the subnormal range), so a computation
+    on ``x / s``, scaled back by ``s``, gives the bits of the direct one unless the
+    direct one overflows or underflows. Used on detached values only.
+    """
+    mantissa, _ = torch.frexp(largest)  # largest = mantissa * 2**e, mantissa in [0.5, 1)
+    scale = largest / (2.0 * mantissa)  # 2**(e - 1), exactly, and finite
+    return torch.where((largest > 0) & torch.isfinite(largest), scale, 1.0)
+
+
+def _row_scale(*rows: Tensor) -> Tensor:
+    """Per row, shape ``(..., 1)``: a power of two near the largest magnitude of the rows."""
+    largest = rows[0].detach().abs().amax(dim=-1, keepdim=True)
+    for r in rows[1:]:
+        largest = torch.maximum(largest, r.detach().abs().amax(dim=-1, keepdim=True))
+    return _power_of_two(largest)
+
+
+def _largest(t: Tensor) -> Tensor:
+    """The largest magnitude in ``t`` (0 for an empty tensor), detached, 0-D."""
+    return t.detach().abs().amax() if t.numel() else t.new_zeros(())
+
+
 def normalize(x: Tensor) -> Tensor:
-    """Rows scaled to unit length; a zero row stays zero, with a zero gradient."""
-    norm = torch.linalg.vector_norm(x, dim=-1, keepdim=True)
-    nonzero = norm > 0
-    # Tiny rows are divided by max(norm, 1e-12), as F.normalize does; exactly zero rows
+    """Rows scaled to unit length; a zero row stays zero, with a zero gradient.
+
+    Each row is divided by a power of two near its largest magnitude before its norm is
+    taken, so that a row of any finite size (``1e30`` in float32, whose squares
+    overflow) keeps its direction instead of being taken for zero.
+    """
+    if x.shape[-1] == 0:
+        return x * 1.0
+    scale = _row_scale(x)
+    u = x / scale
+    length = torch.linalg.vector_norm(u, dim=-1, keepdim=True)  # >= 1 unless the row is 0
+    norm = length * scale
+    unit = u / torch.where(length > 0, length, 1.0)
+    # Rows shorter than 1e-12 are divided by 1e-12, as F.normalize does; exactly zero rows
     # get 0 and gradient 0 (a gradient of 1/eps = 1e12 would overflow float16 inputs).
-    return torch.where(nonzero, x / norm.clamp_min(_NORM_EPS), 0.0)
+    tiny = torch.where(norm > 0, x / _NORM_EPS, 0.0)
+    return torch.where(norm >= _NORM_EPS, unit, tiny)
+
+
+class _PairedEuclidean(torch.autograd.Function):
+    """``(|x - y|, |x - y|²)`` per row, computed on rows scaled by a power of two.
+
+    The gradients come from the scaled difference ``u`` and the scale ``s``:
+    ``u / |u|`` for the distance (0 at distance 0) and ``2 u s`` for its square, so a
+    gradient is never ``0 · inf``.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:  # type: ignore[override]
+        scale = _row_scale(x, y)
+        u = x / scale - y / scale
+        summed = u.pow(2).sum(dim=-1)
+        s = scale.squeeze(-1)
+        root = summed.sqrt()
+        ctx.save_for_backward(u, root, scale)
+        ctx.set_materialize_grads(False)
+        return root * s, summed * s * s
+
+    @staticmethod
+    def backward(  # type: ignore[override]
+        ctx: Any, grad_d: Tensor | None, grad_squared: Tensor | None
+    ) -> tuple[Tensor | None, Tensor | None]:
+        if grad_d is None and grad_squared is None:
+            return None, None
+        u, root, scale = ctx.saved_tensors
+        grad = torch.zeros_like(u)
+        if grad_d is not None:
+            direction = u / torch.where(root > 0, root, 1.0).unsqueeze(-1)
+            grad = grad + grad_d.unsqueeze(-1) * direction
+        if grad_squared is not None:
+            grad = grad + (2.0 * grad_squared.unsqueeze(-1) * u) * scale
+        return (
+            grad if ctx.needs_input_grad[0] else None,
+            -grad if ctx.needs_input_grad[1] else None,
+        )
+
+
+def paired_euclidean_and_square(x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+    """Row ``i`` of ``x`` against row ``i`` of ``y``: the Euclidean distance and its square.
+
+    Both come from one pass over the rows divided by a power of two near their largest
+    magnitude, so nothing overflows before the result itself: the distance is finite
+    whenever it is representable (rows of ``1e20``, whose squares overflow float32, are
+    ``1.4e20`` apart, not ``inf``), and the square is ``inf`` only where it exceeds the
+    largest float. Where nothing overflows or underflows, the bits are those of
+    ``sqrt(sum((x - y)**2))`` and ``sum((x - y)**2)``. The gradients are finite wherever
+    the values are, never NaN, and 0 at distance 0.
+    """
+    if x.shape[-1] == 0:
+        zero = (x - y).sum(dim=-1)
+        return zero, zero
+    d, squared = _PairedEuclidean.apply(x, y)
+    return d, squared
 
 
 def _paired_squared_euclidean(x: Tensor, y: Tensor) -> Tensor:
-    return (x - y).pow(2).sum(dim=-1)
+    return paired_euclidean_and_square(x, y)[1]
 
 
 def _paired_euclidean(x: Tensor, y: Tensor) -> Tensor:
-    return safe_sqrt(_paired_squared_euclidean(x, y))
+    return paired_euclidean_and_square(x, y)[0]
 
 
 def _paired_manhattan(x: Tensor, y: Tensor) -> Tensor:
@@ -156,18 +251,92 @@ def _paired_dot(x: Tensor, y: Tensor) -> Tensor:
     return (x * y).sum(dim=-1)
 
 
-def _matrix_squared_euclidean(x: Tensor, y: Tensor) -> Tensor:
-    x_norms = x.pow(2).sum(dim=-1)
-    y_norms = x_norms if y is x else y.pow(2).sum(dim=-1)
-    squared = torch.addmm(x_norms[:, None] + y_norms[None, :], x, y.T, alpha=-2.0)
+def _scaled_squares(u: Tensor, v: Tensor, same: bool) -> Tensor:
+    """``|u_i - v_j|²`` as ``|u|² + |v|² - 2 u·v``, clamped at 0, exact 0 on a self-diagonal."""
+    u_norms = u.pow(2).sum(dim=-1)
+    v_norms = u_norms if same else v.pow(2).sum(dim=-1)
+    squared = torch.addmm(u_norms[:, None] + v_norms[None, :], u, v.T, alpha=-2.0)
     squared = squared.clamp_min(0.0)
-    if x is y:  # a batch against itself: each row's distance to itself is exactly 0
+    if same:  # a batch against itself: each row's distance to itself is exactly 0
         squared = squared.fill_diagonal_(0.0)
     return squared
 
 
+def _pull(weights: Tensor, u: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
+    """``Σ_j w_ij (u_i - v_j)`` for each row ``i`` and ``Σ_i w_ij (v_j - u_i)`` for each ``j``."""
+    grad_u = weights.sum(dim=1, keepdim=True) * u - weights @ v
+    grad_v = weights.sum(dim=0).unsqueeze(1) * v - weights.T @ u
+    return grad_u, grad_v
+
+
+class _MatrixEuclidean(torch.autograd.Function):
+    """Every row of ``x`` against every row of ``y``, on inputs divided by one power of two.
+
+    Returns the distance and its square. As in the paired form, nothing overflows before
+    the result, and the gradients are built from the scaled rows ``u``, ``v``:
+    ``Σ_j w_ij (u_i - v_j)`` with ``w = grad / |u - v|`` (0 at distance 0) for the
+    distance, and ``2 s`` times that with ``w = grad`` for its square (0 where the square
+    was clamped at 0).
+    """
+
+    @staticmethod
+    def forward(ctx: Any, x: Tensor, y: Tensor, same: bool) -> tuple[Tensor, Tensor]:  # type: ignore[override]
+        largest = _largest(x)
+        if not same:
+            largest = torch.maximum(largest, _largest(y))
+        scale = _power_of_two(largest)
+        u = x / scale
+        v = u if same else y / scale
+        summed = _scaled_squares(u, v, same)
+        root = summed.sqrt()
+        ctx.save_for_backward(x, y, scale, root)
+        ctx.set_materialize_grads(False)
+        return root * scale, summed * scale * scale
+
+    @staticmethod
+    def backward(  # type: ignore[override]
+        ctx: Any, grad_d: Tensor | None, grad_squared: Tensor | None
+    ) -> tuple[Tensor | None, ...]:
+        if grad_d is None and grad_squared is None:
+            return None, None, None
+        x, y, scale, root = ctx.saved_tensors
+        u, v = x / scale, y / scale
+        positive = root > 0
+        # d|u - v| / du = (u - v) / |u - v|; d(s² |u - v|²) / du = 2 s (u - v): the factor s
+        # multiplies the pulled sums last, so that no weight overflows
+        if grad_squared is None:
+            weights = grad_d / torch.where(positive, root, 1.0)
+        elif grad_d is None:
+            weights = 2.0 * grad_squared
+        else:
+            weights = grad_d / torch.where(positive, root, 1.0) / scale + 2.0 * grad_squared
+        grad_x, grad_y = _pull(torch.where(positive, weights, 0.0), u, v)
+        if grad_squared is not None:
+            grad_x, grad_y = grad_x * scale, grad_y * scale
+        return (
+            grad_x if ctx.needs_input_grad[0] else None,
+            grad_y if ctx.needs_input_grad[1] else None,
+            None,
+        )
+
+
+def matrix_euclidean_and_square(x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+    """Every row of ``x`` against every row of ``y``: Euclidean distances and their squares.
+
+    The matrix counterpart of :func:`paired_euclidean_and_square`: the inputs are divided
+    by one power of two near their largest magnitude, so nothing overflows before the
+    result. ``y`` the same tensor as ``x`` gives an exact zero diagonal.
+    """
+    d, squared = _MatrixEuclidean.apply(x, y, x is y)
+    return d, squared
+
+
+def _matrix_squared_euclidean(x: Tensor, y: Tensor) -> Tensor:
+    return matrix_euclidean_and_square(x, y)[1]
+
+
 def _matrix_euclidean(x: Tensor, y: Tensor) -> Tensor:
-    return safe_sqrt(_matrix_squared_euclidean(x, y))
+    return matrix_euclidean_and_square(x, y)[0]
 
 
 def _matrix_manhattan(x: Tensor, y: Tensor) -> Tensor:

@@ -8,10 +8,25 @@ Conventions shared by every function here:
 * **Reduction**: ``"mean"`` (default), ``"sum"`` or ``"none"``; ``"none"`` returns one
   value per pair, triplet or anchor.
 * **Checks first**: bad input raises :class:`TypeError` or :class:`ValueError` naming
-  the argument, before any computation.
+  the argument, before any computation. Numbers may be Python or numpy numbers, never
+  bools (see :mod:`contrastkit._validation`).
 * **NaN and Inf**: the losses refuse non-finite embeddings with a
   :class:`ValueError` instead of returning a NaN loss (this costs one pass over the
-  inputs, small next to the loss itself).
+  inputs, small next to the loss itself, and a read back to the host).
+* **Value checks can be turned off**: :func:`contrastkit.set_validation` ``(False)``, or
+  ``with contrastkit.validation(False):``, skips the checks that read tensor values
+  (the NaN/Inf scan, the range of labels, scores, targets and of a temperature
+  tensor); types, shapes, dtypes, devices and hyper-parameters are still checked. With
+  them off every loss here compiles into one graph,
+  ``torch.compile(loss, fullgraph=True)``, on its simple path; the tiled path of the
+  large-batch losses (below) always breaks the graph: it is a custom autograd function
+  that decides on the host how to build its gradient.
+* **Large finite inputs** never give a NaN: distances and norms are computed on rows
+  divided by a power of two near their largest magnitude, so a distance is finite
+  whenever it is representable (rows of ``1e20`` in float32, whose squares overflow,
+  are still ``1.4e20`` apart, and their cosine is still their cosine). A loss that
+  exceeds the largest float is ``inf`` (for example ``½ d²`` of a similar pair ``1e20``
+  apart in float32), never NaN, and its gradient stays finite.
 * **Precision**: float32 and float64 are computed in their own dtype; float16 and
   bfloat16 inputs are computed, and the loss returned, in float32. Gradients flow back
   to the inputs in their own dtype.
@@ -46,21 +61,23 @@ from contrastkit._validation import (
     check_embeddings_and_labels,
     check_finite,
     check_margin,
+    check_negatives,
     check_pair_labels,
+    check_paired_embeddings,
+    check_reconstruction_inputs,
     check_reduction,
     check_same_device,
-    check_same_shape,
     check_score,
     check_temperature,
     compute_dtype,
 )
 from contrastkit.distances import (
-    DISTANCES,
     SIMILARITIES,
     DistanceName,
     Metric,
     get_distance,
-    safe_sqrt,
+    matrix_euclidean_and_square,
+    paired_euclidean_and_square,
 )
 from contrastkit.distances import normalize as unit_rows
 from contrastkit.mining import label_masks  # `normalize` is an argument name
@@ -87,12 +104,6 @@ def _reduce(per_item: Tensor, reduction: str) -> Tensor:
     if reduction == "sum":
         return per_item.sum()
     return per_item
-
-
-def _check_paired_embeddings(**tensors: Tensor) -> None:
-    for name, t in tensors.items():
-        check_embeddings(name, t)
-    check_same_shape(**tensors)
 
 
 def contrastive_loss(
@@ -155,7 +166,7 @@ def contrastive_loss(
     metric = get_distance(distance)
     reduction = check_reduction(reduction)
     caffe_legacy = check_bool("caffe_legacy", caffe_legacy)
-    _check_paired_embeddings(x1=x1, x2=x2)
+    check_paired_embeddings(x1=x1, x2=x2)
     check_same_device(x1=x1, x2=x2)
     labels = check_pair_labels("y", y, "x1", x1)
     check_finite(x1=x1, x2=x2)
@@ -169,11 +180,15 @@ def contrastive_loss(
 def _distance_and_square(
     metric: Metric, a: Tensor, b: Tensor, *, paired: bool
 ) -> tuple[Tensor, Tensor]:
-    """``d`` and ``d²``; for the Euclidean distance ``d²`` comes without a sqrt round trip."""
+    """``d`` and ``d²``; for the Euclidean distance ``d²`` comes without a sqrt round trip.
+
+    Neither overflows before the result: ``d²`` is ``inf`` only where it exceeds the
+    largest float (see :func:`contrastkit.distances.paired_euclidean_and_square`).
+    """
     if metric.name == "euclidean":
-        squared = DISTANCES["squared_euclidean"]
-        d_squared = squared.paired(a, b) if paired else squared.matrix(a, b)
-        return safe_sqrt(d_squared), d_squared
+        if paired:
+            return paired_euclidean_and_square(a, b)
+        return matrix_euclidean_and_square(a, b)
     d = metric.paired(a, b) if paired else metric.matrix(a, b)
     return d, d * d
 
@@ -181,12 +196,17 @@ def _distance_and_square(
 def _contrastive_terms(
     d: Tensor, d_squared: Tensor, y: Tensor, margin: float, caffe_legacy: bool
 ) -> Tensor:
-    """½ [y d² + (1 − y) max(m − d, 0)²], or Caffe's legacy ½ [y d² + (1 − y) max(m − d², 0)]."""
+    """½ [y d² + (1 − y) max(m − d, 0)²], or Caffe's legacy ½ [y d² + (1 − y) max(m − d², 0)].
+
+    A pair of weight ``y = 0`` contributes exactly 0 from ``d²`` even where ``d²``
+    overflowed to ``inf`` (not ``0 · inf = NaN``); the dissimilar term is at most ``m²``.
+    """
     if caffe_legacy:
         dissimilar = (margin - d_squared).clamp_min(0.0)
     else:
         dissimilar = (margin - d).clamp_min(0.0).pow(2)
-    return 0.5 * (y * d_squared + (1.0 - y) * dissimilar)
+    similar = torch.where(y > 0, y * d_squared, 0.0)
+    return 0.5 * (similar + (1.0 - y) * dissimilar)
 
 
 def all_pairs_contrastive_loss(
@@ -522,7 +542,7 @@ def triplet_loss(
     margin = check_margin(margin)
     metric = get_distance(distance)
     reduction = check_reduction(reduction)
-    _check_paired_embeddings(anchor=anchor, positive=positive, negative=negative)
+    check_paired_embeddings(anchor=anchor, positive=positive, negative=negative)
     check_same_device(anchor=anchor, positive=positive, negative=negative)
     check_finite(anchor=anchor, positive=positive, negative=negative)
 
@@ -530,21 +550,6 @@ def triplet_loss(
     a, p, n = anchor.to(dtype), positive.to(dtype), negative.to(dtype)
     per_triplet = (metric.paired(a, p) - metric.paired(a, n) + margin).clamp_min(0.0)
     return _reduce(per_triplet, reduction)
-
-
-def _check_negatives(negatives: object, n: int, d: int) -> Tensor:
-    if not isinstance(negatives, Tensor):
-        raise TypeError(f"negatives must be a torch.Tensor or None, got {type(negatives).__name__}")
-    if not negatives.is_floating_point():
-        raise TypeError(f"negatives must be a real floating-point tensor, got {negatives.dtype}")
-    shared = negatives.dim() == 2 and negatives.shape[1] == d
-    per_query = negatives.dim() == 3 and negatives.shape[0] == n and negatives.shape[2] == d
-    if not (shared or per_query):
-        raise ValueError(
-            f"negatives must have shape (M, {d}) (shared by all queries) or ({n}, K, {d}) "
-            f"(K per query) to match query of shape ({n}, {d}), got {tuple(negatives.shape)}"
-        )
-    return negatives
 
 
 def info_nce(
@@ -616,7 +621,7 @@ def info_nce(
     symmetric = check_bool("symmetric", symmetric)
     reduction = check_reduction(reduction)
     chunk_size = check_chunk_size(chunk_size)
-    _check_paired_embeddings(query=query, key=key)
+    check_paired_embeddings(query=query, key=key)
     temperature = check_temperature(temperature, device=query.device)
     n, d = query.shape
     inputs = {"query": query, "key": key}
@@ -626,7 +631,7 @@ def info_nce(
                 "negatives cannot be combined with symmetric=True: extra negatives belong "
                 "to the query-to-key direction only"
             )
-        inputs["negatives"] = _check_negatives(negatives, n, d)
+        inputs["negatives"] = check_negatives(negatives, n, d)
     check_same_device(**inputs)
     check_finite(**inputs)
 
@@ -736,7 +741,7 @@ def nt_xent(
     """
     reduction = check_reduction(reduction)
     chunk_size = check_chunk_size(chunk_size)
-    _check_paired_embeddings(z1=z1, z2=z2)
+    check_paired_embeddings(z1=z1, z2=z2)
     temperature = check_temperature(temperature, device=z1.device)
     check_same_device(z1=z1, z2=z2)
     check_finite(z1=z1, z2=z2)
@@ -901,7 +906,7 @@ def cosine_similarity_loss(
         BERT-Networks.* EMNLP 2019.
     """
     reduction = check_reduction(reduction)
-    _check_paired_embeddings(x1=x1, x2=x2)
+    check_paired_embeddings(x1=x1, x2=x2)
     check_same_device(x1=x1, x2=x2)
     target = check_score("score", score, "x1", x1)
     check_finite(x1=x1, x2=x2)
@@ -915,82 +920,6 @@ def cosine_similarity_loss(
 
 ReconstructionKind = Literal["mse", "bce", "bce_with_logits", "cross_entropy"]
 RECONSTRUCTION_KINDS: tuple[str, ...] = ("mse", "bce", "bce_with_logits", "cross_entropy")
-
-
-def _check_unit_interval(name: str, t: Tensor, kind: str, hint: str = "") -> None:
-    if bool(((t < 0) | (t > 1)).any()):
-        raise ValueError(
-            f"{name} must lie in [0, 1] for kind={kind!r}{hint}, got values from "
-            f"{float(t.min())} to {float(t.max())}"
-        )
-
-
-def _check_reconstruction_inputs(reconstruction: object, target: object, kind: str) -> bool:
-    """Checks for :func:`reconstruction_loss`; returns whether ``target`` holds class indices."""
-    if not isinstance(reconstruction, Tensor):
-        raise TypeError(
-            f"reconstruction must be a torch.Tensor, got {type(reconstruction).__name__}"
-        )
-    if not isinstance(target, Tensor):
-        raise TypeError(f"target must be a torch.Tensor, got {type(target).__name__}")
-    if not reconstruction.is_floating_point():
-        raise TypeError(
-            f"reconstruction must be a real floating-point tensor, got dtype {reconstruction.dtype}"
-        )
-    shape = tuple(reconstruction.shape)
-    min_dim = 2 if kind == "cross_entropy" else 1
-    if reconstruction.dim() < min_dim:
-        expected = "(N, C, ...) logits" if kind == "cross_entropy" else "(N, ...)"
-        raise ValueError(
-            f"reconstruction must be at least {min_dim}-D {expected} for kind={kind!r}, "
-            f"got shape {shape}"
-        )
-    if reconstruction.numel() == 0:
-        raise ValueError(
-            f"reconstruction must hold at least one sample with at least one element, "
-            f"got shape {shape}"
-        )
-    indices = kind == "cross_entropy" and not target.is_floating_point()
-    if indices:
-        if target.dtype == torch.bool or target.is_complex():
-            raise TypeError(
-                "target must be integer class indices or floating-point class probabilities "
-                f"for kind='cross_entropy', got dtype {target.dtype}"
-            )
-        expected_shape = (shape[0], *shape[2:])
-        if tuple(target.shape) != expected_shape:
-            raise ValueError(
-                f"target of class indices must have shape {expected_shape} (reconstruction "
-                f"{shape} without its class dimension), got {tuple(target.shape)}"
-            )
-    else:
-        if not target.is_floating_point():
-            raise TypeError(
-                f"target must be a real floating-point tensor for kind={kind!r}, got dtype "
-                f"{target.dtype} (convert it with .float())"
-            )
-        check_same_shape(reconstruction=reconstruction, target=target)
-    check_same_device(reconstruction=reconstruction, target=target)
-    if indices:
-        check_finite(reconstruction=reconstruction)
-        classes = shape[1]
-        if bool(((target < 0) | (target >= classes)).any()):
-            raise ValueError(
-                f"target class indices must lie in [0, {classes - 1}] for {classes} classes, "
-                f"got values from {int(target.min())} to {int(target.max())}"
-            )
-        return True
-    check_finite(reconstruction=reconstruction, target=target)
-    if kind == "bce":
-        _check_unit_interval(
-            "reconstruction",
-            reconstruction,
-            kind,
-            " (probabilities; for logits use kind='bce_with_logits')",
-        )
-    if kind in ("bce", "bce_with_logits", "cross_entropy"):
-        _check_unit_interval("target", target, kind)
-    return False
 
 
 def reconstruction_loss(
@@ -1084,7 +1013,7 @@ def reconstruction_loss(
     """
     kind = check_choice("kind", kind, RECONSTRUCTION_KINDS)  # type: ignore[assignment]
     reduction = check_reduction(reduction)
-    indices = _check_reconstruction_inputs(reconstruction, target, kind)
+    indices = check_reconstruction_inputs(reconstruction, target, kind)
 
     if indices:
         dtype = compute_dtype(reconstruction)
