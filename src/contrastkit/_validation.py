@@ -64,6 +64,7 @@ __all__ = [
     "check_in_range",
     "check_int",
     "check_int_sequence",
+    "check_magnitude",
     "check_margin",
     "check_negatives",
     "check_nonnegative",
@@ -408,6 +409,20 @@ def check_in_range(name: str, t: Tensor, low: int, high: int, *, context: str = 
         raise ValueError(
             f"{name} must lie in [{low}, {high}]{context}, got values from "
             f"{float(t.min())} to {float(t.max())}"
+        )
+
+
+def check_magnitude(name: str, t: Tensor, limit: float, *, why: str) -> None:
+    """No value of ``t`` exceeds ``limit`` in magnitude; ``why`` explains the limit.
+
+    A value check: skipped while validation is off.
+    """
+    if not _enabled or t.numel() == 0:
+        return
+    largest = float(t.detach().abs().amax())
+    if largest > limit:
+        raise ValueError(
+            f"{name} must not exceed {limit:.3g} in magnitude {why}, got values up to {largest:.3g}"
         )
 
 

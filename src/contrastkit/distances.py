@@ -69,9 +69,12 @@ __all__ = [
     "distance_matrix",
     "get_distance",
     "get_similarity",
+    "matrix_euclidean_and_square",
     "normalize",
     "paired_distance",
+    "paired_euclidean_and_square",
     "paired_similarity",
+    "power_of_two_scale",
     "safe_sqrt",
     "similarity_matrix",
 ]
@@ -148,6 +151,19 @@ def _row_scale(*rows: Tensor) -> Tensor:
 def _largest(t: Tensor) -> Tensor:
     """The largest magnitude in ``t`` (0 for an empty tensor), detached, 0-D."""
     return t.detach().abs().amax() if t.numel() else t.new_zeros(())
+
+
+def power_of_two_scale(*tensors: Tensor) -> Tensor:
+    """A power of two near the largest magnitude in ``tensors`` (1 if all are 0), 0-D.
+
+    Dividing by it is exact (short of the subnormal range) and brings the largest
+    magnitude into ``[1, 2)``: distances of the scaled rows, times the scale, are those
+    of the rows themselves, without their squares overflowing. Detached.
+    """
+    largest = _largest(tensors[0])
+    for t in tensors[1:]:
+        largest = torch.maximum(largest, _largest(t))
+    return _power_of_two(largest)
 
 
 def normalize(x: Tensor) -> Tensor:
@@ -272,22 +288,20 @@ def _pull(weights: Tensor, u: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
 class _MatrixEuclidean(torch.autograd.Function):
     """Every row of ``x`` against every row of ``y``, on inputs divided by one power of two.
 
-    Returns the distance and its square. As in the paired form, nothing overflows before
-    the result, and the gradients are built from the scaled rows ``u``, ``v``:
+    Returns the distance and its square; ``y=None`` compares ``x`` with itself (one
+    input, as :func:`torch.compile` wants). As in the paired form, nothing overflows
+    before the result, and the gradients are built from the scaled rows ``u``, ``v``:
     ``Σ_j w_ij (u_i - v_j)`` with ``w = grad / |u - v|`` (0 at distance 0) for the
     distance, and ``2 s`` times that with ``w = grad`` for its square (0 where the square
     was clamped at 0).
     """
 
     @staticmethod
-    def forward(ctx: Any, x: Tensor, y: Tensor, same: bool) -> tuple[Tensor, Tensor]:  # type: ignore[override]
-        largest = _largest(x)
-        if not same:
-            largest = torch.maximum(largest, _largest(y))
-        scale = _power_of_two(largest)
+    def forward(ctx: Any, x: Tensor, y: Tensor | None) -> tuple[Tensor, Tensor]:  # type: ignore[override]
+        scale = power_of_two_scale(x) if y is None else power_of_two_scale(x, y)
         u = x / scale
-        v = u if same else y / scale
-        summed = _scaled_squares(u, v, same)
+        v = u if y is None else y / scale
+        summed = _scaled_squares(u, v, y is None)
         root = summed.sqrt()
         ctx.save_for_backward(x, y, scale, root)
         ctx.set_materialize_grads(False)
@@ -296,27 +310,31 @@ class _MatrixEuclidean(torch.autograd.Function):
     @staticmethod
     def backward(  # type: ignore[override]
         ctx: Any, grad_d: Tensor | None, grad_squared: Tensor | None
-    ) -> tuple[Tensor | None, ...]:
+    ) -> tuple[Tensor | None, Tensor | None]:
         if grad_d is None and grad_squared is None:
-            return None, None, None
+            return None, None
         x, y, scale, root = ctx.saved_tensors
-        u, v = x / scale, y / scale
+        u = x / scale
+        v = u if y is None else y / scale
         positive = root > 0
         # d|u - v| / du = (u - v) / |u - v|; d(s² |u - v|²) / du = 2 s (u - v): the factor s
         # multiplies the pulled sums last, so that no weight overflows
+        by_root = torch.where(positive, root, 1.0)
         if grad_squared is None:
-            weights = grad_d / torch.where(positive, root, 1.0)
+            assert grad_d is not None
+            weights = grad_d / by_root
         elif grad_d is None:
             weights = 2.0 * grad_squared
         else:
-            weights = grad_d / torch.where(positive, root, 1.0) / scale + 2.0 * grad_squared
+            weights = grad_d / by_root / scale + 2.0 * grad_squared
         grad_x, grad_y = _pull(torch.where(positive, weights, 0.0), u, v)
         if grad_squared is not None:
             grad_x, grad_y = grad_x * scale, grad_y * scale
+        if y is None:  # x on both sides
+            return grad_x + grad_y, None
         return (
             grad_x if ctx.needs_input_grad[0] else None,
             grad_y if ctx.needs_input_grad[1] else None,
-            None,
         )
 
 
@@ -327,7 +345,7 @@ def matrix_euclidean_and_square(x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
     by one power of two near their largest magnitude, so nothing overflows before the
     result. ``y`` the same tensor as ``x`` gives an exact zero diagonal.
     """
-    d, squared = _MatrixEuclidean.apply(x, y, x is y)
+    d, squared = _MatrixEuclidean.apply(x, None if y is x else y)
     return d, squared
 
 

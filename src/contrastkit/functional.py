@@ -60,6 +60,7 @@ from contrastkit._validation import (
     check_embeddings,
     check_embeddings_and_labels,
     check_finite,
+    check_magnitude,
     check_margin,
     check_negatives,
     check_pair_labels,
@@ -82,7 +83,12 @@ from contrastkit.distances import (
 from contrastkit.distances import normalize as unit_rows
 from contrastkit.mining import label_masks  # `normalize` is an argument name
 
+ReconstructionKind = Literal["mse", "bce", "bce_with_logits", "cross_entropy"]
+MeanOver = Literal["all", "nonzero"]
+MEAN_OVER: tuple[MeanOver, ...] = ("all", "nonzero")
+
 __all__ = [
+    "MeanOver",
     "ReconstructionKind",
     "Reduction",
     "all_pairs_contrastive_loss",
@@ -104,6 +110,17 @@ def _reduce(per_item: Tensor, reduction: str) -> Tensor:
     if reduction == "sum":
         return per_item.sum()
     return per_item
+
+
+def _check_tiled_magnitude(z: Tensor, distance: str) -> None:
+    """The Euclidean tile kernels take embeddings whose squared norms cannot overflow."""
+    if distance in ("euclidean", "squared_euclidean"):
+        n, d = z.shape
+        why = (
+            f"on the tiled path with distance={distance!r} ({n} rows of {d} features in "
+            f"{z.dtype}: their squared norms would overflow; use a smaller scale)"
+        )
+        check_magnitude("embeddings", z, _tiled.largest_safe_value(n, d, z.dtype), why=why)
 
 
 def contrastive_loss(
@@ -274,6 +291,7 @@ def all_pairs_contrastive_loss(
             f"'mean' or 'sum', got distance={metric.name!r}, reduction={reduction!r}"
         )
     if tileable and _tiled.use_tiles(n, n, chunk_size):
+        _check_tiled_magnitude(z, metric.name)
         total = _tiled.all_pairs_contrastive_sum(
             z,
             labels,
@@ -302,7 +320,7 @@ def batch_all_triplet_loss(
     margin: float,
     distance: DistanceName = "euclidean",
     reduction: Reduction = "mean",
-    mean_over: Literal["all", "nonzero"] = "all",
+    mean_over: MeanOver = "all",
     chunk_size: int | None = None,
 ) -> Tensor:
     r"""The triplet loss over every valid triplet of a labelled batch, without listing them.
@@ -356,7 +374,7 @@ def batch_all_triplet_loss(
     margin = check_margin(margin)
     metric = get_distance(distance)
     reduction = check_reduction(reduction)
-    mean_over = check_choice("mean_over", mean_over, ("all", "nonzero"))  # type: ignore[assignment]
+    mean_over = check_choice("mean_over", mean_over, MEAN_OVER)
     chunk_size = check_chunk_size(chunk_size)
     z, labels = check_embeddings_and_labels(embeddings, labels)
     n = z.shape[0]
@@ -366,6 +384,7 @@ def batch_all_triplet_loss(
             f"chunk_size needs distance euclidean, squared_euclidean or cosine, got {metric.name!r}"
         )
     if tileable and _tiled.use_tiles(n, n, chunk_size):
+        _check_tiled_magnitude(z, metric.name)
         per_anchor, count_all, count_nonzero = _tiled.batch_all_triplet_sums(
             z,
             labels,
@@ -918,8 +937,12 @@ def cosine_similarity_loss(
 
 # --- reconstruction (autoencoders) ----------------------------------------------------
 
-ReconstructionKind = Literal["mse", "bce", "bce_with_logits", "cross_entropy"]
-RECONSTRUCTION_KINDS: tuple[str, ...] = ("mse", "bce", "bce_with_logits", "cross_entropy")
+RECONSTRUCTION_KINDS: tuple[ReconstructionKind, ...] = (
+    "mse",
+    "bce",
+    "bce_with_logits",
+    "cross_entropy",
+)
 
 
 def reconstruction_loss(
@@ -1011,7 +1034,7 @@ def reconstruction_loss(
         P.-A. Manzagol. *Extracting and Composing Robust Features with Denoising
         Autoencoders.* ICML 2008.
     """
-    kind = check_choice("kind", kind, RECONSTRUCTION_KINDS)  # type: ignore[assignment]
+    kind = check_choice("kind", kind, RECONSTRUCTION_KINDS)
     reduction = check_reduction(reduction)
     indices = check_reconstruction_inputs(reconstruction, target, kind)
 
