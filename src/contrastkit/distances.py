@@ -153,6 +153,16 @@ def _largest(t: Tensor) -> Tensor:
     return t.detach().abs().amax() if t.numel() else t.new_zeros(())
 
 
+def _finite(grad: Tensor) -> Tensor:
+    """An upstream gradient with ±inf saturated to the largest float (NaN stays NaN).
+
+    Multiplied by a zero factor it then gives 0, not ``0 · inf = NaN``; where the true
+    gradient overflows, the result still comes out ±inf.
+    """
+    largest = torch.finfo(grad.dtype).max
+    return grad.clamp(-largest, largest)
+
+
 def power_of_two_scale(*tensors: Tensor) -> Tensor:
     """A power of two near the largest magnitude in ``tensors`` (1 if all are 0), 0-D.
 
@@ -214,10 +224,10 @@ class _PairedEuclidean(torch.autograd.Function):
         u, root, scale = ctx.saved_tensors
         grad = torch.zeros_like(u)
         if grad_d is not None:
-            direction = u / torch.where(root > 0, root, 1.0).unsqueeze(-1)
-            grad = grad + grad_d.unsqueeze(-1) * direction
-        if grad_squared is not None:
-            grad = grad + (2.0 * grad_squared.unsqueeze(-1) * u) * scale
+            direction = u / torch.where(root > 0, root, 1.0).unsqueeze(-1)  # |direction| <= 1
+            grad = grad + _finite(grad_d).unsqueeze(-1) * direction
+        if grad_squared is not None:  # a zero u stays 0 through every factor
+            grad = grad + (_finite(grad_squared).unsqueeze(-1) * u) * 2.0 * scale
         return (
             grad if ctx.needs_input_grad[0] else None,
             -grad if ctx.needs_input_grad[1] else None,
@@ -322,12 +332,17 @@ class _MatrixEuclidean(torch.autograd.Function):
         by_root = torch.where(positive, root, 1.0)
         if grad_squared is None:
             assert grad_d is not None
-            weights = grad_d / by_root
+            weights = _finite(grad_d) / by_root
         elif grad_d is None:
-            weights = 2.0 * grad_squared
+            weights = 2.0 * _finite(grad_squared)
         else:
-            weights = grad_d / by_root / scale + 2.0 * grad_squared
-        grad_x, grad_y = _pull(torch.where(positive, weights, 0.0), u, v)
+            weights = _finite(grad_d) / by_root / scale + 2.0 * _finite(grad_squared)
+        # the weights, divided by a power of two near their largest, cannot overflow the
+        # sums of the pull; the factors multiply its result last (inf at worst, never NaN)
+        weights = torch.where(positive, _finite(weights), 0.0)
+        weight_scale = power_of_two_scale(weights)
+        grad_x, grad_y = _pull(weights / weight_scale, u, v)
+        grad_x, grad_y = grad_x * weight_scale, grad_y * weight_scale
         if grad_squared is not None:
             grad_x, grad_y = grad_x * scale, grad_y * scale
         if y is None:  # x on both sides

@@ -18,15 +18,21 @@ Conventions shared by every function here:
   (the NaN/Inf scan, the range of labels, scores, targets and of a temperature
   tensor); types, shapes, dtypes, devices and hyper-parameters are still checked. With
   them off every loss here compiles into one graph,
-  ``torch.compile(loss, fullgraph=True)``, on its simple path; the tiled path of the
-  large-batch losses (below) always breaks the graph: it is a custom autograd function
-  that decides on the host how to build its gradient.
+  ``torch.compile(loss, fullgraph=True)``, the tiled path (below) included: while
+  compiling, the tiled kernels build their gradient in ``backward`` instead of checking
+  on the host whether the one built in the forward pass applies.
 * **Large finite inputs** never give a NaN: distances and norms are computed on rows
   divided by a power of two near their largest magnitude, so a distance is finite
   whenever it is representable (rows of ``1e20`` in float32, whose squares overflow,
   are still ``1.4e20`` apart, and their cosine is still their cosine). A loss that
   exceeds the largest float is ``inf`` (for example ``½ d²`` of a similar pair ``1e20``
-  apart in float32), never NaN, and its gradient stays finite.
+  apart in float32), never NaN, and the gradients never NaN either (``±inf`` where the
+  true gradient exceeds the largest float). Two cases are refused instead, with a
+  :class:`ValueError` (value checks, see above): ``distance="squared_euclidean"`` with
+  inputs beyond ``sqrt(max / (4 D))`` (about ``4e18`` for ``D = 5`` in float32), whose
+  squared distances themselves overflow, and the Euclidean kinds on the tiled path with
+  inputs beyond that bound divided by ``N``. Dot products (``normalize=False``) are not
+  rescaled: logits beyond the largest float give a NaN loss.
 * **Precision**: float32 and float64 are computed in their own dtype; float16 and
   bfloat16 inputs are computed, and the loss returned, in float32. Gradients flow back
   to the inputs in their own dtype.
@@ -44,6 +50,7 @@ against.
 
 from __future__ import annotations
 
+import math
 from typing import Literal
 
 import torch
@@ -110,6 +117,26 @@ def _reduce(per_item: Tensor, reduction: str) -> Tensor:
     if reduction == "sum":
         return per_item.sum()
     return per_item
+
+
+def _check_squared_magnitude(distance: str, **tensors: Tensor) -> None:
+    """With the squared Euclidean distance, no squared distance may overflow.
+
+    The Euclidean distance of rows up to ``sqrt(max / (4 D))`` is representable (it is
+    computed on scaled rows); its square is beyond the largest float for rows of about
+    ``1e19`` in float32, and a difference of two such infinities would be NaN.
+    """
+    if distance != "squared_euclidean":
+        return
+    first = next(iter(tensors.values()))
+    dtype = compute_dtype(*tensors.values())
+    limit = math.sqrt(torch.finfo(dtype).max / (4 * first.shape[-1]))
+    for name, t in tensors.items():
+        why = (
+            f"with distance='squared_euclidean' ({t.shape[-1]} features in {dtype}: the "
+            "squared distances would overflow; use distance='euclidean' or a smaller scale)"
+        )
+        check_magnitude(name, t, limit, why=why)
 
 
 def _check_tiled_magnitude(z: Tensor, distance: str) -> None:
@@ -187,6 +214,7 @@ def contrastive_loss(
     check_same_device(x1=x1, x2=x2)
     labels = check_pair_labels("y", y, "x1", x1)
     check_finite(x1=x1, x2=x2)
+    _check_squared_magnitude(metric.name, x1=x1, x2=x2)
 
     dtype = compute_dtype(x1, x2)
     d, d_squared = _distance_and_square(metric, x1.to(dtype), x2.to(dtype), paired=True)
@@ -283,6 +311,7 @@ def all_pairs_contrastive_loss(
     caffe_legacy = check_bool("caffe_legacy", caffe_legacy)
     chunk_size = check_chunk_size(chunk_size)
     z, labels = check_embeddings_and_labels(embeddings, labels)
+    _check_squared_magnitude(metric.name, embeddings=z)
     n = z.shape[0]
     tileable = reduction != "none" and metric.name in _tiled.TILED_DISTANCES
     if chunk_size is not None and not tileable:
@@ -377,6 +406,7 @@ def batch_all_triplet_loss(
     mean_over = check_choice("mean_over", mean_over, MEAN_OVER)
     chunk_size = check_chunk_size(chunk_size)
     z, labels = check_embeddings_and_labels(embeddings, labels)
+    _check_squared_magnitude(metric.name, embeddings=z)
     n = z.shape[0]
     tileable = metric.name in _tiled.TILED_DISTANCES
     if chunk_size is not None and not tileable:
@@ -481,6 +511,7 @@ def batch_hard_triplet_loss(
     reduction = check_reduction(reduction)
     chunk_size = check_chunk_size(chunk_size)
     z, labels = check_embeddings_and_labels(embeddings, labels)
+    _check_squared_magnitude(metric.name, embeddings=z)
     n = z.shape[0]
     if _tiled.use_tiles(n, n, chunk_size):
         farthest, closest, valid = _tiled.batch_hard_indices(
@@ -564,6 +595,7 @@ def triplet_loss(
     check_paired_embeddings(anchor=anchor, positive=positive, negative=negative)
     check_same_device(anchor=anchor, positive=positive, negative=negative)
     check_finite(anchor=anchor, positive=positive, negative=negative)
+    _check_squared_magnitude(metric.name, anchor=anchor, positive=positive, negative=negative)
 
     dtype = compute_dtype(anchor, positive, negative)
     a, p, n = anchor.to(dtype), positive.to(dtype), negative.to(dtype)
