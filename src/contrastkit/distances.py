@@ -29,6 +29,18 @@ a zero vector has cosine similarity 0 with every vector, with gradient 0; other 
 are divided by ``max(norm, 1e-12)`` as :func:`torch.nn.functional.normalize` does. The
 cosine distance is clamped to ``[0, 2]`` against rounding. NaN in gives NaN out.
 
+**Large inputs.** The Euclidean kinds and the norms behind the cosine are computed on
+rows divided by a power of two near their largest magnitude (one per row in the paired
+forms and :func:`normalize`, one for both inputs in the matrix forms), then scaled back.
+Dividing by a power of two is exact, so where nothing overflows or underflows the bits
+are those of the direct formulas; where the direct formula would overflow (squares of
+``1.9e19`` in float32) the distance stays finite and right, the cosine stays the cosine,
+and only a result beyond the largest float is ``inf`` (the squared distance of rows
+``1e20`` apart, say). Their backward passes take the same scaled rows and saturate an
+infinite upstream gradient to the largest float first, so no gradient is ever
+``0 · inf = NaN``. Manhattan distances and dot products are not rescaled: they overflow
+only where their value itself exceeds the largest float.
+
 The matrix forms of ``"euclidean"`` and ``"squared_euclidean"`` use the
 expansion :math:`\lVert x\rVert^2 + \lVert y\rVert^2 - 2 x^\top y` so that
 they cost one matrix product and never build an ``(N, M, D)`` tensor. The squared
@@ -189,11 +201,11 @@ def normalize(x: Tensor) -> Tensor:
     u = x / scale
     length = torch.linalg.vector_norm(u, dim=-1, keepdim=True)  # >= 1 unless the row is 0
     norm = length * scale
-    unit = u / torch.where(length > 0, length, 1.0)
+    unit = u / torch.where(length == 0, 1.0, length)
     # Rows shorter than 1e-12 are divided by 1e-12, as F.normalize does; exactly zero rows
     # get 0 and gradient 0 (a gradient of 1/eps = 1e12 would overflow float16 inputs).
-    tiny = torch.where(norm > 0, x / _NORM_EPS, 0.0)
-    return torch.where(norm >= _NORM_EPS, unit, tiny)
+    # NaN rows stay NaN (every comparison with a NaN norm is false).
+    return torch.where(norm == 0, 0.0, torch.where(norm < _NORM_EPS, x / _NORM_EPS, unit))
 
 
 class _PairedEuclidean(torch.autograd.Function):
