@@ -145,34 +145,20 @@ def _power_of_two(largest: Tensor) -> Tensor:
 
     Dividing by a power of two is exact (short of the subnormal range), so a computation
     on ``x / s``, scaled back by ``s``, gives the bits of the direct one unless the
-    direct one overflows or underflows. Used on detached values only.
+    direct one overflows or underflows. Used on detached values only; 1 for a
+    non-finite ``largest`` too (NaN in gives NaN out).
     """
     mantissa, _ = torch.frexp(largest)  # largest = mantissa * 2**e, mantissa in [0.5, 1)
     scale = largest / (2.0 * mantissa)  # 2**(e - 1), exactly, and finite
     return torch.where((largest > 0) & torch.isfinite(largest), scale, 1.0)
 
 
-def _row_scale(*rows: Tensor) -> Tensor:
-    """Per row, shape ``(..., 1)``: a power of two near the largest magnitude of the rows."""
-    largest = rows[0].detach().abs().amax(dim=-1, keepdim=True)
-    for r in rows[1:]:
-        largest = torch.maximum(largest, r.detach().abs().amax(dim=-1, keepdim=True))
-    return _power_of_two(largest)
-
-
-def _largest(t: Tensor) -> Tensor:
-    """The largest magnitude in ``t`` (0 for an empty tensor), detached, 0-D."""
+def _largest(t: Tensor, *, rows: bool = False) -> Tensor:
+    """The largest magnitude in ``t`` (per row, ``(..., 1)``, with ``rows``), detached."""
+    # abs().amax(): many times faster than vector_norm(ord=inf) on the CPU
+    if rows:
+        return t.detach().abs().amax(dim=-1, keepdim=True)
     return t.detach().abs().amax() if t.numel() else t.new_zeros(())
-
-
-def _finite(grad: Tensor) -> Tensor:
-    """An upstream gradient with ±inf saturated to the largest float (NaN stays NaN).
-
-    Multiplied by a zero factor it then gives 0, not ``0 · inf = NaN``; where the true
-    gradient overflows, the result still comes out ±inf.
-    """
-    largest = torch.finfo(grad.dtype).max
-    return grad.clamp(-largest, largest)
 
 
 def power_of_two_scale(*tensors: Tensor) -> Tensor:
@@ -188,44 +174,59 @@ def power_of_two_scale(*tensors: Tensor) -> Tensor:
     return _power_of_two(largest)
 
 
+def _saturate(t: Tensor) -> Tensor:
+    """``t`` with ±inf brought to ±(largest float), in place (NaN stays NaN).
+
+    Multiplied by a zero factor it then gives 0, not ``0 · inf = NaN``; where the true
+    product overflows, the result still comes out ±inf.
+    """
+    largest = torch.finfo(t.dtype).max
+    return t.clamp_(-largest, largest)
+
+
 def normalize(x: Tensor) -> Tensor:
     """Rows scaled to unit length; a zero row stays zero, with a zero gradient.
 
     Each row is divided by a power of two near its largest magnitude before its norm is
     taken, so that a row of any finite size (``1e30`` in float32, whose squares
-    overflow) keeps its direction instead of being taken for zero.
+    overflow) keeps its direction instead of being taken for zero. Rows shorter than
+    ``1e-12`` are divided by ``1e-12``, as :func:`torch.nn.functional.normalize` does.
+    NaN rows stay NaN.
     """
     if x.shape[-1] == 0:
         return x * 1.0
-    scale = _row_scale(x)
+    scale = _power_of_two(_largest(x, rows=True))
     u = x / scale
     length = torch.linalg.vector_norm(u, dim=-1, keepdim=True)  # >= 1 unless the row is 0
     norm = length * scale
-    unit = u / torch.where(length == 0, 1.0, length)
-    # Rows shorter than 1e-12 are divided by 1e-12, as F.normalize does; exactly zero rows
-    # get 0 and gradient 0 (a gradient of 1/eps = 1e12 would overflow float16 inputs).
-    # NaN rows stay NaN (every comparison with a NaN norm is false).
-    return torch.where(norm == 0, 0.0, torch.where(norm < _NORM_EPS, x / _NORM_EPS, unit))
+    # u / (eps / s) is x / eps, exactly: s is a power of two
+    divisor = torch.where(norm < _NORM_EPS, _NORM_EPS / scale, length)
+    # exactly zero rows get 0 and gradient 0 (a gradient of 1/eps = 1e12 would overflow
+    # float16 inputs); a NaN norm fails every comparison, so NaN rows stay NaN
+    return torch.where(norm == 0, 0.0, u / divisor)
 
 
 class _PairedEuclidean(torch.autograd.Function):
-    """``(|x - y|, |x - y|²)`` per row, computed on rows scaled by a power of two.
+    """``(|x - y|, |x - y|²)`` per row, computed on the difference divided by a power of two.
 
     The gradients come from the scaled difference ``u`` and the scale ``s``:
-    ``u / |u|`` for the distance (0 at distance 0) and ``2 u s`` for its square, so a
-    gradient is never ``0 · inf``.
+    ``u / |u|`` for the distance (0 at distance 0) and ``2 s u`` for its square, with the
+    per-row factors saturated first, so that a gradient is never ``0 · inf``.
     """
 
     @staticmethod
     def forward(ctx: Any, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:  # type: ignore[override]
-        scale = _row_scale(x, y)
-        u = x / scale - y / scale
+        # a difference beyond the largest float means a distance beyond it too (inf, as
+        # before); saturated, it still gives the right direction for the gradient
+        u = _saturate(x - y)
+        scale = _power_of_two(_largest(u, rows=True))
+        u.div_(scale)
         summed = u.pow(2).sum(dim=-1)
         s = scale.squeeze(-1)
         root = summed.sqrt()
-        ctx.save_for_backward(u, root, scale)
+        ctx.save_for_backward(u, root, s)
         ctx.set_materialize_grads(False)
-        return root * s, summed * s * s
+        return root * s, summed.mul_(s).mul_(s)
 
     @staticmethod
     def backward(  # type: ignore[override]
@@ -233,13 +234,14 @@ class _PairedEuclidean(torch.autograd.Function):
     ) -> tuple[Tensor | None, Tensor | None]:
         if grad_d is None and grad_squared is None:
             return None, None
-        u, root, scale = ctx.saved_tensors
-        grad = torch.zeros_like(u)
+        u, root, s = ctx.saved_tensors
+        # d|u s| / dx = u / |u| (0 at 0); d(s² |u|²) / dx = 2 s u: one factor per row
+        factor = torch.zeros_like(root)
         if grad_d is not None:
-            direction = u / torch.where(root > 0, root, 1.0).unsqueeze(-1)  # |direction| <= 1
-            grad = grad + _finite(grad_d).unsqueeze(-1) * direction
-        if grad_squared is not None:  # a zero u stays 0 through every factor
-            grad = grad + (_finite(grad_squared).unsqueeze(-1) * u) * 2.0 * scale
+            factor = factor + grad_d / torch.where(root > 0, root, 1.0)
+        if grad_squared is not None:
+            factor = factor + (2.0 * grad_squared) * s
+        grad = u * _saturate(factor).unsqueeze(-1)
         return (
             grad if ctx.needs_input_grad[0] else None,
             -grad if ctx.needs_input_grad[1] else None,
@@ -249,13 +251,13 @@ class _PairedEuclidean(torch.autograd.Function):
 def paired_euclidean_and_square(x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
     """Row ``i`` of ``x`` against row ``i`` of ``y``: the Euclidean distance and its square.
 
-    Both come from one pass over the rows divided by a power of two near their largest
-    magnitude, so nothing overflows before the result itself: the distance is finite
-    whenever it is representable (rows of ``1e20``, whose squares overflow float32, are
-    ``1.4e20`` apart, not ``inf``), and the square is ``inf`` only where it exceeds the
-    largest float. Where nothing overflows or underflows, the bits are those of
-    ``sqrt(sum((x - y)**2))`` and ``sum((x - y)**2)``. The gradients are finite wherever
-    the values are, never NaN, and 0 at distance 0.
+    Both come from one pass over ``x - y`` divided, row by row, by a power of two near
+    its largest magnitude, so nothing overflows before the result itself: the distance
+    is finite whenever it is representable (rows of ``1e20``, whose squares overflow
+    float32, are ``1.4e20`` apart, not ``inf``), and the square is ``inf`` only where it
+    exceeds the largest float. Where nothing overflows or underflows, the bits are those
+    of ``sqrt(sum((x - y)**2))`` and ``sum((x - y)**2)``. The gradients are never NaN
+    (finite wherever the true gradient is representable) and 0 at distance 0.
     """
     if x.shape[-1] == 0:
         zero = (x - y).sum(dim=-1)
@@ -294,9 +296,9 @@ def _scaled_squares(u: Tensor, v: Tensor, same: bool) -> Tensor:
     u_norms = u.pow(2).sum(dim=-1)
     v_norms = u_norms if same else v.pow(2).sum(dim=-1)
     squared = torch.addmm(u_norms[:, None] + v_norms[None, :], u, v.T, alpha=-2.0)
-    squared = squared.clamp_min(0.0)
+    squared.clamp_min_(0.0)
     if same:  # a batch against itself: each row's distance to itself is exactly 0
-        squared = squared.fill_diagonal_(0.0)
+        squared.fill_diagonal_(0.0)
     return squared
 
 
@@ -307,61 +309,77 @@ def _pull(weights: Tensor, u: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
     return grad_u, grad_v
 
 
+_DISTANCE, _SQUARED, _BOTH = 1, 2, 3
+
+
 class _MatrixEuclidean(torch.autograd.Function):
     """Every row of ``x`` against every row of ``y``, on inputs divided by one power of two.
 
-    Returns the distance and its square; ``y=None`` compares ``x`` with itself (one
-    input, as :func:`torch.compile` wants). As in the paired form, nothing overflows
-    before the result, and the gradients are built from the scaled rows ``u``, ``v``:
-    ``Σ_j w_ij (u_i - v_j)`` with ``w = grad / |u - v|`` (0 at distance 0) for the
-    distance, and ``2 s`` times that with ``w = grad`` for its square (0 where the square
-    was clamped at 0).
+    ``want`` selects the distance, its square, or both (a tuple); ``y=None`` compares
+    ``x`` with itself (one input, as :func:`torch.compile` wants). As in the paired
+    form, nothing overflows before the result, and the gradients are built from the
+    scaled rows ``u``, ``v``: ``Σ_j w_ij (u_i - v_j)`` with ``w = grad / |u - v|`` (0 at
+    distance 0) for the distance, and ``2 s`` times that with ``w = grad`` for its
+    square (0 where the square is 0). The weights are saturated and divided by a power
+    of two near their largest before the sums, whose result the factors multiply last.
     """
 
     @staticmethod
-    def forward(ctx: Any, x: Tensor, y: Tensor | None) -> tuple[Tensor, Tensor]:  # type: ignore[override]
+    def forward(  # type: ignore[override]
+        ctx: Any, x: Tensor, y: Tensor | None, want: int
+    ) -> Tensor | tuple[Tensor, Tensor]:
         scale = power_of_two_scale(x) if y is None else power_of_two_scale(x, y)
         u = x / scale
         v = u if y is None else y / scale
         summed = _scaled_squares(u, v, y is None)
-        root = summed.sqrt()
-        ctx.save_for_backward(x, y, scale, root)
+        ctx.want = want
         ctx.set_materialize_grads(False)
-        return root * scale, summed * scale * scale
+        if want == _SQUARED:
+            squared = summed.mul_(scale).mul_(scale)
+            ctx.save_for_backward(x, y, scale, squared)
+            return squared
+        if want == _DISTANCE:
+            d = summed.sqrt_().mul_(scale)
+            ctx.save_for_backward(x, y, scale, d)
+            return d
+        d = summed.sqrt().mul_(scale)
+        ctx.save_for_backward(x, y, scale, d)
+        return d, summed.mul_(scale).mul_(scale)
 
     @staticmethod
-    def backward(  # type: ignore[override]
-        ctx: Any, grad_d: Tensor | None, grad_squared: Tensor | None
-    ) -> tuple[Tensor | None, Tensor | None]:
+    def backward(ctx: Any, *grads: Tensor | None) -> tuple[Tensor | None, ...]:  # type: ignore[override]
+        grad_d, grad_squared = (grads[0], None) if ctx.want == _DISTANCE else (None, grads[0])
+        if ctx.want == _BOTH:
+            grad_d, grad_squared = grads
         if grad_d is None and grad_squared is None:
-            return None, None
-        x, y, scale, root = ctx.saved_tensors
+            return None, None, None
+        x, y, scale, saved = ctx.saved_tensors
         u = x / scale
         v = u if y is None else y / scale
-        positive = root > 0
-        # d|u - v| / du = (u - v) / |u - v|; d(s² |u - v|²) / du = 2 s (u - v): the factor s
-        # multiplies the pulled sums last, so that no weight overflows
-        by_root = torch.where(positive, root, 1.0)
-        if grad_squared is None:
-            assert grad_d is not None
-            weights = _finite(grad_d) / by_root
-        elif grad_d is None:
-            weights = 2.0 * _finite(grad_squared)
+        if ctx.want == _SQUARED:
+            positive = saved > 0
         else:
-            weights = _finite(grad_d) / by_root / scale + 2.0 * _finite(grad_squared)
-        # the weights, divided by a power of two near their largest, cannot overflow the
-        # sums of the pull; the factors multiply its result last (inf at worst, never NaN)
-        weights = torch.where(positive, _finite(weights), 0.0)
+            root = saved / scale  # exact: the distance is root * scale
+            positive = root > 0
+        if grad_d is None:
+            assert grad_squared is not None
+            weights = 2.0 * grad_squared
+        else:
+            weights = grad_d / torch.where(positive, root, 1.0)
+            if grad_squared is not None:  # the factor s comes last, as for the square
+                weights = weights.div_(scale).add_(grad_squared, alpha=2.0)
+        weights = _saturate(torch.where(positive, weights, 0.0))
         weight_scale = power_of_two_scale(weights)
-        grad_x, grad_y = _pull(weights / weight_scale, u, v)
-        grad_x, grad_y = grad_x * weight_scale, grad_y * weight_scale
+        grad_x, grad_y = _pull(weights.div_(weight_scale), u, v)
+        grad_x, grad_y = grad_x.mul_(weight_scale), grad_y.mul_(weight_scale)
         if grad_squared is not None:
-            grad_x, grad_y = grad_x * scale, grad_y * scale
+            grad_x, grad_y = grad_x.mul_(scale), grad_y.mul_(scale)
         if y is None:  # x on both sides
-            return grad_x + grad_y, None
+            return grad_x.add_(grad_y), None, None
         return (
             grad_x if ctx.needs_input_grad[0] else None,
             grad_y if ctx.needs_input_grad[1] else None,
+            None,
         )
 
 
@@ -372,16 +390,16 @@ def matrix_euclidean_and_square(x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
     by one power of two near their largest magnitude, so nothing overflows before the
     result. ``y`` the same tensor as ``x`` gives an exact zero diagonal.
     """
-    d, squared = _MatrixEuclidean.apply(x, None if y is x else y)
+    d, squared = _MatrixEuclidean.apply(x, None if y is x else y, _BOTH)
     return d, squared
 
 
 def _matrix_squared_euclidean(x: Tensor, y: Tensor) -> Tensor:
-    return matrix_euclidean_and_square(x, y)[1]
+    return _MatrixEuclidean.apply(x, None if y is x else y, _SQUARED)
 
 
 def _matrix_euclidean(x: Tensor, y: Tensor) -> Tensor:
-    return matrix_euclidean_and_square(x, y)[0]
+    return _MatrixEuclidean.apply(x, None if y is x else y, _DISTANCE)
 
 
 def _matrix_manhattan(x: Tensor, y: Tensor) -> Tensor:
