@@ -137,3 +137,24 @@ def test_the_value_checks_break_the_graph() -> None:
     )
     with pytest.raises(torch._dynamo.exc.TorchDynamoException, match=r"(?i)data-dependent"):
         compiled(_emb(0), _emb(1))
+
+
+@pytest.mark.slow
+def test_compiled_clip_tiles_recompute_a_column_far_below_the_largest_entry() -> None:
+    """Compiled, the rare exact recomputation of a column cannot be decided on the host."""
+    from contrastkit import _tiled
+
+    q = torch.tensor([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0]])
+    k = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 0.0]])
+    a = q / 0.01
+    torch._dynamo.reset()
+    compiled = torch.compile(
+        lambda a, k: _tiled.row_column_logsumexp(a, k, rows=3, eager=False),
+        fullgraph=True,
+        backend="aot_eager",
+    )
+    by_row, by_column = compiled(a, k)
+    logits = a @ k.T
+    torch.testing.assert_close(by_row, torch.logsumexp(logits, dim=1))
+    torch.testing.assert_close(by_column, torch.logsumexp(logits, dim=0))
+    assert torch.isfinite(by_column).all()
