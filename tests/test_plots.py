@@ -292,7 +292,7 @@ def test_embedding_many_classes_skip_the_legend():
         (np.zeros((0, 2)), [], {}, ValueError, "embeddings must hold at least one row"),
         ([[0.0, math.nan]] * 2, [0, 1], {}, ValueError, "embeddings must be finite"),
         ([["a", "b"]], [0], {}, TypeError, "embeddings must hold real numbers"),
-        ([[0.0, 1.0], [2.0]], [0, 1], {}, TypeError, "embeddings must be a tensor"),
+        ([[0.0, 1.0], [2.0]], [0, 1], {}, ValueError, "embeddings must be a rectangular array"),
         (np.zeros((4, 2)), [0, 1, 1], {}, ValueError, r"labels must have shape \(4,\)"),
         (np.zeros((2, 2)), [0.0, 1.0], {}, TypeError, "labels must be integer class labels"),
         (np.zeros((4, 3)), [0, 0, 1, 1], {"method": "identity"}, ValueError, "identity"),

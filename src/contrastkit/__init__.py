@@ -1,7 +1,9 @@
 """contrastkit: contrastive losses exact to their papers, on PyTorch.
 
 One label convention everywhere: for pairs, ``y = 1`` means similar and ``y = 0``
-dissimilar; class labels are integer tensors.
+dissimilar; class labels are integer tensors. Bad input is refused before any
+computation; :func:`set_validation` (or the context manager :func:`validation`) turns
+off the checks that read tensor values, for speed or for ``torch.compile``.
 
 >>> import torch
 >>> import contrastkit
@@ -58,10 +60,14 @@ _NAMES = {
     "MLPEncoder": "models",
     "SiameseNetwork": "models",
     "Trainer": "training",
+    "is_validation_enabled": "_validation",
+    "set_validation": "_validation",
+    "validation": "_validation",
 }
 
 if TYPE_CHECKING:
     from contrastkit import data, distances, functional, losses, mining, models, training
+    from contrastkit._validation import is_validation_enabled, set_validation, validation
     from contrastkit.distances import (
         DISTANCES,
         SIMILARITIES,
@@ -134,12 +140,15 @@ __all__ = [
     "distance_matrix",
     "distances",
     "functional",
+    "is_validation_enabled",
     "losses",
     "mining",
     "models",
     "paired_distance",
     "paired_similarity",
     "reconstruction_loss",
+    "set_validation",
     "similarity_matrix",
     "training",
+    "validation",
 ]

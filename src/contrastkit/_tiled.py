@@ -27,18 +27,20 @@ is done.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
 from torch import Tensor
 
-from contrastkit.distances import DISTANCES, normalize
+from contrastkit.distances import DISTANCES, normalize, power_of_two_scale
 
 __all__ = [
     "TILED_DISTANCES",
     "all_pairs_contrastive_sum",
     "batch_all_triplet_sums",
     "batch_hard_indices",
+    "largest_safe_value",
     "row_column_logsumexp",
     "row_logsumexp",
     "tile_rows",
@@ -53,6 +55,16 @@ AUTO_ELEMENTS = 1 << 22
 
 TILED_DISTANCES = ("euclidean", "squared_euclidean", "cosine")
 """Distances whose gradient the distance kernels build from matrix products."""
+
+
+def largest_safe_value(n: int, d: int, dtype: torch.dtype) -> float:
+    """The largest magnitude of ``n`` rows of ``d`` features the Euclidean kernels take.
+
+    The distance tiles come from ``|x|² + |y|² - 2 x·y`` and the similar pairs' sum from
+    class sums of squared norms: below this bound (``sqrt(max / (4 d)) / n``) none of
+    them overflows.
+    """
+    return math.sqrt(torch.finfo(dtype).max / (4 * max(d, 1))) / max(n, 1)
 
 
 def use_tiles(n_rows: int, n_cols: int, chunk_size: int | None) -> bool:
@@ -179,7 +191,11 @@ def row_logsumexp(
     ``mask_self`` leaves out entry ``(i, i)`` (``A`` and ``B`` hold the same samples).
     ``hint``: 0/1 weights the upstream gradient is expected to be proportional to (the
     gradient is then built in the forward pass); ``None`` defers it to ``backward``.
+    Under :func:`torch.compile` the gradient is always deferred: checking the upstream
+    gradient against ``hint`` is a decision on the host that would break the graph.
     """
+    if torch.compiler.is_compiling():
+        hint = None
     return _RowLogSumExp.apply(a, b, extra, mask_self, rows, hint)
 
 
@@ -209,10 +225,29 @@ def _column_statistics(a: Tensor, b: Tensor, rows: int) -> tuple[Tensor, Tensor]
         )
         shift = new_shift
     column_lse = shift + column_sum.log()
-    low = (column_sum < _tiny(a.dtype)).nonzero().squeeze(1)
-    if low.numel():  # rare: a column far below the largest entry; recompute it exactly
-        column_lse[low] = torch.logsumexp(a @ b[low].T, dim=0)
+    low = column_sum < _tiny(a.dtype)
+    if torch.compiler.is_compiling():
+        # which columns need it is known on the device only: recompute every column in
+        # two more passes (their maxima, then their sums) and keep the exact ones
+        column_lse = torch.where(low, _column_logsumexp(a, b, rows), column_lse)
+        return row_lse, column_lse
+    low_columns = low.nonzero().squeeze(1)
+    if low_columns.numel():  # rare: a column far below the largest entry; recompute it exactly
+        column_lse[low_columns] = torch.logsumexp(a @ b[low_columns].T, dim=0)
     return row_lse, column_lse
+
+
+def _column_logsumexp(a: Tensor, b: Tensor, rows: int) -> Tensor:
+    """``logsumexp`` of each column of ``A Bᵀ``, exact, in two passes over row tiles."""
+    n = a.shape[0]
+    b_t = b.T
+    top = a.new_full((b.shape[0],), float("-inf"))
+    for start in range(0, n, rows):
+        top = torch.maximum(top, (a[start : start + rows] @ b_t).amax(dim=0))
+    total = torch.zeros_like(top)
+    for start in range(0, n, rows):
+        total = total + (a[start : start + rows] @ b_t - top).exp().sum(dim=0)
+    return top + total.log()
 
 
 def _column_gradients(
@@ -281,8 +316,11 @@ def row_column_logsumexp(a: Tensor, b: Tensor, *, rows: int, eager: bool) -> tup
     """``logsumexp`` of each row and each column of ``A Bᵀ``, differentiable, in tiles.
 
     ``eager``: the upstream gradients are expected to be one constant for every row and
-    column (a mean or sum of both), so the gradient is built in the forward pass.
+    column (a mean or sum of both), so the gradient is built in the forward pass (never
+    under :func:`torch.compile`, see :func:`row_logsumexp`).
     """
+    if torch.compiler.is_compiling():
+        eager = False
     return _RowColumnLogSumExp.apply(a, b, rows, eager)
 
 
@@ -560,9 +598,16 @@ def _batch_all_pass(
     n = x.shape[0]
     operands = _operands(name, x)
     per_anchor = x.new_empty(n)
-    mates, held = _classmates(labels)
-    by_slot = mates.shape[1] <= SLOT_CLASS_SIZE
-    positives = held.sum(dim=1)
+    if torch.compiler.is_compiling():
+        # the slot kernel's width is the largest class size, read on the host: under
+        # torch.compile every batch takes the sorting kernel
+        _, inverse, counts = torch.unique(labels, return_inverse=True, return_counts=True)
+        mates = held = None
+        positives = counts[inverse] - 1
+    else:
+        mates, held = _classmates(labels)
+        positives = held.sum(dim=1)
+    by_slot = mates is not None and mates.shape[1] <= SLOT_CLASS_SIZE
     count_all = (positives * (n - 1 - positives)).sum()
     count_nonzero = torch.zeros((), dtype=torch.long, device=x.device)
     grad = torch.zeros_like(x) if weights is not None else None
@@ -579,6 +624,7 @@ def _batch_all_pass(
             d = raw
         same = labels[start:stop, None] == labels[None, :]
         if by_slot:
+            assert mates is not None and held is not None
             sums, count, on_d = _hinges_by_positive(
                 d, same, mates[start:stop], held[start:stop], margin, grad is not None
             )
@@ -638,6 +684,8 @@ def batch_all_triplet_sums(
     """
     if distance == "cosine":
         x = normalize(x)
+    if torch.compiler.is_compiling():  # see row_logsumexp
+        eager = False
     return _BatchAllTriplet.apply(x, labels, distance, margin, rows, eager)
 
 
@@ -658,6 +706,8 @@ def batch_hard_indices(
     valid = (counts[inverse] > 1) & (counts[inverse] < n)
     fast = distance in TILED_DISTANCES
     name = "squared_euclidean" if distance == "euclidean" else distance
+    if name == "squared_euclidean":  # the same order, and no square overflows
+        x = x / power_of_two_scale(x)
     operands = _operands(name, normalize(x) if name == "cosine" else x) if fast else None
     buffer = x.new_empty(min(rows, n), n) if fast else None
     masked = x.new_empty(min(rows, n), n)

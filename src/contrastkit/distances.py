@@ -29,6 +29,18 @@ a zero vector has cosine similarity 0 with every vector, with gradient 0; other 
 are divided by ``max(norm, 1e-12)`` as :func:`torch.nn.functional.normalize` does. The
 cosine distance is clamped to ``[0, 2]`` against rounding. NaN in gives NaN out.
 
+**Large inputs.** The Euclidean kinds and the norms behind the cosine are computed on
+rows divided by a power of two near their largest magnitude (one per row in the paired
+forms and :func:`normalize`, one for both inputs in the matrix forms), then scaled back.
+Dividing by a power of two is exact, so where nothing overflows or underflows the bits
+are those of the direct formulas; where the direct formula would overflow (squares of
+``1.9e19`` in float32) the distance stays finite and right, the cosine stays the cosine,
+and only a result beyond the largest float is ``inf`` (the squared distance of rows
+``1e20`` apart, say). Their backward passes take the same scaled rows and saturate an
+infinite upstream gradient to the largest float first, so no gradient is ever
+``0 · inf = NaN``. Manhattan distances and dot products are not rescaled: they overflow
+only where their value itself exceeds the largest float.
+
 The matrix forms of ``"euclidean"`` and ``"squared_euclidean"`` use the
 expansion :math:`\lVert x\rVert^2 + \lVert y\rVert^2 - 2 x^\top y` so that
 they cost one matrix product and never build an ``(N, M, D)`` tensor. The squared
@@ -53,7 +65,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from torch import Tensor
@@ -69,9 +81,12 @@ __all__ = [
     "distance_matrix",
     "get_distance",
     "get_similarity",
+    "matrix_euclidean_and_square",
     "normalize",
     "paired_distance",
+    "paired_euclidean_and_square",
     "paired_similarity",
+    "power_of_two_scale",
     "safe_sqrt",
     "similarity_matrix",
 ]
@@ -122,21 +137,141 @@ def safe_sqrt(squared: Tensor) -> Tensor:
     return _SafeSqrt.apply(squared)
 
 
+# --- scaling by powers of two, so that no square overflows ----------------------------
+
+
+def _power_of_two(largest: Tensor) -> Tensor:
+    """The power of two ``s`` with ``largest / s`` in ``[1, 2)``; 1 where ``largest`` is 0.
+
+    Dividing by a power of two is exact (short of the subnormal range), so a computation
+    on ``x / s``, scaled back by ``s``, gives the bits of the direct one unless the
+    direct one overflows or underflows. Used on detached values only; 1 for a
+    non-finite ``largest`` too (NaN in gives NaN out).
+    """
+    mantissa, _ = torch.frexp(largest)  # largest = mantissa * 2**e, mantissa in [0.5, 1)
+    scale = largest / (2.0 * mantissa)  # 2**(e - 1), exactly, and finite
+    return torch.where((largest > 0) & torch.isfinite(largest), scale, 1.0)
+
+
+def _largest(t: Tensor, *, rows: bool = False) -> Tensor:
+    """The largest magnitude in ``t`` (per row, ``(..., 1)``, with ``rows``), detached."""
+    # abs().amax(): many times faster than vector_norm(ord=inf) on the CPU
+    if rows:
+        return t.detach().abs().amax(dim=-1, keepdim=True)
+    return t.detach().abs().amax() if t.numel() else t.new_zeros(())
+
+
+def power_of_two_scale(*tensors: Tensor) -> Tensor:
+    """A power of two near the largest magnitude in ``tensors`` (1 if all are 0), 0-D.
+
+    Dividing by it is exact (short of the subnormal range) and brings the largest
+    magnitude into ``[1, 2)``: distances of the scaled rows, times the scale, are those
+    of the rows themselves, without their squares overflowing. Detached.
+    """
+    largest = _largest(tensors[0])
+    for t in tensors[1:]:
+        largest = torch.maximum(largest, _largest(t))
+    return _power_of_two(largest)
+
+
+def _saturate(t: Tensor) -> Tensor:
+    """``t`` with ±inf brought to ±(largest float), in place (NaN stays NaN).
+
+    Multiplied by a zero factor it then gives 0, not ``0 · inf = NaN``; where the true
+    product overflows, the result still comes out ±inf.
+    """
+    largest = torch.finfo(t.dtype).max
+    return t.clamp_(-largest, largest)
+
+
 def normalize(x: Tensor) -> Tensor:
-    """Rows scaled to unit length; a zero row stays zero, with a zero gradient."""
-    norm = torch.linalg.vector_norm(x, dim=-1, keepdim=True)
-    nonzero = norm > 0
-    # Tiny rows are divided by max(norm, 1e-12), as F.normalize does; exactly zero rows
-    # get 0 and gradient 0 (a gradient of 1/eps = 1e12 would overflow float16 inputs).
-    return torch.where(nonzero, x / norm.clamp_min(_NORM_EPS), 0.0)
+    """Rows scaled to unit length; a zero row stays zero, with a zero gradient.
+
+    Each row is divided by a power of two near its largest magnitude before its norm is
+    taken, so that a row of any finite size (``1e30`` in float32, whose squares
+    overflow) keeps its direction instead of being taken for zero. Rows shorter than
+    ``1e-12`` are divided by ``1e-12``, as :func:`torch.nn.functional.normalize` does.
+    NaN rows stay NaN.
+    """
+    if x.shape[-1] == 0:
+        return x * 1.0
+    scale = _power_of_two(_largest(x, rows=True))
+    u = x / scale
+    length = torch.linalg.vector_norm(u, dim=-1, keepdim=True)  # >= 1 unless the row is 0
+    norm = length * scale
+    # u / (eps / s) is x / eps, exactly: s is a power of two
+    divisor = torch.where(norm < _NORM_EPS, _NORM_EPS / scale, length)
+    # exactly zero rows get 0 and gradient 0 (a gradient of 1/eps = 1e12 would overflow
+    # float16 inputs); a NaN norm fails every comparison, so NaN rows stay NaN
+    return torch.where(norm == 0, 0.0, u / divisor)
+
+
+class _PairedEuclidean(torch.autograd.Function):
+    """``(|x - y|, |x - y|²)`` per row, computed on the difference divided by a power of two.
+
+    The gradients come from the scaled difference ``u`` and the scale ``s``:
+    ``u / |u|`` for the distance (0 at distance 0) and ``2 s u`` for its square, with the
+    per-row factors saturated first, so that a gradient is never ``0 · inf``.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:  # type: ignore[override]
+        # a difference beyond the largest float means a distance beyond it too (inf, as
+        # before); saturated, it still gives the right direction for the gradient
+        u = _saturate(x - y)
+        scale = _power_of_two(_largest(u, rows=True))
+        u.div_(scale)
+        summed = u.pow(2).sum(dim=-1)
+        s = scale.squeeze(-1)
+        root = summed.sqrt()
+        ctx.save_for_backward(u, root, s)
+        ctx.set_materialize_grads(False)
+        return root * s, summed.mul_(s).mul_(s)
+
+    @staticmethod
+    def backward(  # type: ignore[override]
+        ctx: Any, grad_d: Tensor | None, grad_squared: Tensor | None
+    ) -> tuple[Tensor | None, Tensor | None]:
+        if grad_d is None and grad_squared is None:
+            return None, None
+        u, root, s = ctx.saved_tensors
+        # d|u s| / dx = u / |u| (0 at 0); d(s² |u|²) / dx = 2 s u: one factor per row
+        factor = torch.zeros_like(root)
+        if grad_d is not None:
+            factor = factor + grad_d / torch.where(root > 0, root, 1.0)
+        if grad_squared is not None:
+            factor = factor + (2.0 * grad_squared) * s
+        grad = u * _saturate(factor).unsqueeze(-1)
+        return (
+            grad if ctx.needs_input_grad[0] else None,
+            -grad if ctx.needs_input_grad[1] else None,
+        )
+
+
+def paired_euclidean_and_square(x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+    """Row ``i`` of ``x`` against row ``i`` of ``y``: the Euclidean distance and its square.
+
+    Both come from one pass over ``x - y`` divided, row by row, by a power of two near
+    its largest magnitude, so nothing overflows before the result itself: the distance
+    is finite whenever it is representable (rows of ``1e20``, whose squares overflow
+    float32, are ``1.4e20`` apart, not ``inf``), and the square is ``inf`` only where it
+    exceeds the largest float. Where nothing overflows or underflows, the bits are those
+    of ``sqrt(sum((x - y)**2))`` and ``sum((x - y)**2)``. The gradients are never NaN
+    (finite wherever the true gradient is representable) and 0 at distance 0.
+    """
+    if x.shape[-1] == 0:
+        zero = (x - y).sum(dim=-1)
+        return zero, zero
+    d, squared = _PairedEuclidean.apply(x, y)
+    return d, squared
 
 
 def _paired_squared_euclidean(x: Tensor, y: Tensor) -> Tensor:
-    return (x - y).pow(2).sum(dim=-1)
+    return paired_euclidean_and_square(x, y)[1]
 
 
 def _paired_euclidean(x: Tensor, y: Tensor) -> Tensor:
-    return safe_sqrt(_paired_squared_euclidean(x, y))
+    return paired_euclidean_and_square(x, y)[0]
 
 
 def _paired_manhattan(x: Tensor, y: Tensor) -> Tensor:
@@ -156,18 +291,115 @@ def _paired_dot(x: Tensor, y: Tensor) -> Tensor:
     return (x * y).sum(dim=-1)
 
 
-def _matrix_squared_euclidean(x: Tensor, y: Tensor) -> Tensor:
-    x_norms = x.pow(2).sum(dim=-1)
-    y_norms = x_norms if y is x else y.pow(2).sum(dim=-1)
-    squared = torch.addmm(x_norms[:, None] + y_norms[None, :], x, y.T, alpha=-2.0)
-    squared = squared.clamp_min(0.0)
-    if x is y:  # a batch against itself: each row's distance to itself is exactly 0
-        squared = squared.fill_diagonal_(0.0)
+def _scaled_squares(u: Tensor, v: Tensor, same: bool) -> Tensor:
+    """``|u_i - v_j|²`` as ``|u|² + |v|² - 2 u·v``, clamped at 0, exact 0 on a self-diagonal."""
+    u_norms = u.pow(2).sum(dim=-1)
+    v_norms = u_norms if same else v.pow(2).sum(dim=-1)
+    squared = torch.addmm(u_norms[:, None] + v_norms[None, :], u, v.T, alpha=-2.0)
+    squared.clamp_min_(0.0)
+    if same:  # a batch against itself: each row's distance to itself is exactly 0
+        squared.fill_diagonal_(0.0)
     return squared
 
 
+def _pull(weights: Tensor, u: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
+    """``Σ_j w_ij (u_i - v_j)`` for each row ``i`` and ``Σ_i w_ij (v_j - u_i)`` for each ``j``."""
+    grad_u = weights.sum(dim=1, keepdim=True) * u - weights @ v
+    grad_v = weights.sum(dim=0).unsqueeze(1) * v - weights.T @ u
+    return grad_u, grad_v
+
+
+_DISTANCE, _SQUARED, _BOTH = 1, 2, 3
+
+
+class _MatrixEuclidean(torch.autograd.Function):
+    """Every row of ``x`` against every row of ``y``, on inputs divided by one power of two.
+
+    ``want`` selects the distance, its square, or both (a tuple); ``y=None`` compares
+    ``x`` with itself (one input, as :func:`torch.compile` wants). As in the paired
+    form, nothing overflows before the result, and the gradients are built from the
+    scaled rows ``u``, ``v``: ``Σ_j w_ij (u_i - v_j)`` with ``w = grad / |u - v|`` (0 at
+    distance 0) for the distance, and ``2 s`` times that with ``w = grad`` for its
+    square (0 where the square is 0). The weights are saturated and divided by a power
+    of two near their largest before the sums, whose result the factors multiply last.
+    """
+
+    @staticmethod
+    def forward(  # type: ignore[override]
+        ctx: Any, x: Tensor, y: Tensor | None, want: int
+    ) -> Tensor | tuple[Tensor, Tensor]:
+        scale = power_of_two_scale(x) if y is None else power_of_two_scale(x, y)
+        u = x / scale
+        v = u if y is None else y / scale
+        summed = _scaled_squares(u, v, y is None)
+        ctx.want = want
+        ctx.set_materialize_grads(False)
+        if want == _SQUARED:
+            squared = summed.mul_(scale).mul_(scale)
+            ctx.save_for_backward(x, y, scale, squared)
+            return squared
+        if want == _DISTANCE:
+            d = summed.sqrt_().mul_(scale)
+            ctx.save_for_backward(x, y, scale, d)
+            return d
+        d = summed.sqrt().mul_(scale)
+        ctx.save_for_backward(x, y, scale, d)
+        return d, summed.mul_(scale).mul_(scale)
+
+    @staticmethod
+    def backward(ctx: Any, *grads: Tensor | None) -> tuple[Tensor | None, ...]:  # type: ignore[override]
+        grad_d, grad_squared = (grads[0], None) if ctx.want == _DISTANCE else (None, grads[0])
+        if ctx.want == _BOTH:
+            grad_d, grad_squared = grads
+        if grad_d is None and grad_squared is None:
+            return None, None, None
+        x, y, scale, saved = ctx.saved_tensors
+        u = x / scale
+        v = u if y is None else y / scale
+        if ctx.want == _SQUARED:
+            positive = saved > 0
+        else:
+            root = saved / scale  # exact: the distance is root * scale
+            positive = root > 0
+        if grad_d is None:
+            assert grad_squared is not None
+            weights = 2.0 * grad_squared
+        else:
+            weights = grad_d / torch.where(positive, root, 1.0)
+            if grad_squared is not None:  # the factor s comes last, as for the square
+                weights = weights.div_(scale).add_(grad_squared, alpha=2.0)
+        weights = _saturate(torch.where(positive, weights, 0.0))
+        weight_scale = power_of_two_scale(weights)
+        grad_x, grad_y = _pull(weights.div_(weight_scale), u, v)
+        grad_x, grad_y = grad_x.mul_(weight_scale), grad_y.mul_(weight_scale)
+        if grad_squared is not None:
+            grad_x, grad_y = grad_x.mul_(scale), grad_y.mul_(scale)
+        if y is None:  # x on both sides
+            return grad_x.add_(grad_y), None, None
+        return (
+            grad_x if ctx.needs_input_grad[0] else None,
+            grad_y if ctx.needs_input_grad[1] else None,
+            None,
+        )
+
+
+def matrix_euclidean_and_square(x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+    """Every row of ``x`` against every row of ``y``: Euclidean distances and their squares.
+
+    The matrix counterpart of :func:`paired_euclidean_and_square`: the inputs are divided
+    by one power of two near their largest magnitude, so nothing overflows before the
+    result. ``y`` the same tensor as ``x`` gives an exact zero diagonal.
+    """
+    d, squared = _MatrixEuclidean.apply(x, None if y is x else y, _BOTH)
+    return d, squared
+
+
+def _matrix_squared_euclidean(x: Tensor, y: Tensor) -> Tensor:
+    return _MatrixEuclidean.apply(x, None if y is x else y, _SQUARED)
+
+
 def _matrix_euclidean(x: Tensor, y: Tensor) -> Tensor:
-    return safe_sqrt(_matrix_squared_euclidean(x, y))
+    return _MatrixEuclidean.apply(x, None if y is x else y, _DISTANCE)
 
 
 def _matrix_manhattan(x: Tensor, y: Tensor) -> Tensor:

@@ -8,10 +8,31 @@ Conventions shared by every function here:
 * **Reduction**: ``"mean"`` (default), ``"sum"`` or ``"none"``; ``"none"`` returns one
   value per pair, triplet or anchor.
 * **Checks first**: bad input raises :class:`TypeError` or :class:`ValueError` naming
-  the argument, before any computation.
+  the argument, before any computation. Numbers may be Python or numpy numbers, never
+  bools (see :mod:`contrastkit._validation`).
 * **NaN and Inf**: the losses refuse non-finite embeddings with a
   :class:`ValueError` instead of returning a NaN loss (this costs one pass over the
-  inputs, small next to the loss itself).
+  inputs, small next to the loss itself, and a read back to the host).
+* **Value checks can be turned off**: :func:`contrastkit.set_validation` ``(False)``, or
+  ``with contrastkit.validation(False):``, skips the checks that read tensor values
+  (the NaN/Inf scan, the range of labels, scores, targets and of a temperature
+  tensor); types, shapes, dtypes, devices and hyper-parameters are still checked. With
+  them off every loss here compiles into one graph,
+  ``torch.compile(loss, fullgraph=True)``, the tiled path (below) included: while
+  compiling, the tiled kernels build their gradient in ``backward`` instead of checking
+  on the host whether the one built in the forward pass applies.
+* **Large finite inputs** never give a NaN: distances and norms are computed on rows
+  divided by a power of two near their largest magnitude, so a distance is finite
+  whenever it is representable (rows of ``1e20`` in float32, whose squares overflow,
+  are still ``1.4e20`` apart, and their cosine is still their cosine). A loss that
+  exceeds the largest float is ``inf`` (for example ``½ d²`` of a similar pair ``1e20``
+  apart in float32), never NaN, and the gradients never NaN either (``±inf`` where the
+  true gradient exceeds the largest float). Two cases are refused instead, with a
+  :class:`ValueError` (value checks, see above): ``distance="squared_euclidean"`` with
+  inputs beyond ``sqrt(max / (4 D))`` (about ``4e18`` for ``D = 5`` in float32), whose
+  squared distances themselves overflow, and the Euclidean kinds on the tiled path with
+  inputs beyond that bound divided by ``N``. Dot products (``normalize=False``) are not
+  rescaled: logits beyond the largest float give a NaN loss.
 * **Precision**: float32 and float64 are computed in their own dtype; float16 and
   bfloat16 inputs are computed, and the loss returned, in float32. Gradients flow back
   to the inputs in their own dtype.
@@ -29,6 +50,7 @@ against.
 
 from __future__ import annotations
 
+import math
 from typing import Literal
 
 import torch
@@ -45,27 +67,35 @@ from contrastkit._validation import (
     check_embeddings,
     check_embeddings_and_labels,
     check_finite,
+    check_magnitude,
     check_margin,
+    check_negatives,
     check_pair_labels,
+    check_paired_embeddings,
+    check_reconstruction_inputs,
     check_reduction,
     check_same_device,
-    check_same_shape,
     check_score,
     check_temperature,
     compute_dtype,
 )
 from contrastkit.distances import (
-    DISTANCES,
     SIMILARITIES,
     DistanceName,
     Metric,
     get_distance,
-    safe_sqrt,
+    matrix_euclidean_and_square,
+    paired_euclidean_and_square,
 )
 from contrastkit.distances import normalize as unit_rows
 from contrastkit.mining import label_masks  # `normalize` is an argument name
 
+ReconstructionKind = Literal["mse", "bce", "bce_with_logits", "cross_entropy"]
+MeanOver = Literal["all", "nonzero"]
+MEAN_OVER: tuple[MeanOver, ...] = ("all", "nonzero")
+
 __all__ = [
+    "MeanOver",
     "ReconstructionKind",
     "Reduction",
     "all_pairs_contrastive_loss",
@@ -89,10 +119,35 @@ def _reduce(per_item: Tensor, reduction: str) -> Tensor:
     return per_item
 
 
-def _check_paired_embeddings(**tensors: Tensor) -> None:
+def _check_squared_magnitude(distance: str, **tensors: Tensor) -> None:
+    """With the squared Euclidean distance, no squared distance may overflow.
+
+    The Euclidean distance of rows up to ``sqrt(max / (4 D))`` is representable (it is
+    computed on scaled rows); its square is beyond the largest float for rows of about
+    ``1e19`` in float32, and a difference of two such infinities would be NaN.
+    """
+    if distance != "squared_euclidean":
+        return
+    first = next(iter(tensors.values()))
+    dtype = compute_dtype(*tensors.values())
+    limit = math.sqrt(torch.finfo(dtype).max / (4 * first.shape[-1]))
     for name, t in tensors.items():
-        check_embeddings(name, t)
-    check_same_shape(**tensors)
+        why = (
+            f"with distance='squared_euclidean' ({t.shape[-1]} features in {dtype}: the "
+            "squared distances would overflow; use distance='euclidean' or a smaller scale)"
+        )
+        check_magnitude(name, t, limit, why=why)
+
+
+def _check_tiled_magnitude(z: Tensor, distance: str) -> None:
+    """The Euclidean tile kernels take embeddings whose squared norms cannot overflow."""
+    if distance in ("euclidean", "squared_euclidean"):
+        n, d = z.shape
+        why = (
+            f"on the tiled path with distance={distance!r} ({n} rows of {d} features in "
+            f"{z.dtype}: their squared norms would overflow; use a smaller scale)"
+        )
+        check_magnitude("embeddings", z, _tiled.largest_safe_value(n, d, z.dtype), why=why)
 
 
 def contrastive_loss(
@@ -155,10 +210,11 @@ def contrastive_loss(
     metric = get_distance(distance)
     reduction = check_reduction(reduction)
     caffe_legacy = check_bool("caffe_legacy", caffe_legacy)
-    _check_paired_embeddings(x1=x1, x2=x2)
+    check_paired_embeddings(x1=x1, x2=x2)
     check_same_device(x1=x1, x2=x2)
     labels = check_pair_labels("y", y, "x1", x1)
     check_finite(x1=x1, x2=x2)
+    _check_squared_magnitude(metric.name, x1=x1, x2=x2)
 
     dtype = compute_dtype(x1, x2)
     d, d_squared = _distance_and_square(metric, x1.to(dtype), x2.to(dtype), paired=True)
@@ -169,11 +225,15 @@ def contrastive_loss(
 def _distance_and_square(
     metric: Metric, a: Tensor, b: Tensor, *, paired: bool
 ) -> tuple[Tensor, Tensor]:
-    """``d`` and ``d²``; for the Euclidean distance ``d²`` comes without a sqrt round trip."""
+    """``d`` and ``d²``; for the Euclidean distance ``d²`` comes without a sqrt round trip.
+
+    Neither overflows before the result: ``d²`` is ``inf`` only where it exceeds the
+    largest float (see :func:`contrastkit.distances.paired_euclidean_and_square`).
+    """
     if metric.name == "euclidean":
-        squared = DISTANCES["squared_euclidean"]
-        d_squared = squared.paired(a, b) if paired else squared.matrix(a, b)
-        return safe_sqrt(d_squared), d_squared
+        if paired:
+            return paired_euclidean_and_square(a, b)
+        return matrix_euclidean_and_square(a, b)
     d = metric.paired(a, b) if paired else metric.matrix(a, b)
     return d, d * d
 
@@ -181,12 +241,17 @@ def _distance_and_square(
 def _contrastive_terms(
     d: Tensor, d_squared: Tensor, y: Tensor, margin: float, caffe_legacy: bool
 ) -> Tensor:
-    """½ [y d² + (1 − y) max(m − d, 0)²], or Caffe's legacy ½ [y d² + (1 − y) max(m − d², 0)]."""
+    """½ [y d² + (1 − y) max(m − d, 0)²], or Caffe's legacy ½ [y d² + (1 − y) max(m − d², 0)].
+
+    A pair of weight ``y = 0`` contributes exactly 0 from ``d²`` even where ``d²``
+    overflowed to ``inf`` (not ``0 · inf = NaN``); the dissimilar term is at most ``m²``.
+    """
     if caffe_legacy:
         dissimilar = (margin - d_squared).clamp_min(0.0)
     else:
         dissimilar = (margin - d).clamp_min(0.0).pow(2)
-    return 0.5 * (y * d_squared + (1.0 - y) * dissimilar)
+    similar = torch.where(y > 0, y * d_squared, 0.0)
+    return 0.5 * (similar + (1.0 - y) * dissimilar)
 
 
 def all_pairs_contrastive_loss(
@@ -246,6 +311,7 @@ def all_pairs_contrastive_loss(
     caffe_legacy = check_bool("caffe_legacy", caffe_legacy)
     chunk_size = check_chunk_size(chunk_size)
     z, labels = check_embeddings_and_labels(embeddings, labels)
+    _check_squared_magnitude(metric.name, embeddings=z)
     n = z.shape[0]
     tileable = reduction != "none" and metric.name in _tiled.TILED_DISTANCES
     if chunk_size is not None and not tileable:
@@ -254,6 +320,7 @@ def all_pairs_contrastive_loss(
             f"'mean' or 'sum', got distance={metric.name!r}, reduction={reduction!r}"
         )
     if tileable and _tiled.use_tiles(n, n, chunk_size):
+        _check_tiled_magnitude(z, metric.name)
         total = _tiled.all_pairs_contrastive_sum(
             z,
             labels,
@@ -282,7 +349,7 @@ def batch_all_triplet_loss(
     margin: float,
     distance: DistanceName = "euclidean",
     reduction: Reduction = "mean",
-    mean_over: Literal["all", "nonzero"] = "all",
+    mean_over: MeanOver = "all",
     chunk_size: int | None = None,
 ) -> Tensor:
     r"""The triplet loss over every valid triplet of a labelled batch, without listing them.
@@ -336,9 +403,10 @@ def batch_all_triplet_loss(
     margin = check_margin(margin)
     metric = get_distance(distance)
     reduction = check_reduction(reduction)
-    mean_over = check_choice("mean_over", mean_over, ("all", "nonzero"))  # type: ignore[assignment]
+    mean_over = check_choice("mean_over", mean_over, MEAN_OVER)
     chunk_size = check_chunk_size(chunk_size)
     z, labels = check_embeddings_and_labels(embeddings, labels)
+    _check_squared_magnitude(metric.name, embeddings=z)
     n = z.shape[0]
     tileable = metric.name in _tiled.TILED_DISTANCES
     if chunk_size is not None and not tileable:
@@ -346,6 +414,7 @@ def batch_all_triplet_loss(
             f"chunk_size needs distance euclidean, squared_euclidean or cosine, got {metric.name!r}"
         )
     if tileable and _tiled.use_tiles(n, n, chunk_size):
+        _check_tiled_magnitude(z, metric.name)
         per_anchor, count_all, count_nonzero = _tiled.batch_all_triplet_sums(
             z,
             labels,
@@ -442,6 +511,7 @@ def batch_hard_triplet_loss(
     reduction = check_reduction(reduction)
     chunk_size = check_chunk_size(chunk_size)
     z, labels = check_embeddings_and_labels(embeddings, labels)
+    _check_squared_magnitude(metric.name, embeddings=z)
     n = z.shape[0]
     if _tiled.use_tiles(n, n, chunk_size):
         farthest, closest, valid = _tiled.batch_hard_indices(
@@ -522,29 +592,15 @@ def triplet_loss(
     margin = check_margin(margin)
     metric = get_distance(distance)
     reduction = check_reduction(reduction)
-    _check_paired_embeddings(anchor=anchor, positive=positive, negative=negative)
+    check_paired_embeddings(anchor=anchor, positive=positive, negative=negative)
     check_same_device(anchor=anchor, positive=positive, negative=negative)
     check_finite(anchor=anchor, positive=positive, negative=negative)
+    _check_squared_magnitude(metric.name, anchor=anchor, positive=positive, negative=negative)
 
     dtype = compute_dtype(anchor, positive, negative)
     a, p, n = anchor.to(dtype), positive.to(dtype), negative.to(dtype)
     per_triplet = (metric.paired(a, p) - metric.paired(a, n) + margin).clamp_min(0.0)
     return _reduce(per_triplet, reduction)
-
-
-def _check_negatives(negatives: object, n: int, d: int) -> Tensor:
-    if not isinstance(negatives, Tensor):
-        raise TypeError(f"negatives must be a torch.Tensor or None, got {type(negatives).__name__}")
-    if not negatives.is_floating_point():
-        raise TypeError(f"negatives must be a real floating-point tensor, got {negatives.dtype}")
-    shared = negatives.dim() == 2 and negatives.shape[1] == d
-    per_query = negatives.dim() == 3 and negatives.shape[0] == n and negatives.shape[2] == d
-    if not (shared or per_query):
-        raise ValueError(
-            f"negatives must have shape (M, {d}) (shared by all queries) or ({n}, K, {d}) "
-            f"(K per query) to match query of shape ({n}, {d}), got {tuple(negatives.shape)}"
-        )
-    return negatives
 
 
 def info_nce(
@@ -616,7 +672,7 @@ def info_nce(
     symmetric = check_bool("symmetric", symmetric)
     reduction = check_reduction(reduction)
     chunk_size = check_chunk_size(chunk_size)
-    _check_paired_embeddings(query=query, key=key)
+    check_paired_embeddings(query=query, key=key)
     temperature = check_temperature(temperature, device=query.device)
     n, d = query.shape
     inputs = {"query": query, "key": key}
@@ -626,7 +682,7 @@ def info_nce(
                 "negatives cannot be combined with symmetric=True: extra negatives belong "
                 "to the query-to-key direction only"
             )
-        inputs["negatives"] = _check_negatives(negatives, n, d)
+        inputs["negatives"] = check_negatives(negatives, n, d)
     check_same_device(**inputs)
     check_finite(**inputs)
 
@@ -736,7 +792,7 @@ def nt_xent(
     """
     reduction = check_reduction(reduction)
     chunk_size = check_chunk_size(chunk_size)
-    _check_paired_embeddings(z1=z1, z2=z2)
+    check_paired_embeddings(z1=z1, z2=z2)
     temperature = check_temperature(temperature, device=z1.device)
     check_same_device(z1=z1, z2=z2)
     check_finite(z1=z1, z2=z2)
@@ -901,7 +957,7 @@ def cosine_similarity_loss(
         BERT-Networks.* EMNLP 2019.
     """
     reduction = check_reduction(reduction)
-    _check_paired_embeddings(x1=x1, x2=x2)
+    check_paired_embeddings(x1=x1, x2=x2)
     check_same_device(x1=x1, x2=x2)
     target = check_score("score", score, "x1", x1)
     check_finite(x1=x1, x2=x2)
@@ -913,84 +969,12 @@ def cosine_similarity_loss(
 
 # --- reconstruction (autoencoders) ----------------------------------------------------
 
-ReconstructionKind = Literal["mse", "bce", "bce_with_logits", "cross_entropy"]
-RECONSTRUCTION_KINDS: tuple[str, ...] = ("mse", "bce", "bce_with_logits", "cross_entropy")
-
-
-def _check_unit_interval(name: str, t: Tensor, kind: str, hint: str = "") -> None:
-    if bool(((t < 0) | (t > 1)).any()):
-        raise ValueError(
-            f"{name} must lie in [0, 1] for kind={kind!r}{hint}, got values from "
-            f"{float(t.min())} to {float(t.max())}"
-        )
-
-
-def _check_reconstruction_inputs(reconstruction: object, target: object, kind: str) -> bool:
-    """Checks for :func:`reconstruction_loss`; returns whether ``target`` holds class indices."""
-    if not isinstance(reconstruction, Tensor):
-        raise TypeError(
-            f"reconstruction must be a torch.Tensor, got {type(reconstruction).__name__}"
-        )
-    if not isinstance(target, Tensor):
-        raise TypeError(f"target must be a torch.Tensor, got {type(target).__name__}")
-    if not reconstruction.is_floating_point():
-        raise TypeError(
-            f"reconstruction must be a real floating-point tensor, got dtype {reconstruction.dtype}"
-        )
-    shape = tuple(reconstruction.shape)
-    min_dim = 2 if kind == "cross_entropy" else 1
-    if reconstruction.dim() < min_dim:
-        expected = "(N, C, ...) logits" if kind == "cross_entropy" else "(N, ...)"
-        raise ValueError(
-            f"reconstruction must be at least {min_dim}-D {expected} for kind={kind!r}, "
-            f"got shape {shape}"
-        )
-    if reconstruction.numel() == 0:
-        raise ValueError(
-            f"reconstruction must hold at least one sample with at least one element, "
-            f"got shape {shape}"
-        )
-    indices = kind == "cross_entropy" and not target.is_floating_point()
-    if indices:
-        if target.dtype == torch.bool or target.is_complex():
-            raise TypeError(
-                "target must be integer class indices or floating-point class probabilities "
-                f"for kind='cross_entropy', got dtype {target.dtype}"
-            )
-        expected_shape = (shape[0], *shape[2:])
-        if tuple(target.shape) != expected_shape:
-            raise ValueError(
-                f"target of class indices must have shape {expected_shape} (reconstruction "
-                f"{shape} without its class dimension), got {tuple(target.shape)}"
-            )
-    else:
-        if not target.is_floating_point():
-            raise TypeError(
-                f"target must be a real floating-point tensor for kind={kind!r}, got dtype "
-                f"{target.dtype} (convert it with .float())"
-            )
-        check_same_shape(reconstruction=reconstruction, target=target)
-    check_same_device(reconstruction=reconstruction, target=target)
-    if indices:
-        check_finite(reconstruction=reconstruction)
-        classes = shape[1]
-        if bool(((target < 0) | (target >= classes)).any()):
-            raise ValueError(
-                f"target class indices must lie in [0, {classes - 1}] for {classes} classes, "
-                f"got values from {int(target.min())} to {int(target.max())}"
-            )
-        return True
-    check_finite(reconstruction=reconstruction, target=target)
-    if kind == "bce":
-        _check_unit_interval(
-            "reconstruction",
-            reconstruction,
-            kind,
-            " (probabilities; for logits use kind='bce_with_logits')",
-        )
-    if kind in ("bce", "bce_with_logits", "cross_entropy"):
-        _check_unit_interval("target", target, kind)
-    return False
+RECONSTRUCTION_KINDS: tuple[ReconstructionKind, ...] = (
+    "mse",
+    "bce",
+    "bce_with_logits",
+    "cross_entropy",
+)
 
 
 def reconstruction_loss(
@@ -1082,9 +1066,9 @@ def reconstruction_loss(
         P.-A. Manzagol. *Extracting and Composing Robust Features with Denoising
         Autoencoders.* ICML 2008.
     """
-    kind = check_choice("kind", kind, RECONSTRUCTION_KINDS)  # type: ignore[assignment]
+    kind = check_choice("kind", kind, RECONSTRUCTION_KINDS)
     reduction = check_reduction(reduction)
-    indices = _check_reconstruction_inputs(reconstruction, target, kind)
+    indices = check_reconstruction_inputs(reconstruction, target, kind)
 
     if indices:
         dtype = compute_dtype(reconstruction)

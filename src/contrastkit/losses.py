@@ -13,8 +13,6 @@ memory-efficient path; ``None`` chooses from the batch size), as their functions
 
 from __future__ import annotations
 
-from typing import Literal
-
 from torch import Tensor, nn
 
 from contrastkit import functional as F
@@ -43,15 +41,27 @@ __all__ = [
 ]
 
 
+def _temperature(temperature: object) -> float | Tensor:
+    """A checked temperature: a tensor as given (a Parameter stays one), a number as float."""
+    checked = check_temperature(temperature)
+    return temperature if isinstance(temperature, Tensor) else checked
+
+
 class _LossModule(nn.Module):
-    """Holds a loss's options as attributes; ``forward`` passes them to the function."""
+    """Holds a loss's options as attributes; ``forward`` passes them to the function.
+
+    Each ``forward`` names every option it passes, so that the call is type-checked;
+    ``_option_names`` only lists them for ``repr``.
+    """
 
     _option_names: tuple[str, ...] = ()
 
     def _options(self) -> dict[str, object]:
         return {name: getattr(self, name) for name in self._option_names}
 
-    def _set_margin_options(self, margin: float, distance: str, reduction: str) -> None:
+    def _set_margin_options(
+        self, margin: float, distance: DistanceName, reduction: Reduction
+    ) -> None:
         self.margin = check_margin(margin)
         get_distance(distance)
         self.distance = distance
@@ -101,7 +111,15 @@ class ContrastiveLoss(_LossModule):
 
     def forward(self, x1: Tensor, x2: Tensor, y: Tensor) -> Tensor:
         """Loss of the pairs ``(x1[i], x2[i])`` with labels ``y[i]`` (1 similar, 0 not)."""
-        return F.contrastive_loss(x1, x2, y, **self._options())
+        return F.contrastive_loss(
+            x1,
+            x2,
+            y,
+            margin=self.margin,
+            distance=self.distance,
+            reduction=self.reduction,
+            caffe_legacy=self.caffe_legacy,
+        )
 
 
 class TripletLoss(_LossModule):
@@ -131,7 +149,14 @@ class TripletLoss(_LossModule):
 
     def forward(self, anchor: Tensor, positive: Tensor, negative: Tensor) -> Tensor:
         """Loss of the triplets ``(anchor[i], positive[i], negative[i])``."""
-        return F.triplet_loss(anchor, positive, negative, **self._options())
+        return F.triplet_loss(
+            anchor,
+            positive,
+            negative,
+            margin=self.margin,
+            distance=self.distance,
+            reduction=self.reduction,
+        )
 
 
 class InfoNCELoss(_LossModule):
@@ -163,8 +188,7 @@ class InfoNCELoss(_LossModule):
         chunk_size: int | None = None,
     ) -> None:
         super().__init__()
-        check_temperature(temperature)
-        self.temperature = temperature
+        self.temperature = _temperature(temperature)
         self.normalize = check_bool("normalize", normalize)
         self.symmetric = check_bool("symmetric", symmetric)
         self.reduction = check_reduction(reduction)
@@ -172,7 +196,16 @@ class InfoNCELoss(_LossModule):
 
     def forward(self, query: Tensor, key: Tensor, negatives: Tensor | None = None) -> Tensor:
         """Loss of ``query[i]`` picking ``key[i]`` among all keys and ``negatives``."""
-        return F.info_nce(query, key, negatives=negatives, **self._options())
+        return F.info_nce(
+            query,
+            key,
+            negatives=negatives,
+            temperature=self.temperature,
+            normalize=self.normalize,
+            symmetric=self.symmetric,
+            reduction=self.reduction,
+            chunk_size=self.chunk_size,
+        )
 
 
 class NTXentLoss(_LossModule):
@@ -197,14 +230,19 @@ class NTXentLoss(_LossModule):
         chunk_size: int | None = None,
     ) -> None:
         super().__init__()
-        check_temperature(temperature)
-        self.temperature = temperature
+        self.temperature = _temperature(temperature)
         self.reduction = check_reduction(reduction)
         self.chunk_size = check_chunk_size(chunk_size)
 
     def forward(self, z1: Tensor, z2: Tensor) -> Tensor:
         """Loss of the two views ``z1[i]``, ``z2[i]`` of each example."""
-        return F.nt_xent(z1, z2, **self._options())
+        return F.nt_xent(
+            z1,
+            z2,
+            temperature=self.temperature,
+            reduction=self.reduction,
+            chunk_size=self.chunk_size,
+        )
 
 
 class SupConLoss(_LossModule):
@@ -231,15 +269,21 @@ class SupConLoss(_LossModule):
         chunk_size: int | None = None,
     ) -> None:
         super().__init__()
-        check_temperature(temperature)
-        self.temperature = temperature
+        self.temperature = _temperature(temperature)
         self.normalize = check_bool("normalize", normalize)
         self.reduction = check_reduction(reduction)
         self.chunk_size = check_chunk_size(chunk_size)
 
     def forward(self, embeddings: Tensor, labels: Tensor) -> Tensor:
         """Loss of the batch ``embeddings`` with integer class ``labels``."""
-        return F.supcon(embeddings, labels, **self._options())
+        return F.supcon(
+            embeddings,
+            labels,
+            temperature=self.temperature,
+            normalize=self.normalize,
+            reduction=self.reduction,
+            chunk_size=self.chunk_size,
+        )
 
 
 class CosineSimilarityLoss(_LossModule):
@@ -263,7 +307,7 @@ class CosineSimilarityLoss(_LossModule):
 
     def forward(self, x1: Tensor, x2: Tensor, score: Tensor) -> Tensor:
         """Loss of the pairs ``(x1[i], x2[i])`` against their target ``score[i]``."""
-        return F.cosine_similarity_loss(x1, x2, score, **self._options())
+        return F.cosine_similarity_loss(x1, x2, score, reduction=self.reduction)
 
 
 class AllPairsContrastiveLoss(_LossModule):
@@ -297,7 +341,15 @@ class AllPairsContrastiveLoss(_LossModule):
 
     def forward(self, embeddings: Tensor, labels: Tensor) -> Tensor:
         """Loss over all pairs of ``embeddings`` with integer class ``labels``."""
-        return F.all_pairs_contrastive_loss(embeddings, labels, **self._options())
+        return F.all_pairs_contrastive_loss(
+            embeddings,
+            labels,
+            margin=self.margin,
+            distance=self.distance,
+            reduction=self.reduction,
+            caffe_legacy=self.caffe_legacy,
+            chunk_size=self.chunk_size,
+        )
 
 
 class BatchAllTripletLoss(_LossModule):
@@ -321,18 +373,25 @@ class BatchAllTripletLoss(_LossModule):
         margin: float,
         distance: DistanceName = "euclidean",
         reduction: Reduction = "mean",
-        mean_over: Literal["all", "nonzero"] = "all",
+        mean_over: F.MeanOver = "all",
         chunk_size: int | None = None,
     ) -> None:
         super().__init__()
         self._set_margin_options(margin, distance, reduction)
-        check_choice("mean_over", mean_over, ("all", "nonzero"))
-        self.mean_over = mean_over
+        self.mean_over = check_choice("mean_over", mean_over, F.MEAN_OVER)
         self.chunk_size = check_chunk_size(chunk_size)
 
     def forward(self, embeddings: Tensor, labels: Tensor) -> Tensor:
         """Loss over all valid triplets of ``embeddings`` with integer class ``labels``."""
-        return F.batch_all_triplet_loss(embeddings, labels, **self._options())
+        return F.batch_all_triplet_loss(
+            embeddings,
+            labels,
+            margin=self.margin,
+            distance=self.distance,
+            reduction=self.reduction,
+            mean_over=self.mean_over,
+            chunk_size=self.chunk_size,
+        )
 
 
 class BatchHardTripletLoss(_LossModule):
@@ -364,7 +423,14 @@ class BatchHardTripletLoss(_LossModule):
 
     def forward(self, embeddings: Tensor, labels: Tensor) -> Tensor:
         """Loss of each anchor's hardest triplet in ``embeddings`` with class ``labels``."""
-        return F.batch_hard_triplet_loss(embeddings, labels, **self._options())
+        return F.batch_hard_triplet_loss(
+            embeddings,
+            labels,
+            margin=self.margin,
+            distance=self.distance,
+            reduction=self.reduction,
+            chunk_size=self.chunk_size,
+        )
 
 
 class ReconstructionLoss(_LossModule):
@@ -390,10 +456,11 @@ class ReconstructionLoss(_LossModule):
         self, *, kind: F.ReconstructionKind = "mse", reduction: Reduction = "mean"
     ) -> None:
         super().__init__()
-        check_choice("kind", kind, F.RECONSTRUCTION_KINDS)
-        self.kind = kind
+        self.kind = check_choice("kind", kind, F.RECONSTRUCTION_KINDS)
         self.reduction = check_reduction(reduction)
 
     def forward(self, reconstruction: Tensor, target: Tensor) -> Tensor:
         """Loss of ``reconstruction[i]`` against ``target[i]`` (the clean input)."""
-        return F.reconstruction_loss(reconstruction, target, **self._options())
+        return F.reconstruction_loss(
+            reconstruction, target, kind=self.kind, reduction=self.reduction
+        )

@@ -45,7 +45,8 @@ __all__ = [
     "semi_hard_triplets",
 ]
 
-SEMI_HARD_FALLBACKS = ("drop", "tensorflow")
+SemiHardFallback = Literal["drop", "tensorflow"]
+SEMI_HARD_FALLBACKS: tuple[SemiHardFallback, ...] = ("drop", "tensorflow")
 
 
 def label_masks(labels: Tensor) -> tuple[Tensor, Tensor]:
@@ -143,20 +144,19 @@ def batch_all_triplets(
         [(0, 1, 2), (1, 0, 2)]
     """
     metric = get_distance(distance)
-    if margin is not None:
-        margin = check_margin(margin)
+    checked_margin = None if margin is None else check_margin(margin)
     embeddings, labels = check_embeddings_and_labels(embeddings, labels)
     positive, negative = label_masks(labels)
-    d = metric.matrix(embeddings, embeddings) if margin is not None else None
+    d = metric.matrix(embeddings, embeddings) if checked_margin is not None else None
     n = labels.shape[0]
     chunk = max(1, (1 << 24) // (n * n))
     found: list[tuple[Tensor, Tensor, Tensor]] = []
     for start in range(0, n, chunk):
         stop = min(start + chunk, n)
         valid = positive[start:stop, :, None] & negative[start:stop, None, :]
-        if d is not None:
+        if d is not None and checked_margin is not None:
             rows = d[start:stop]
-            valid &= (rows[:, :, None] - rows[:, None, :] + margin) > 0
+            valid &= (rows[:, :, None] - rows[:, None, :] + checked_margin) > 0
         a, p, neg = torch.nonzero(valid, as_tuple=True)
         found.append((a + start, p, neg))
     anchors, positives, negatives = (torch.cat(parts) for parts in zip(*found, strict=True))
@@ -200,7 +200,7 @@ def semi_hard_triplets(
     *,
     margin: float,
     distance: DistanceName = "euclidean",
-    fallback: Literal["drop", "tensorflow"] = "drop",
+    fallback: SemiHardFallback = "drop",
 ) -> tuple[Tensor, Tensor, Tensor]:
     r"""Semi-hard triplets (Schroff et al. 2015, FaceNet): one per anchor-positive pair.
 
@@ -231,7 +231,7 @@ def semi_hard_triplets(
     """
     metric = get_distance(distance)
     margin = check_margin(margin)
-    fallback = check_choice("fallback", fallback, SEMI_HARD_FALLBACKS)  # type: ignore[assignment]
+    fallback = check_choice("fallback", fallback, SEMI_HARD_FALLBACKS)
     embeddings, labels = check_embeddings_and_labels(embeddings, labels)
     d = metric.matrix(embeddings, embeddings)
     positive, negative = label_masks(labels)

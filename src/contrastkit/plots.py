@@ -61,9 +61,14 @@ from sklearn.manifold import TSNE
 from sklearn.metrics import auc, roc_curve
 from threadpoolctl import threadpool_limits
 
-from contrastkit._validation import check_bool, check_choice
-from contrastkit.evaluation.anomaly import _check_scores_and_labels
-from contrastkit.evaluation.metrics import _check_pairs, _roc, _tar
+from contrastkit._validation import check_bool, check_choice, check_int, check_positive, check_real
+from contrastkit.evaluation._checks import (
+    check_finite_array,
+    check_pairs,
+    check_real_array,
+    check_scores_and_labels,
+)
+from contrastkit.evaluation.metrics import step_roc, tar_from_roc
 from contrastkit.functional import contrastive_loss
 
 __all__ = [
@@ -85,7 +90,7 @@ _SIMILAR_COLOR = "tab:red"
 _DISSIMILAR_COLOR = "tab:blue"
 _ANOMALY_COLOR = "tab:red"
 _NORMAL_COLOR = "tab:blue"
-_METHODS = ("auto", "identity", "pca", "tsne")
+_METHODS: tuple[EmbeddingMethod, ...] = ("auto", "identity", "pca", "tsne")
 _MAX_LEGEND_CLASSES = 20
 _TSNE_SERIAL_BELOW = 1000  # points; smaller t-SNE maps run on one thread
 _FAR_AXES = ("linear", "log")
@@ -105,61 +110,6 @@ _HISTORY_PREFIXES = {
 
 
 # --- checks ------------------------------------------------------------------------
-
-
-def _to_numpy(name: str, value: object) -> np.ndarray:
-    """A tensor, array or (nested) list as a numpy array of real numbers."""
-    if isinstance(value, torch.Tensor):
-        t = value.detach().cpu()
-        if t.is_complex():
-            raise TypeError(f"{name} must hold real numbers, got dtype {t.dtype}")
-        if t.dtype in (torch.float16, torch.bfloat16):
-            t = t.float()
-        array = t.numpy()
-    elif isinstance(value, (str, bytes, Mapping)):
-        raise TypeError(
-            f"{name} must be a tensor, numpy array or list of numbers, got {type(value).__name__}"
-        )
-    else:
-        try:
-            array = np.asarray(value)
-        except (TypeError, ValueError) as error:  # ragged lists
-            raise TypeError(
-                f"{name} must be a tensor, numpy array or list of numbers, got "
-                f"{type(value).__name__} that numpy cannot read as an array ({error})"
-            ) from None
-    if array.dtype.kind not in "biuf":
-        raise TypeError(f"{name} must hold real numbers, got dtype {array.dtype}")
-    return array
-
-
-def _check_finite_array(name: str, array: np.ndarray) -> None:
-    finite = np.isfinite(array)
-    if not finite.all():
-        bad = int(finite.size - finite.sum())
-        raise ValueError(
-            f"{name} must be finite, got {bad} NaN or infinite value(s) out of {finite.size}"
-        )
-
-
-def _check_number(name: str, value: object, *, positive: bool = False) -> float:
-    """A finite real Python or numpy number (not a bool); ``> 0`` if ``positive``."""
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise TypeError(f"{name} must be a real number, got {type(value).__name__} {value!r}")
-    number = float(value)
-    if not math.isfinite(number):
-        raise ValueError(f"{name} must be finite, got {value!r}")
-    if positive and number <= 0:
-        raise ValueError(f"{name} must be > 0, got {value!r}")
-    return number
-
-
-def _check_int(name: str, value: object, *, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value!r}")
-    return int(value)
 
 
 def _figure_and_axes(ax: object, figsize: tuple[float, float]) -> tuple[Figure | SubFigure, Axes]:
@@ -225,13 +175,13 @@ def plot_loss_curve(
         R. Hadsell, S. Chopra, Y. LeCun. *Dimensionality Reduction by Learning an
         Invariant Mapping.* CVPR 2006, figure 2.
     """
-    margin = _check_number("margin", margin, positive=True)
+    margin = check_positive("margin", margin)
     caffe_legacy = check_bool("caffe_legacy", caffe_legacy)
     margin_distance = math.sqrt(margin) if caffe_legacy else margin
     if max_distance is None:
         max_distance = 2.0 * margin_distance
     else:
-        max_distance = _check_number("max_distance", max_distance, positive=True)
+        max_distance = check_positive("max_distance", max_distance)
     fig, ax = _figure_and_axes(ax, (6.0, 4.0))
 
     d = np.linspace(0.0, max_distance, 501)
@@ -405,7 +355,7 @@ def plot_embedding(
         >>> ax.collections[1].get_offsets().tolist()
         [[2.0, 2.5], [2.5, 2.0]]
     """
-    z = _to_numpy("embeddings", embeddings)
+    z = check_real_array("embeddings", embeddings)
     if z.ndim != 2:
         raise ValueError(f"embeddings must be 2-D (N, D), got shape {z.shape}")
     if z.shape[0] == 0:
@@ -416,8 +366,8 @@ def plot_embedding(
             f"got shape {z.shape}"
         )
     z = z.astype(np.float64)
-    _check_finite_array("embeddings", z)
-    y = _to_numpy("labels", labels)
+    check_finite_array("embeddings", z)
+    y = check_real_array("labels", labels)
     if y.shape != (z.shape[0],):
         raise ValueError(
             f"labels must have shape ({z.shape[0]},), one label per row of embeddings "
@@ -425,8 +375,8 @@ def plot_embedding(
         )
     if y.dtype.kind not in "biu":
         raise TypeError(f"labels must be integer class labels, got dtype {y.dtype}")
-    check_choice("method", method, _METHODS)
-    seed = _check_int("seed", seed, minimum=0)
+    method = check_choice("method", method, _METHODS)
+    seed = check_int("seed", seed, minimum=0)
     classes = np.unique(y)
     names = _check_class_names(class_names, classes)
     fig, ax = _figure_and_axes(ax, (5.5, 5.0))
@@ -505,13 +455,13 @@ def plot_roc(
         >>> ax.get_xscale(), float(ax.get_xlim()[0])  # 2 dissimilar pairs: FAR 0, 0.5 or 1
         ('log', 0.1)
     """
-    d, similar = _check_pairs(distances, same, both=True)
+    d, similar = check_pairs(distances, same, both=True)
     y = similar.astype(np.int64)
     if label is not None and not isinstance(label, str):
         raise TypeError(f"label must be a str or None, got {type(label).__name__}")
     if isinstance(mark_fars, (str, bytes)) or not isinstance(mark_fars, Sequence):
         raise TypeError(f"mark_fars must be a sequence of numbers, got {type(mark_fars).__name__}")
-    fars = [_check_number("mark_fars", far) for far in mark_fars]
+    fars = [check_real("mark_fars", far) for far in mark_fars]
     for far in fars:
         if not 0 < far <= 1:
             raise ValueError(f"mark_fars must lie in (0, 1], got {far!r}")
@@ -521,7 +471,7 @@ def plot_roc(
     fpr, tpr, _ = roc_curve(y, -d)
     # the marks come from every threshold (contrastkit.evaluation.metrics' full step curve and its
     # TAR at a FAR): the drawn curve drops collinear vertices
-    all_fpr, all_tpr, _ = _roc(d, similar)
+    all_fpr, all_tpr, _ = step_roc(d, similar)
     area = auc(fpr, tpr)
     left = 0.0
     if far_axis == "log":
@@ -545,7 +495,7 @@ def plot_roc(
     slot = sum(text.get_gid() == _TAR_GID for text in ax.texts)
     color = line.get_color()
     for k, far in enumerate(fars):
-        tar = _tar(all_fpr, all_tpr, far)
+        tar = tar_from_roc(all_fpr, all_tpr, far)
         point = (float(all_fpr[(all_tpr == tar) & (all_fpr <= far)][0]), tar)
         ax.plot(at(np.array([point[0]])), [point[1]], marker="o", color=color, linestyle="none")
         note = ax.annotate(
@@ -625,7 +575,7 @@ def plot_anomaly_roc(
         if not isinstance(method, str):
             raise TypeError(f"scores' names must be str, got {type(method).__name__} {method!r}")
         try:
-            checked[method] = _check_scores_and_labels(values, is_anomaly, both=True)
+            checked[method] = check_scores_and_labels(values, is_anomaly, both=True)
         except (TypeError, ValueError) as error:
             raise type(error)(f"scores[{method!r}]: {error}") from None
     if title is not None and not isinstance(title, str):
@@ -652,7 +602,7 @@ def plot_anomaly_roc(
 def _check_bins(bins: object, d: np.ndarray) -> np.ndarray:
     """Shared bin edges from a number of bins or from explicit edges."""
     if isinstance(bins, (int, np.integer)) and not isinstance(bins, bool):
-        return np.histogram_bin_edges(d, bins=_check_int("bins", bins, minimum=1))
+        return np.histogram_bin_edges(d, bins=check_int("bins", bins, minimum=1))
     if isinstance(bins, (str, bytes, bool)) or not isinstance(
         bins, (Sequence, np.ndarray, torch.Tensor)
     ):
@@ -660,12 +610,12 @@ def _check_bins(bins: object, d: np.ndarray) -> np.ndarray:
             f"bins must be a number of bins or a sequence of bin edges, got "
             f"{type(bins).__name__} {bins!r}"
         )
-    edges = _to_numpy("bins", bins).astype(np.float64)
+    edges = check_real_array("bins", bins).astype(np.float64)
     if edges.ndim != 1 or edges.size < 2:
         raise ValueError(
             f"bins as edges must be 1-D with at least 2 edges, got shape {edges.shape}"
         )
-    _check_finite_array("bins", edges)
+    check_finite_array("bins", edges)
     if not (np.diff(edges) > 0).all():
         raise ValueError(f"bins as edges must increase strictly, got {edges.tolist()[:10]}")
     return edges
@@ -745,9 +695,9 @@ def plot_distance_histograms(
         >>> ax.patches[1].get_data().values.tolist()  # densities: each integrates to 1
         [0.0, 1.0, 1.0]
     """
-    d, similar = _check_pairs(distances, same, both=False)
+    d, similar = check_pairs(distances, same, both=False)
     if threshold is not None:
-        threshold = _check_number("threshold", threshold)
+        threshold = check_real("threshold", threshold)
     edges = _check_bins(bins, d)
     fig, ax = _figure_and_axes(ax, (6.0, 4.0))
 
@@ -808,9 +758,9 @@ def plot_score_histograms(
         >>> ax.patches[1].get_data().values.tolist()  # densities: each integrates to 1
         [0.0, 0.0, 2.0]
     """
-    s, anomalous = _check_scores_and_labels(scores, is_anomaly, both=False)
+    s, anomalous = check_scores_and_labels(scores, is_anomaly, both=False)
     if threshold is not None:
-        threshold = _check_number("threshold", threshold)
+        threshold = check_real("threshold", threshold)
     if title is not None and not isinstance(title, str):
         raise TypeError(f"title must be a str or None, got {type(title).__name__} {title!r}")
     edges = _check_bins(bins, s)
@@ -1005,16 +955,16 @@ def subplots(
         >>> len(fig.axes)
         2
     """
-    ncols = _check_int("ncols", ncols, minimum=1)
-    nrows = _check_int("nrows", nrows, minimum=1)
+    ncols = check_int("ncols", ncols, minimum=1)
+    nrows = check_int("nrows", nrows, minimum=1)
     if figsize is None:
         size = (5.5 * ncols, 5.0 * nrows)
     else:
         if not isinstance(figsize, (tuple, list)) or len(figsize) != 2:
             raise TypeError(f"figsize must be (width, height), got {figsize!r}")
         size = (
-            _check_number("figsize", figsize[0], positive=True),
-            _check_number("figsize", figsize[1], positive=True),
+            check_positive("figsize", figsize[0]),
+            check_positive("figsize", figsize[1]),
         )
     fig = Figure(figsize=size, layout="constrained")
     axes = [fig.add_subplot(nrows, ncols, k + 1) for k in range(nrows * ncols)]
@@ -1085,7 +1035,7 @@ def save_figure(
     path = Path(path)
     if path.suffix.lower() != ".png":
         raise ValueError(f"path must end in .png, got {str(path)!r}")
-    dpi = _check_number("dpi", dpi, positive=True)
+    dpi = check_positive("dpi", dpi)
     overwrite = check_bool("overwrite", overwrite)
     if not path.parent.is_dir():
         raise FileNotFoundError(f"path's folder {str(path.parent)!r} does not exist")

@@ -145,8 +145,8 @@ def test_impossible_requests_are_clear_errors():
     ("kwargs", "error", "match"),
     [
         (dict(positive_fraction=1.5), ValueError, r"positive_fraction must lie in \[0, 1\]"),
-        (dict(positive_fraction="half"), TypeError, "positive_fraction must be a number"),
-        (dict(positive_fraction=True), TypeError, "positive_fraction must be a number"),
+        (dict(positive_fraction="half"), TypeError, "positive_fraction must be a real number"),
+        (dict(positive_fraction=True), TypeError, "positive_fraction must be a real number"),
         (dict(pairs_per_epoch=0), ValueError, "pairs_per_epoch must be >= 1"),
         (dict(pairs_per_epoch=2.5), TypeError, "pairs_per_epoch must be an integer"),
         (dict(seed=-1), ValueError, "seed must be >= 0"),

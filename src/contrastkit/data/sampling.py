@@ -42,19 +42,13 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset, Sampler
 
+from contrastkit._validation import check_fraction, check_int
+
 __all__ = ["ClassBalancedBatchSampler", "PairDataset", "TripletDataset"]
 
 
 def _generator(seed: int, epoch: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed * 1_000_003 + epoch)
-
-
-def _check_int(name: str, value: object, *, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an integer, got {type(value).__name__} {value!r}")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-    return value
 
 
 def _as_class_labels(labels: object, n: int | None = None) -> Tensor:
@@ -162,19 +156,19 @@ class _EpochDraws(Dataset):
     def __init__(
         self, data: Any, labels: Any, *, per_epoch: int | None, per_epoch_name: str, seed: int
     ) -> None:
-        self.seed = _check_int("seed", seed, minimum=0)
+        self.seed = check_int("seed", seed, minimum=0)
         self.source = _LabelledSource(data, labels)
         self.labels = self.source.labels
         self.classes = _Classes(self.labels)
-        self.per_epoch = len(self.labels) if per_epoch is None else per_epoch
-        _check_int(per_epoch_name, self.per_epoch, minimum=1)
+        count = len(self.labels) if per_epoch is None else per_epoch
+        self.per_epoch = check_int(per_epoch_name, count, minimum=1)
         # classes that can give two different samples (a positive pair)
         self.paired_classes = torch.nonzero(self.classes.count >= 2).squeeze(1)
 
     def set_epoch(self, epoch: int) -> None:
         """Draw the items of ``epoch`` (the same items for the same seed and epoch)."""
-        self.epoch = _check_int("epoch", epoch, minimum=0)
-        self._draw(_generator(self.seed, epoch))
+        self.epoch = check_int("epoch", epoch, minimum=0)
+        self._draw(_generator(self.seed, self.epoch))
 
     def _draw(self, g: torch.Generator) -> None:
         raise NotImplementedError
@@ -215,12 +209,7 @@ class PairDataset(_EpochDraws):
         pairs_per_epoch: int | None = None,
         seed: int = 0,
     ) -> None:
-        if isinstance(positive_fraction, bool) or not isinstance(positive_fraction, (int, float)):
-            raise TypeError(
-                f"positive_fraction must be a number in [0, 1], got {positive_fraction!r}"
-            )
-        if not 0.0 <= positive_fraction <= 1.0:
-            raise ValueError(f"positive_fraction must lie in [0, 1], got {positive_fraction}")
+        positive_fraction = check_fraction("positive_fraction", positive_fraction)
         super().__init__(
             data, labels, per_epoch=pairs_per_epoch, per_epoch_name="pairs_per_epoch", seed=seed
         )
@@ -371,13 +360,13 @@ class ClassBalancedBatchSampler(Sampler[list[int]]):
         seed: int = 0,
     ) -> None:
         self.labels = _as_class_labels(labels)
-        self.classes_per_batch = _check_int("classes_per_batch", classes_per_batch, minimum=1)
-        self.samples_per_class = _check_int("samples_per_class", samples_per_class, minimum=1)
-        self.seed = _check_int("seed", seed, minimum=0)
-        batch_size = classes_per_batch * samples_per_class
+        self.classes_per_batch = check_int("classes_per_batch", classes_per_batch, minimum=1)
+        self.samples_per_class = check_int("samples_per_class", samples_per_class, minimum=1)
+        self.seed = check_int("seed", seed, minimum=0)
+        batch_size = self.classes_per_batch * self.samples_per_class
         default = max(1, len(self.labels) // batch_size)
-        self.batches_per_epoch = default if batches_per_epoch is None else batches_per_epoch
-        _check_int("batches_per_epoch", self.batches_per_epoch, minimum=1)
+        count = default if batches_per_epoch is None else batches_per_epoch
+        self.batches_per_epoch = check_int("batches_per_epoch", count, minimum=1)
         self.classes = _Classes(self.labels)
         eligible = self.classes.count >= samples_per_class
         self.eligible = torch.nonzero(eligible).squeeze(1)
@@ -399,7 +388,7 @@ class ClassBalancedBatchSampler(Sampler[list[int]]):
 
     def set_epoch(self, epoch: int) -> None:
         """Make the next iteration draw the batches of ``epoch``."""
-        self.epoch = _check_int("epoch", epoch, minimum=0)
+        self.epoch = check_int("epoch", epoch, minimum=0)
 
     def __len__(self) -> int:
         return self.batches_per_epoch

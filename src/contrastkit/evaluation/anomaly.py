@@ -40,12 +40,14 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 import torch
-from sklearn.metrics import average_precision_score as _sk_average_precision_score
+from sklearn.metrics import (  # type: ignore[import-untyped]
+    average_precision_score as _sk_average_precision_score,
+)
 from sklearn.metrics import roc_auc_score as _sk_roc_auc_score
 from torch import Tensor, nn
 
@@ -55,12 +57,14 @@ from contrastkit._validation import (
     check_class_labels,
     check_embeddings,
     check_finite,
+    check_in_range,
+    check_positive_int,
     check_same_device,
     compute_dtype,
 )
 from contrastkit.distances import DistanceName, distance_matrix, get_distance
 from contrastkit.distances import normalize as unit_rows
-from contrastkit.evaluation.metrics import _check_binary, _check_positive_int, _check_values
+from contrastkit.evaluation._checks import check_scores_and_labels
 from contrastkit.functional import (
     RECONSTRUCTION_KINDS,
     ReconstructionKind,
@@ -98,28 +102,6 @@ def _check_reference_and_embeddings(reference: object, embeddings: object) -> tu
     return reference.to(dtype), embeddings.to(dtype)
 
 
-def _check_scores_and_labels(
-    scores: object,
-    is_anomaly: object,
-    *,
-    both: bool,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Validated ``(scores as float64, is_anomaly as bool)``; ``both``: both classes occur.
-
-    Shared with :func:`contrastkit.plots.plot_score_histograms`.
-    """
-    s = _check_values("scores", scores, item="score", what="scores")
-    y = _check_binary("is_anomaly", is_anomaly, "scores", s, meaning=("normal", "anomaly"))
-    if both:
-        n_anomalies = int(y.sum())
-        if n_anomalies == 0 or n_anomalies == y.size:
-            raise ValueError(
-                f"is_anomaly must contain both anomalies (1) and normal samples (0), got "
-                f"{n_anomalies} anomalies and {y.size - n_anomalies} normal"
-            )
-    return s, y
-
-
 # --------------------------------------------------------------------------------------
 # Scores
 # --------------------------------------------------------------------------------------
@@ -143,20 +125,16 @@ def _check_inputs(inputs: object, kind: str) -> None:
         )
     check_finite(inputs=inputs)
     if inputs.is_floating_point() and kind != "mse":
-        low, high = float(inputs.min()), float(inputs.max())
-        if low < 0.0 or high > 1.0:
-            raise ValueError(
-                f"inputs must lie in [0, 1] for kind={kind!r} (they are the targets of the "
-                f"reconstruction), got values from {low} to {high}"
-            )
+        context = f" for kind={kind!r} (they are the targets of the reconstruction)"
+        check_in_range("inputs", inputs, 0, 1, context=context)
 
 
 def _model_device(model: nn.Module, fallback: torch.device) -> torch.device:
     """The device of the model's first parameter or buffer (``fallback`` if it has none)."""
-    for t in model.parameters():
-        return t.device
-    for t in model.buffers():
-        return t.device
+    for parameter in model.parameters():
+        return parameter.device
+    for buffer in model.buffers():
+        return buffer.device
     return fallback
 
 
@@ -230,13 +208,14 @@ def reconstruction_errors(
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    if not callable(getattr(model, "reconstruct", None)):
+    reconstruct: Callable[[Tensor], Tensor] | None = getattr(model, "reconstruct", None)
+    if not callable(reconstruct):
         raise TypeError(
             f"model must have a reconstruct(x) method (as contrastkit.models.Autoencoder "
             f"has), got {type(model).__name__} without one"
         )
     kind = check_choice("kind", kind, RECONSTRUCTION_KINDS)
-    batch_size = _check_positive_int("batch_size", batch_size)
+    batch_size = check_positive_int("batch_size", batch_size)
     _check_inputs(inputs, kind)
 
     device = _model_device(model, inputs.device)
@@ -247,7 +226,7 @@ def reconstruction_errors(
         with torch.no_grad():
             for start in range(0, inputs.shape[0], batch_size):
                 batch = inputs[start : start + batch_size].to(device)
-                reconstruction = model.reconstruct(batch)
+                reconstruction = reconstruct(batch)
                 per_sample = reconstruction_loss(reconstruction, batch, kind=kind, reduction="none")
                 errors.append(per_sample.to(inputs.device))
     finally:
@@ -329,9 +308,9 @@ def knn_scores(
         Detection.* arXiv:2002.10445, 2020.
     """
     metric = get_distance(distance)
-    k = _check_positive_int("k", k)
+    k = check_positive_int("k", k)
     exclude_self = check_bool("exclude_self", exclude_self)
-    chunk_size = _check_positive_int("chunk_size", chunk_size)
+    chunk_size = check_positive_int("chunk_size", chunk_size)
     reference, embeddings = _check_reference_and_embeddings(reference, embeddings)
     m, n = reference.shape[0], embeddings.shape[0]
     if exclude_self:
@@ -492,7 +471,7 @@ def anomaly_metrics(scores: ArrayLike, is_anomaly: ArrayLike) -> dict[str, float
         2006; J. Davis, M. Goadrich. *The Relationship Between Precision-Recall and ROC
         Curves.* ICML 2006.
     """
-    s, y = _check_scores_and_labels(scores, is_anomaly, both=True)
+    s, y = check_scores_and_labels(scores, is_anomaly, both=True)
     target = y.astype(np.int64)
     n_anomalies = int(y.sum())
     return {

@@ -52,13 +52,12 @@ Example:
 from __future__ import annotations
 
 import math
-import numbers
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import torch
-from sklearn.metrics import roc_auc_score as _sk_roc_auc_score
+from sklearn.metrics import roc_auc_score as _sk_roc_auc_score  # type: ignore[import-untyped]
 from sklearn.metrics import roc_curve as _sk_roc_curve
 from torch import Tensor
 
@@ -66,9 +65,14 @@ from contrastkit._validation import (
     check_class_labels,
     check_embeddings,
     check_finite,
+    check_fraction,
+    check_int,
+    check_positive_int,
+    check_real,
     compute_dtype,
 )
 from contrastkit.distances import DistanceName, distance_matrix, get_distance
+from contrastkit.evaluation._checks import check_1d_array, check_pairs, to_numpy
 
 __all__ = [
     "accuracy_at_threshold",
@@ -94,127 +98,9 @@ _CHUNK_ELEMENTS = 1 << 22
 
 
 # --------------------------------------------------------------------------------------
-# Input conversion and checks
+# Input conversion and checks: contrastkit.evaluation._checks (arrays) and
+# contrastkit._validation (numbers), shared with the anomaly scores and the plots
 # --------------------------------------------------------------------------------------
-
-
-def _to_numpy(name: str, x: object) -> np.ndarray:
-    """Convert a tensor, numpy array, list or tuple to a numpy array (tensors detached)."""
-    if isinstance(x, Tensor):
-        t = x.detach().cpu().resolve_conj().resolve_neg()
-        if t.dtype == torch.bfloat16:  # numpy has no bfloat16
-            t = t.float()
-        return t.numpy()
-    if isinstance(x, np.ndarray):
-        return x
-    if isinstance(x, (list, tuple)):
-        try:
-            return np.asarray(x)
-        except ValueError as error:
-            raise ValueError(f"{name} must be a rectangular array, got a ragged list") from error
-    raise TypeError(
-        f"{name} must be a tensor, numpy array or list of numbers, got {type(x).__name__}"
-    )
-
-
-def _check_1d_array(name: str, x: object, *, item: str = "value") -> np.ndarray:
-    """A non-empty 1-D numeric array (``item`` names one entry in the message)."""
-    a = _to_numpy(name, x)
-    if a.dtype.kind not in "biuf":
-        raise TypeError(f"{name} must hold real numbers, got dtype {a.dtype}")
-    if a.ndim != 1:
-        raise ValueError(f"{name} must be 1-D, got shape {a.shape}")
-    if a.shape[0] == 0:
-        raise ValueError(f"{name} must hold at least one {item}, got an empty array")
-    return a
-
-
-def _check_values(
-    name: str, x: object, *, item: str = "pair", what: str = "distances"
-) -> np.ndarray:
-    """Finite real values (``what``), one per ``item``, as float64."""
-    a = _check_1d_array(name, x, item=item)
-    if a.dtype.kind == "b":
-        raise TypeError(f"{name} must hold real-valued {what}, got dtype bool")
-    a = a.astype(np.float64)
-    finite = np.isfinite(a)
-    if not finite.all():
-        bad = int(a.size - finite.sum())
-        raise ValueError(f"{name} must be finite, got {bad} NaN or infinite value(s) of {a.size}")
-    return a
-
-
-def _check_binary(
-    name: str,
-    x: object,
-    like_name: str,
-    like: np.ndarray,
-    *,
-    meaning: tuple[str, str] = ("dissimilar", "similar"),
-) -> np.ndarray:
-    """Labels 0/1 (or bool), one per entry of ``like``; returned as bool."""
-    a = _check_1d_array(name, x, item="label")
-    if a.shape[0] != like.shape[0]:
-        raise ValueError(
-            f"{name} must have shape {like.shape}, one label per entry of {like_name}, "
-            f"got shape {a.shape}"
-        )
-    if a.dtype.kind != "b":
-        bad = (a != 0) & (a != 1)
-        if bad.any():
-            found = [v.item() for v in np.unique(a[bad])[:5]]
-            raise ValueError(
-                f"{name} must be 0 ({meaning[0]}) or 1 ({meaning[1]}), got other values {found}"
-            )
-    return a.astype(bool)
-
-
-def _check_both_classes(name: str, same: np.ndarray) -> None:
-    n_same = int(same.sum())
-    if n_same == 0 or n_same == same.size:
-        raise ValueError(
-            f"{name} must contain both similar (1) and dissimilar (0) pairs, got "
-            f"{n_same} similar and {same.size - n_same} dissimilar"
-        )
-
-
-def _check_pairs(
-    distances: object,
-    same: object,
-    *,
-    both: bool,
-    names: tuple[str, str] = ("distances", "same"),
-) -> tuple[np.ndarray, np.ndarray]:
-    d_name, s_name = names
-    d = _check_values(d_name, distances)
-    s = _check_binary(s_name, same, d_name, d)
-    if both:
-        _check_both_classes(s_name, s)
-    return d, s
-
-
-def _check_real(name: str, value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a real number, got {type(value).__name__} {value!r}")
-    result = float(value)
-    if not math.isfinite(result):
-        raise ValueError(f"{name} must be finite, got {value!r}")
-    return result
-
-
-def _check_far(name: str, far: object) -> float:
-    value = _check_real(name, far)
-    if not 0.0 < value < 1.0:
-        raise ValueError(f"{name} must lie in (0, 1), got {far!r}")
-    return value
-
-
-def _check_positive_int(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be a positive int, got {type(value).__name__} {value!r}")
-    if value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
-    return int(value)
 
 
 # --------------------------------------------------------------------------------------
@@ -222,8 +108,14 @@ def _check_positive_int(name: str, value: object) -> int:
 # --------------------------------------------------------------------------------------
 
 
-def _roc(d: np.ndarray, s: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Full step ROC of validated inputs, thresholds in distance units."""
+def step_roc(d: np.ndarray, s: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The full step ROC ``(fpr, tpr, thresholds)`` of checked inputs, in distance units.
+
+    Shared with :func:`contrastkit.plots.plot_roc` (not in ``__all__``).
+
+    ``d``: float distances, ``s``: bool labels, as :func:`check_pairs` returns them; every
+    threshold is kept (no collinear point dropped), the first is ``-inf`` (accept nothing).
+    """
     fpr, tpr, thresholds = _sk_roc_curve(s.astype(np.int64), -d, drop_intermediate=False)
     return fpr, tpr, -thresholds
 
@@ -269,8 +161,8 @@ def roc_curve(distances: ArrayLike, same: ArrayLike) -> tuple[np.ndarray, np.nda
         T. Fawcett. *An introduction to ROC analysis.* Pattern Recognition Letters 27(8),
         2006.
     """
-    d, s = _check_pairs(distances, same, both=True)
-    return _roc(d, s)
+    d, s = check_pairs(distances, same, both=True)
+    return step_roc(d, s)
 
 
 def roc_auc(distances: ArrayLike, same: ArrayLike) -> float:
@@ -302,7 +194,7 @@ def roc_auc(distances: ArrayLike, same: ArrayLike) -> float:
         J. A. Hanley, B. J. McNeil. *The meaning and use of the area under a receiver
         operating characteristic (ROC) curve.* Radiology 143(1), 1982.
     """
-    d, s = _check_pairs(distances, same, both=True)
+    d, s = check_pairs(distances, same, both=True)
     return float(_sk_roc_auc_score(s.astype(np.int64), -d))
 
 
@@ -367,11 +259,15 @@ def equal_error_rate(distances: ArrayLike, same: ArrayLike) -> tuple[float, floa
         A. K. Jain, A. Ross, K. Nandakumar. *Introduction to Biometrics*, Springer 2011,
         section 1.5 (the equal error rate of a verification system).
     """
-    d, s = _check_pairs(distances, same, both=True)
-    return _eer(*_roc(d, s))
+    d, s = check_pairs(distances, same, both=True)
+    return _eer(*step_roc(d, s))
 
 
-def _tar(fpr: np.ndarray, tpr: np.ndarray, far: float) -> float:
+def tar_from_roc(fpr: np.ndarray, tpr: np.ndarray, far: float) -> float:
+    """The largest TPR of a step ROC (:func:`step_roc`) whose FPR is at most ``far``.
+
+    Shared with :func:`contrastkit.plots.plot_roc` (not in ``__all__``).
+    """
     # fpr[0] = 0, so at least the accept-nothing point qualifies
     return float(tpr[fpr <= far].max())
 
@@ -408,10 +304,10 @@ def tar_at_far(distances: ArrayLike, same: ArrayLike, *, far: float = 1e-3) -> f
         S. Liao, Z. Lei, D. Yi, S. Z. Li. *A Benchmark Study of Large-scale Unconstrained
         Face Recognition* (BLUFR). IJCB 2014.
     """
-    far = _check_far("far", far)
-    d, s = _check_pairs(distances, same, both=True)
-    fpr, tpr, _ = _roc(d, s)
-    return _tar(fpr, tpr, far)
+    far = check_fraction("far", far, "()")
+    d, s = check_pairs(distances, same, both=True)
+    fpr, tpr, _ = step_roc(d, s)
+    return tar_from_roc(fpr, tpr, far)
 
 
 def _best_threshold(d: np.ndarray, s: np.ndarray) -> tuple[float, float]:
@@ -482,7 +378,7 @@ def best_threshold(distances: ArrayLike, same: ArrayLike) -> float:
         Database for Studying Face Recognition in Unconstrained Environments.* University
         of Massachusetts, Amherst, Technical Report 07-49, 2007.
     """
-    d, s = _check_pairs(distances, same, both=True)
+    d, s = check_pairs(distances, same, both=True)
     return _best_threshold(d, s)[0]
 
 
@@ -512,8 +408,8 @@ def accuracy_at_threshold(distances: ArrayLike, same: ArrayLike, *, threshold: f
     Reference:
         G. B. Huang et al. *Labeled Faces in the Wild*, Technical Report 07-49, 2007.
     """
-    threshold = _check_real("threshold", threshold)
-    d, s = _check_pairs(distances, same, both=False)
+    threshold = check_real("threshold", threshold)
+    d, s = check_pairs(distances, same, both=False)
     return _accuracy(d, s, threshold)
 
 
@@ -577,24 +473,24 @@ def verification_metrics(
         raise TypeError(f"fars must be a sequence of false accept rates, got {type(fars).__name__}")
     if len(fars) == 0:
         raise ValueError("fars must hold at least one false accept rate, got an empty sequence")
-    far_values = [_check_far(f"fars[{i}]", far) for i, far in enumerate(fars)]
+    far_values = [check_fraction(f"fars[{i}]", far, "()") for i, far in enumerate(fars)]
     keys = [_far_key(far) for far in far_values]
     if len(set(keys)) != len(keys):
         raise ValueError(f"fars must give distinct keys, got {list(fars)!r} -> {keys}")
-    val_d, val_s = _check_pairs(
+    val_d, val_s = check_pairs(
         val_distances, val_same, both=True, names=("val_distances", "val_same")
     )
-    test_d, test_s = _check_pairs(
+    test_d, test_s = check_pairs(
         test_distances, test_same, both=True, names=("test_distances", "test_same")
     )
 
-    fpr, tpr, thresholds = _roc(test_d, test_s)
+    fpr, tpr, thresholds = step_roc(test_d, test_s)
     result = {
         "roc_auc": float(_sk_roc_auc_score(test_s.astype(np.int64), -test_d)),
         "eer": _eer(fpr, tpr, thresholds)[0],
     }
     for key, far in zip(keys, far_values, strict=True):
-        result[key] = _tar(fpr, tpr, far)
+        result[key] = tar_from_roc(fpr, tpr, far)
     threshold, val_accuracy = _best_threshold(val_d, val_s)
     result["threshold"] = threshold
     result["accuracy"] = _accuracy(test_d, test_s, threshold)
@@ -670,15 +566,14 @@ def verification_pairs(
         (balanced sets of matched and mismatched pairs).
     """
     if max_pairs is not None:
-        max_pairs = _check_positive_int("max_pairs", max_pairs)
+        max_pairs = check_positive_int("max_pairs", max_pairs)
         if max_pairs < 2:
             raise ValueError(
                 f"max_pairs must be at least 2 (one positive and one negative pair), "
                 f"got {max_pairs}"
             )
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
-        raise TypeError(f"seed must be an int, got {type(seed).__name__} {seed!r}")
-    y = _check_1d_array("labels", labels)
+    seed = check_int("seed", seed)
+    y = check_1d_array("labels", labels)
     if y.dtype.kind not in "biu":
         raise TypeError(f"labels must be integer class labels, got dtype {y.dtype}")
     y_t = torch.from_numpy(y.astype(np.int64))
@@ -730,7 +625,7 @@ def verification_pairs(
 
 
 def _as_float_tensor(name: str, x: object) -> Tensor:
-    a = _to_numpy(name, x)
+    a = to_numpy(name, x)
     if a.dtype.kind not in "biufc":
         raise TypeError(f"{name} must hold real numbers, got dtype {a.dtype}")
     t = torch.from_numpy(np.ascontiguousarray(a))
@@ -740,7 +635,7 @@ def _as_float_tensor(name: str, x: object) -> Tensor:
 
 
 def _as_label_tensor(name: str, x: object, like_name: str, like: Tensor) -> Tensor:
-    a = _to_numpy(name, x)
+    a = to_numpy(name, x)
     if a.dtype.kind not in "biufc":
         raise TypeError(f"{name} must be integer class labels, got dtype {a.dtype}")
     t = check_class_labels(name, torch.from_numpy(np.ascontiguousarray(a)), like_name, like)
@@ -788,7 +683,7 @@ def _check_ks(ks: object, gallery_size: int, leave_one_out: bool) -> list[int]:
         raise TypeError(f"ks must be a sequence of positive ints, got {type(ks).__name__}")
     if len(ks) == 0:
         raise ValueError("ks must hold at least one k, got an empty sequence")
-    values = [_check_positive_int(f"ks[{i}]", k) for i, k in enumerate(ks)]
+    values = [check_positive_int(f"ks[{i}]", k) for i, k in enumerate(ks)]
     if len(set(values)) != len(values):
         raise ValueError(f"ks must not repeat a value, got {list(ks)!r}")
     for i, k in enumerate(values):
@@ -956,7 +851,7 @@ def recall_at_k(
         H. O. Song, Y. Xiang, S. Jegelka, S. Savarese. *Deep Metric Learning via Lifted
         Structured Feature Embedding.* CVPR 2016.
     """
-    k = _check_positive_int("k", k)
+    k = check_positive_int("k", k)
     q, ql, g, gl, name = _prepare_retrieval(embeddings, labels, distance, gallery, gallery_labels)
     n_candidates = q.shape[0] - 1 if g is None else g.shape[0]
     _check_k_fits("k", k, n_candidates, g is None)

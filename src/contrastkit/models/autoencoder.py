@@ -9,29 +9,34 @@ the same encoder serves siamese objectives, reconstruction and
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn
 
-from contrastkit._validation import check_bool, check_margin
-from contrastkit.models.encoders import _mlp_layers, _positive_int, _widths
+from contrastkit._validation import (
+    check_bool,
+    check_int_sequence,
+    check_nonnegative,
+    check_positive_int,
+)
+from contrastkit.models.encoders import mlp_layers
 from contrastkit.models.siamese import embed_pairs
 
 __all__ = ["Autoencoder", "ConvDecoder", "MLPDecoder"]
 
 
 def _shape(name: str, value: object) -> tuple[int, ...]:
-    if isinstance(value, int | str) or not isinstance(value, Sequence):
-        raise TypeError(f"{name} must be a sequence of sizes, got {value!r}")
-    if not value:
+    shape = check_int_sequence(name, value, what="sizes")
+    if not shape:
         raise ValueError(f"{name} must hold at least one size, got {value!r}")
-    return tuple(_positive_int(f"{name}[{i}]", v) for i, v in enumerate(value))
+    return shape
 
 
 def _image_size(value: object) -> tuple[int, int]:
-    if isinstance(value, int) and not isinstance(value, bool):
-        size = _positive_int("image_size", value)
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        size = check_positive_int("image_size", value)
         return size, size
     if isinstance(value, str) or not isinstance(value, Sequence) or len(value) != 2:
         raise TypeError(f"image_size must be an integer or a pair (H, W), got {value!r}")
@@ -78,9 +83,9 @@ class MLPDecoder(nn.Sequential):
         batch_norm: bool = False,
         output_shape: Sequence[int] | None = None,
     ) -> None:
-        embedding_dim = _positive_int("embedding_dim", embedding_dim)
-        out_features = _positive_int("out_features", out_features)
-        widths = _widths("hidden", hidden)
+        embedding_dim = check_positive_int("embedding_dim", embedding_dim)
+        out_features = check_positive_int("out_features", out_features)
+        widths = check_int_sequence("hidden", hidden, what="layer widths")
         batch_norm = check_bool("batch_norm", batch_norm)
         shape = None if output_shape is None else _shape("output_shape", output_shape)
         if shape is not None and math.prod(shape) != out_features:
@@ -88,7 +93,7 @@ class MLPDecoder(nn.Sequential):
                 f"output_shape {shape} holds {math.prod(shape)} values, but out_features is "
                 f"{out_features}"
             )
-        layers = _mlp_layers(embedding_dim, widths, out_features, batch_norm=batch_norm)
+        layers = mlp_layers(embedding_dim, widths, out_features, batch_norm=batch_norm)
         if shape is not None:
             layers.append(nn.Unflatten(1, shape))
         super().__init__(*layers)
@@ -135,10 +140,10 @@ class ConvDecoder(nn.Module):
         channels: Sequence[int] = (64, 32),
     ) -> None:
         super().__init__()
-        self.embedding_dim = _positive_int("embedding_dim", embedding_dim)
-        self.out_channels = _positive_int("out_channels", out_channels)
+        self.embedding_dim = check_positive_int("embedding_dim", embedding_dim)
+        self.out_channels = check_positive_int("out_channels", out_channels)
         self.image_size = _image_size(image_size)
-        widths = _widths("channels", channels)
+        widths = check_int_sequence("channels", channels, what="layer widths")
         if not widths:
             raise ValueError("channels must name at least one block, got ()")
         steps = len(widths)
@@ -236,7 +241,7 @@ class Autoencoder(nn.Module):
 
     @noise_std.setter
     def noise_std(self, value: float) -> None:
-        self._noise_std = check_margin(value, "noise_std")
+        self._noise_std = check_nonnegative("noise_std", value)
 
     def forward(self, x1: Tensor, x2: Tensor | None = None) -> Tensor | tuple[Tensor, Tensor]:
         """The code of one batch, or the codes of two batches (as :class:`SiameseNetwork`)."""

@@ -13,29 +13,15 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-__all__ = ["ConvEncoder", "MLPEncoder", "Standardize"]
+from contrastkit._validation import (
+    check_bool,
+    check_finite,
+    check_fraction,
+    check_int_sequence,
+    check_positive_int,
+)
 
-
-def _positive_int(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an integer, got {type(value).__name__} {value!r}")
-    if value < 1:
-        raise ValueError(f"{name} must be >= 1, got {value}")
-    return value
-
-
-def _widths(name: str, value: object) -> tuple[int, ...]:
-    if isinstance(value, int | str) or not isinstance(value, Sequence):
-        raise TypeError(f"{name} must be a sequence of layer widths, got {value!r}")
-    return tuple(_positive_int(f"{name}[{i}]", v) for i, v in enumerate(value))
-
-
-def _dropout(value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise TypeError(f"dropout must be a number, got {type(value).__name__} {value!r}")
-    if not 0.0 <= value < 1.0:
-        raise ValueError(f"dropout must be in [0, 1), got {value}")
-    return float(value)
+__all__ = ["ConvEncoder", "MLPEncoder", "Standardize", "mlp_layers"]
 
 
 class Standardize(nn.Module):
@@ -65,11 +51,7 @@ class Standardize(nn.Module):
                 f"mean and std must have the same shape, got {tuple(mean.shape)} "
                 f"and {tuple(std.shape)}"
             )
-        if not bool(torch.isfinite(mean).all()):
-            bad = int((~torch.isfinite(mean)).sum())
-            raise ValueError(
-                f"mean must be finite, got {bad} NaN or infinite value(s) out of {mean.numel()}"
-            )
+        check_finite(mean=mean)
         bad = int((~(torch.isfinite(std) & (std > 0))).sum())
         if bad:
             raise ValueError(
@@ -99,7 +81,7 @@ class Standardize(nn.Module):
         return (x - self.mean) / self.std
 
 
-def _mlp_layers(
+def mlp_layers(
     width: int, hidden: Sequence[int], out: int, *, batch_norm: bool, dropout: float = 0.0
 ) -> list[nn.Module]:
     """``Linear (→ BatchNorm) → ReLU (→ Dropout)`` per hidden width, then a last ``Linear``."""
@@ -145,11 +127,13 @@ class MLPEncoder(nn.Sequential):
         batch_norm: bool = False,
         standardize: Standardize | None = None,
     ) -> None:
-        in_features = _positive_int("in_features", in_features)
-        embedding_dim = _positive_int("embedding_dim", embedding_dim)
-        widths, p = _widths("hidden", hidden), _dropout(dropout)
+        in_features = check_positive_int("in_features", in_features)
+        embedding_dim = check_positive_int("embedding_dim", embedding_dim)
+        widths = check_int_sequence("hidden", hidden, what="layer widths")
+        p = check_fraction("dropout", dropout, "[)")
+        batch_norm = check_bool("batch_norm", batch_norm)
         layers: list[nn.Module] = [standardize] if standardize is not None else []
-        layers += _mlp_layers(in_features, widths, embedding_dim, batch_norm=batch_norm, dropout=p)
+        layers += mlp_layers(in_features, widths, embedding_dim, batch_norm=batch_norm, dropout=p)
         super().__init__(*layers)
         self.in_features, self.embedding_dim = in_features, embedding_dim
 
@@ -185,9 +169,9 @@ class ConvEncoder(nn.Module):
         standardize: Standardize | None = None,
     ) -> None:
         super().__init__()
-        self.in_channels = _positive_int("in_channels", in_channels)
-        self.embedding_dim = _positive_int("embedding_dim", embedding_dim)
-        widths = _widths("channels", channels)
+        self.in_channels = check_positive_int("in_channels", in_channels)
+        self.embedding_dim = check_positive_int("embedding_dim", embedding_dim)
+        widths = check_int_sequence("channels", channels, what="layer widths")
         if not widths:
             raise ValueError("channels must name at least one block, got ()")
         self.standardize = standardize if standardize is not None else nn.Identity()
