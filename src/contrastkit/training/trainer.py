@@ -74,7 +74,7 @@ import math
 import os
 import shutil
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -86,6 +86,7 @@ from contrastkit.training.checkpoints import (
     latest_checkpoint,
     load_weights,
     remove_stale,
+    save_state,
     save_weights,
 )
 from contrastkit.training.objectives import Objective, total_loss
@@ -196,6 +197,21 @@ class _Sums:
     def means(self) -> dict[str, float]:
         """The mean of each term over every step read so far."""
         return {name: total / max(self.count, 1) for name, total in self.totals.items()}
+
+
+@contextlib.contextmanager
+def _writing(path: Path) -> Iterator[None]:
+    """Name ``path`` in an :class:`OSError` raised inside that names no file.
+
+    A full disk is ``[Errno 28] No space left on device`` with no file name; it becomes
+    ``[Errno 28] cannot write PATH: No space left on device`` (same errno and type).
+    """
+    try:
+        yield
+    except OSError as error:
+        if error.filename is not None or error.errno is None:
+            raise
+        raise OSError(error.errno, f"cannot write {path}: {error.strerror or error}") from None
 
 
 def _logged(terms: Mapping[str, Tensor], total: Tensor) -> dict[str, Tensor]:
@@ -641,7 +657,6 @@ class Trainer:
         if tmp.exists():
             shutil.rmtree(tmp)
         tmp.mkdir()
-        save_weights(self.model, tmp / "model.safetensors")
         state = {
             "epoch": self.epoch,
             "step": self.step,
@@ -656,7 +671,14 @@ class Trainer:
                 "epochs_without_improvement": self.epochs_without_improvement,
             },
         }
-        torch.save(state, tmp / "state.pt")
+        try:
+            with _writing(tmp / "model.safetensors"):
+                save_weights(self.model, tmp / "model.safetensors")
+            with _writing(tmp / "state.pt"):
+                save_state(state, tmp / "state.pt")
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)  # a failed checkpoint leaves nothing
+            raise
         if final.exists():
             shutil.rmtree(final)
         os.replace(tmp, final)
@@ -674,7 +696,8 @@ class Trainer:
             if leftover.exists():
                 shutil.rmtree(leftover)
         tmp.mkdir()
-        save_weights(self.model, tmp / "model.safetensors")
+        with _writing(tmp / "model.safetensors"):
+            save_weights(self.model, tmp / "model.safetensors")
         about = {
             "epoch": self.epoch,
             "monitor": self.monitor,
@@ -682,7 +705,8 @@ class Trainer:
             "value": self.best_value,
             "record": record,
         }
-        (tmp / "record.json").write_text(json.dumps(about, indent=2) + "\n")
+        with _writing(tmp / "record.json"):
+            (tmp / "record.json").write_text(json.dumps(about, indent=2) + "\n")
         best = folder / "best"
         if best.exists():
             os.replace(best, old)  # a kill from here on leaves old, which remove_stale restores
@@ -718,7 +742,8 @@ class Trainer:
             shutil.rmtree(self.run_dir / "checkpoints" / "best", ignore_errors=True)
         path = self.run_dir / "metrics.jsonl"
         tmp = self.run_dir / f".metrics.jsonl.tmp-{os.getpid()}"
-        tmp.write_text("".join(json.dumps(record) + "\n" for record in self.history))
+        with _writing(path):
+            tmp.write_text("".join(json.dumps(record) + "\n" for record in self.history))
         os.replace(tmp, path)
         if self.tensorboard:
             from torch.utils.tensorboard import SummaryWriter
@@ -730,7 +755,8 @@ class Trainer:
 
     def _log_epoch(self, record: dict[str, float]) -> None:
         assert self.run_dir is not None
-        with open(self.run_dir / "metrics.jsonl", "a") as f:
+        path = self.run_dir / "metrics.jsonl"
+        with _writing(path), open(path, "a") as f:
             f.write(json.dumps(record) + "\n")
             f.flush()
         if self._writer is not None:
