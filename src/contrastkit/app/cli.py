@@ -19,9 +19,12 @@ output and nothing else there (progress goes to standard error).
 rebuilt over N epochs and continued from the step reached (see
 :mod:`contrastkit.app.run`).
 
-Bad input ends the command with a one-line ``contrastkit: error: …`` message and exit
-status 2 (1 for a failure during training); nothing the user already had is overwritten.
-Set ``CONTRASTKIT_DEBUG=1`` to see the traceback instead.
+Bad input (a missing package of the ``app`` extra, a damaged run folder included) ends
+the command with a one-line ``contrastkit: error: …`` message and exit status 2, before
+anything is written; a failure during training, or a file that cannot be written (a full
+disk: the message names the file), exits with status 1. Once a run's folder exists, the
+message says how to continue it (``continue with --resume RUN_DIR``). Nothing the user
+already had is overwritten. Set ``CONTRASTKIT_DEBUG=1`` to see the traceback instead.
 """
 
 from __future__ import annotations

@@ -6,7 +6,8 @@ evaluates it on held-out data, writes one run folder and returns a
 :class:`~contrastkit.app.result.RunResult`::
 
     RUN_DIR/
-      config.toml          the resolved configuration (reusable with --config)
+      config.toml          the resolved configuration (reusable with --config); written
+                           first, so that a run stopped at any moment can be resumed
       model.json           how to rebuild the network (input shape, sizes)
       model.safetensors    the final weights
       reference.safetensors  the training split's embeddings (and labels), for scoring

@@ -285,7 +285,9 @@ class Trainer:
     (``checkpoints/epoch-NNNN``), the best one when ``monitor`` improved
     (``checkpoints/best``), and one JSON line of its record appended to
     ``metrics.jsonl``. On resume, ``metrics.jsonl`` is rewritten from the checkpoint's
-    history, so it equals that of an uninterrupted run.
+    history, so it equals that of an uninterrupted run. A write that fails (a full disk)
+    raises an :class:`OSError` that names the file, and a checkpoint that could not be
+    written leaves no temporary folder behind.
 
     **Extending a run.** Resuming with a larger ``epochs`` continues a finished run; it
     ends with exactly the weights of a run trained for that many epochs from the start,
