@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 import math
+import os
+import pathlib
 
 import pytest
 import torch
@@ -30,7 +33,9 @@ from contrastkit.training import (
     embed,
     latest_checkpoint,
     load_weights,
+    save_weights,
 )
+from contrastkit.training.checkpoints import save_state
 from reference import contrastive as contrastive_reference
 
 FEATURES = 6
@@ -360,6 +365,42 @@ def test_load_weights_needs_every_key(tmp_path):
             MLPEncoder(FEATURES, embedding_dim=2, hidden=(16,)),
             latest_checkpoint(tmp_path) / "model.safetensors",
         )
+
+
+@pytest.mark.parametrize("name", ["model.safetensors", "state.pt"])
+def test_a_checkpoint_that_cannot_be_written_names_its_file(
+    tmp_path, monkeypatch, uninterrupted, name
+):
+    """A full disk at epoch 3: an OSError naming the file, epoch 2's checkpoint kept."""
+    killed = resumable(tmp_path, RESUME_EPOCHS)
+    real = pathlib.Path.write_bytes
+
+    def full_disk(self, data):
+        if self.name == name and killed.epoch == 3:
+            raise OSError(errno.ENOSPC, "No space left on device")  # as Python's write says it
+        return real(self, data)
+
+    with monkeypatch.context() as m:
+        m.setattr(pathlib.Path, "write_bytes", full_disk)
+        with pytest.raises(OSError) as caught:
+            killed.fit()
+    file = tmp_path / "checkpoints" / f".epoch-0003.tmp-{os.getpid()}" / name
+    assert caught.value.errno == errno.ENOSPC
+    assert str(caught.value) == f"[Errno 28] cannot write {file}: No space left on device"
+    assert [p.name for p in (tmp_path / "checkpoints").iterdir()] == ["epoch-0002"]
+    trainer = resumable(tmp_path, RESUME_EPOCHS, init_seed=99)  # once there is room again
+    trainer.fit(resume=True)
+    assert_same_weights(trainer.model, uninterrupted.model)
+
+
+def test_save_state_and_save_weights_report_a_failed_write_as_an_os_error(tmp_path):
+    missing = tmp_path / "nowhere"
+    with pytest.raises(FileNotFoundError):
+        save_state({"epoch": 1}, missing / "state.pt")
+    with pytest.raises(FileNotFoundError):
+        save_weights(make_model(), missing / "model.safetensors")
+    save_state({"epoch": 1, "history": []}, tmp_path / "state.pt")
+    assert torch.load(tmp_path / "state.pt", weights_only=True) == {"epoch": 1, "history": []}
 
 
 # --- callbacks ------------------------------------------------------------------------

@@ -19,9 +19,12 @@ output and nothing else there (progress goes to standard error).
 rebuilt over N epochs and continued from the step reached (see
 :mod:`contrastkit.app.run`).
 
-Bad input ends the command with a one-line ``contrastkit: error: …`` message and exit
-status 2 (1 for a failure during training); nothing the user already had is overwritten.
-Set ``CONTRASTKIT_DEBUG=1`` to see the traceback instead.
+Bad input (a missing package of the ``app`` extra, a damaged run folder included) ends
+the command with a one-line ``contrastkit: error: …`` message and exit status 2, before
+anything is written; a failure during training, or a file that cannot be written (a full
+disk: the message names the file), exits with status 1. Once a run's folder exists, the
+message says how to continue it (``continue with --resume RUN_DIR``). Nothing the user
+already had is overwritten. Set ``CONTRASTKIT_DEBUG=1`` to see the traceback instead.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ import argparse
 import dataclasses
 import json
 import os
+import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -308,6 +312,14 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
     args = _parser().parse_args(argv)  # --help, --version and usage errors end here
+    from contrastkit.app.extras import MissingExtraError, check_app_extra
+
+    try:  # before anything imports one of them
+        check_app_extra()
+    except MissingExtraError as error:
+        print(f"contrastkit: error: {error}", file=sys.stderr)
+        return 2
+    from contrastkit.app.rundir import RunFolderError
     from contrastkit.data.readers import DataError  # imports torch
 
     handlers = {
@@ -323,7 +335,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # the reader went away (``contrastkit evaluate … | head``)
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
-    except (_Failure, DataError, ConfigError, FileExistsError, FileNotFoundError) as error:
+    except (
+        _Failure,
+        DataError,
+        ConfigError,
+        RunFolderError,
+        FileExistsError,
+        FileNotFoundError,
+    ) as error:
         if os.environ.get("CONTRASTKIT_DEBUG"):
             raise
         print(f"contrastkit: error: {_one_line(error)}", file=sys.stderr)
@@ -340,6 +359,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _one_line(error: BaseException) -> str:
     text = str(error).strip() or type(error).__name__
+    # a note of train_run: how to continue the run that failed
+    text = "; ".join([text, *getattr(error, "__notes__", [])])
     return " ".join(text.split())
 
 
@@ -351,33 +372,38 @@ def _config(args: argparse.Namespace) -> Any:
     flags = {name: getattr(args, name) for name, *_ in _TRAIN_OPTIONS}
     flags["hidden"] = args.hidden
     values.update({k: v for k, v in flags.items() if v is not None})
-    return RunConfig.from_mapping(values, where=where)
+    try:
+        return RunConfig.from_mapping(values, where=where)
+    except ConfigError as error:
+        given = [name for name, value in flags.items() if value is not None]
+        raise ConfigError(_named_as_given(str(error), where, given, args.config)) from None
 
 
-def _free_run_dir(config: Any) -> Path:
+def _named_as_given(message: str, where: str, given: list[str], config_file: str | None) -> str:
+    """A config error named by the flag its option was given with, else by the config file."""
+    text = message.removeprefix(f"{where}: ")
+    about = re.match(r"[a-z_]+", text)  # RunConfig's messages start with the option's name
+    if about is not None and about[0] in given:
+        return f"--{about[0].replace('_', '-')}: {text}"
+    return message if config_file else text
+
+
+def _run_stem(config: Any) -> str:
+    """The name of a run's default folder, ``runs/STEM-N``: its data, then its loss."""
     stem = "digits" if config.data == "digits" else Path(config.data).stem or "data"
     what = config.loss if config.objective == "contrastive" else config.objective
-    return _free_folder(f"{stem}-{what}")
-
-
-def _free_folder(stem: str) -> Path:
-    base = Path("runs")
-    for n in range(1, 10_000):
-        candidate = base / f"{stem}-{n}"
-        if not candidate.exists():
-            return candidate
-    raise _Failure("no free run folder name under runs/; pass --out")
+    return f"{stem}-{what}"
 
 
 def _train(args: argparse.Namespace) -> int:
     from contrastkit.app.config import RunConfig, read_config_file
     from contrastkit.app.report import metric_name, metric_text
     from contrastkit.app.run import train_run
-    from contrastkit.training import latest_checkpoint
 
     # with --json, standard output holds the JSON only: progress lines go to stderr
     stream = sys.stderr if args.json else sys.stdout
     log = (lambda *_: None) if args.quiet else (lambda text: print(text, file=stream, flush=True))
+    run: Path | None  # None: train_run takes the first free runs/STEM-N
     if args.resume:
         given = [
             f"--{n.replace('_', '-')}"
@@ -408,20 +434,26 @@ def _train(args: argparse.Namespace) -> int:
         resume = True
     else:
         config = _config(args)
-        run = Path(args.out) if args.out else _free_run_dir(config)
-        if run.exists():
+        run = Path(args.out) if args.out else None
+        if run is not None and run.exists():
             raise _Failure(f"run folder {run} already exists; choose another --out or --resume it")
         resume = False
     try:
         result = train_run(
-            config, run, resume=resume, progress=False if args.quiet else None, log=log
+            config,
+            run,
+            resume=resume,
+            stem=_run_stem(config),
+            progress=False if args.quiet else None,
+            log=log,
         )
-    except KeyboardInterrupt:
-        if latest_checkpoint(run) is None:
-            print("contrastkit: interrupted before the first checkpoint", file=sys.stderr)
-        else:
-            print(f"contrastkit: interrupted; continue with --resume {run}", file=sys.stderr)
+    except KeyboardInterrupt as stop:
+        # train_run's note says how to continue, once the run folder exists
+        notes = getattr(stop, "__notes__", [])
+        how = "; " + "; ".join(notes) if notes else " before anything was written"
+        print(f"contrastkit: interrupted{how}", file=sys.stderr)
         return 130
+    run = result.run_dir
     if args.json:
         sys.stdout.write(result.to_json())
         return 0
@@ -557,11 +589,11 @@ def _score(args: argparse.Namespace) -> int:
     from contrastkit.app.run import (
         anomaly_scores,
         available_scores,
-        load_reference,
         load_run,
         load_spec,
         scale_inputs,
     )
+    from contrastkit.app.rundir import check_run_folder, read_reference
 
     output = Path(args.output)
     if output.suffix.lower() != ".csv":
@@ -570,9 +602,10 @@ def _score(args: argparse.Namespace) -> int:
         raise _Failure(f"{output} already exists; choose another -o")
     if not output.parent.exists():
         raise _Failure(f"folder {output.parent} does not exist")
+    check_run_folder(args.run_dir, need_reference=True)
     config, model = load_run(args.run_dir)
     spec = load_spec(args.run_dir)
-    reference, labels = load_reference(args.run_dir)
+    reference, labels = read_reference(args.run_dir, embedding_dim=int(spec["embedding_dim"]))
     available = available_scores(model, labels)
     methods = args.method or available
     missing = [m for m in methods if m not in available]
@@ -599,8 +632,8 @@ def _score(args: argparse.Namespace) -> int:
 def _compare(args: argparse.Namespace) -> int:
     from contrastkit.app.compare import run_comparison
 
-    out = Path(args.out) if args.out else _free_folder("compare")
-    if out.exists():
+    out = Path(args.out) if args.out else None  # None: run_comparison takes runs/compare-N
+    if out is not None and out.exists():
         raise _Failure(f"folder {out} already exists; choose another --out")
     log = (lambda *_: None) if args.quiet else (lambda text: print(text, flush=True))
     result = run_comparison(
@@ -613,7 +646,7 @@ def _compare(args: argparse.Namespace) -> int:
         hidden=args.hidden,
         log=log,
     )
-    print(f"took {result['seconds']:.1f} s; report: {out / 'report.html'}")
+    print(f"took {result['seconds']:.1f} s; report: {Path(result['folder']) / 'report.html'}")
     return 0
 
 

@@ -46,6 +46,7 @@ import torch
 from torch import Tensor, nn
 
 from contrastkit.app.config import ObjectiveName
+from contrastkit.app.rundir import naming_write_errors, take_default_run_folder, write_text_atomic
 from contrastkit.data.readers import LabelledData
 
 __all__ = ["ANOMALY_EMBEDDING_DIM", "run_comparison"]
@@ -95,7 +96,7 @@ def _measured(test: dict[str, float | None]) -> dict[str, float]:
 
 
 def run_comparison(
-    out: str | Path,
+    out: str | Path | None,
     *,
     epochs: int | None = None,
     seed: int = 0,
@@ -109,10 +110,13 @@ def run_comparison(
     """Run the comparison into the new folder ``out``; returns what ``comparison.json`` holds.
 
     Every number and figure comes from the :class:`~contrastkit.app.result.RunResult`
-    each run returns: no run is loaded back or scored again.
+    each run returns: no run is loaded back or scored again. The returned dict also holds
+    ``folder``, the folder written (not in ``comparison.json``).
 
     Args:
-        out: the folder to create (it must not exist).
+        out: the folder to create (it must not exist); ``None``: the first free
+            ``runs/compare-N``, taken once every option is checked (two comparisons
+            started together get two folders).
         epochs: the epochs of every run (``None``: the default of
             :class:`~contrastkit.app.run.RunConfig`, 30).
         steps_per_epoch: optimizer steps per epoch (``None``: the default, 64).
@@ -160,9 +164,13 @@ def run_comparison(
         ).checked()
         for objective in _ANOMALY_RUNS
     }
-    folder = Path(out)
-    folder.mkdir(parents=True, exist_ok=False)
-    (folder / "figures").mkdir()
+    if out is None:
+        folder = take_default_run_folder(Path("runs"), "compare")
+    else:
+        folder = Path(out)
+        folder.mkdir(parents=True, exist_ok=False)
+    with naming_write_errors(folder / "figures"):
+        (folder / "figures").mkdir()
 
     def quiet(_: str) -> None:
         pass
@@ -194,7 +202,8 @@ def run_comparison(
         emb, labels, names = drawn[name]
         plots.plot_embedding(emb, labels, class_names=names, ax=ax)
         ax.set_title(f"{_TITLES[name]}: P@1 {maps[name]['precision_at_1']:.3f}")
-    figures = {"maps": plots.save_figure(fig, folder / "figures" / "maps.png")}
+    with naming_write_errors(folder / "figures" / "maps.png"):
+        figures = {"maps": plots.save_figure(fig, folder / "figures" / "maps.png")}
 
     # 2. anomaly detection -------------------------------------------------------------
     runs: dict[str, dict[str, dict[str, float]]] = {}
@@ -219,7 +228,8 @@ def run_comparison(
         plots.plot_anomaly_roc(
             *curves[objective], ax=ax, title=f"{objective}: digit {anomaly_class} is the anomaly"
         )
-    figures["anomaly_roc"] = plots.save_figure(fig, folder / "figures" / "anomaly_roc.png")
+    with naming_write_errors(folder / "figures" / "anomaly_roc.png"):
+        figures["anomaly_roc"] = plots.save_figure(fig, folder / "figures" / "anomaly_roc.png")
 
     result_json: dict[str, Any] = {
         "settings": {
@@ -233,6 +243,9 @@ def run_comparison(
         "anomaly": {"class": anomaly_class, **counts, "runs": runs},
         "seconds": time.perf_counter() - started,
     }
-    (folder / "comparison.json").write_text(json.dumps(result_json, indent=2) + "\n")
-    report.write_comparison_report(folder / "report.html", comparison=result_json, figures=figures)
-    return result_json
+    write_text_atomic(folder / "comparison.json", json.dumps(result_json, indent=2) + "\n")
+    with naming_write_errors(folder / "report.html"):
+        report.write_comparison_report(
+            folder / "report.html", comparison=result_json, figures=figures
+        )
+    return {**result_json, "folder": str(folder)}

@@ -52,6 +52,9 @@ ANOMALY_SCORES = ("reconstruction", "knn", "centroid")
 ANOMALY_K = 5
 _COSINE_LOSSES = ("infonce", "supcon")
 DEFAULT_HIDDEN = {"vectors": (512, 256, 128), "images": (32, 64)}
+# torch seeds must fit in 64 bits, and the samplers seed each epoch with
+# seed * 1_000_003 + epoch: 32 bits leave room for both
+MAX_SEED = 2**32 - 1
 
 
 class ConfigError(ValueError):
@@ -127,7 +130,10 @@ class RunConfig:
         unknown = sorted(set(values) - names)
         if unknown:
             raise ConfigError(f"{where}: unknown option(s) {', '.join(unknown)}")
-        return cls(**dict(values)).checked()
+        try:
+            return cls(**dict(values)).checked()
+        except ConfigError as error:
+            raise ConfigError(f"{where}: {error}") from None
 
     def checked(self) -> RunConfig:
         """Check every value, resolve defaults that depend on others, return ``self``."""
@@ -152,8 +158,8 @@ class RunConfig:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.batch_size < 4:
             raise ConfigError(f"batch_size must be >= 4, got {self.batch_size}")
-        if self.seed < 0:
-            raise ConfigError(f"seed must be >= 0, got {self.seed}")
+        if not 0 <= self.seed <= MAX_SEED:
+            raise ConfigError(f"seed must be between 0 and {MAX_SEED}, got {self.seed}")
         if any(h < 1 for h in self.hidden):
             raise ConfigError(f"hidden must be positive widths, got {self.hidden}")
         fractions = (self.val_fraction, self.test_fraction)
@@ -266,3 +272,10 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
             return tomllib.load(handle)
     except tomllib.TOMLDecodeError as error:
         raise ConfigError(f"config file {file} is not valid TOML: {error}") from None
+    except UnicodeDecodeError as error:
+        raise ConfigError(
+            f"config file {file} is not UTF-8 text (byte {error.start}: {error.reason}); "
+            "save it as UTF-8"
+        ) from None
+    except OSError as error:
+        raise ConfigError(f"cannot read config file {file}: {error.strerror or error}") from None

@@ -6,7 +6,8 @@ evaluates it on held-out data, writes one run folder and returns a
 :class:`~contrastkit.app.result.RunResult`::
 
     RUN_DIR/
-      config.toml          the resolved configuration (reusable with --config)
+      config.toml          the resolved configuration (reusable with --config); written
+                           first, so that a run stopped at any moment can be resumed
       model.json           how to rebuild the network (input shape, sizes)
       model.safetensors    the final weights
       reference.safetensors  the training split's embeddings (and labels), for scoring
@@ -62,7 +63,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -107,9 +107,27 @@ from contrastkit.app.result import (
     far_of,
     measurable,
 )
+from contrastkit.app.rundir import (
+    CONFIG,
+    MODEL_JSON,
+    REFERENCE,
+    WEIGHTS,
+    RunFolderError,
+    check_run_folder,
+    create_run_folder,
+    discard_untrained_run_folder,
+    load_weights_into,
+    naming_write_errors,
+    read_model_json,
+    read_reference,
+    remove_stale_temporaries,
+    save_tensors,
+    take_default_run_folder,
+    write_text_atomic,
+)
 from contrastkit.data.readers import DataError, LabelledData, PairData
 from contrastkit.distances import paired_distance
-from contrastkit.training import Trainer, embed, latest_checkpoint, load_weights, save_weights
+from contrastkit.training import Trainer, embed, latest_checkpoint
 
 __all__ = [
     "ANOMALY_SCORES",
@@ -333,56 +351,58 @@ def _evaluate_anomalies(
 
 
 def _save_reference(path: Path, embeddings: Tensor, labels: Tensor | None) -> None:
-    from safetensors.torch import save_file
-
-    tensors = {"embeddings": embeddings.contiguous()}
+    tensors = {"embeddings": embeddings}
     if labels is not None:
-        tensors["labels"] = labels.contiguous()
-    save_file(tensors, str(path))
+        tensors["labels"] = labels
+    save_tensors(path, tensors)
 
 
-def load_reference(run_dir: str | Path) -> tuple[Tensor, Tensor | None]:
-    """The training split's embeddings of a run (and their labels, ``None`` for pairs)."""
-    from safetensors.torch import load_file
+def load_reference(
+    run_dir: str | Path, *, embedding_dim: int | None = None
+) -> tuple[Tensor, Tensor | None]:
+    """The training split's embeddings of a run (and their labels, ``None`` for pairs).
 
-    path = Path(run_dir) / "reference.safetensors"
-    if not path.is_file():
-        raise DataError(
-            f"run folder {run_dir} has no reference.safetensors (the training embeddings); "
-            "train it again with this version to score inputs"
-        )
-    tensors = load_file(str(path))
-    return tensors["embeddings"], tensors.get("labels")
+    Raises:
+        RunFolderError: ``reference.safetensors`` is missing or damaged (see
+            :func:`~contrastkit.app.rundir.read_reference`).
+    """
+    return read_reference(run_dir, embedding_dim=embedding_dim)
 
 
 def load_spec(run_dir: str | Path) -> dict[str, Any]:
-    """The ``model.json`` of a run folder: how its network is built and fed."""
-    path = Path(run_dir) / "model.json"
-    if not path.is_file():
-        raise DataError(f"{run_dir} is not a contrastkit run folder (no model.json)")
-    spec: dict[str, Any] = json.loads(path.read_text())
-    return spec
+    """The ``model.json`` of a run folder, checked: how its network is built and fed.
+
+    Raises:
+        RunFolderError: it is missing, not JSON or lacks a key.
+    """
+    return read_model_json(run_dir)
 
 
 def load_run(run_dir: str | Path) -> tuple[RunConfig, nn.Module]:
-    """The config and trained network of a run folder (siamese network or autoencoder)."""
+    """The config and trained network of a run folder (siamese network or autoencoder).
+
+    The folder is checked first (:func:`~contrastkit.app.rundir.check_run_folder`), so a
+    missing or damaged file is a :class:`~contrastkit.app.rundir.RunFolderError` naming
+    it; the weights are the final ones, or the last checkpoint's while the run is
+    unfinished.
+    """
     run = Path(run_dir)
-    if not run.is_dir():
-        raise DataError(f"run folder {run} does not exist")
-    for name in ("config.toml", "model.json"):
-        if not (run / name).is_file():
-            raise DataError(f"{run} is not a contrastkit run folder (no {name})")
-    config = RunConfig.from_mapping(
-        read_config_file(run / "config.toml"), where=str(run / "config.toml")
-    )
-    model = build_model(load_spec(run))
-    weights = run / "model.safetensors"
+    check_run_folder(run)
+    config = RunConfig.from_mapping(read_config_file(run / CONFIG), where=str(run / CONFIG))
+    spec = read_model_json(run)
+    try:
+        model = build_model(spec)
+    except (ValueError, TypeError) as error:
+        raise RunFolderError(
+            f"{run / MODEL_JSON} describes no network that can be built: {error}"
+        ) from None
+    weights = run / WEIGHTS
     if not weights.is_file():
         checkpoint = latest_checkpoint(run)
-        if checkpoint is None:
-            raise DataError(f"run folder {run} has no trained weights yet")
-        weights = checkpoint / "model.safetensors"
-    load_weights(model, weights)
+        if checkpoint is None:  # check_run_folder found one: a run writing into it removed it
+            raise RunFolderError(f"run folder {run} has no trained weights yet ({WEIGHTS})")
+        weights = checkpoint / WEIGHTS
+    load_weights_into(model, weights)
     model.eval()
     return config, model
 
@@ -419,11 +439,23 @@ def _check_resume(config: RunConfig, run: Path) -> int | None:
     return saved.epochs if config.epochs > saved.epochs else None
 
 
-def _write_replacing(path: Path, text: str) -> None:
-    """Replace a file of the run folder in one step: a kill leaves the old or the new one."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+def _check_model_json(run: Path, spec: dict[str, Any]) -> None:
+    """Write the ``model.json`` a kill left unwritten, or check it against ``spec``.
+
+    ``spec`` is the one the run's saved config and its data give now: a different one
+    means the data changed since the run started (another input size, another range).
+    """
+    path = run / MODEL_JSON
+    if not path.exists():
+        write_text_atomic(path, json.dumps(spec, indent=2) + "\n")
+        return
+    saved = read_model_json(run)
+    if saved != spec:
+        differ = sorted(k for k in {*saved, *spec} if saved.get(k) != spec.get(k))
+        raise RunFolderError(
+            f"{path} does not match the network the run's config and data give now "
+            f"({', '.join(differ)} differ): did the data change? train a new run on it"
+        )
 
 
 def _environment(device: torch.device) -> Environment:
@@ -450,30 +482,86 @@ def _environment(device: torch.device) -> Environment:
 # ----------------------------------------------------------------------------- training
 
 
+@dataclasses.dataclass
+class _Folder:
+    """The run folder of a run under way, as far as :func:`train_run` got with it."""
+
+    path: Path | None = None  # set once it exists (new) or has been checked (resumed)
+    new: bool = False
+    training: bool = False  # the trainer has started
+
+
 def train_run(
     config: RunConfig,
-    run_dir: str | Path,
+    run_dir: str | Path | None = None,
     *,
     resume: bool = False,
+    stem: str = "run",
     progress: bool | None = None,
     log: Callable[[str], Any] = print,
 ) -> RunResult:
     """Train, evaluate and report one run into ``run_dir``; returns its result.
 
-    A new run needs ``run_dir`` not to exist (it is never overwritten); ``resume=True``
-    continues the run in ``run_dir`` from its last checkpoint. ``config`` must then be
-    the run's saved config, with as many ``epochs`` or more (more extends the run; see
-    the module's documentation for what that does to the schedule).
+    A new run needs ``run_dir`` not to exist (it is never overwritten); ``run_dir=None``
+    takes the first free ``runs/STEM-N`` of the current folder (``stem``; two runs
+    started together get two folders). The folder is made, with its ``config.toml``,
+    once the data is read and checked, so a run stopped at any later moment can be
+    resumed (from epoch 0 before its first checkpoint); a run that fails before training
+    starts removes it again.
+
+    ``resume=True`` continues the run in ``run_dir`` from its last checkpoint, once the
+    folder is checked (:func:`~contrastkit.app.rundir.check_run_folder`) and what killed
+    writers left in it is removed. ``config`` must then be the run's saved config, with
+    as many ``epochs`` or more (more extends the run; see the module's documentation for
+    what that does to the schedule).
+
+    An error raised once the folder holds a run that can be continued carries the note
+    ``continue with --resume RUN_DIR`` (``error.__notes__``).
 
     ``log`` is called with each line of progress (notes, epochs); ``progress`` shows or
     hides the progress bars (``None``: when the terminal shows them).
+
+    Raises:
+        RunFolderError: ``run_dir`` exists (a new run), or cannot be resumed.
+        WriteError: a file of the run cannot be written (a full disk); it names the file.
     """
+    folder = _Folder()
+    try:
+        return _train_run(
+            config, run_dir, folder, resume=resume, stem=stem, progress=progress, log=log
+        )
+    except BaseException as error:
+        if folder.path is None:
+            raise
+        if folder.new and not folder.training and isinstance(error, Exception):
+            if discard_untrained_run_folder(folder.path):
+                raise
+        note = f"continue with --resume {folder.path}"
+        error.__notes__ = [*getattr(error, "__notes__", []), note]  # add_note, on 3.10 too
+        raise
+
+
+def _train_run(
+    config: RunConfig,
+    run_dir: str | Path | None,
+    folder: _Folder,
+    *,
+    resume: bool,
+    stem: str,
+    progress: bool | None,
+    log: Callable[[str], Any],
+) -> RunResult:
     from contrastkit.app import report
     from contrastkit.evaluation.metrics import roc_auc
 
     started = time.perf_counter()
-    run = Path(run_dir)
+    if run_dir is None and resume:
+        raise ValueError("resume=True needs the run_dir of the run to continue")
+    run = Path(run_dir) if run_dir is not None else Path()  # the new folder, once made
     config.checked()
+    if resume:
+        check_run_folder(run, for_resume=True)
+        remove_stale_temporaries(run)
     extended_from = _check_resume(config, run) if resume else None
     data = read_data(config)
     if not resume:
@@ -497,12 +585,22 @@ def train_run(
 
     val_pairs = _pairs_of(val, config.seed + 2)
     _pairs_of(test, config.seed + 3)  # fail now, not after training, if test has no pairs
-    if not resume:
-        run.mkdir(parents=True, exist_ok=False)
-        (run / "config.toml").write_text(config.to_toml())
-        (run / "model.json").write_text(json.dumps(spec, indent=2) + "\n")
-    elif extended_from is not None:
-        _write_replacing(run / "config.toml", config.to_toml())
+    spec_json = json.dumps(spec, indent=2) + "\n"
+    if not resume:  # config.toml first: from now on the run can be resumed
+        if run_dir is not None:
+            run = create_run_folder(run_dir, config.to_toml())
+        else:
+            run = take_default_run_folder(Path("runs"), stem, config.to_toml())
+        folder.path, folder.new = run, True
+        write_text_atomic(run / MODEL_JSON, spec_json)
+    else:
+        _check_model_json(run, json.loads(spec_json))
+        folder.path = run
+        checkpoint = latest_checkpoint(run)
+        if checkpoint is not None:  # a damaged or foreign checkpoint: one line, not a traceback
+            load_weights_into(model, checkpoint / WEIGHTS, "the checkpoint weights")
+    if extended_from is not None:
+        write_text_atomic(run / CONFIG, config.to_toml())
         notes.append(
             f"extended from {extended_from} to {config.epochs} epochs: the one-cycle "
             f"learning-rate schedule was rebuilt over {config.epochs} epochs and continued "
@@ -544,14 +642,17 @@ def train_run(
     trainer.add_callback("on_epoch_end", _announcer(config, log))
     if resume and latest_checkpoint(run) is not None:
         log(f"resuming {run} after epoch {_checkpoint_epoch(run)}")
+    elif resume:
+        log(f"resuming {run} from epoch 0: it was stopped before its first checkpoint")
+    folder.training = True
     history = trainer.fit(resume=resume)
     train_seconds = time.perf_counter() - started
 
     model.cpu()
-    save_weights(model, run / "model.safetensors")
+    save_tensors(run / WEIGHTS, model.state_dict())
     reference = embed(model, inputs_of(train))
     reference_labels = train.labels if isinstance(train, LabelledData) else None
-    _save_reference(run / "reference.safetensors", reference, reference_labels)
+    _save_reference(run / REFERENCE, reference, reference_labels)
     anomaly = None
     if anomalies is not None:  # held out of labelled data only
         anomaly = _evaluate_anomalies(
@@ -585,8 +686,9 @@ def train_run(
     )
     result.figures = _figures(result)
     result.seconds = {"training": train_seconds, "total": time.perf_counter() - started}
-    (run / "metrics.json").write_text(result.to_json())
-    report.write_report(run / "report.html", result)
+    write_text_atomic(run / "metrics.json", result.to_json())
+    with naming_write_errors(run / "report.html"):
+        report.write_report(run / "report.html", result)
     return result
 
 
@@ -638,7 +740,8 @@ def _figures(result: RunResult) -> dict[str, Path]:
 
     config, evaluation = result.config, result.evaluation
     folder = result.run_dir / "figures"
-    folder.mkdir(exist_ok=True)
+    with naming_write_errors(folder):
+        folder.mkdir(exist_ok=True)
     drawn: dict[str, Any] = {}
     if config.loss == "contrastive" and config.objective != "reconstruction":
         drawn["loss_curve"] = plots.plot_loss_curve(margin=config.margin)[0]
@@ -675,10 +778,11 @@ def _figures(result: RunResult) -> dict[str, Path]:
         )[0]
     if result.anomaly is not None:
         drawn.update(_anomaly_figures(plots, result.anomaly))
-    return {
-        name: plots.save_figure(fig, folder / f"{name}.png", overwrite=True)
-        for name, fig in drawn.items()
-    }
+    saved = {}
+    for name, fig in drawn.items():
+        with naming_write_errors(folder / f"{name}.png"):
+            saved[name] = plots.save_figure(fig, folder / f"{name}.png", overwrite=True)
+    return saved
 
 
 def _anomaly_figures(plots: Any, anomaly: AnomalyResult) -> dict[str, Any]:

@@ -5,14 +5,21 @@ when the trainer monitors a validation value, ``best/`` (the weights of the best
 and a ``record.json`` naming it). Each is written as a hidden temporary folder
 (``.epoch-NNNN.tmp-PID``, ``.best.tmp-PID``) renamed into place; a run killed while
 writing leaves such a folder behind, which :func:`remove_stale` clears.
+
+:func:`save_weights` and :func:`save_state` serialise in memory and write the bytes with
+Python's own ``open``, so that a failed write (a full disk) is an :class:`OSError` with
+its ``errno``, not a serialiser's error.
 """
 
 from __future__ import annotations
 
+import io
 import os
 import shutil
 from pathlib import Path
+from typing import Any
 
+import torch
 from torch import nn
 
 __all__ = [
@@ -20,16 +27,32 @@ __all__ = [
     "latest_checkpoint",
     "load_weights",
     "remove_stale",
+    "save_state",
     "save_weights",
 ]
 
 
 def save_weights(model: nn.Module, path: str | Path) -> None:
-    """Write ``model``'s state dict to a ``.safetensors`` file (CPU, contiguous copies)."""
-    from safetensors.torch import save_file
+    """Write ``model``'s state dict to a ``.safetensors`` file (CPU, contiguous copies).
+
+    Raises:
+        OSError: the file cannot be written (a full disk: ``errno.ENOSPC``).
+    """
+    from safetensors.torch import save
 
     state = {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
-    save_file(state, str(path))
+    Path(path).write_bytes(save(state))
+
+
+def save_state(state: dict[str, Any], path: str | Path) -> None:
+    """Write a checkpoint's training state (optimizer, scheduler, history…) with ``torch.save``.
+
+    Raises:
+        OSError: the file cannot be written (a full disk: ``errno.ENOSPC``).
+    """
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    Path(path).write_bytes(buffer.getvalue())
 
 
 def latest_checkpoint(run_dir: str | Path) -> Path | None:

@@ -74,7 +74,7 @@ import math
 import os
 import shutil
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -86,6 +86,7 @@ from contrastkit.training.checkpoints import (
     latest_checkpoint,
     load_weights,
     remove_stale,
+    save_state,
     save_weights,
 )
 from contrastkit.training.objectives import Objective, total_loss
@@ -198,6 +199,21 @@ class _Sums:
         return {name: total / max(self.count, 1) for name, total in self.totals.items()}
 
 
+@contextlib.contextmanager
+def _writing(path: Path) -> Iterator[None]:
+    """Name ``path`` in an :class:`OSError` raised inside that names no file.
+
+    A full disk is ``[Errno 28] No space left on device`` with no file name; it becomes
+    ``[Errno 28] cannot write PATH: No space left on device`` (same errno and type).
+    """
+    try:
+        yield
+    except OSError as error:
+        if error.filename is not None or error.errno is None:
+            raise
+        raise OSError(error.errno, f"cannot write {path}: {error.strerror or error}") from None
+
+
 def _logged(terms: Mapping[str, Tensor], total: Tensor) -> dict[str, Tensor]:
     out = {name: value.detach() for name, value in terms.items()}
     if len(out) > 1 or "loss" not in out:
@@ -269,7 +285,9 @@ class Trainer:
     (``checkpoints/epoch-NNNN``), the best one when ``monitor`` improved
     (``checkpoints/best``), and one JSON line of its record appended to
     ``metrics.jsonl``. On resume, ``metrics.jsonl`` is rewritten from the checkpoint's
-    history, so it equals that of an uninterrupted run.
+    history, so it equals that of an uninterrupted run. A write that fails (a full disk)
+    raises an :class:`OSError` that names the file, and a checkpoint that could not be
+    written leaves no temporary folder behind.
 
     **Extending a run.** Resuming with a larger ``epochs`` continues a finished run; it
     ends with exactly the weights of a run trained for that many epochs from the start,
@@ -641,7 +659,6 @@ class Trainer:
         if tmp.exists():
             shutil.rmtree(tmp)
         tmp.mkdir()
-        save_weights(self.model, tmp / "model.safetensors")
         state = {
             "epoch": self.epoch,
             "step": self.step,
@@ -656,7 +673,14 @@ class Trainer:
                 "epochs_without_improvement": self.epochs_without_improvement,
             },
         }
-        torch.save(state, tmp / "state.pt")
+        try:
+            with _writing(tmp / "model.safetensors"):
+                save_weights(self.model, tmp / "model.safetensors")
+            with _writing(tmp / "state.pt"):
+                save_state(state, tmp / "state.pt")
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)  # a failed checkpoint leaves nothing
+            raise
         if final.exists():
             shutil.rmtree(final)
         os.replace(tmp, final)
@@ -674,7 +698,8 @@ class Trainer:
             if leftover.exists():
                 shutil.rmtree(leftover)
         tmp.mkdir()
-        save_weights(self.model, tmp / "model.safetensors")
+        with _writing(tmp / "model.safetensors"):
+            save_weights(self.model, tmp / "model.safetensors")
         about = {
             "epoch": self.epoch,
             "monitor": self.monitor,
@@ -682,7 +707,8 @@ class Trainer:
             "value": self.best_value,
             "record": record,
         }
-        (tmp / "record.json").write_text(json.dumps(about, indent=2) + "\n")
+        with _writing(tmp / "record.json"):
+            (tmp / "record.json").write_text(json.dumps(about, indent=2) + "\n")
         best = folder / "best"
         if best.exists():
             os.replace(best, old)  # a kill from here on leaves old, which remove_stale restores
@@ -718,7 +744,8 @@ class Trainer:
             shutil.rmtree(self.run_dir / "checkpoints" / "best", ignore_errors=True)
         path = self.run_dir / "metrics.jsonl"
         tmp = self.run_dir / f".metrics.jsonl.tmp-{os.getpid()}"
-        tmp.write_text("".join(json.dumps(record) + "\n" for record in self.history))
+        with _writing(path):
+            tmp.write_text("".join(json.dumps(record) + "\n" for record in self.history))
         os.replace(tmp, path)
         if self.tensorboard:
             from torch.utils.tensorboard import SummaryWriter
@@ -730,7 +757,8 @@ class Trainer:
 
     def _log_epoch(self, record: dict[str, float]) -> None:
         assert self.run_dir is not None
-        with open(self.run_dir / "metrics.jsonl", "a") as f:
+        path = self.run_dir / "metrics.jsonl"
+        with _writing(path), open(path, "a") as f:
             f.write(json.dumps(record) + "\n")
             f.flush()
         if self._writer is not None:
