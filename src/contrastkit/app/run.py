@@ -8,11 +8,15 @@ evaluates it on held-out data, writes one run folder and returns a
     RUN_DIR/
       config.toml          the resolved configuration (reusable with --config)
       model.json           how to rebuild the network (input shape, sizes)
-      model.safetensors    the final weights
+      model.safetensors    the final weights (with a monitor: the best epoch's)
       reference.safetensors  the training split's embeddings (and labels), for scoring
-      checkpoints/         the last epoch's weights and optimizer state (for --resume)
+      checkpoints/         the last epoch's weights and optimizer state (for --resume),
+                           and best/ (the best epoch's weights) with a monitor
+      metrics.jsonl        one JSON line per finished epoch, written as training goes
+                           (the history so far, also of a killed run)
       metrics.json         test and validation metrics, the per-epoch history, timings,
                            the versions, date and device (RunResult.to_json())
+      tensorboard/         the history as TensorBoard logs, with tensorboard = true
       figures/*.png        loss curve, embedding map, ROC, distance histograms, history,
                            validation metrics by epoch
       report.html          all of it on one self-contained page
@@ -45,6 +49,23 @@ the nearest class centroid) and the ROC-AUC and average precision of each score 
 The verification threshold is chosen on the validation split and only applied to the
 test split. A true accept rate at a false accept rate the test pairs cannot measure
 (below 1/N with N dissimilar pairs) is ``None``, not 0.
+
+Small classes (an image folder of 2 to 5 images per class) train with the pairs they
+can give (dissimilar pairs only, when no class has 2 training samples), and what the
+held-out splits cannot measure is ``None`` with the reason in ``metrics.json``
+(``verification_skipped``, ``retrieval_skipped``), the report and the notes: a split
+without a class of 2 samples has no similar pair to verify. A pair file's splits must
+each hold a matching and a non-matching pair; that is checked before training.
+
+With a ``monitor`` (a value of the per-epoch history, such as ``val_loss`` or
+``val_roc_auc``; a name the run's history will not hold is refused before training),
+the best epoch's weights are kept in ``checkpoints/best`` and, after training, are the
+run's final weights (``model.safetensors``, ``reference.safetensors``): the test
+metrics are the best epoch's, which ``metrics.json`` (``best``), the report's first
+line and its notes name. ``patience`` stops the run after that many epochs in a row
+without improvement. ``accumulate``, ``precision`` and ``tensorboard`` are passed to the
+:class:`~contrastkit.training.Trainer`; the one-cycle schedule spans every optimizer
+step, ``epochs × ceil(steps_per_epoch / accumulate)``.
 
 Resuming (``resume=True``) continues the run from its last checkpoint with its saved
 config. A config with more ``epochs`` than the saved one *extends* the run: the
