@@ -131,7 +131,14 @@ from contrastkit.app.result import (
 )
 from contrastkit.data.readers import DataError, LabelledData, PairData
 from contrastkit.distances import paired_distance
-from contrastkit.training import Trainer, embed, latest_checkpoint, load_weights, save_weights
+from contrastkit.training import (
+    Trainer,
+    best_checkpoint,
+    embed,
+    latest_checkpoint,
+    load_weights,
+    save_weights,
+)
 
 __all__ = [
     "ANOMALY_SCORES",
@@ -770,11 +777,10 @@ def _keep_best(config: RunConfig, trainer: Trainer, model: nn.Module) -> BestEpo
     """With a ``monitor``, load the best epoch's weights into ``model``; what was kept."""
     if not config.monitor:
         return None
-    run = trainer.run_dir
-    best = run / "checkpoints" / "best" / "model.safetensors" if run is not None else None
+    best = best_checkpoint(trainer.run_dir) if trainer.run_dir is not None else None
     epoch = trainer.best_epoch
-    if epoch is not None and best is not None and best.is_file():
-        load_weights(model, best)
+    if epoch is not None and best is not None:
+        load_weights(model, best / "model.safetensors")
     else:
         epoch = None
     return BestEpoch(
