@@ -369,6 +369,26 @@ def test_small_classes_train_and_say_what_cannot_be_measured(tmp_path, capsys, f
     assert status == 0 and "verification: not measurable" in out
 
 
+def test_a_validation_split_without_a_similar_pair_leaves_only_the_threshold_unmeasured(
+    tmp_path, capsys, files
+):
+    make_classes(tmp_path / "fives", [5, 5, 5])
+    run = tmp_path / "run"
+    argv = ["train", *SMALL, "--data", tmp_path / "fives", "--image-size", "8"]
+    argv += ["--val-fraction", "0.05", "--test-fraction", "0.6"]  # 1 validation, 3 test each
+    assert call(capsys, *argv, "-o", run)[0] == 0
+    metrics = metrics_of(run)
+    assert metrics["data"]["validation"] == 3 and metrics["data"]["test"] == 9
+    test = metrics["test"]
+    assert all(isinstance(test[k], float) for k in ("roc_auc", "eer", "precision_at_1"))
+    assert test["threshold"] is None and test["accuracy"] is None
+    assert (
+        "no threshold could be chosen on the validation split" in (metrics["verification_skipped"])
+    )
+    assert {p.name for p in (run / "figures").glob("*.png")} >= {"roc.png", "distances.png"}
+    assert "val_roc_auc" not in metrics["history"][0]
+
+
 @pytest.mark.parametrize(
     ("matching", "non_matching", "named"),
     [(2, 10, "no matching (label 1) pair"), (10, 2, "no non-matching (label 0) pair")],
@@ -473,6 +493,8 @@ def test_embed_and_score_take_the_label_column_of_their_input(tmp_path, capsys, 
         capsys, "evaluate", table_run, "--data", species, "--label-column", "species", "--json"
     )
     assert status == 0 and "roc_auc" in json.loads(out), err
+    status, _, err = call(capsys, "evaluate", table_run, "--label-column", "species")
+    assert_one_line_error(status, err, "--label-column", "--data")
 
 
 def test_embed_leaves_out_more_columns_when_asked(tmp_path, capsys, files, table_run):

@@ -562,6 +562,8 @@ def _evaluate(args: argparse.Namespace) -> int:
     )
     from contrastkit.data.readers import LabelledData
 
+    if args.label_column and not args.data:
+        raise _Failure("--label-column names the label column of --data; give --data too")
     config, model = load_run(args.run_dir)
     spec = load_spec(args.run_dir)
     channels = int(spec["channels"]) if spec["kind"] == "images" else None
@@ -598,7 +600,9 @@ def _evaluate(args: argparse.Namespace) -> int:
         names = {key: metric_name(key) for key in evaluation.test}
         width = max(18, *(len(name) for name in names.values()))
         for key, value in evaluation.test.items():
-            shown = metric_text(value, negative_pairs=negatives if far_of(key) else None)
+            shown = metric_text(
+                value, negative_pairs=negatives if far_of(key) is not None else None
+            )
             print(f"  {names[key]:<{width}} {shown}")
         for what, why in (
             ("verification", evaluation.verification_skipped),
