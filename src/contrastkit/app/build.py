@@ -17,6 +17,7 @@ Nothing here trains or writes files; :mod:`contrastkit.app.run` does.
 from __future__ import annotations
 
 import dataclasses
+import math
 import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -25,7 +26,7 @@ from typing import Any, Literal, TypeVar, cast
 
 import torch
 from torch import Tensor, nn
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import DataLoader, RandomSampler, TensorDataset
 
 from contrastkit import losses
 from contrastkit.app.config import RECONSTRUCTION_LOSSES, ConfigError, RunConfig
@@ -34,6 +35,7 @@ from contrastkit.data.readers import (
     DataError,
     LabelledData,
     PairData,
+    is_pair_file,
     load_digits,
     read_features,
     read_image_folder,
@@ -69,6 +71,7 @@ __all__ = [
     "loss_terms",
     "model_spec",
     "optimizer_and_schedule",
+    "optimizer_steps_per_epoch",
     "read_data",
     "resolve_device",
     "run_splits",
@@ -83,29 +86,38 @@ Split = LabelledData | PairData
 # ----------------------------------------------------------------------------- the data
 
 
-def read_data(config: RunConfig) -> Split:
-    """The data a config names: the bundled digits, an image folder or a file."""
+def read_data(config: RunConfig, *, channels: int | None = None) -> Split:
+    """The data a config names: the bundled digits, an image folder or a file.
+
+    Images are read with ``channels`` channels (1 or 3; ``None``: grayscale when every
+    image is); a trained run reads new images with its own channel count.
+    """
     if config.data == "digits":
+        _no_excluded_columns(config, "the bundled digits")
         return load_digits()
     path = Path(config.data)
     if path.is_dir():
-        return read_image_folder(path, image_size=config.image_size)
+        _no_excluded_columns(config, f"image folder {path}")
+        return read_image_folder(path, image_size=config.image_size, channels=channels)
     if not path.exists():
         raise DataError(f"data {path} does not exist (give 'digits', a folder or a file)")
-    if path.suffix.lower() == ".csv" and _is_pair_csv(path):
-        return read_pairs(path, image_size=config.image_size)
-    data = read_features(path, label_column=config.label_column)
+    if is_pair_file(path):
+        _no_excluded_columns(config, f"pair file {path}")
+        return read_pairs(path, image_size=config.image_size, channels=channels)
+    data = read_features(
+        path, label_column=config.label_column, exclude_columns=config.exclude_columns
+    )
     if not isinstance(data, LabelledData):  # only without a label column
         raise DataError(f"feature file {path} has no labels")
     return data
 
 
-def _is_pair_csv(path: Path) -> bool:
-    # errors="replace": an undecodable file is reported by the reader, which names it
-    with path.open(newline="", encoding="utf-8-sig", errors="replace") as handle:
-        header = handle.readline()
-    columns = {c.strip() for c in header.split(",")}
-    return {"left", "right", "label"} <= columns
+def _no_excluded_columns(config: RunConfig, what: str) -> None:
+    if config.exclude_columns:
+        raise ConfigError(
+            f"exclude_columns ({', '.join(config.exclude_columns)}) applies to a .csv feature "
+            f"file, not to {what}"
+        )
 
 
 def _split(config: RunConfig, data: Split) -> tuple[Split, Split, Split]:
@@ -118,7 +130,29 @@ def _split(config: RunConfig, data: Split) -> tuple[Split, Split, Split]:
     for name, part in (("train", train), ("validation", val), ("test", test)):
         if len(part) == 0:
             raise DataError(f"{data.source}: the {name} split is empty; more data is needed")
+    if isinstance(data, PairData):
+        _check_pair_splits(data, cast(PairData, train), cast(PairData, val), cast(PairData, test))
     return train, val, test
+
+
+def _check_pair_splits(data: PairData, train: PairData, val: PairData, test: PairData) -> None:
+    """Each split of a pair file needs a matching and a non-matching pair.
+
+    Training needs both kinds to learn from, validation to choose the threshold, test to
+    measure verification (a pair file's only evaluation).
+    """
+    splits = (("training", train), ("validation", val), ("test", test))
+    for label, kind in ((1, "matching (label 1)"), (0, "non-matching (label 0)")):
+        counts = {name: int((part.same == label).sum()) for name, part in splits}
+        empty = [name for name, n in counts.items() if n == 0]
+        if empty:
+            shares = ", ".join(f"{n} to {name}" for name, n in counts.items())
+            raise DataError(
+                f"{data.source}: the {' and '.join(empty)} split{'s' if len(empty) > 1 else ''} "
+                f"would have no {kind} pair ({sum(counts.values())} in the file: {shares}); "
+                f"each split needs a matching and a non-matching pair, so the file needs at "
+                "least 3 of each"
+            )
 
 
 def run_splits(config: RunConfig, data: Split) -> tuple[Split, Split, Split, LabelledData | None]:
@@ -314,11 +348,16 @@ LOSS_KINDS: dict[str, LossKind] = {
 
 def loss_and_loaders(
     config: RunConfig, train: Split, val: Split
-) -> tuple[Any, DataLoader[Any], DataLoader[Any], list[str]]:
+) -> tuple[Any, DataLoader[Any], DataLoader[Any] | None, list[str]]:
     """The objective of ``config.loss``, the training and validation batches, and notes.
 
-    The notes are the warnings of the samplers (a class too small for its batches), for
-    the log and the report.
+    Every training epoch draws ``config.steps_per_epoch`` batches: pairs (for a pair
+    file, its training pairs in random order, as many passes as that takes) or
+    class-balanced batches. Small classes train with what they can give: a split
+    without a class of 2 samples gives dissimilar pairs only. The validation batches are
+    ``None`` when the validation split cannot give the loss's batches (then no
+    ``val_loss`` is logged). The notes say so, and pass on the warnings of the samplers
+    (a class too small for its batches), for the log and the report.
     """
     kind = LOSS_KINDS[config.loss]
     notes: list[str] = []
@@ -330,53 +369,108 @@ def loss_and_loaders(
                 f"a pair file trains with loss 'contrastive' only, got loss {config.loss!r}"
             )
         pairs = TensorDataset(train.left, train.right, train.same)
-        # No generator of its own: the shuffle draws from the global RNG, which the
+        # No generator of its own: the sampler draws from the global RNG, which the
         # Trainer seeds at the start of every epoch, so a resumed run sees the same order.
+        draws = RandomSampler(pairs, num_samples=batches * config.batch_size)
         return (
             kind.objective(config),
-            DataLoader(pairs, batch_size=config.batch_size, shuffle=True),
+            DataLoader(pairs, batch_size=config.batch_size, sampler=draws),
             DataLoader(TensorDataset(val.left, val.right, val.same), batch_size=512),
             notes,
         )
     val = cast(LabelledData, val)
     objective = kind.objective(config)
     if kind.batches == "pairs":
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            train_pairs = PairDataset(
-                train.inputs,
-                train.labels,
-                pairs_per_epoch=batches * config.batch_size,
-                seed=config.seed,
-            )
-            val_pairs = PairDataset(
-                val.inputs, val.labels, pairs_per_epoch=max(len(val), 512), seed=config.seed + 1
-            )
-        notes += [str(w.message) for w in caught]
+        train_pairs = _pair_draws(
+            train, "training", batches * config.batch_size, config.seed, notes
+        )
+        if train_pairs is None:  # pragma: no cover - a training split has every class
+            raise DataError(f"{train.source}: the training split cannot give a pair")
+        val_pairs = _pair_draws(val, "validation", max(len(val), 512), config.seed + 1, notes)
         return (
             objective,
             DataLoader(train_pairs, batch_size=config.batch_size, shuffle=True),
-            DataLoader(val_pairs, batch_size=512),
+            DataLoader(val_pairs, batch_size=512) if val_pairs is not None else None,
             notes,
         )
-    loaders = []
-    for part, seed, count in ((train, config.seed, batches), (val, config.seed + 1, 8)):
+    loaders: list[DataLoader[Any] | None] = []
+    for part, split, seed, count in (
+        (train, "training", config.seed, batches),
+        (val, "validation", config.seed + 1, 8),
+    ):
         sampler = _balanced_sampler(
-            part, kind.samples_per_class, config.batch_size, count, seed, notes
+            part, split, kind.samples_per_class, config.batch_size, count, seed, notes
         )
-        loaders.append(DataLoader(TensorDataset(part.inputs, part.labels), batch_sampler=sampler))
+        loaders.append(
+            DataLoader(TensorDataset(part.inputs, part.labels), batch_sampler=sampler)
+            if sampler is not None
+            else None
+        )
+    if loaders[0] is None:  # pragma: no cover - _balanced_sampler raises for training
+        raise DataError(f"{train.source}: the training split cannot give a batch")
     return objective, loaders[0], loaders[1], notes
 
 
+def _pair_draws(
+    data: LabelledData, split: str, count: int, seed: int, notes: list[str]
+) -> PairDataset | None:
+    """Balanced pairs of a split, or only the kind it can give; ``None`` if it has none."""
+    counts = torch.bincount(data.labels)
+    paired, classes = int((counts >= 2).sum()), int((counts >= 1).sum())
+    fraction = 0.5
+    if paired == 0 and classes < 2:
+        notes.append(
+            f"the {split} split has {len(data)} sample{'s' if len(data) > 1 else ''} of one "
+            f"class, which gives no pair: no {split} loss"
+        )
+        return None
+    if paired == 0:
+        fraction = 0.0
+        notes.append(
+            f"no class has 2 samples in the {split} split, so its pairs are all dissimilar: "
+            f"the {split} loss has no similar pair"
+        )
+    elif classes < 2:
+        fraction = 1.0
+        notes.append(
+            f"the {split} split holds one class, so its pairs are all similar: the {split} "
+            "loss has no dissimilar pair"
+        )
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        pairs = PairDataset(
+            data.inputs,
+            data.labels,
+            positive_fraction=fraction,
+            pairs_per_epoch=count,
+            seed=seed,
+        )
+    notes += [f"{split} split: {w.message}" for w in caught]
+    return pairs
+
+
 def _balanced_sampler(
-    data: LabelledData, per_class: int, batch_size: int, batches: int, seed: int, notes: list[str]
-) -> ClassBalancedBatchSampler:
+    data: LabelledData,
+    split: str,
+    per_class: int,
+    batch_size: int,
+    batches: int,
+    seed: int,
+    notes: list[str],
+) -> ClassBalancedBatchSampler | None:
+    """Class-balanced batches of a split; ``None`` for a validation split too small."""
     counts = torch.bincount(data.labels)
     k = per_class if int((counts >= per_class).sum()) >= 2 else 2
     eligible = int((counts >= k).sum())
     if eligible < 2:
+        if split != "training":
+            notes.append(
+                f"fewer than 2 classes have {k} samples in the {split} split, which the "
+                f"loss's batches need: no {split} loss"
+            )
+            return None
         raise DataError(
-            f"{data.source}: fewer than 2 classes have {k} training samples; "
+            f"{data.source}: fewer than 2 classes have {k} {split} samples; "
             "the loss needs at least 2 classes with 2 samples each"
         )
     p = max(2, min(eligible, batch_size // k))
@@ -450,14 +544,27 @@ class OneCycleSchedule(torch.optim.lr_scheduler.OneCycleLR):
         super().load_state_dict({k: v for k, v in state_dict.items() if k not in self._LENGTH})
 
 
+def optimizer_steps_per_epoch(config: RunConfig, batches: int) -> int:
+    """The optimizer steps of an epoch of ``batches`` batches: ``ceil(batches / accumulate)``.
+
+    The trainer's accumulation groups do not cross epochs, so an epoch's last group may
+    be smaller, and it still ends with a step.
+    """
+    return math.ceil(batches / config.accumulate)
+
+
 def optimizer_and_schedule(
     config: RunConfig, model: nn.Module, steps_per_epoch: int
 ) -> tuple[torch.optim.Optimizer, OneCycleSchedule]:
-    """AdamW at ``config.lr`` and a one-cycle schedule over ``epochs × steps_per_epoch``."""
+    """AdamW at ``config.lr`` and a one-cycle schedule over every optimizer step.
+
+    ``steps_per_epoch`` is the number of batches of an epoch; with gradient accumulation
+    (``config.accumulate`` = K) the schedule has ``epochs × ceil(steps_per_epoch / K)``
+    steps, one per optimizer step.
+    """
     optimizer = torch.optim.AdamW(
         model.parameters(), lr=config.lr, weight_decay=config.weight_decay
     )
-    schedule = OneCycleSchedule(
-        optimizer, max_lr=config.lr, total_steps=config.epochs * steps_per_epoch
-    )
+    total = config.epochs * optimizer_steps_per_epoch(config, steps_per_epoch)
+    schedule = OneCycleSchedule(optimizer, max_lr=config.lr, total_steps=total)
     return optimizer, schedule

@@ -32,10 +32,11 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import os
 import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -43,7 +44,9 @@ from contrastkit.app.config import (
     ANOMALY_SCORES,
     DISTANCE_NAMES,
     LOSSES,
+    MODES,
     OBJECTIVES,
+    PRECISIONS,
     RECONSTRUCTION_LOSSES,
     ConfigError,
 )
@@ -73,6 +76,16 @@ def _widths(text: str) -> list[int]:
         ) from None
 
 
+def _columns(text: str) -> list[str]:
+    """``--exclude-columns id,date`` as a list of column names."""
+    names = [v.strip() for v in text.split(",")]
+    if not all(names):
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated column names such as id,date, got {text!r}"
+        )
+    return names
+
+
 _SCORES = ANOMALY_SCORES
 
 
@@ -94,7 +107,7 @@ def _choices(names: Sequence[str]) -> str:
 
 # name, type, help, metavar (None: the flag's name in capitals). Choices are listed in
 # the metavar and checked by RunConfig, which gives the same message for a config file.
-_TRAIN_OPTIONS: tuple[tuple[str, type, str, str | None], ...] = (
+_TRAIN_OPTIONS: tuple[tuple[str, Callable[[str], Any], str, str | None], ...] = (
     (
         "data",
         str,
@@ -103,6 +116,14 @@ _TRAIN_OPTIONS: tuple[tuple[str, type, str, str | None], ...] = (
         "DATA",
     ),
     ("label_column", str, "the label column of a feature file (default: label)", "NAME"),
+    (
+        "exclude_columns",
+        _columns,
+        "columns of a .csv feature file that are not features (an identifier, a date), left "
+        "out of training and wherever the run reads feature files later (evaluate --data, "
+        "embed, score) (default: none)",
+        "NAME1,NAME2,...",
+    ),
     ("image_size", int, "resize images to this many pixels on a side (default: 32)", "PIXELS"),
     ("loss", str, "the contrastive loss (default: contrastive)", _choices(LOSSES)),
     (
@@ -161,7 +182,21 @@ _TRAIN_OPTIONS: tuple[tuple[str, type, str, str | None], ...] = (
         "N",
     ),
     ("batch_size", int, "batch size (default: 128)", "N"),
-    ("steps_per_epoch", int, "optimizer steps per epoch (default: 64)", "N"),
+    (
+        "steps_per_epoch",
+        int,
+        "batches per epoch (default: 64); for a pair file they are drawn from its training "
+        "pairs in random order, each pair about equally often",
+        "N",
+    ),
+    (
+        "accumulate",
+        int,
+        "gradient accumulation: sum the gradients of K batches per optimizer step, so an "
+        "epoch makes ceil(steps-per-epoch / K) steps and the one-cycle schedule spans "
+        "epochs × that (default: 1)",
+        "K",
+    ),
     ("lr", float, "peak learning rate of the one-cycle schedule (default: 0.003)", None),
     ("weight_decay", float, "AdamW weight decay (default: 0)", None),
     (
@@ -184,6 +219,48 @@ _TRAIN_OPTIONS: tuple[tuple[str, type, str, str | None], ...] = (
         "run records the device it used",
         "{cpu,cuda,cuda:N,auto}",
     ),
+    (
+        "precision",
+        str,
+        "the forward passes of training and validation in float32 (32, the default), "
+        "bfloat16 autocast (bf16; CPU or CUDA) or float16 autocast with loss scaling (fp16; "
+        "CUDA only); the weights stay float32",
+        _choices(PRECISIONS),
+    ),
+    (
+        "monitor",
+        str,
+        "a value of the per-epoch history that picks the best epoch: val_loss, val_roc_auc, "
+        "val_precision_at_1, train_loss, or a loss term such as val_reconstruction; the best "
+        "epoch's weights are kept (checkpoints/best) and are the ones evaluated on the test "
+        "split (default: none, the last epoch's)",
+        "METRIC",
+    ),
+    (
+        "mode",
+        str,
+        "whether the best --monitor value is the lowest or the highest (default: max for "
+        "val_roc_auc and val_precision_at_1, min for losses)",
+        _choices(MODES),
+    ),
+    (
+        "patience",
+        int,
+        "early stopping: stop after N epochs in a row without a better --monitor value "
+        "(default: 0, never)",
+        "N",
+    ),
+)
+
+
+_INPUT_LABEL_HELP = (
+    "a column of a feature file INPUT to leave out, such as its labels (default: the run's "
+    "label column); a file without it is read whole, and the run's --exclude-columns are "
+    "left out too"
+)
+_INPUT_EXCLUDE_HELP = (
+    "more columns of a feature file INPUT that are not features, left out besides the run's "
+    "--exclude-columns (default: none)"
 )
 
 
@@ -203,7 +280,8 @@ def _parser() -> argparse.ArgumentParser:
         "train",
         help="train on the bundled digits or your data and write a run folder with a report",
         description="Train a siamese network or an autoencoder (--objective) and write a run "
-        "folder: config, checkpoints, metrics.json, figures and report.html. With no option it "
+        "folder: config, checkpoints, metrics.json, metrics.jsonl (one line per epoch), figures "
+        "and report.html. With no option it "
         "trains a siamese network on scikit-learn's handwritten digits with the contrastive "
         "loss.",
     )
@@ -220,6 +298,12 @@ def _parser() -> argparse.ArgumentParser:
         metavar="W1,W2,...",
         help="hidden widths of the MLP (default: 512,256,128), or channels of the ConvNet for "
         "images (default: 32,64)",
+    )
+    train.add_argument(
+        "--tensorboard",
+        action="store_true",
+        default=None,
+        help="also log the history to RUN_DIR/tensorboard (needs: pip install tensorboard)",
     )
     train.add_argument(
         "-o", "--out", metavar="DIR", help="the run folder to create (default: runs/NAME-N)"
@@ -242,7 +326,14 @@ def _parser() -> argparse.ArgumentParser:
     evaluate = commands.add_parser("evaluate", help="measure a trained run again")
     evaluate.add_argument("run_dir", metavar="RUN_DIR")
     evaluate.add_argument(
-        "--data", help="labelled data to evaluate on instead of the run's own test split"
+        "--data",
+        help="labelled data to evaluate on instead of the run's own test split, of the run's "
+        "kind (feature vectors, images: read with the run's size and channels, or pairs)",
+    )
+    evaluate.add_argument(
+        "--label-column",
+        metavar="NAME",
+        help="the label column of a --data feature file (default: the run's)",
     )
     evaluate.add_argument("--json", action="store_true", help="print the metrics as JSON")
 
@@ -252,6 +343,10 @@ def _parser() -> argparse.ArgumentParser:
         "input", metavar="INPUT", help="an image, a folder of images or a feature file"
     )
     embed.add_argument("-o", "--output", required=True, metavar="OUT.npy")
+    embed.add_argument("--label-column", metavar="NAME", help=_INPUT_LABEL_HELP)
+    embed.add_argument(
+        "--exclude-columns", type=_columns, metavar="NAME1,NAME2,...", help=_INPUT_EXCLUDE_HELP
+    )
 
     score = commands.add_parser(
         "score",
@@ -266,6 +361,10 @@ def _parser() -> argparse.ArgumentParser:
         "input", metavar="INPUT", help="an image, a folder of images or a feature file"
     )
     score.add_argument("-o", "--output", required=True, metavar="OUT.csv")
+    score.add_argument("--label-column", metavar="NAME", help=_INPUT_LABEL_HELP)
+    score.add_argument(
+        "--exclude-columns", type=_columns, metavar="NAME1,NAME2,...", help=_INPUT_EXCLUDE_HELP
+    )
     score.add_argument(
         "--method",
         type=_methods,
@@ -303,7 +402,7 @@ def _parser() -> argparse.ArgumentParser:
     compare.add_argument("--hidden", type=_widths, default=None, help=argparse.SUPPRESS)
 
     plot = commands.add_parser("plot-loss", help="draw the contrastive loss against the distance")
-    plot.add_argument("--margin", type=float, default=1.0)
+    plot.add_argument("--margin", type=float, default=1.0, help="a positive margin (default: 1.0)")
     plot.add_argument("--caffe-legacy", action="store_true", help="Caffe's max(m − d², 0) form")
     plot.add_argument("-o", "--output", default="contrastive-loss.png", metavar="OUT.png")
     return parser
@@ -371,6 +470,7 @@ def _config(args: argparse.Namespace) -> Any:
     where = args.config or "options"
     flags = {name: getattr(args, name) for name, *_ in _TRAIN_OPTIONS}
     flags["hidden"] = args.hidden
+    flags["tensorboard"] = args.tensorboard
     values.update({k: v for k, v in flags.items() if v is not None})
     try:
         return RunConfig.from_mapping(values, where=where)
@@ -411,6 +511,7 @@ def _train(args: argparse.Namespace) -> int:
             if n != "epochs" and getattr(args, n) is not None
         ]
         given += ["--hidden"] if args.hidden is not None else []
+        given += ["--tensorboard"] if args.tensorboard else []
         given += ["--config"] if args.config else []
         given += ["--out"] if args.out else []
         if given:
@@ -457,11 +558,16 @@ def _train(args: argparse.Namespace) -> int:
     if args.json:
         sys.stdout.write(result.to_json())
         return 0
-    negatives = result.evaluation.pairs["test_negative"]
-    shown = ", ".join(
-        f"{metric_name(k)} {metric_text(v, negative_pairs=negatives)}" for k, v in result.summary()
-    )
+    shown = ", ".join(f"{metric_name(k)} {metric_text(v)}" for k, v in result.summary())
     print(f"test: {shown}")
+    for what, why in (
+        ("verification", result.evaluation.verification_skipped),
+        ("retrieval", result.evaluation.retrieval_skipped),
+    ):
+        if why:
+            print(f"{what}: not measurable: {why}")
+    if result.best is not None and result.best.epoch is not None:
+        print(f"test metrics of epoch {result.best.epoch}, the best by {result.best.monitor}")
     if result.anomaly is not None:
         from contrastkit.app.run import SCORE_NAMES
 
@@ -477,6 +583,7 @@ def _train(args: argparse.Namespace) -> int:
 
 def _evaluate(args: argparse.Namespace) -> int:
     from contrastkit.app.report import metric_name, metric_text
+    from contrastkit.app.result import far_of
     from contrastkit.app.run import (
         evaluate_run,
         load_run,
@@ -485,17 +592,26 @@ def _evaluate(args: argparse.Namespace) -> int:
         run_splits,
         scale_split,
     )
-    from contrastkit.data.readers import LabelledData, PairData
+    from contrastkit.data.readers import LabelledData
 
+    if args.label_column and not args.data:
+        raise _Failure("--label-column names the label column of --data; give --data too")
     config, model = load_run(args.run_dir)
     spec = load_spec(args.run_dir)
-    data = read_data(config)
+    channels = int(spec["channels"]) if spec["kind"] == "images" else None
+    data = read_data(config, channels=channels)
     _, val, test, _ = run_splits(config, data)
     val, test = scale_split(spec, val), scale_split(spec, test)
     if args.data:
-        new = scale_split(spec, read_data(dataclasses.replace(config, data=args.data)))
-        if isinstance(new, PairData) != isinstance(val, PairData):
-            raise _Failure(f"--data {args.data} is not the same kind of data as the run's")
+        other = dataclasses.replace(
+            config, data=args.data, label_column=args.label_column or config.label_column
+        )
+        new = scale_split(spec, read_data(other, channels=channels))
+        if _kind_of(new) != _kind_of(val):
+            raise _Failure(
+                f"--data {args.data} holds {_kind_of(new)}, but the run was trained on "
+                f"{_kind_of(val)}; evaluate it on data of that kind"
+            )
         if (
             isinstance(new, LabelledData)
             and isinstance(val, LabelledData)
@@ -516,11 +632,34 @@ def _evaluate(args: argparse.Namespace) -> int:
         names = {key: metric_name(key) for key in evaluation.test}
         width = max(18, *(len(name) for name in names.values()))
         for key, value in evaluation.test.items():
-            print(f"  {names[key]:<{width}} {metric_text(value, negative_pairs=negatives)}")
+            shown = metric_text(
+                value, negative_pairs=negatives if far_of(key) is not None else None
+            )
+            print(f"  {names[key]:<{width}} {shown}")
+        for what, why in (
+            ("verification", evaluation.verification_skipped),
+            ("retrieval", evaluation.retrieval_skipped),
+        ):
+            if why:
+                print(f"  {what}: not measurable: {why}")
     return 0
 
 
-def _read_inputs(path: Path, config: Any, spec: dict[str, Any]) -> Any:
+def _kind_of(data: Any) -> str:
+    """What a split holds, in words: ``"labelled images"``, ``"pairs of images"``, …."""
+    from contrastkit.data.readers import PairData
+
+    kind = "feature vectors" if data.kind == "vectors" else data.kind
+    return f"pairs of {kind} (a pair file)" if isinstance(data, PairData) else f"labelled {kind}"
+
+
+def _read_inputs(path: Path, config: Any, spec: dict[str, Any], args: argparse.Namespace) -> Any:
+    """New inputs for ``embed`` and ``score``, read as the run reads its data.
+
+    Images get the run's size and channels; a feature file is read without
+    ``--label-column`` (the run's by default), the run's ``exclude_columns`` and those of
+    ``--exclude-columns``, whichever of them it has.
+    """
     from contrastkit.data.readers import (
         IMAGE_SUFFIXES,
         DataError,
@@ -545,7 +684,11 @@ def _read_inputs(path: Path, config: Any, spec: dict[str, Any]) -> Any:
         return read_images(files, image_size=size, channels=channels), [str(f) for f in files]
     if path.is_dir():
         raise DataError(f"input {path} is a folder, but the run embeds feature vectors (.npz/.csv)")
-    inputs = read_feature_vectors(path, label_column=config.label_column)
+    inputs = read_feature_vectors(
+        path,
+        label_column=args.label_column or config.label_column,
+        exclude_columns=[*config.exclude_columns, *(args.exclude_columns or [])],
+    )
     if inputs.shape[1] != int(spec["in_features"]):  # type: ignore[union-attr]
         raise DataError(
             f"input {path} has {inputs.shape[1]} features, the run was trained on "  # type: ignore[union-attr]
@@ -572,7 +715,7 @@ def _embed(args: argparse.Namespace) -> int:
     names_file = output.with_suffix(".txt")
     if spec["kind"] == "images" and names_file.exists():
         raise _Failure(f"{names_file} (the image names of -o {output}) already exists")
-    inputs, names = _read_inputs(Path(args.input), config, spec)
+    inputs, names = _read_inputs(Path(args.input), config, spec, args)
     embeddings = embed(model, scale_inputs(spec, inputs)).numpy()
     with output.open("xb") as handle:
         np.save(handle, embeddings)
@@ -614,7 +757,7 @@ def _score(args: argparse.Namespace) -> int:
             f"--method {','.join(missing)} is not available for run {args.run_dir}; "
             f"it has {', '.join(available)}"
         )
-    inputs, names = _read_inputs(Path(args.input), config, spec)
+    inputs, names = _read_inputs(Path(args.input), config, spec, args)
     scores = anomaly_scores(
         model, config, reference, labels, scale_inputs(spec, inputs), methods=methods
     )
@@ -654,6 +797,8 @@ def _plot_loss(args: argparse.Namespace) -> int:
     from contrastkit import plots
 
     output = Path(args.output)
+    if not (math.isfinite(args.margin) and args.margin > 0):
+        raise _Failure(f"--margin must be a positive number, got {args.margin}")
     if output.exists():
         raise _Failure(f"{output} already exists; choose another -o")
     fig, (ax,) = plots.subplots(figsize=(6.0, 4.0))

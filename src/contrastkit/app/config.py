@@ -23,12 +23,17 @@ __all__ = [
     "ANOMALY_SCORES",
     "DEFAULT_HIDDEN",
     "DISTANCE_NAMES",
+    "HIGHER_IS_BETTER",
     "LOSSES",
+    "MODES",
     "OBJECTIVES",
+    "PRECISIONS",
     "RECONSTRUCTION_LOSSES",
     "ConfigError",
     "LossName",
+    "ModeName",
     "ObjectiveName",
+    "PrecisionName",
     "ReconstructionLossName",
     "RunConfig",
     "read_config_file",
@@ -37,6 +42,8 @@ __all__ = [
 LossName = Literal["contrastive", "triplet", "infonce", "supcon"]
 ObjectiveName = Literal["contrastive", "reconstruction", "combined"]
 ReconstructionLossName = Literal["mse", "bce"]
+PrecisionName = Literal["32", "bf16", "fp16"]
+ModeName = Literal["min", "max"]
 
 # The names of contrastkit.distances.DISTANCES, kept here so that this module does not
 # import torch (a test checks that the two agree).
@@ -50,6 +57,12 @@ RECONSTRUCTION_LOSSES: dict[str, Literal["mse", "bce_with_logits"]] = {
 }
 ANOMALY_SCORES = ("reconstruction", "knn", "centroid")
 ANOMALY_K = 5
+# The precisions of contrastkit.training.Trainer (a test checks that the two agree).
+PRECISIONS = ("32", "bf16", "fp16")
+MODES = ("min", "max")
+# The values of a run's history where higher is better (the default mode of a monitor);
+# every other value (a loss or loss term) is better lower.
+HIGHER_IS_BETTER = ("val_roc_auc", "val_precision_at_1")
 _COSINE_LOSSES = ("infonce", "supcon")
 DEFAULT_HIDDEN = {"vectors": (512, 256, 128), "images": (32, 64)}
 # torch seeds must fit in 64 bits, and the samplers seed each epoch with
@@ -69,6 +82,9 @@ class RunConfig:
         data: ``"digits"`` (bundled), an image folder (one subfolder per class), a
             ``.npz``/``.csv`` of features with a label column, or a ``.csv`` of pairs.
         label_column: the label column (or array) of a feature file.
+        exclude_columns: columns of a ``.csv`` feature file that are not features (an
+            identifier, a date, …), left out wherever the run reads feature files (its
+            data, ``evaluate --data``, ``embed``, ``score``).
         image_size: images are resized to this many pixels on a side.
         loss: ``"contrastive"`` (pairs), ``"triplet"`` (batch-all triplets mined from
             class-balanced batches), ``"infonce"`` (two samples per class, N-pair
@@ -90,16 +106,38 @@ class RunConfig:
         embedding_dim: the size of each embedding (2 draws the network's own map).
         hidden: hidden layer widths (MLP) or channels per block (ConvNet); empty means
             ``[512, 256, 128]`` for feature vectors and ``[32, 64]`` for images.
-        epochs, batch_size, steps_per_epoch, lr, weight_decay: the optimisation.
+        epochs, batch_size, lr, weight_decay: the optimisation.
+        steps_per_epoch: the batches drawn each epoch (for a pair file, from its training
+            pairs in random order, each about equally often).
+        accumulate: the batches whose gradients are summed per optimizer step (gradient
+            accumulation; groups do not cross epochs, so an epoch makes
+            ``ceil(steps_per_epoch / accumulate)`` optimizer steps, and the one-cycle
+            schedule is built over ``epochs`` times that).
         val_fraction, test_fraction: the held-out shares of each class (of the pairs,
             for a pair file): validation, then test; training gets the rest.
         seed: the seed of the split, the draws and the initialisation.
         device: ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"auto"``; a run writes the device
             it actually used to its ``config.toml``, never ``"auto"``.
+        precision: ``"32"`` (float32), ``"bf16"`` (autocast to bfloat16, CPU or CUDA) or
+            ``"fp16"`` (autocast to float16 with loss scaling, CUDA only) for the forward
+            passes of training and validation; the weights stay float32.
+        monitor: a value of the per-epoch history (``val_loss``, ``val_roc_auc``,
+            ``val_precision_at_1``, a loss term such as ``val_reconstruction``, …) that
+            picks the best epoch: its weights are kept in ``checkpoints/best`` and are
+            the run's final weights, evaluated on the test split; empty for none (the
+            last epoch's weights).
+        mode: whether the best ``monitor`` value is the lowest (``"min"``) or the highest
+            (``"max"``); empty means ``"max"`` for the metrics of
+            :data:`HIGHER_IS_BETTER` and ``"min"`` for the losses.
+        patience: stop once this many epochs in a row have not improved ``monitor``; 0
+            never stops early.
+        tensorboard: also write the history to ``tensorboard/`` in the run folder (needs
+            the ``tensorboard`` package).
     """
 
     data: str = "digits"
     label_column: str = "label"
+    exclude_columns: list[str] = field(default_factory=list, metadata={"items": str})
     image_size: int = 32
     loss: LossName = "contrastive"
     objective: ObjectiveName = "contrastive"
@@ -112,16 +150,22 @@ class RunConfig:
     distance: DistanceName | Literal[""] = ""
     temperature: float = 0.1
     embedding_dim: int = 32
-    hidden: list[int] = field(default_factory=list)
+    hidden: list[int] = field(default_factory=list, metadata={"items": int})
     epochs: int = 30
     batch_size: int = 128
     steps_per_epoch: int = 64
+    accumulate: int = 1
     lr: float = 3e-3
     weight_decay: float = 0.0
     val_fraction: float = 0.15
     test_fraction: float = 0.15
     seed: int = 0
     device: str = "cpu"
+    precision: PrecisionName = "32"
+    monitor: str = ""
+    mode: ModeName | Literal[""] = ""
+    patience: int = 0
+    tensorboard: bool = False
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any], *, where: str = "config") -> RunConfig:
@@ -153,7 +197,14 @@ class RunConfig:
                 raise ConfigError(f"{name} must be a positive number, got {value}")
         if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):
             raise ConfigError(f"weight_decay must be >= 0, got {self.weight_decay}")
-        for name in ("image_size", "embedding_dim", "epochs", "batch_size", "steps_per_epoch"):
+        for name in (
+            "image_size",
+            "embedding_dim",
+            "epochs",
+            "batch_size",
+            "steps_per_epoch",
+            "accumulate",
+        ):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.batch_size < 4:
@@ -169,6 +220,7 @@ class RunConfig:
             )
         if self.device not in ("cpu", "cuda", "auto") and not self.device.startswith("cuda:"):
             raise ConfigError(f"device must be cpu, cuda, cuda:N or auto, got {self.device!r}")
+        _check_training(self)
         return self
 
     @property
@@ -218,6 +270,40 @@ def _check_objective(config: RunConfig) -> None:
             )
 
 
+def _check_training(config: RunConfig) -> None:
+    """The options of the trainer: precision, the monitored value, feature columns."""
+    if config.precision not in PRECISIONS:
+        raise ConfigError(
+            f"precision must be one of {', '.join(PRECISIONS)}, got {config.precision!r}"
+        )
+    if config.precision == "fp16" and config.device == "cpu":
+        raise ConfigError(
+            "precision fp16 needs a CUDA device (it scales the loss for float16), got device "
+            "cpu; use precision bf16 on the CPU"
+        )
+    if config.mode not in ("", *MODES):
+        raise ConfigError(f"mode must be one of {', '.join(MODES)}, got {config.mode!r}")
+    if config.patience < 0:
+        raise ConfigError(f"patience must be >= 0 (0: never stop early), got {config.patience}")
+    config.monitor = config.monitor.strip()
+    if not config.monitor:
+        for name, value in (("mode", config.mode), ("patience", config.patience)):
+            if value:
+                raise ConfigError(
+                    f"{name} applies with monitor, the value of the history to watch "
+                    "(such as val_loss or val_roc_auc); set monitor or drop it"
+                )
+    elif not config.mode:
+        config.mode = "max" if config.monitor in HIGHER_IS_BETTER else "min"
+    names = [name.strip() for name in config.exclude_columns]
+    if any(not name for name in names) or len(set(names)) != len(names):
+        raise ConfigError(
+            "exclude_columns must be distinct, non-empty column names, "
+            f"got {config.exclude_columns}"
+        )
+    config.exclude_columns = names
+
+
 def _typed(config: RunConfig) -> None:
     for f in dataclasses.fields(config):
         value = getattr(config, f.name)
@@ -227,6 +313,7 @@ def _typed(config: RunConfig) -> None:
             default = f.default_factory()
         else:  # pragma: no cover - every field has a default
             continue
+        expected = type(default).__name__
         if isinstance(default, bool) or isinstance(value, bool):
             ok = isinstance(value, bool) and isinstance(default, bool)
         elif isinstance(default, float):
@@ -234,17 +321,17 @@ def _typed(config: RunConfig) -> None:
             if ok:
                 setattr(config, f.name, float(value))
         elif isinstance(default, list):
+            item = f.metadata["items"]
             ok = isinstance(value, list | tuple) and all(
-                isinstance(v, int) and not isinstance(v, bool) for v in value
+                isinstance(v, item) and not isinstance(v, bool) for v in value
             )
             if ok:
-                setattr(config, f.name, [int(v) for v in value])
+                setattr(config, f.name, [item(v) for v in value])
+            expected = f"a list of {item.__name__}"
         else:
             ok = isinstance(value, type(default))
         if not ok:
-            raise ConfigError(
-                f"{f.name} must be {type(default).__name__}, got {type(value).__name__} {value!r}"
-            )
+            raise ConfigError(f"{f.name} must be {expected}, got {type(value).__name__} {value!r}")
 
 
 def _toml_value(value: Any) -> str:

@@ -1,6 +1,7 @@
 """The run report: one self-contained HTML page (figures embedded, no external files).
 
-The page shows, in order: what was trained on what data, how long it took, with which
+The page shows, in order: what was trained on what data (and, with a ``monitor``, which
+epoch's weights were evaluated: the best one), how long it took, with which
 versions of contrastkit, torch and Python, on which device and when; the test metrics
 (verification with the threshold chosen on validation, then retrieval, then an
 autoencoder's reconstruction error); anomaly detection, when a class was held out (a
@@ -11,7 +12,8 @@ configuration.
 
 Metrics read as words (``TAR at FAR 1%``, not ``tar@far=0.01``): :func:`metric_name`,
 also used by the command line. A metric the data cannot measure shows as ``not
-measurable (N negative pairs)``.
+measurable`` (``not measurable (N negative pairs)`` for a TAR at a FAR below 1/N), and
+the page says why when the held-out splits are too small to give a pair of each kind.
 """
 
 from __future__ import annotations
@@ -150,7 +152,7 @@ def _history_table(history: list[Mapping[str, Any]]) -> str:
     if not history:
         return "<p>No epoch finished.</p>"
     keys = [k for k in dict.fromkeys(k for r in history for k in r) if k != "epoch"]
-    names = {"epoch": "epoch", "epoch_seconds": "seconds"}
+    names = {"epoch": "epoch", "epoch_seconds": "seconds", "best_epoch": "best epoch so far"}
     head = "".join(
         f"<th title='{html.escape(k)}'>{html.escape(names.get(k) or history_name(k))}</th>"
         for k in ["epoch", *keys]
@@ -171,6 +173,26 @@ def _figure(name: str, file: str | Path, *, wide: bool = False) -> str:
     return (
         f"<figure{kind}><img alt='{html.escape(name)}' src='data:image/png;base64,{encoded}'>"
         f"<figcaption>{html.escape(caption)}</figcaption></figure>"
+    )
+
+
+def _negatives(key: str, negatives: int | None) -> int | None:
+    """The negative pairs to show with an unmeasurable TAR at FAR; ``None`` for another key."""
+    return negatives if far_of(key) is not None else None
+
+
+def _best_text(result: RunResult) -> str:
+    """The summary's words on a monitored run: which epoch's weights were evaluated."""
+    best = result.best
+    if best is None:
+        return ""
+    stopped = f"; stopped early after {best.epochs_trained} epochs" if best.stopped_early else ""
+    name = html.escape(history_name(best.monitor))
+    if best.epoch is None or best.value is None:
+        return f"; no epoch had a finite {name}: the last epoch's weights are evaluated{stopped}"
+    return (
+        f"; the weights evaluated are epoch {best.epoch}'s, the best by {name} "
+        f"({_number(best.value)}){stopped}"
     )
 
 
@@ -247,7 +269,8 @@ def write_report(path: str | Path, result: RunResult, *, title: str = "contrastk
     )
     summary = [
         f"{_trained(result)}, {config.embedding_dim}-dimensional embedding, "
-        f"{html.escape(evaluation.distance)} distance, {config.epochs} epochs{extended}",
+        f"{html.escape(evaluation.distance)} distance, {config.epochs} epochs{extended}"
+        + _best_text(result),
         f"data: {html.escape(data.source)}; {data.train} training, {data.validation} "
         f"validation and {data.test} test samples",
         html.escape(result.environment.describe())
@@ -257,7 +280,10 @@ def write_report(path: str | Path, result: RunResult, *, title: str = "contrastk
     negatives = evaluation.pairs.get("test_negative")
 
     def rows(keys: list[str]) -> list[tuple[str, str]]:
-        return [(metric_name(k), metric_text(test[k], negative_pairs=negatives)) for k in keys]
+        return [
+            (metric_name(k), metric_text(test[k], negative_pairs=_negatives(k, negatives)))
+            for k in keys
+        ]
 
     verification = rows(
         [
@@ -283,6 +309,8 @@ def write_report(path: str | Path, result: RunResult, *, title: str = "contrastk
         "rate (FAR) below 1 / (dissimilar pairs) cannot be measured from these pairs.</p>",
         _table(verification),
     ]
+    if evaluation.verification_skipped:
+        parts.append(f"<p>Not measurable: {html.escape(evaluation.verification_skipped)}.</p>")
     if retrieval:
         parts += [
             "<h2>Retrieval (test samples, leave-one-out)</h2>",

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "AnomalyResult",
+    "BestEpoch",
     "DataSummary",
     "Environment",
     "Evaluation",
@@ -72,6 +73,8 @@ class Evaluation:
         test_embeddings: the embedding of each test sample (the left then the right
             input of each pair, for a pair file).
         retrieval_skipped: why retrieval was not measured, or ``None``.
+        verification_skipped: why verification metrics are ``None`` (held-out splits
+            too small to give a similar or a dissimilar pair), or ``None``.
     """
 
     distance: str
@@ -81,6 +84,7 @@ class Evaluation:
     test_same: Tensor
     test_embeddings: Tensor
     retrieval_skipped: str | None = None
+    verification_skipped: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The numbers, as ``metrics.json`` holds them."""
@@ -91,6 +95,8 @@ class Evaluation:
         }
         if self.retrieval_skipped is not None:
             out["retrieval_skipped"] = self.retrieval_skipped
+        if self.verification_skipped is not None:
+            out["verification_skipped"] = self.verification_skipped
         return out
 
     def measured_fars(self) -> list[float]:
@@ -131,6 +137,43 @@ class AnomalyResult:
             "anomalies": self.anomalies,
             "k": self.k,
             "scores": {name: dict(values) for name, values in self.scores.items()},
+        }
+
+
+@dataclass(frozen=True)
+class BestEpoch:
+    """The epoch whose weights a run with a ``monitor`` keeps, and why training stopped.
+
+    Attributes:
+        monitor: the value of the history that decides (``"val_roc_auc"``, …).
+        mode: ``"min"`` or ``"max"``: whether the best value is the lowest or highest.
+        epoch: the best epoch, whose weights are the run's final weights and were
+            evaluated; ``None`` if no epoch had a finite value (then the last epoch's).
+        value: the monitored value at that epoch.
+        epochs_trained: the epochs the run trained (fewer than ``epochs`` when stopped
+            early).
+        stopped_early: whether ``patience`` epochs without improvement stopped it.
+        patience: the epochs without improvement that stop the run (0: never).
+    """
+
+    monitor: str
+    mode: str
+    epoch: int | None
+    value: float | None
+    epochs_trained: int
+    stopped_early: bool
+    patience: int
+
+    def to_dict(self) -> dict[str, Any]:
+        """The fields, as ``metrics.json`` holds them."""
+        return {
+            "monitor": self.monitor,
+            "mode": self.mode,
+            "epoch": self.epoch,
+            "value": self.value,
+            "epochs_trained": self.epochs_trained,
+            "stopped_early": self.stopped_early,
+            "patience": self.patience,
         }
 
 
@@ -203,6 +246,8 @@ class RunResult:
         class_names: the name of each class (empty for a pair file).
         notes: what the run noticed (a class too small for its batches, an extension).
         extended_from: the epochs the run had before this call extended it, or ``None``.
+        best: the best epoch by ``monitor`` (whose weights were evaluated), or ``None``
+            without a monitor (the last epoch's weights).
         seconds: ``training`` and ``total`` wall-clock seconds.
         figures: figure name → PNG file in the run folder.
     """
@@ -219,6 +264,7 @@ class RunResult:
     class_names: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     extended_from: int | None = None
+    best: BestEpoch | None = None
     seconds: dict[str, float] = field(default_factory=dict)
     figures: dict[str, Path] = field(default_factory=dict)
 
@@ -238,6 +284,8 @@ class RunResult:
         out["notes"] = list(self.notes)
         if self.extended_from is not None:
             out["extended_from"] = self.extended_from
+        if self.best is not None:
+            out["best"] = self.best.to_dict()
         out["environment"] = self.environment.to_dict()
         out["seconds"] = dict(self.seconds)
         return out

@@ -9,11 +9,15 @@ evaluates it on held-out data, writes one run folder and returns a
       config.toml          the resolved configuration (reusable with --config); written
                            first, so that a run stopped at any moment can be resumed
       model.json           how to rebuild the network (input shape, sizes)
-      model.safetensors    the final weights
+      model.safetensors    the final weights (with a monitor: the best epoch's)
       reference.safetensors  the training split's embeddings (and labels), for scoring
-      checkpoints/         the last epoch's weights and optimizer state (for --resume)
+      checkpoints/         the last epoch's weights and optimizer state (for --resume),
+                           and best/ (the best epoch's weights) with a monitor
+      metrics.jsonl        one JSON line per finished epoch, written as training goes
+                           (the history so far, also of a killed run)
       metrics.json         test and validation metrics, the per-epoch history, timings,
                            the versions, date and device (RunResult.to_json())
+      tensorboard/         the history as TensorBoard logs, with tensorboard = true
       figures/*.png        loss curve, embedding map, ROC, distance histograms, history,
                            validation metrics by epoch
       report.html          all of it on one self-contained page
@@ -46,6 +50,23 @@ the nearest class centroid) and the ROC-AUC and average precision of each score 
 The verification threshold is chosen on the validation split and only applied to the
 test split. A true accept rate at a false accept rate the test pairs cannot measure
 (below 1/N with N dissimilar pairs) is ``None``, not 0.
+
+Small classes (an image folder of 2 to 5 images per class) train with the pairs they
+can give (dissimilar pairs only, when no class has 2 training samples), and what the
+held-out splits cannot measure is ``None`` with the reason in ``metrics.json``
+(``verification_skipped``, ``retrieval_skipped``), the report and the notes: a split
+without a class of 2 samples has no similar pair to verify. A pair file's splits must
+each hold a matching and a non-matching pair; that is checked before training.
+
+With a ``monitor`` (a value of the per-epoch history, such as ``val_loss`` or
+``val_roc_auc``; a name the run's history will not hold is refused before training),
+the best epoch's weights are kept in ``checkpoints/best`` and, after training, are the
+run's final weights (``model.safetensors``, ``reference.safetensors``): the test
+metrics are the best epoch's, which ``metrics.json`` (``best``), the report's first
+line and its notes name. ``patience`` stops the run after that many epochs in a row
+without improvement. ``accumulate``, ``precision`` and ``tensorboard`` are passed to the
+:class:`~contrastkit.training.Trainer`; the one-cycle schedule spans every optimizer
+step, ``epochs × ceil(steps_per_epoch / accumulate)``.
 
 Resuming (``resume=True``) continues the run from its last checkpoint with its saved
 config. A config with more ``epochs`` than the saved one *extends* the run: the
@@ -100,6 +121,7 @@ from contrastkit.app.config import (
 )
 from contrastkit.app.result import (
     AnomalyResult,
+    BestEpoch,
     DataSummary,
     Environment,
     Evaluation,
@@ -127,7 +149,13 @@ from contrastkit.app.rundir import (
 )
 from contrastkit.data.readers import DataError, LabelledData, PairData
 from contrastkit.distances import paired_distance
-from contrastkit.training import Trainer, embed, latest_checkpoint
+from contrastkit.training import (
+    Trainer,
+    best_checkpoint,
+    embed,
+    latest_checkpoint,
+    load_weights,
+)
 
 __all__ = [
     "ANOMALY_SCORES",
@@ -162,16 +190,42 @@ SCORE_NAMES = {
 # ----------------------------------------------------------------------------- evaluation
 
 
-def _pairs_of(data: Split, seed: int) -> Tensor | None:
-    """Balanced verification pairs ``(i, j, same)`` of a labelled split (None for pairs)."""
-    from contrastkit.evaluation.metrics import verification_pairs
+_FARS = (1e-2, 1e-3)
+_VERIFICATION = ("roc_auc", "eer", *(f"tar@far={far:g}" for far in _FARS))
+_THRESHOLD = ("threshold", "accuracy", "val_accuracy")
 
+
+def _no_pairs(data: Split) -> str | None:
+    """Why a held-out split gives no verification pairs, or ``None`` when it gives both kinds.
+
+    A pair file's splits always do (:func:`~contrastkit.app.build.run_splits` checks it).
+    """
     if isinstance(data, PairData):
         return None
-    try:
-        return torch.stack(verification_pairs(data.labels, max_pairs=20_000, seed=seed))
-    except ValueError as error:
-        raise DataError(f"{data.source}: a held-out split cannot give pairs ({error})") from None
+    counts = torch.bincount(data.labels)
+    if int((counts >= 2).sum()) == 0:
+        return "no class has 2 samples there, so it has no similar pair"
+    if int((counts >= 1).sum()) < 2:
+        return "it holds a single class, so it has no dissimilar pair"
+    return None
+
+
+def _has_retrieval(data: Split) -> bool:
+    """Whether a split can measure retrieval: labelled, with a class of 2 samples."""
+    return isinstance(data, LabelledData) and bool((torch.bincount(data.labels) >= 2).any())
+
+
+def _pairs_of(data: Split, seed: int) -> Tensor | None:
+    """Balanced verification pairs ``(i, j, same)`` of a labelled split.
+
+    ``None`` for a pair file (its pairs are given) and for a split that cannot give both
+    kinds of pair (see :func:`_no_pairs`).
+    """
+    from contrastkit.evaluation.metrics import verification_pairs
+
+    if isinstance(data, PairData) or _no_pairs(data) is not None:
+        return None
+    return torch.stack(verification_pairs(data.labels, max_pairs=20_000, seed=seed))
 
 
 def _embed_split(model: nn.Module, data: Split) -> Tensor:
@@ -193,7 +247,7 @@ def _pair_distances(
     return paired_distance(left, right, distance=config.distance_name), same
 
 
-def _measured(metrics: dict[str, float], negative_pairs: int) -> dict[str, float | None]:
+def _measured(metrics: dict[str, float | None], negative_pairs: int) -> dict[str, float | None]:
     """The metrics, each TAR at a FAR the negative pairs cannot measure set to ``None``."""
     out: dict[str, float | None] = {}
     for key, value in metrics.items():
@@ -202,23 +256,65 @@ def _measured(metrics: dict[str, float], negative_pairs: int) -> dict[str, float
     return out
 
 
+def _verification(
+    model: nn.Module, config: RunConfig, val: Split, test: Split, test_emb: Tensor
+) -> tuple[dict[str, float | None], Tensor, Tensor, int, str | None]:
+    """The verification metrics, test distances and labels, validation pairs, and why not.
+
+    A metric the held-out splits cannot measure is ``None``: every one when the test
+    split has no pair of each kind, the threshold and the accuracies when only the
+    validation split has none (the ROC-AUC, EER and TAR on test need no threshold).
+    """
+    from contrastkit.evaluation.metrics import (
+        equal_error_rate,
+        roc_auc,
+        tar_at_far,
+        verification_metrics,
+    )
+
+    found: dict[str, float | None] = dict.fromkeys((*_VERIFICATION, *_THRESHOLD))
+    val_why, test_why = _no_pairs(val), _no_pairs(test)
+    if test_why is not None:
+        empty = torch.zeros(0)
+        skipped = f"the test split cannot be verified: {test_why}"
+        return found, empty, empty.long(), 0, skipped
+    test_d, test_same = _pair_distances(test_emb, test, _pairs_of(test, config.seed + 3), config)
+    if val_why is not None:
+        found["roc_auc"] = roc_auc(test_d, test_same)
+        found["eer"] = equal_error_rate(test_d, test_same)[0]
+        for far in _FARS:
+            found[f"tar@far={far:g}"] = tar_at_far(test_d, test_same, far=far)
+        skipped = (
+            f"no threshold could be chosen on the validation split ({val_why}): no accuracy "
+            "at the threshold; the ROC-AUC, EER and TAR of the test pairs need none"
+        )
+        return found, test_d, test_same, 0, skipped
+    val_pairs = _pairs_of(val, config.seed + 2)
+    val_d, val_same = _pair_distances(_embed_split(model, val), val, val_pairs, config)
+    found.update(verification_metrics(val_d, val_same, test_d, test_same, fars=_FARS))
+    return found, test_d, test_same, int(val_same.numel()), None
+
+
 def evaluate_run(model: nn.Module, config: RunConfig, val: Split, test: Split) -> Evaluation:
     """Test metrics with the threshold chosen on validation, and retrieval on test.
 
     For an autoencoder, also the mean reconstruction error of the test inputs
     (``reconstruction_error``, in the run's reconstruction loss). A true accept rate at
-    a false accept rate below 1/N, with N dissimilar test pairs, is ``None``.
+    a false accept rate below 1/N, with N dissimilar test pairs, is ``None``; so is
+    every metric the held-out splits cannot measure (small classes: no similar pair),
+    and ``verification_skipped`` says why.
     """
-    from contrastkit.evaluation.metrics import retrieval_metrics, verification_metrics
+    from contrastkit.evaluation.metrics import retrieval_metrics
 
-    val_pairs, test_pairs = _pairs_of(val, config.seed + 2), _pairs_of(test, config.seed + 3)
     test_emb = _embed_split(model, test)
-    val_d, val_same = _pair_distances(_embed_split(model, val), val, val_pairs, config)
-    test_d, test_same = _pair_distances(test_emb, test, test_pairs, config)
+    found, test_d, test_same, val_count, verification_skipped = _verification(
+        model, config, val, test, test_emb
+    )
     negatives = int((test_same == 0).sum())
-    found: dict[str, float] = dict(verification_metrics(val_d, val_same, test_d, test_same))
     skipped = None
-    if isinstance(test, LabelledData):
+    if isinstance(test, LabelledData) and not _has_retrieval(test):
+        skipped = "no class has 2 samples in the test split, so no query has a match to find"
+    elif isinstance(test, LabelledData):
         ks = tuple(k for k in (1, 5, 10) if k < len(test))
         try:
             found.update(
@@ -235,7 +331,7 @@ def evaluate_run(model: nn.Module, config: RunConfig, val: Split, test: Split) -
         distance=config.distance_name,
         test=_measured(found, negatives),
         pairs={
-            "validation": int(val_same.numel()),
+            "validation": val_count,
             "test": int(test_same.numel()),
             "test_negative": negatives,
         },
@@ -243,6 +339,7 @@ def evaluate_run(model: nn.Module, config: RunConfig, val: Split, test: Split) -
         test_same=test_same,
         test_embeddings=test_emb,
         retrieval_skipped=skipped,
+        verification_skipped=verification_skipped,
     )
 
 
@@ -552,7 +649,6 @@ def _train_run(
     log: Callable[[str], Any],
 ) -> RunResult:
     from contrastkit.app import report
-    from contrastkit.evaluation.metrics import roc_auc
 
     started = time.perf_counter()
     if run_dir is None and resume:
@@ -562,6 +658,7 @@ def _train_run(
     if resume:
         check_run_folder(run, for_resume=True)
         remove_stale_temporaries(run)
+    _check_tensorboard(config)
     extended_from = _check_resume(config, run) if resume else None
     data = read_data(config)
     if not resume:
@@ -582,9 +679,11 @@ def _train_run(
     model = build_model(spec, standardize(inputs_of(train)))
     contrastive, train_loader, val_loader, notes = loss_and_loaders(config, train, val)
     objective = build_objective(config, contrastive)
-
-    val_pairs = _pairs_of(val, config.seed + 2)
-    _pairs_of(test, config.seed + 3)  # fail now, not after training, if test has no pairs
+    # every check of the trainer's options, before anything is written
+    trainer = _trainer(
+        config, model, objective, (train_loader, val_loader), val, run, device, progress
+    )
+    notes += _unmeasured_notes(val, test)
     spec_json = json.dumps(spec, indent=2) + "\n"
     if not resume:  # config.toml first: from now on the run can be resumed
         if run_dir is not None:
@@ -592,6 +691,7 @@ def _train_run(
         else:
             run = take_default_run_folder(Path("runs"), stem, config.to_toml())
         folder.path, folder.new = run, True
+        trainer.run_dir = run  # a default name is taken only now
         write_text_atomic(run / MODEL_JSON, spec_json)
     else:
         _check_model_json(run, json.loads(spec_json))
@@ -609,36 +709,6 @@ def _train_run(
         )
     for note in notes:
         log(f"note: {note}")
-
-    def evaluate(m: nn.Module) -> dict[str, float]:
-        from contrastkit.evaluation.metrics import precision_at_1
-
-        emb = _embed_split(m, val)
-        out = {"val_roc_auc": roc_auc(*_pair_distances(emb, val, val_pairs, config))}
-        if isinstance(val, LabelledData):
-            try:
-                out["val_precision_at_1"] = precision_at_1(
-                    emb, val.labels, distance=config.distance_name
-                )
-            except ValueError:  # no class with two validation samples
-                pass
-        return out
-
-    optimizer, scheduler = optimizer_and_schedule(config, model, len(train_loader))
-    trainer = Trainer(
-        model,
-        objective,
-        optimizer,
-        train_loader,
-        epochs=config.epochs,
-        val_loader=val_loader,
-        evaluate=evaluate,
-        scheduler=scheduler,
-        run_dir=run,
-        seed=config.seed,
-        device=device,
-        progress=progress,
-    )
     trainer.add_callback("on_epoch_end", _announcer(config, log))
     if resume and latest_checkpoint(run) is not None:
         log(f"resuming {run} after epoch {_checkpoint_epoch(run)}")
@@ -649,6 +719,9 @@ def _train_run(
     train_seconds = time.perf_counter() - started
 
     model.cpu()
+    best = _keep_best(config, trainer, model)
+    if best is not None:
+        notes.append(_best_note(best, config.epochs))
     save_tensors(run / WEIGHTS, model.state_dict())
     reference = embed(model, inputs_of(train))
     reference_labels = train.labels if isinstance(train, LabelledData) else None
@@ -683,6 +756,7 @@ def _train_run(
         class_names=list(test.class_names) if isinstance(test, LabelledData) else [],
         notes=notes,
         extended_from=extended_from,
+        best=best,
     )
     result.figures = _figures(result)
     result.seconds = {"training": train_seconds, "total": time.perf_counter() - started}
@@ -690,6 +764,155 @@ def _train_run(
     with naming_write_errors(run / "report.html"):
         report.write_report(run / "report.html", result)
     return result
+
+
+def _unmeasured_notes(val: Split, test: Split) -> list[str]:
+    """What small held-out splits cannot measure, said before training."""
+    notes = []
+    for name, part in (("validation", val), ("test", test)):
+        why = _no_pairs(part)
+        if why is not None:
+            notes.append(
+                f"the {name} split has {len(part)} sample{'s' if len(part) != 1 else ''} and "
+                f"{why}: verification on it is not measurable"
+            )
+    return notes
+
+
+def _history_values(config: RunConfig, val_loader: Any, val: Split) -> dict[str, str | None]:
+    """The values each epoch of the history will hold → ``None``, or why one is missing.
+
+    The values a ``monitor`` can watch: ``train_<term>`` and, with validation batches,
+    ``val_<term>`` for each loss term (``loss`` the total), then the validation metrics
+    of :func:`_evaluator`.
+    """
+    terms = list(dict.fromkeys([*loss_terms(config), "loss"]))
+    out: dict[str, str | None] = {f"train_{t}": None for t in terms}
+    for t in terms:
+        out[f"val_{t}"] = None if val_loader is not None else "the validation split gives no batch"
+    why = _no_pairs(val)
+    out["val_roc_auc"] = None if why is None else f"the validation split: {why}"
+    out["val_precision_at_1"] = (
+        None if _has_retrieval(val) else "no class has 2 samples in the validation split"
+    )
+    return out
+
+
+def _evaluator(config: RunConfig, val: Split) -> Callable[[nn.Module], dict[str, float]]:
+    """The validation metrics after each epoch: ROC-AUC and precision@1, where measurable."""
+    from contrastkit.evaluation.metrics import precision_at_1, roc_auc
+
+    val_pairs = _pairs_of(val, config.seed + 2)
+    verify, retrieve = _no_pairs(val) is None, _has_retrieval(val)
+
+    def evaluate(m: nn.Module) -> dict[str, float]:
+        emb = _embed_split(m, val)
+        out = {}
+        if verify:
+            out["val_roc_auc"] = roc_auc(*_pair_distances(emb, val, val_pairs, config))
+        if retrieve:
+            labels = cast(LabelledData, val).labels
+            out["val_precision_at_1"] = precision_at_1(emb, labels, distance=config.distance_name)
+        return out
+
+    return evaluate
+
+
+def _check_tensorboard(config: RunConfig) -> None:
+    import importlib.util
+
+    if config.tensorboard and importlib.util.find_spec("tensorboard") is None:
+        raise ConfigError(
+            "tensorboard needs the tensorboard package, which is not installed: "
+            "pip install tensorboard (or drop --tensorboard)"
+        )
+
+
+def _trainer(
+    config: RunConfig,
+    model: nn.Module,
+    objective: Any,
+    loaders: tuple[Any, Any],
+    val: Split,
+    run: Path,
+    device: torch.device,
+    progress: bool | None,
+) -> Trainer:
+    """The run's trainer, its optimizer and schedule; every option checked, nothing written."""
+    train_loader, val_loader = loaders
+    values = _history_values(config, val_loader, val)
+    if config.monitor and values.get(config.monitor, "") is not None:
+        available = ", ".join(k for k, why in values.items() if why is None)
+        why = values.get(config.monitor)
+        raise ConfigError(
+            f"monitor {config.monitor!r} is not a value of this run's history"
+            + (f" ({why})" if why else "")
+            + f"; it has {available}"
+        )
+    optimizer, scheduler = optimizer_and_schedule(config, model, len(train_loader))
+    try:
+        return Trainer(
+            model,
+            objective,
+            optimizer,
+            train_loader,
+            epochs=config.epochs,
+            val_loader=val_loader,
+            evaluate=_evaluator(config, val),
+            scheduler=scheduler,
+            run_dir=run,
+            seed=config.seed,
+            device=device,
+            progress=progress,
+            accumulate=config.accumulate,
+            precision=config.precision,
+            monitor=config.monitor or None,
+            mode=config.mode or "min",
+            patience=config.patience or None,
+            tensorboard=config.tensorboard,
+        )
+    except (ValueError, TypeError, ImportError) as error:  # an option this device cannot take
+        raise ConfigError(str(error)) from None
+
+
+def _keep_best(config: RunConfig, trainer: Trainer, model: nn.Module) -> BestEpoch | None:
+    """With a ``monitor``, load the best epoch's weights into ``model``; what was kept."""
+    if not config.monitor:
+        return None
+    best = best_checkpoint(trainer.run_dir) if trainer.run_dir is not None else None
+    epoch = trainer.best_epoch
+    if epoch is not None and best is not None:
+        load_weights(model, best / "model.safetensors")
+    else:
+        epoch = None
+    return BestEpoch(
+        monitor=config.monitor,
+        mode=config.mode,
+        epoch=epoch,
+        value=trainer.best_value if epoch is not None else None,
+        epochs_trained=len(trainer.history),
+        stopped_early=trainer.stopped_early,
+        patience=config.patience,
+    )
+
+
+def _best_note(best: BestEpoch, epochs: int) -> str:
+    """The report's note on the weights a monitored run kept."""
+    from contrastkit.app.report import history_name
+
+    trained = f"{best.epochs_trained} of {epochs} epochs"
+    if best.stopped_early:
+        trained += f" (stopped early: {best.patience} epochs in a row without improvement)"
+    if best.epoch is None:
+        return (
+            f"no epoch had a finite {history_name(best.monitor)} ({best.monitor}); the final "
+            f"weights and the test metrics are those of the last epoch; trained {trained}"
+        )
+    return (
+        f"the final weights (model.safetensors) and every test metric are those of epoch "
+        f"{best.epoch}, the best by {history_name(best.monitor)} ({best.monitor}, "
+        f"{best.mode} {best.value:.4g}), kept in checkpoints/best; trained {trained}"
+    )
 
 
 def _announcer(config: RunConfig, log: Callable[[str], Any]) -> Callable[[Trainer], None]:
@@ -745,22 +968,23 @@ def _figures(result: RunResult) -> dict[str, Path]:
     drawn: dict[str, Any] = {}
     if config.loss == "contrastive" and config.objective != "reconstruction":
         drawn["loss_curve"] = plots.plot_loss_curve(margin=config.margin)[0]
-    if result.test_labels is not None:
+    if result.test_labels is not None and len(result.test_labels) >= 2:
         drawn["embedding"] = plots.plot_embedding(
             evaluation.test_embeddings,
             result.test_labels,
             class_names=result.class_names,
             seed=config.seed,
         )[0]
-    drawn["roc"] = plots.plot_roc(
-        evaluation.test_distances,
-        evaluation.test_same,
-        mark_fars=evaluation.measured_fars(),
-        far_axis="log",
-    )[0]
-    drawn["distances"] = plots.plot_distance_histograms(
-        evaluation.test_distances, evaluation.test_same, threshold=result.test["threshold"]
-    )[0]
+    if evaluation.test_same.numel():  # not when the test split gives no pair of each kind
+        drawn["roc"] = plots.plot_roc(
+            evaluation.test_distances,
+            evaluation.test_same,
+            mark_fars=evaluation.measured_fars(),
+            far_axis="log",
+        )[0]
+        drawn["distances"] = plots.plot_distance_histograms(
+            evaluation.test_distances, evaluation.test_same, threshold=result.test["threshold"]
+        )[0]
     history = result.history
     keys = _history_keys(result)
     every = dict.fromkeys(k for record in history for k in record)
