@@ -373,11 +373,8 @@ def test_with_the_checks_off_a_nan_embedding_gives_a_nan_loss() -> None:
 # --------------------------------------------------------------------------------------
 
 PACKAGE = Path(contrastkit.__file__).parent
-# app/ is the command line around the library (nothing imports it); its modules are
-# checked by their own tests
-LIBRARY_FILES = sorted(
-    p for p in PACKAGE.rglob("*.py") if "app" not in p.relative_to(PACKAGE).parts
-)
+# every module, the application's (app/) included
+LIBRARY_FILES = sorted(PACKAGE.rglob("*.py"))
 
 
 def _is_module(dotted: str) -> bool:
