@@ -16,8 +16,8 @@ first R = N / C - 1 items of each ranking), with:
   for comparison only; contrastkit does not depend on it.
 
 Each case runs in a fresh Python process: the data are made (seeded), the libraries
-imported, then the call is made ``--repeats`` times; the time is the median of those
-calls, and the peak memory is the growth of the process's high-water resident memory
+imported, then the call is made ``--repeats`` times (default 3, and 1 from N = 100,000);
+the time is the median of those calls, and the peak memory is the growth of the process's high-water resident memory
 (``VmHWM``, reset through ``/proc/self/clear_refs``; ``getrusage`` elsewhere) during the
 first call, over what the process held with its data. Every value is compared with the
 ``torch`` row's: ``old`` must match it exactly; faiss and pml compute float32 distances
@@ -41,6 +41,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime
+import importlib
 import json
 import math
 import os
@@ -66,9 +67,11 @@ SIZES = (10_000, 100_000)
 DIM = 128
 CLASSES = 100
 KS = (1, 5, 10)
-NOISE = 1.5
+NOISE = 2.0
 """Within-class spread relative to the class centres (both standard normal)."""
 OLD_MAX = 10_000
+BIG = 100_000
+"""From this N on, one call per case unless ``--repeats`` says otherwise."""
 CHUNK_ELEMENTS = 1 << 22
 """The old implementation's bound on distance-matrix entries per chunk of queries."""
 MIB = 2**20
@@ -83,7 +86,7 @@ def full_sort_retrieval(
     query_labels: Any,
     gallery: Any | None,
     gallery_labels: Any,
-    distance: str,
+    distance: Any,
     ks: Sequence[int],
     *,
     chunk_elements: int = CHUNK_ELEMENTS,
@@ -164,7 +167,7 @@ def make_data(n: int, d: int, classes: int, seed: int = 0) -> tuple[Any, Any]:
 def installed(module: str) -> str | None:
     """The version of ``module`` where it can be imported, else None."""
     try:
-        imported = __import__(module)
+        imported = importlib.import_module(module)
     except ImportError:
         return None
     return str(getattr(imported, "__version__", "?"))
@@ -180,9 +183,9 @@ def make_call(impl: str, emb: Any, labels: Any) -> Callable[[], dict[str, float]
         backend: Any = impl
         return lambda: retrieval_metrics(emb, labels, ks=KS, backend=backend)
     import torch
-    from pytorch_metric_learning.utils.accuracy_calculator import AccuracyCalculator
 
-    calculator = AccuracyCalculator(
+    module = importlib.import_module("pytorch_metric_learning.utils.accuracy_calculator")
+    calculator = module.AccuracyCalculator(
         include=("precision_at_1", "mean_average_precision_at_r"),
         k="max_bin_count",
         device=torch.device("cpu"),
@@ -229,8 +232,8 @@ def measure(impl: str, n: int, d: int, classes: int, repeats: int) -> dict:
     """The metrics, the median time of ``repeats`` calls and the first call's peak memory."""
     emb, labels = make_data(n, d, classes)
     call = make_call(impl, emb, labels)
-    if impl == "faiss":
-        import faiss  # noqa: F401  (imported before timing)
+    if impl in ("faiss", "pml"):
+        importlib.import_module("faiss")  # imported before the timing
     times = []
     start = time.perf_counter()
     peak, values = peak_bytes(call)
@@ -251,14 +254,15 @@ def measure(impl: str, n: int, d: int, classes: int, repeats: int) -> dict:
 
 def run_case(impl: str, n: int, args: argparse.Namespace) -> dict:
     """Measure one case, in a fresh process unless ``args.in_process``; errors are reported."""
+    repeats = args.repeats or (1 if n >= BIG else 3)
     if args.in_process:
         try:
-            return measure(impl, n, args.dim, args.classes, args.repeats)
+            return measure(impl, n, args.dim, args.classes, repeats)
         except Exception as error:  # report it in the table; the grid goes on
             return {"error": f"{type(error).__name__}: {error}"[:200]}
     command = [sys.executable, os.path.abspath(__file__), "--child", impl, str(n)]
     command += ["--dim", str(args.dim), "--classes", str(args.classes)]
-    command += ["--repeats", str(args.repeats)]
+    command += ["--repeats", str(repeats)]
     out = subprocess.run(command, capture_output=True, text=True, check=False)
     if out.returncode != 0:
         if out.returncode < 0:
@@ -294,7 +298,7 @@ def machine_info() -> dict:
             if line.startswith("model name"):
                 cpu = line.split(":", 1)[1].strip()
                 break
-    info = {
+    info: dict[str, Any] = {
         "cpu": cpu,
         "cores": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
@@ -338,6 +342,17 @@ def markdown(rows: list[dict], info: dict, settings: dict) -> str:
         "# Retrieval metrics at scale: full sort, top-k, faiss, pytorch-metric-learning",
         "",
         f"- Machine: {machine}. {settings['note']}".rstrip(),
+        *(
+            [
+                "- Load average (1, 5, 15 min) at the start: "
+                + ", ".join(f"{x:.1f}" for x in settings["load_start"])
+                + "; at the last row: "
+                + ", ".join(f"{x:.1f}" for x in settings.get("load_now", settings["load_start"]))
+                + "."
+            ]
+            if settings.get("load_start")
+            else []
+        ),
         f"- Software: Python {info['python']}, torch {info['torch']}, "
         + (f"faiss {faiss}, " if faiss else "faiss not installed, ")
         + (f"pytorch-metric-learning {pml}." if pml else "pytorch-metric-learning not installed."),
@@ -346,7 +361,8 @@ def markdown(rows: list[dict], info: dict, settings: dict) -> str:
         f"of N / {settings['classes']} (class centres and noise × {NOISE:g} standard normal); "
         f"leave-one-out, Euclidean; `retrieval_metrics(emb, labels, ks={KS})`. MAP@R looks "
         "at the first R = N / classes - 1 items of each ranking.",
-        "- **median s**: median of the runs, each a full call, in a fresh process per row; "
+        f"- **median s**: median of the runs ({settings['repeats']}), each a full call, in a "
+        "fresh process per row; "
         "**peak MB** (MiB): growth of the process's peak resident memory during its first "
         + (
             "call, all rows in one process (`--in-process`: lower than a fresh process's)."
@@ -382,7 +398,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--dim", type=int, default=DIM)
     parser.add_argument("--classes", type=int, default=CLASSES)
     parser.add_argument("--impls", nargs="+", choices=IMPLS, default=list(IMPLS))
-    parser.add_argument("--repeats", type=int, default=3, help="calls per case (median)")
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        help=f"calls per case, for the median (default 3; 1 from N = {BIG:,})",
+    )
     parser.add_argument("--old-max", type=int, default=OLD_MAX, help="largest N for the old")
     parser.add_argument("--note", default="", help="a line about the machine for the report")
     parser.add_argument("--out", default="benchmarks/results", help="folder for the results")
@@ -403,7 +423,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
             )
     if args.dim < 1:
         parser.error(f"--dim must be positive, got {args.dim}")
-    if args.repeats < 1:
+    if args.repeats is not None and args.repeats < 1:
         parser.error(f"--repeats must be at least 1, got {args.repeats}")
     return args
 
@@ -412,7 +432,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     if args.child:
         impl, n = args.child
-        print(json.dumps(measure(impl, int(n), args.dim, args.classes, args.repeats)))
+        print(json.dumps(measure(impl, int(n), args.dim, args.classes, args.repeats or 1)))
         return
 
     info = machine_info()
@@ -424,7 +444,8 @@ def main(argv: list[str] | None = None) -> None:
         "dim": args.dim,
         "classes": args.classes,
         "impls": args.impls,
-        "repeats": args.repeats,
+        "repeats": args.repeats or f"3 (1 from N = {BIG:,})",
+        "load_start": os.getloadavg() if hasattr(os, "getloadavg") else None,
         "old_max": args.old_max,
         "in_process": args.in_process,
         "note": args.note,
@@ -449,6 +470,12 @@ def main(argv: list[str] | None = None) -> None:
                 row["skipped"] = "skipped: pml's default k-NN needs faiss, not installed"
             elif impl == "old" and n > args.old_max:
                 row["skipped"] = old_estimate(rows, n) or f"skipped: N > --old-max {args.old_max}"
+                note = (
+                    f"The old full sort runs up to N = {args.old_max:,} (`--old-max`); above, "
+                    "its time is estimated from the largest N it ran, scaled by N² log N."
+                )
+                if note not in settings["notes"]:
+                    settings["notes"].append(note)
             else:
                 row |= run_case(impl, n, args)
             if "values" in row:
@@ -458,6 +485,8 @@ def main(argv: list[str] | None = None) -> None:
             rows.append(row)
             print(markdown_row(row), flush=True)
             # written as it goes, so that an interrupted run keeps what it measured
+            if hasattr(os, "getloadavg"):
+                settings["load_now"] = os.getloadavg()
             stem.with_suffix(".md").write_text(markdown(rows, info, settings))
             document = {"machine": info, "settings": settings, "results": rows}
             stem.with_suffix(".json").write_text(json.dumps(document, indent=2) + "\n")

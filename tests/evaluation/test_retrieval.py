@@ -31,7 +31,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from contrastkit.distances import distance_matrix
+from contrastkit.distances import DistanceName, distance_matrix
 from contrastkit.evaluation import retrieval
 from contrastkit.evaluation.retrieval import (
     map_at_r,
@@ -80,12 +80,12 @@ def _ref_retrieval(
     query_labels: list[int],
     gallery: list[list[float]] | None,
     gallery_labels: list[int] | None,
-    name: str,
+    name: DistanceName,
     ks: Sequence[int],
 ) -> dict[str, float]:
     loo = gallery is None
-    items = queries if loo else gallery
-    item_labels = query_labels if loo else gallery_labels
+    items = queries if gallery is None else gallery
+    item_labels = query_labels if gallery_labels is None else gallery_labels
     p1, recall, ap_total, n_valid = 0.0, dict.fromkeys(ks, 0.0), 0.0, 0
     for qi, q in enumerate(queries):
         candidates = [j for j in range(len(items)) if not (loo and j == qi)]
@@ -146,7 +146,7 @@ def _assert_close(a: dict[str, float], b: dict[str, float]) -> None:
 @FAST
 @given(labelled_points(), st.sampled_from(["euclidean", "squared_euclidean", "manhattan"]))
 def test_retrieval_matches_reference_with_ties(
-    data: tuple[list[list[float]], list[int]], name: str
+    data: tuple[list[list[float]], list[int]], name: DistanceName
 ) -> None:
     emb, labels = data
     ks = sorted({1, min(2, len(emb) - 1), len(emb) - 1})
@@ -294,7 +294,7 @@ def _data(kind: str, n: int, classes: int, seed: int) -> tuple[torch.Tensor, tor
 @pytest.mark.parametrize("kind", ["clusters", "clusters64", "grid"])
 @pytest.mark.parametrize("with_gallery", [False, True], ids=["leave-one-out", "gallery"])
 def test_topk_gives_the_full_sort_values_bit_for_bit(
-    distance: str, kind: str, with_gallery: bool, monkeypatch: pytest.MonkeyPatch
+    distance: DistanceName, kind: str, with_gallery: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     emb, labels = _data(kind, 120, 7, seed=len(distance) + len(kind))
     if with_gallery:
@@ -412,14 +412,16 @@ def test_memory_is_bounded_by_the_chunk(monkeypatch: pytest.MonkeyPatch) -> None
 
 @pytest.mark.parametrize("distance", DISTANCES)
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_chunk_distances_are_those_of_distance_matrix(distance: str, dtype: torch.dtype) -> None:
+def test_chunk_distances_are_those_of_distance_matrix(
+    distance: DistanceName, dtype: torch.dtype
+) -> None:
     # the gallery's norms are computed once; every chunk's distances must not change
     emb, _ = _data("clusters", 90, 5, seed=8)
     emb = torch.cat((emb, torch.zeros(2, emb.shape[1]))).to(dtype)  # zero rows for cosine
     gallery = emb.flip(0)
     distances = retrieval._Distances(emb, gallery, distance)
     for rows in (torch.arange(0, 7), torch.arange(7, 92, 3), torch.tensor([91])):
-        expected = distance_matrix(emb[rows], gallery, distance)  # type: ignore[arg-type]
+        expected = distance_matrix(emb[rows], gallery, distance)
         assert torch.equal(distances(rows), expected)
 
 
@@ -490,7 +492,7 @@ def _ties_per_row(d: np.ndarray, leave_one_out: bool) -> int:
 @pytest.mark.parametrize(("elements", "searched"), [(1 << 22, 4096), (200, 7)])
 def test_faiss_gives_the_torch_values_without_ties(
     faiss: ModuleType,
-    distance: str,
+    distance: DistanceName,
     elements: int,
     searched: int,
     monkeypatch: pytest.MonkeyPatch,
@@ -501,10 +503,10 @@ def test_faiss_gives_the_torch_values_without_ties(
     emb, labels = _integer_points(60, distance, seed=11)
     assert _ties_per_row(_exact(emb, emb, distance), leave_one_out=True) == 0
     ks = (1, 2, 10)
-    expected = retrieval_metrics(emb, labels, distance=distance, ks=ks)  # type: ignore[arg-type]
-    got = retrieval_metrics(emb, labels, distance=distance, ks=ks, backend="faiss")  # type: ignore[arg-type]
+    expected = retrieval_metrics(emb, labels, distance=distance, ks=ks)
+    got = retrieval_metrics(emb, labels, distance=distance, ks=ks, backend="faiss")
     assert got == expected
-    assert map_at_r(emb.double(), labels, distance=distance, backend="faiss") == got["map_at_r"]  # type: ignore[arg-type]
+    assert map_at_r(emb.double(), labels, distance=distance, backend="faiss") == got["map_at_r"]
     q, ql, g, gl = emb[:30], labels[:30], emb[30:], labels[30:]
     assert _ties_per_row(_exact(q, g, distance), leave_one_out=False) == 0
     kwargs = {"distance": distance, "ks": ks, "gallery": g, "gallery_labels": gl}
@@ -571,8 +573,8 @@ RETRIEVAL_BAD = [
     ("labels", lambda: precision_at_1(EMB, [0.0, 0.0, 1.0, 1.0]), TypeError),
     ("labels", lambda: precision_at_1(EMB, [0, 1, 2, 3]), ValueError),
     ("labels", lambda: map_at_r([[0.0]], [0]), ValueError),
-    ("distance", lambda: precision_at_1(EMB, LAB, distance="cosinus"), ValueError),
-    ("distance", lambda: map_at_r(EMB, LAB, distance=2), TypeError),
+    ("distance", lambda: precision_at_1(EMB, LAB, distance="cosinus"), ValueError),  # type: ignore[arg-type]
+    ("distance", lambda: map_at_r(EMB, LAB, distance=2), TypeError),  # type: ignore[arg-type]
     ("gallery_labels", lambda: precision_at_1(EMB, LAB, gallery=EMB), ValueError),
     ("gallery", lambda: precision_at_1(EMB, LAB, gallery_labels=LAB), ValueError),
     (
@@ -583,19 +585,19 @@ RETRIEVAL_BAD = [
     ("gallery_labels", lambda: map_at_r(EMB, LAB, gallery=EMB, gallery_labels=[0]), ValueError),
     ("relevant", lambda: map_at_r(EMB, LAB, gallery=EMB, gallery_labels=[5, 5, 5, 5]), ValueError),
     ("k", lambda: recall_at_k(EMB, LAB, k=0), ValueError),
-    ("k", lambda: recall_at_k(EMB, LAB, k=1.0), TypeError),
+    ("k", lambda: recall_at_k(EMB, LAB, k=1.0), TypeError),  # type: ignore[arg-type]
     ("k", lambda: recall_at_k(EMB, LAB, k=True), TypeError),
     ("k", lambda: recall_at_k(EMB, LAB, k=4), ValueError),  # 3 others per query
     ("k", lambda: recall_at_k(EMB, LAB, k=5, gallery=EMB, gallery_labels=LAB), ValueError),
     (r"ks\[1\]", lambda: retrieval_metrics(EMB, LAB, ks=(1, 4)), ValueError),
     (r"ks\[0\]", lambda: retrieval_metrics(EMB, LAB, ks=(-1,)), ValueError),
     ("ks", lambda: retrieval_metrics(EMB, LAB, ks=()), ValueError),
-    ("ks", lambda: retrieval_metrics(EMB, LAB, ks=3), TypeError),
+    ("ks", lambda: retrieval_metrics(EMB, LAB, ks=3), TypeError),  # type: ignore[arg-type]
     ("ks", lambda: retrieval_metrics(EMB, LAB, ks=(1, 1)), ValueError),
     ("k", lambda: retrieval_metrics(EMB, LAB), ValueError),  # default ks go up to 10
-    ("backend", lambda: precision_at_1(EMB, LAB, backend="numpy"), ValueError),
-    ("backend", lambda: map_at_r(EMB, LAB, backend=1), TypeError),
-    ("backend", lambda: retrieval_metrics(EMB, LAB, ks=(1,), backend=None), TypeError),
+    ("backend", lambda: precision_at_1(EMB, LAB, backend="numpy"), ValueError),  # type: ignore[arg-type]
+    ("backend", lambda: map_at_r(EMB, LAB, backend=1), TypeError),  # type: ignore[arg-type]
+    ("backend", lambda: retrieval_metrics(EMB, LAB, ks=(1,), backend=None), TypeError),  # type: ignore[arg-type]
 ]
 
 
@@ -616,7 +618,7 @@ def test_module_imports_neither_matplotlib_nor_faiss_and_is_re_exported() -> Non
     from contrastkit.evaluation import metrics
 
     tree = ast.parse(inspect.getsource(retrieval))
-    imported = set()
+    imported: set[str] = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             imported.update(alias.name.split(".")[0] for alias in node.names)

@@ -72,7 +72,6 @@ from contrastkit.distances import (
     distance_matrix,
     get_distance,
     normalize,
-    safe_sqrt,
 )
 
 # Input conversions shared with the verification metrics (they live in metrics.py, which
@@ -229,8 +228,9 @@ class _Distances:
     """Distances from chunks of queries to one gallery, as :func:`distance_matrix` gives them.
 
     ``self(rows)`` is ``distance_matrix(queries[rows], items, distance)`` bit for bit
-    (the same operations on the same operands), except that what depends on the gallery
-    alone (its squared norms, its unit rows) is computed once, not once per chunk.
+    (the same operations on the same operands, without gradients), except that what
+    depends on the gallery alone (its squared norms, its unit rows) is computed once,
+    not once per chunk.
     """
 
     def __init__(self, queries: Tensor, items: Tensor, distance: str) -> None:
@@ -242,12 +242,13 @@ class _Distances:
 
     def __call__(self, rows: Tensor) -> Tensor:
         x = self.queries[rows]
+        # in place where distance_matrix makes a new tensor: the same values, less memory
         if self.distance in ("euclidean", "squared_euclidean"):
             sums = x.pow(2).sum(dim=-1)[:, None] + self.item_norms[None, :]
-            squared = torch.addmm(sums, x, self.items.T, alpha=-2.0).clamp_min(0.0)
-            return safe_sqrt(squared) if self.distance == "euclidean" else squared
-        if self.distance == "cosine":
-            return (1.0 - normalize(x) @ self.unit_items.T).clamp(0.0, 2.0)
+            squared = torch.addmm(sums, x, self.items.T, alpha=-2.0).clamp_min_(0.0)
+            return squared.sqrt_() if self.distance == "euclidean" else squared
+        if self.distance == "cosine":  # 1 - s computed as -s + 1: the same rounding
+            return (normalize(x) @ self.unit_items.T).neg_().add_(1.0).clamp_(0.0, 2.0)
         return distance_matrix(x, self.items, self.distance)  # type: ignore[arg-type]
 
 
