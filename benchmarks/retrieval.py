@@ -16,16 +16,20 @@ first R = N / C - 1 items of each ranking), with:
   for comparison only; contrastkit does not depend on it.
 
 Each case runs in a fresh Python process: the data are made (seeded), the libraries
-imported, then the call is made ``--repeats`` times (default 3, and 1 from N = 100,000);
-the time is the median of those calls, and the peak memory is the growth of the process's high-water resident memory
-(``VmHWM``, reset through ``/proc/self/clear_refs``; ``getrusage`` elsewhere) during the
-first call, over what the process held with its data. Every value is compared with the
+imported, then the call is made ``--repeats`` times (default 3, and 1 from N = 100,000).
+The time is the median of those calls (wall clock, and the process's CPU time), and
+the peak memory is the growth of the process's high-water resident memory (``VmHWM``,
+reset through ``/proc/self/clear_refs``; ``getrusage`` elsewhere) during the first
+call, over what the process held with its data. Every value is compared with the
 ``torch`` row's: ``old`` must match it exactly; faiss and pml compute float32 distances
 with their own arithmetic, and may order near-equal distances differently.
 
 The old full sort costs ``O(N² log N)`` and takes minutes from N = 100,000: by default
 it runs up to ``--old-max`` (10,000) and is estimated beyond, from its measured time at
 the largest N it ran, scaled by ``N² log N``.
+
+On cores shared with other jobs, torch's and faiss's threads wait on one another:
+``--threads 1`` is steadier there (and the report says so).
 
 Usage::
 
@@ -228,25 +232,39 @@ def peak_bytes(fn: Callable[[], Any]) -> tuple[int, Any]:
     return max(after - before, 0) * 1024, out
 
 
+def set_threads(threads: int | None) -> None:
+    """Use ``threads`` CPU threads in torch and (where installed) faiss."""
+    if threads is None:
+        return
+    import torch
+
+    torch.set_num_threads(threads)
+    with contextlib.suppress(ImportError):
+        importlib.import_module("faiss").omp_set_num_threads(threads)
+
+
 def measure(impl: str, n: int, d: int, classes: int, repeats: int) -> dict:
     """The metrics, the median time of ``repeats`` calls and the first call's peak memory."""
     emb, labels = make_data(n, d, classes)
     call = make_call(impl, emb, labels)
     if impl in ("faiss", "pml"):
         importlib.import_module("faiss")  # imported before the timing
-    times = []
-    start = time.perf_counter()
+    times, cpu = [], []
+    start, start_cpu = time.perf_counter(), time.process_time()
     peak, values = peak_bytes(call)
     times.append(time.perf_counter() - start)
+    cpu.append(time.process_time() - start_cpu)
     for _ in range(repeats - 1):
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), time.process_time()
         again = call()
         times.append(time.perf_counter() - start)
+        cpu.append(time.process_time() - start_cpu)
         if again != values:
             raise RuntimeError(f"{impl}: a repeated call gave other values: {again} != {values}")
     return {
         "time_s": statistics.median(times),
         "times_s": times,
+        "cpu_s": statistics.median(cpu),
         "peak_mb": peak / MIB,
         "values": values,
     }
@@ -263,6 +281,7 @@ def run_case(impl: str, n: int, args: argparse.Namespace) -> dict:
     command = [sys.executable, os.path.abspath(__file__), "--child", impl, str(n)]
     command += ["--dim", str(args.dim), "--classes", str(args.classes)]
     command += ["--repeats", str(repeats)]
+    command += ["--threads", str(args.threads)] if args.threads else []
     out = subprocess.run(command, capture_output=True, text=True, check=False)
     if out.returncode != 0:
         if out.returncode < 0:
@@ -320,21 +339,29 @@ def markdown_row(row: dict) -> str:
             f"{values[key]:.4f}" if key in values else "—"
             for key in ("precision_at_1", "recall_at_10", "map_at_r")
         ]
-        timing = [f"{row['time_s']:.3g}", str(len(row["times_s"])), f"{row['peak_mb']:.0f}"]
+        timing = [
+            f"{row['time_s']:.3g}",
+            f"{row['cpu_s']:.3g}",
+            str(len(row["times_s"])),
+            f"{row['peak_mb']:.0f}",
+        ]
         cells = [*timing, *metric, row.get("agreement", "")]
     else:
-        cells = [row.get("skipped") or f"failed: {row.get('error', '?')}", *[""] * 6]
+        cells = [row.get("skipped") or f"failed: {row.get('error', '?')}", *[""] * 7]
     return "| " + " | ".join([f"{row['n']:,}", DESCRIPTIONS[row["impl"]], *cells]) + " |"
 
 
 HEADER = [
-    "| N | implementation | median s | runs | peak MB | P@1 | R@10 | MAP@R | vs top-k |",
-    "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+    "| N | implementation | median s | CPU s | runs | peak MB | P@1 | R@10 | MAP@R | vs top-k |",
+    "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
 ]
 
 
 def markdown(rows: list[dict], info: dict, settings: dict) -> str:
-    machine = f"{info['cpu']}, {info['cores']} cores, {info['torch_threads']} torch threads" + (
+    threads = f"{info['torch_threads']} torch thread(s)" + (
+        " and as many faiss threads (`--threads`)" if settings.get("threads") else ""
+    )
+    machine = f"{info['cpu']}, {info['cores']} cores, {threads}" + (
         f", {info['memory_gib']} GiB memory" if "memory_gib" in info else ""
     )
     faiss, pml = info["faiss"], info["pytorch_metric_learning"]
@@ -369,6 +396,8 @@ def markdown(rows: list[dict], info: dict, settings: dict) -> str:
             if settings["in_process"]
             else "call, over the memory it held with its data."
         ),
+        "- **CPU s**: the process's CPU time (all its threads) over the same calls, median; "
+        "on shared cores it says more than the wall time.",
         "- **vs top-k**: the largest difference from the torch top-k row's values at the "
         "same N. pml reports no recall@k. faiss and pml compute float32 distances with "
         "their own arithmetic: near-equal distances can swap, and exact ties are ordered "
@@ -403,6 +432,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         type=int,
         help=f"calls per case, for the median (default 3; 1 from N = {BIG:,})",
     )
+    parser.add_argument("--threads", type=int, help="CPU threads of torch and faiss")
     parser.add_argument("--old-max", type=int, default=OLD_MAX, help="largest N for the old")
     parser.add_argument("--note", default="", help="a line about the machine for the report")
     parser.add_argument("--out", default="benchmarks/results", help="folder for the results")
@@ -423,6 +453,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
             )
     if args.dim < 1:
         parser.error(f"--dim must be positive, got {args.dim}")
+    if args.threads is not None and args.threads < 1:
+        parser.error(f"--threads must be at least 1, got {args.threads}")
     if args.repeats is not None and args.repeats < 1:
         parser.error(f"--repeats must be at least 1, got {args.repeats}")
     return args
@@ -430,6 +462,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
+    set_threads(args.threads)
     if args.child:
         impl, n = args.child
         print(json.dumps(measure(impl, int(n), args.dim, args.classes, args.repeats or 1)))
@@ -444,10 +477,11 @@ def main(argv: list[str] | None = None) -> None:
         "dim": args.dim,
         "classes": args.classes,
         "impls": args.impls,
-        "repeats": args.repeats or f"3 (1 from N = {BIG:,})",
+        "repeats": args.repeats or f"3, and 1 from N = {BIG:,}",
         "load_start": os.getloadavg() if hasattr(os, "getloadavg") else None,
         "old_max": args.old_max,
         "in_process": args.in_process,
+        "threads": args.threads,
         "note": args.note,
         "notes": [],
     }

@@ -31,8 +31,9 @@ def bench() -> ModuleType:
 def _table_rows(markdown: str) -> list[list[str]]:
     lines = [line for line in markdown.splitlines() if line.startswith("| ")]
     assert lines[:2] == [
-        "| N | implementation | median s | runs | peak MB | P@1 | R@10 | MAP@R | vs top-k |",
-        "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+        "| N | implementation | median s | CPU s | runs | peak MB | P@1 | R@10 | MAP@R "
+        "| vs top-k |",
+        "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
     ]
     return [[cell.strip() for cell in line.strip("|").split("|")] for line in lines[2:]]
 
@@ -83,25 +84,28 @@ def test_every_implementation_in_process(bench, tmp_path, capsys):
     ]
     for row, r in zip(table, rows, strict=True):
         if "time_s" in r:
-            assert float(row[2]) > 0 and row[3] == "1" and float(row[4]) >= 0
-            assert float(row[5]) == pytest.approx(r["values"]["precision_at_1"], abs=1e-4)
+            assert float(row[2]) > 0 and float(row[3]) > 0 and row[4] == "1"
+            assert float(row[5]) >= 0
+            assert float(row[6]) == pytest.approx(r["values"]["precision_at_1"], abs=1e-4)
         else:
-            assert row[2].startswith("skipped") and row[3:] == [""] * 6
+            assert row[2].startswith("skipped") and row[3:] == [""] * 7
     printed = capsys.readouterr().out
     assert all(f"| {r['n']:,} | {bench.DESCRIPTIONS[r['impl']]} |" in printed for r in rows)
 
 
 def test_cases_run_in_a_fresh_process(bench, tmp_path):
     argv = ["--sizes", "300", "--dim", "8", "--classes", "10", "--impls", "torch", "old"]
-    bench.main([*argv, "--repeats", "2", "--out", str(tmp_path)])
+    bench.main([*argv, "--repeats", "2", "--threads", "1", "--out", str(tmp_path)])
     document = json.loads((tmp_path / "retrieval-cpu.json").read_text())
     torch_row, old_row = document["results"]
     assert not document["settings"]["in_process"]
     for row in (torch_row, old_row):
         assert "error" not in row, row
         assert len(row["times_s"]) == 2 and row["time_s"] > 0 and row["peak_mb"] >= 0
+        assert row["cpu_s"] > 0
     assert old_row["values"] == torch_row["values"] and old_row["agreement"] == "identical"
-    assert "fresh process" in (tmp_path / "retrieval-cpu.md").read_text()
+    markdown = (tmp_path / "retrieval-cpu.md").read_text()
+    assert "fresh process" in markdown and "--threads" in markdown
 
 
 @pytest.mark.parametrize(
@@ -111,6 +115,7 @@ def test_cases_run_in_a_fresh_process(bench, tmp_path):
         ["--classes", "0"],
         ["--dim", "0"],
         ["--repeats", "0"],
+        ["--threads", "0"],
         ["--impls", "numpy"],
     ],
 )

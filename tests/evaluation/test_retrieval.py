@@ -290,6 +290,7 @@ def _data(kind: str, n: int, classes: int, seed: int) -> tuple[torch.Tensor, tor
     return torch.from_numpy(emb.astype(np.float64 if kind == "clusters64" else np.float32)), labels
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("distance", DISTANCES)
 @pytest.mark.parametrize("kind", ["clusters", "clusters64", "grid"])
 @pytest.mark.parametrize("with_gallery", [False, True], ids=["leave-one-out", "gallery"])

@@ -89,7 +89,7 @@ __all__ = [
 RetrievalBackend = Literal["torch", "faiss", "auto"]
 """How the nearest items are found: torch (exact, the default), faiss, or faiss if installed."""
 
-BACKENDS = ("torch", "faiss", "auto")
+_BACKENDS = ("torch", "faiss", "auto")
 
 # Upper bound on the number of distance-matrix entries held at once by the torch
 # backend: a chunk of queries has max(1, _CHUNK_ELEMENTS // gallery_size) rows. The
@@ -140,10 +140,10 @@ def _check_backend(backend: object) -> str:
     """``"torch"`` or ``"faiss"``: the backend to use (``"auto"`` resolved)."""
     if not isinstance(backend, str):
         raise TypeError(
-            f"backend must be one of {list(BACKENDS)}, got {type(backend).__name__} {backend!r}"
+            f"backend must be one of {list(_BACKENDS)}, got {type(backend).__name__} {backend!r}"
         )
-    if backend not in BACKENDS:
-        raise ValueError(f"backend must be one of {list(BACKENDS)}, got {backend!r}")
+    if backend not in _BACKENDS:
+        raise ValueError(f"backend must be one of {list(_BACKENDS)}, got {backend!r}")
     if backend == "torch":
         return "torch"
     if _import_faiss() is None:
