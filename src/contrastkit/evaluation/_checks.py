@@ -15,12 +15,14 @@ the data is on the host already, so they cost no device synchronization.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor
 
 __all__ = [
+    "ArrayLike",
     "check_1d_array",
     "check_binary",
     "check_both_classes",
@@ -31,6 +33,9 @@ __all__ = [
     "check_values",
     "to_numpy",
 ]
+
+ArrayLike = Tensor | np.ndarray | Sequence[Any]
+"""What the metrics accept: a tensor (any device, gradient or not), an array or a list."""
 
 
 def to_numpy(name: str, x: object) -> np.ndarray:

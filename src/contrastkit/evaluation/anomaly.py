@@ -40,8 +40,7 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -64,7 +63,7 @@ from contrastkit._validation import (
 )
 from contrastkit.distances import DistanceName, distance_matrix, get_distance
 from contrastkit.distances import normalize as unit_rows
-from contrastkit.evaluation._checks import check_scores_and_labels
+from contrastkit.evaluation._checks import ArrayLike, check_scores_and_labels
 from contrastkit.functional import (
     RECONSTRUCTION_KINDS,
     ReconstructionKind,
@@ -77,9 +76,6 @@ __all__ = [
     "knn_scores",
     "reconstruction_errors",
 ]
-
-ArrayLike = Tensor | np.ndarray | Sequence[Any]
-"""What :func:`anomaly_metrics` accepts: a tensor (any device), an array or a list."""
 
 
 # --------------------------------------------------------------------------------------

@@ -21,19 +21,9 @@ different one. Every function takes *distances* (smaller is more similar) and pr
   on a validation split only;
 * :func:`verification_pairs`: a balanced set of pairs ``(i, j, same)`` from class labels.
 
-**Retrieval** ranks a gallery for each query by a distance from
-:data:`contrastkit.distances.DISTANCES` and checks whether the nearest items share the
-query's class label. Without a separate gallery every sample queries all the others
-(leave-one-out); with ``gallery=`` and ``gallery_labels=`` the queries search the
-gallery and nothing is excluded. Ties in distance are broken by gallery index (the
-lower index ranks first). A query with no relevant item (no other sample of its class)
-is left out of every average; if no query is left a :class:`ValueError` is raised.
-
-* :func:`precision_at_1`, :func:`recall_at_k`, :func:`map_at_r`;
-* :func:`retrieval_metrics`: all three from one ranking.
-
-Distances are computed in chunks of query rows, so memory stays proportional to
-``chunk * gallery size``, never to the square of the number of samples.
+**Retrieval** (precision@1, recall@k, MAP@R) lives in
+:mod:`contrastkit.evaluation.retrieval`; :func:`precision_at_1`, :func:`recall_at_k`,
+:func:`map_at_r` and :func:`retrieval_metrics` are re-exported here.
 
 Inputs may be torch tensors (on any device, with or without gradient: they are
 detached and copied to the CPU), numpy arrays or lists. Every function checks its
@@ -53,7 +43,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any
 
 import numpy as np
 import torch
@@ -62,17 +51,18 @@ from sklearn.metrics import roc_curve as _sk_roc_curve
 from torch import Tensor
 
 from contrastkit._validation import (
-    check_class_labels,
-    check_embeddings,
-    check_finite,
     check_fraction,
     check_int,
     check_positive_int,
     check_real,
-    compute_dtype,
 )
-from contrastkit.distances import DistanceName, distance_matrix, get_distance
-from contrastkit.evaluation._checks import check_1d_array, check_pairs, to_numpy
+from contrastkit.evaluation._checks import ArrayLike, check_1d_array, check_pairs
+from contrastkit.evaluation.retrieval import (
+    map_at_r,
+    precision_at_1,
+    recall_at_k,
+    retrieval_metrics,
+)
 
 __all__ = [
     "accuracy_at_threshold",
@@ -88,13 +78,6 @@ __all__ = [
     "verification_metrics",
     "verification_pairs",
 ]
-
-ArrayLike = Tensor | np.ndarray | Sequence[Any]
-"""What the metrics accept: a tensor (any device, gradient or not), an array or a list."""
-
-# Upper bound on the number of distance-matrix entries held at once by the retrieval
-# metrics: a chunk of queries has max(1, _CHUNK_ELEMENTS // gallery_size) rows.
-_CHUNK_ELEMENTS = 1 << 22
 
 
 # --------------------------------------------------------------------------------------
@@ -620,338 +603,5 @@ def verification_pairs(
 
 
 # --------------------------------------------------------------------------------------
-# Retrieval
+# Retrieval: its own module, re-exported here
 # --------------------------------------------------------------------------------------
-
-
-def _as_float_tensor(name: str, x: object) -> Tensor:
-    a = to_numpy(name, x)
-    if a.dtype.kind not in "biufc":
-        raise TypeError(f"{name} must hold real numbers, got dtype {a.dtype}")
-    t = torch.from_numpy(np.ascontiguousarray(a))
-    t = check_embeddings(name, t)
-    check_finite(**{name: t})
-    return t.to(compute_dtype(t))
-
-
-def _as_label_tensor(name: str, x: object, like_name: str, like: Tensor) -> Tensor:
-    a = to_numpy(name, x)
-    if a.dtype.kind not in "biufc":
-        raise TypeError(f"{name} must be integer class labels, got dtype {a.dtype}")
-    t = check_class_labels(name, torch.from_numpy(np.ascontiguousarray(a)), like_name, like)
-    return t.long()
-
-
-def _prepare_retrieval(
-    embeddings: object,
-    labels: object,
-    distance: str,
-    gallery: object,
-    gallery_labels: object,
-) -> tuple[Tensor, Tensor, Tensor | None, Tensor, str]:
-    """Validated (queries, query labels, gallery or None, gallery labels, distance)."""
-    metric = get_distance(distance)
-    if (gallery is None) != (gallery_labels is None):
-        missing = "gallery_labels" if gallery_labels is None else "gallery"
-        raise ValueError(f"gallery and gallery_labels go together: {missing} is missing")
-    queries = _as_float_tensor("embeddings", embeddings)
-    query_labels = _as_label_tensor("labels", labels, "embeddings", queries)
-    if gallery is None:
-        return queries, query_labels, None, query_labels, metric.name
-    items = _as_float_tensor("gallery", gallery)
-    if items.shape[1] != queries.shape[1]:
-        raise ValueError(
-            f"gallery must have as many features as embeddings, got shapes "
-            f"{tuple(items.shape)} and {tuple(queries.shape)}"
-        )
-    item_labels = _as_label_tensor("gallery_labels", gallery_labels, "gallery", items)
-    dtype = torch.promote_types(queries.dtype, items.dtype)
-    return queries.to(dtype), query_labels, items.to(dtype), item_labels, metric.name
-
-
-def _relevant_counts(query_labels: Tensor, item_labels: Tensor, leave_one_out: bool) -> Tensor:
-    """Number of relevant gallery items per query, from labels alone."""
-    classes, counts = torch.unique(item_labels, return_counts=True)
-    where = torch.searchsorted(classes, query_labels).clamp_max(classes.numel() - 1)
-    found = classes[where] == query_labels
-    r = torch.where(found, counts[where], 0)
-    return r - 1 if leave_one_out else r
-
-
-def _check_ks(ks: object, gallery_size: int, leave_one_out: bool) -> list[int]:
-    if isinstance(ks, (str, bytes)) or not isinstance(ks, Sequence):
-        raise TypeError(f"ks must be a sequence of positive ints, got {type(ks).__name__}")
-    if len(ks) == 0:
-        raise ValueError("ks must hold at least one k, got an empty sequence")
-    values = [check_positive_int(f"ks[{i}]", k) for i, k in enumerate(ks)]
-    if len(set(values)) != len(values):
-        raise ValueError(f"ks must not repeat a value, got {list(ks)!r}")
-    for i, k in enumerate(values):
-        _check_k_fits(f"ks[{i}]", k, gallery_size, leave_one_out)
-    return values
-
-
-def _check_k_fits(name: str, k: int, gallery_size: int, leave_one_out: bool) -> None:
-    if k > gallery_size:
-        where = (
-            f"each query has {gallery_size} other sample(s) (leave-one-out)"
-            if leave_one_out
-            else f"the gallery holds {gallery_size} item(s)"
-        )
-        raise ValueError(f"{name} must be at most the number of candidates: {where}, got {k}")
-
-
-def _retrieval(
-    queries: Tensor,
-    query_labels: Tensor,
-    gallery: Tensor | None,
-    gallery_labels: Tensor,
-    distance: str,
-    ks: Sequence[int],
-) -> dict[str, float]:
-    """One ranking per query, reduced to P@1, R@k for each k and MAP@R."""
-    leave_one_out = gallery is None
-    items = queries if gallery is None else gallery
-    n_items = items.shape[0]
-    relevant = _relevant_counts(query_labels, gallery_labels, leave_one_out)
-    valid = relevant > 0
-    n_valid = int(valid.sum())
-    if n_valid == 0:
-        where = "another sample" if leave_one_out else "a gallery item"
-        raise ValueError(
-            f"labels must give some query a relevant item ({where} of its class), got "
-            f"none among {queries.shape[0]} queries"
-        )
-
-    hits_at_1 = 0.0
-    recall_hits = dict.fromkeys(ks, 0.0)
-    map_sum = 0.0
-    chunk = max(1, _CHUNK_ELEMENTS // n_items)
-    for start in range(0, queries.shape[0], chunk):
-        stop = min(start + chunk, queries.shape[0])
-        keep = valid[start:stop]
-        if not bool(keep.any()):
-            continue
-        rows = torch.arange(start, stop)[keep]
-        d = distance_matrix(queries[rows], items, distance)  # type: ignore[arg-type]
-        ranking = torch.sort(d, dim=1, stable=True).indices  # ties: lower index first
-        if leave_one_out:  # drop each query itself from its own ranking
-            ranking = ranking[ranking != rows[:, None]].view(rows.numel(), n_items - 1)
-        rel = gallery_labels[ranking] == query_labels[rows, None]
-        r = relevant[rows]
-        hits_at_1 += float(rel[:, 0].sum())
-        for k in ks:
-            recall_hits[k] += float(rel[:, :k].any(dim=1).sum())
-        # MAP@R: mean over the first R ranks of precision@i at each relevant rank i
-        top = rel[:, : int(r.max())]
-        ranks = torch.arange(1, top.shape[1] + 1, dtype=torch.float64)
-        precision = top.cumsum(dim=1, dtype=torch.float64) / ranks
-        within_r = ranks[None, :] <= r[:, None]
-        ap = (precision * (top & within_r)).sum(dim=1) / r
-        map_sum += float(ap.sum())
-
-    result = {"precision_at_1": hits_at_1 / n_valid}
-    for k in ks:
-        result[f"recall_at_{k}"] = recall_hits[k] / n_valid
-    result["map_at_r"] = map_sum / n_valid
-    return result
-
-
-def precision_at_1(
-    embeddings: ArrayLike,
-    labels: ArrayLike,
-    *,
-    distance: DistanceName = "euclidean",
-    gallery: ArrayLike | None = None,
-    gallery_labels: ArrayLike | None = None,
-) -> float:
-    r"""Precision at 1: the fraction of queries whose nearest neighbour shares their class.
-
-    .. math::
-        \mathrm{P@1} = \frac{1}{|Q|} \sum_{q \in Q} \mathrm{rel}_q(1)
-
-    where :math:`\mathrm{rel}_q(i) = 1` if the :math:`i`-th nearest gallery item has the
-    label of query :math:`q`, and :math:`Q` are the queries with at least one relevant
-    item (others are left out). Leave-one-out unless a gallery is given; ties in distance
-    go to the lower gallery index. Equal to :func:`recall_at_k` with ``k=1``.
-
-    Args:
-        embeddings: ``(N, D)`` finite floating-point query embeddings.
-        labels: ``(N,)`` integer class labels of the queries.
-        distance: a name from :data:`contrastkit.distances.DISTANCES`.
-        gallery: optional ``(M, D)`` gallery embeddings; without it each query searches
-            the other ``N - 1`` queries (leave-one-out).
-        gallery_labels: ``(M,)`` integer class labels of the gallery (with ``gallery``).
-
-    Returns:
-        P@1 in ``[0, 1]``.
-
-    Raises:
-        ValueError: bad shapes, non-finite embeddings, an unknown ``distance``, or no
-            query with a relevant item.
-
-    Example:
-        >>> import torch
-        >>> from contrastkit.evaluation.metrics import precision_at_1
-        >>> emb = torch.tensor([[0.0], [0.1], [1.0], [1.3], [2.0], [9.0]])
-        >>> labels = torch.tensor([0, 0, 1, 1, 0, 2])  # 9.0 is alone in class 2: left out
-        >>> precision_at_1(emb, labels)  # 2.0 is nearest to 1.3, of another class
-        0.8
-
-    Reference:
-        K. Musgrave, S. Belongie, S.-N. Lim. *A Metric Learning Reality Check.* ECCV 2020.
-    """
-    q, ql, g, gl, name = _prepare_retrieval(embeddings, labels, distance, gallery, gallery_labels)
-    return _retrieval(q, ql, g, gl, name, ())["precision_at_1"]
-
-
-def recall_at_k(
-    embeddings: ArrayLike,
-    labels: ArrayLike,
-    *,
-    k: int = 1,
-    distance: DistanceName = "euclidean",
-    gallery: ArrayLike | None = None,
-    gallery_labels: ArrayLike | None = None,
-) -> float:
-    r"""Recall at k as in deep metric learning: a same-class item among the k nearest.
-
-    .. math::
-        \mathrm{R@}k = \frac{1}{|Q|} \sum_{q \in Q}
-            \Big[ \textstyle\sum_{i \le k} \mathrm{rel}_q(i) \ge 1 \Big]
-
-    over the queries :math:`Q` with at least one relevant item (others are left out).
-    This is the definition of Song et al. (2016) used across metric learning, not the
-    information-retrieval recall (relevant items found among the k nearest divided by
-    all relevant items): one hit is enough. Leave-one-out unless a gallery is given;
-    ties in distance go to the lower gallery index.
-
-    Args:
-        embeddings: ``(N, D)`` finite floating-point query embeddings.
-        labels: ``(N,)`` integer class labels of the queries.
-        k: how many nearest items to look at, a positive int no larger than the number
-            of candidates per query (``N - 1`` leave-one-out, ``M`` with a gallery).
-        distance: a name from :data:`contrastkit.distances.DISTANCES`.
-        gallery: optional ``(M, D)`` gallery embeddings; without it each query searches
-            the other ``N - 1`` queries (leave-one-out).
-        gallery_labels: ``(M,)`` integer class labels of the gallery (with ``gallery``).
-
-    Returns:
-        R@k in ``[0, 1]``, non-decreasing in ``k``.
-
-    Example:
-        >>> import torch
-        >>> from contrastkit.evaluation.metrics import recall_at_k
-        >>> emb = torch.tensor([[0.0], [0.1], [1.0], [1.3], [2.0], [9.0]])
-        >>> labels = torch.tensor([0, 0, 1, 1, 0, 2])  # 9.0 is alone in class 2: left out
-        >>> recall_at_k(emb, labels, k=2), recall_at_k(emb, labels, k=3)
-        (0.8, 1.0)
-
-    Reference:
-        H. O. Song, Y. Xiang, S. Jegelka, S. Savarese. *Deep Metric Learning via Lifted
-        Structured Feature Embedding.* CVPR 2016.
-    """
-    k = check_positive_int("k", k)
-    q, ql, g, gl, name = _prepare_retrieval(embeddings, labels, distance, gallery, gallery_labels)
-    n_candidates = q.shape[0] - 1 if g is None else g.shape[0]
-    _check_k_fits("k", k, n_candidates, g is None)
-    return _retrieval(q, ql, g, gl, name, (k,))[f"recall_at_{k}"]
-
-
-def map_at_r(
-    embeddings: ArrayLike,
-    labels: ArrayLike,
-    *,
-    distance: DistanceName = "euclidean",
-    gallery: ArrayLike | None = None,
-    gallery_labels: ArrayLike | None = None,
-) -> float:
-    r"""Mean average precision at R (MAP@R) of Musgrave, Belongie & Lim (2020).
-
-    For a query with :math:`R` relevant gallery items (same label; the query itself
-    excluded in leave-one-out mode), rank the gallery by distance and average the
-    precision at each relevant rank within the first :math:`R`:
-
-    .. math::
-        \mathrm{MAP@R} = \frac{1}{R} \sum_{i=1}^{R} P(i)\, \mathrm{rel}(i), \qquad
-        P(i) = \frac{1}{i} \sum_{j \le i} \mathrm{rel}(j),
-
-    then average over the queries with :math:`R \ge 1` (others are left out). It is 1
-    only when the :math:`R` nearest items are exactly the relevant ones, and never
-    exceeds R-precision :math:`P(R)`. Ties in distance go to the lower gallery index.
-
-    Args:
-        embeddings: ``(N, D)`` finite floating-point query embeddings.
-        labels: ``(N,)`` integer class labels of the queries.
-        distance: a name from :data:`contrastkit.distances.DISTANCES`.
-        gallery: optional ``(M, D)`` gallery embeddings; without it each query searches
-            the other ``N - 1`` queries (leave-one-out).
-        gallery_labels: ``(M,)`` integer class labels of the gallery (with ``gallery``).
-
-    Returns:
-        MAP@R in ``[0, 1]``.
-
-    Example:
-        >>> import torch
-        >>> from contrastkit.evaluation.metrics import map_at_r
-        >>> emb = torch.tensor([[0.0], [0.1], [1.0], [1.3], [2.0], [9.0]])
-        >>> labels = torch.tensor([0, 0, 1, 1, 0, 2])  # 9.0 is alone in class 2: left out
-        >>> map_at_r(emb, labels)  # per query: 1/2, 1/2, 1, 1, 0
-        0.6
-
-    Reference:
-        K. Musgrave, S. Belongie, S.-N. Lim. *A Metric Learning Reality Check.* ECCV 2020.
-    """
-    q, ql, g, gl, name = _prepare_retrieval(embeddings, labels, distance, gallery, gallery_labels)
-    return _retrieval(q, ql, g, gl, name, ())["map_at_r"]
-
-
-def retrieval_metrics(
-    embeddings: ArrayLike,
-    labels: ArrayLike,
-    *,
-    distance: DistanceName = "euclidean",
-    ks: Sequence[int] = (1, 5, 10),
-    gallery: ArrayLike | None = None,
-    gallery_labels: ArrayLike | None = None,
-) -> dict[str, float]:
-    r"""Precision@1, Recall@k for each ``k`` and MAP@R from a single ranking.
-
-    Distances are computed once (in chunks of queries) and every metric is read off the
-    same ranking, so this is cheaper than calling :func:`precision_at_1`,
-    :func:`recall_at_k` and :func:`map_at_r` in turn and gives the same values.
-
-    Keys, in this order: ``"precision_at_1"``, ``"recall_at_<k>"`` for each ``k`` in
-    ``ks`` (``"recall_at_1"``, ``"recall_at_5"``, ...), ``"map_at_r"``.
-
-    Args:
-        embeddings: ``(N, D)`` finite floating-point query embeddings.
-        labels: ``(N,)`` integer class labels of the queries.
-        distance: a name from :data:`contrastkit.distances.DISTANCES`.
-        ks: distinct positive ints, each at most the number of candidates per query
-            (``N - 1`` leave-one-out, ``M`` with a gallery); larger ``k`` is an error,
-            not clamped.
-        gallery: optional ``(M, D)`` gallery embeddings; without it each query searches
-            the other ``N - 1`` queries (leave-one-out).
-        gallery_labels: ``(M,)`` integer class labels of the gallery (with ``gallery``).
-
-    Returns:
-        A dict from the keys above to Python floats.
-
-    Example:
-        >>> import torch
-        >>> from contrastkit.evaluation.metrics import retrieval_metrics
-        >>> emb = torch.tensor([[0.0], [0.1], [1.0], [1.3], [2.0], [9.0]])
-        >>> labels = torch.tensor([0, 0, 1, 1, 0, 2])  # 9.0 is alone in class 2: left out
-        >>> retrieval_metrics(emb, labels, ks=(1, 3))
-        {'precision_at_1': 0.8, 'recall_at_1': 0.8, 'recall_at_3': 1.0, 'map_at_r': 0.6}
-
-    Reference:
-        K. Musgrave, S. Belongie, S.-N. Lim. *A Metric Learning Reality Check.* ECCV 2020;
-        H. O. Song et al. *Deep Metric Learning via Lifted Structured Feature Embedding.*
-        CVPR 2016.
-    """
-    q, ql, g, gl, name = _prepare_retrieval(embeddings, labels, distance, gallery, gallery_labels)
-    n_candidates = q.shape[0] - 1 if g is None else g.shape[0]
-    k_values = _check_ks(ks, n_candidates, g is None)
-    return _retrieval(q, ql, g, gl, name, k_values)
