@@ -77,7 +77,9 @@ number of epochs from the start; ``config.toml`` then records the new epochs and
 report notes the extension.
 
 The parts a run is built from (data, network, loss, schedule) are in
-:mod:`contrastkit.app.build`; the result type in :mod:`contrastkit.app.result`.
+:mod:`contrastkit.app.build`, its evaluation in :mod:`contrastkit.app.evaluate`, its
+figures in :mod:`contrastkit.app.figures`, the run folder's files in
+:mod:`contrastkit.app.rundir` and the result type in :mod:`contrastkit.app.result`.
 """
 
 from __future__ import annotations
@@ -85,7 +87,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, cast
 
@@ -109,25 +111,32 @@ from contrastkit.app.build import (
     standardize,
 )
 from contrastkit.app.config import (
-    ANOMALY_K,
     ANOMALY_SCORES,
     DEFAULT_HIDDEN,
     LOSSES,
     OBJECTIVES,
-    RECONSTRUCTION_LOSSES,
     ConfigError,
     RunConfig,
     read_config_file,
 )
+from contrastkit.app.evaluate import (
+    SCORE_NAMES,
+    anomaly_scores,
+    available_scores,
+    embed_split,
+    evaluate_anomalies,
+    evaluate_run,
+    has_retrieval,
+    no_pairs,
+    pair_distances,
+    pairs_of,
+)
+from contrastkit.app.figures import figures
 from contrastkit.app.result import (
-    AnomalyResult,
     BestEpoch,
     DataSummary,
     Environment,
-    Evaluation,
     RunResult,
-    far_of,
-    measurable,
 )
 from contrastkit.app.rundir import (
     CONFIG,
@@ -147,8 +156,7 @@ from contrastkit.app.rundir import (
     take_default_run_folder,
     write_text_atomic,
 )
-from contrastkit.data.readers import DataError, LabelledData, PairData
-from contrastkit.distances import paired_distance
+from contrastkit.data.readers import DataError, LabelledData
 from contrastkit.training import (
     Trainer,
     best_checkpoint,
@@ -178,271 +186,6 @@ __all__ = [
     "scale_split",
     "train_run",
 ]
-
-SCORE_NAMES = {
-    "reconstruction": "reconstruction error",
-    "knn": f"mean distance to the {ANOMALY_K} nearest training embeddings",
-    "centroid": "distance to the nearest class centroid",
-}
-"""Each anomaly score, in words."""
-
-
-# ----------------------------------------------------------------------------- evaluation
-
-
-_FARS = (1e-2, 1e-3)
-_VERIFICATION = ("roc_auc", "eer", *(f"tar@far={far:g}" for far in _FARS))
-_THRESHOLD = ("threshold", "accuracy", "val_accuracy")
-
-
-def _no_pairs(data: Split) -> str | None:
-    """Why a held-out split gives no verification pairs, or ``None`` when it gives both kinds.
-
-    A pair file's splits always do (:func:`~contrastkit.app.build.run_splits` checks it).
-    """
-    if isinstance(data, PairData):
-        return None
-    counts = torch.bincount(data.labels)
-    if int((counts >= 2).sum()) == 0:
-        return "no class has 2 samples there, so it has no similar pair"
-    if int((counts >= 1).sum()) < 2:
-        return "it holds a single class, so it has no dissimilar pair"
-    return None
-
-
-def _has_retrieval(data: Split) -> bool:
-    """Whether a split can measure retrieval: labelled, with a class of 2 samples."""
-    return isinstance(data, LabelledData) and bool((torch.bincount(data.labels) >= 2).any())
-
-
-def _pairs_of(data: Split, seed: int) -> Tensor | None:
-    """Balanced verification pairs ``(i, j, same)`` of a labelled split.
-
-    ``None`` for a pair file (its pairs are given) and for a split that cannot give both
-    kinds of pair (see :func:`_no_pairs`).
-    """
-    from contrastkit.evaluation.metrics import verification_pairs
-
-    if isinstance(data, PairData) or _no_pairs(data) is not None:
-        return None
-    return torch.stack(verification_pairs(data.labels, max_pairs=20_000, seed=seed))
-
-
-def _embed_split(model: nn.Module, data: Split) -> Tensor:
-    """The embeddings of a split: one per sample, or the left then the right of each pair."""
-    return embed(model, inputs_of(data))
-
-
-def _pair_distances(
-    emb: Tensor, data: Split, pairs: Tensor | None, config: RunConfig
-) -> tuple[Tensor, Tensor]:
-    """Distances and labels of a split's verification pairs, from its embeddings."""
-    if isinstance(data, PairData):
-        left, right = emb.chunk(2)
-        same = data.same
-    else:
-        if pairs is None:
-            raise ValueError("labelled data needs its verification pairs")
-        left, right, same = emb[pairs[0]], emb[pairs[1]], pairs[2]
-    return paired_distance(left, right, distance=config.distance_name), same
-
-
-def _measured(metrics: dict[str, float | None], negative_pairs: int) -> dict[str, float | None]:
-    """The metrics, each TAR at a FAR the negative pairs cannot measure set to ``None``."""
-    out: dict[str, float | None] = {}
-    for key, value in metrics.items():
-        far = far_of(key)
-        out[key] = None if far is not None and not measurable(far, negative_pairs) else value
-    return out
-
-
-def _verification(
-    model: nn.Module, config: RunConfig, val: Split, test: Split, test_emb: Tensor
-) -> tuple[dict[str, float | None], Tensor, Tensor, int, str | None]:
-    """The verification metrics, test distances and labels, validation pairs, and why not.
-
-    A metric the held-out splits cannot measure is ``None``: every one when the test
-    split has no pair of each kind, the threshold and the accuracies when only the
-    validation split has none (the ROC-AUC, EER and TAR on test need no threshold).
-    """
-    from contrastkit.evaluation.metrics import (
-        equal_error_rate,
-        roc_auc,
-        tar_at_far,
-        verification_metrics,
-    )
-
-    found: dict[str, float | None] = dict.fromkeys((*_VERIFICATION, *_THRESHOLD))
-    val_why, test_why = _no_pairs(val), _no_pairs(test)
-    if test_why is not None:
-        empty = torch.zeros(0)
-        skipped = f"the test split cannot be verified: {test_why}"
-        return found, empty, empty.long(), 0, skipped
-    test_d, test_same = _pair_distances(test_emb, test, _pairs_of(test, config.seed + 3), config)
-    if val_why is not None:
-        found["roc_auc"] = roc_auc(test_d, test_same)
-        found["eer"] = equal_error_rate(test_d, test_same)[0]
-        for far in _FARS:
-            found[f"tar@far={far:g}"] = tar_at_far(test_d, test_same, far=far)
-        skipped = (
-            f"no threshold could be chosen on the validation split ({val_why}): no accuracy "
-            "at the threshold; the ROC-AUC, EER and TAR of the test pairs need none"
-        )
-        return found, test_d, test_same, 0, skipped
-    val_pairs = _pairs_of(val, config.seed + 2)
-    val_d, val_same = _pair_distances(_embed_split(model, val), val, val_pairs, config)
-    found.update(verification_metrics(val_d, val_same, test_d, test_same, fars=_FARS))
-    return found, test_d, test_same, int(val_same.numel()), None
-
-
-def evaluate_run(model: nn.Module, config: RunConfig, val: Split, test: Split) -> Evaluation:
-    """Test metrics with the threshold chosen on validation, and retrieval on test.
-
-    For an autoencoder, also the mean reconstruction error of the test inputs
-    (``reconstruction_error``, in the run's reconstruction loss). A true accept rate at
-    a false accept rate below 1/N, with N dissimilar test pairs, is ``None``; so is
-    every metric the held-out splits cannot measure (small classes: no similar pair),
-    and ``verification_skipped`` says why.
-    """
-    from contrastkit.evaluation.metrics import retrieval_metrics
-
-    test_emb = _embed_split(model, test)
-    found, test_d, test_same, val_count, verification_skipped = _verification(
-        model, config, val, test, test_emb
-    )
-    negatives = int((test_same == 0).sum())
-    skipped = None
-    if isinstance(test, LabelledData) and not _has_retrieval(test):
-        skipped = "no class has 2 samples in the test split, so no query has a match to find"
-    elif isinstance(test, LabelledData):
-        ks = tuple(k for k in (1, 5, 10) if k < len(test))
-        try:
-            found.update(
-                retrieval_metrics(test_emb, test.labels, distance=config.distance_name, ks=ks)
-            )
-        except ValueError as error:
-            skipped = str(error)
-    if callable(getattr(model, "reconstruct", None)):
-        errors = anomaly_scores(
-            model, config, None, None, inputs_of(test), methods=["reconstruction"]
-        )
-        found["reconstruction_error"] = float(errors["reconstruction"].mean())
-    return Evaluation(
-        distance=config.distance_name,
-        test=_measured(found, negatives),
-        pairs={
-            "validation": val_count,
-            "test": int(test_same.numel()),
-            "test_negative": negatives,
-        },
-        test_distances=test_d,
-        test_same=test_same,
-        test_embeddings=test_emb,
-        retrieval_skipped=skipped,
-        verification_skipped=verification_skipped,
-    )
-
-
-def available_scores(model: nn.Module, reference_labels: Tensor | None) -> list[str]:
-    """The anomaly scores a run can give: reconstruction (autoencoders), knn, centroid."""
-    out = ["reconstruction"] if callable(getattr(model, "reconstruct", None)) else []
-    out.append("knn")
-    if reference_labels is not None:
-        out.append("centroid")
-    return out
-
-
-def anomaly_scores(
-    model: nn.Module,
-    config: RunConfig,
-    reference: Tensor | None,
-    reference_labels: Tensor | None,
-    inputs: Tensor,
-    *,
-    methods: Sequence[str] | None = None,
-) -> dict[str, Tensor]:
-    """Anomaly scores of ``inputs`` (scaled as the network takes them); higher = stranger.
-
-    ``"reconstruction"``: the autoencoder's reconstruction error in the run's
-    reconstruction loss; ``"knn"``: the mean distance (the run's ``distance``) of the
-    embedding to its 5 nearest reference embeddings; ``"centroid"``: the distance to the
-    nearest centroid of a reference class. ``methods=None`` gives every score the run
-    has (see :func:`available_scores`).
-    """
-    from contrastkit.evaluation.anomaly import centroid_scores, knn_scores, reconstruction_errors
-
-    available = available_scores(model, reference_labels)
-    chosen = list(available) if methods is None else list(methods)
-    for method in chosen:
-        if method not in ANOMALY_SCORES:
-            raise ConfigError(
-                f"score method must be one of {', '.join(ANOMALY_SCORES)}, got {method!r}"
-            )
-        if method not in available:
-            why = "is not an autoencoder" if method == "reconstruction" else "has no classes"
-            raise ConfigError(f"score method {method!r} is not available: the run {why}")
-    out: dict[str, Tensor] = {}
-    if "reconstruction" in chosen:
-        kind = RECONSTRUCTION_LOSSES[config.reconstruction_loss]
-        out["reconstruction"] = reconstruction_errors(model, inputs, kind=kind)
-    if {"knn", "centroid"} & set(chosen):
-        if reference is None:
-            raise ValueError("the knn and centroid scores need the reference embeddings")
-        emb = embed(model, inputs)
-        if "knn" in chosen:
-            k = min(ANOMALY_K, reference.shape[0])
-            out["knn"] = knn_scores(reference, emb, k=k, distance=config.distance_name)
-        if "centroid" in chosen:
-            if reference_labels is None:
-                raise ValueError("the centroid score needs the reference labels")
-            out["centroid"] = centroid_scores(
-                reference, reference_labels, emb, distance=config.distance_name
-            )
-    return {method: out[method] for method in chosen}
-
-
-def _evaluate_anomalies(
-    model: nn.Module,
-    config: RunConfig,
-    reference: Tensor,
-    reference_labels: Tensor | None,
-    val: LabelledData,
-    test: LabelledData,
-    anomalies: LabelledData,
-) -> AnomalyResult:
-    """ROC-AUC and average precision of each score on normal test samples + anomalies.
-
-    The threshold of each score is the 95th percentile of the validation split's scores
-    (normal samples only): 5% false alarms expected on normal data.
-    """
-    from contrastkit.evaluation.anomaly import anomaly_metrics
-
-    inputs = torch.cat([test.inputs, anomalies.inputs])
-    is_anomaly = torch.cat([torch.zeros(len(test)), torch.ones(len(anomalies))]).long()
-    scores = anomaly_scores(model, config, reference, reference_labels, inputs)
-    val_scores = anomaly_scores(model, config, reference, reference_labels, val.inputs)
-    measured: dict[str, dict[str, float]] = {}
-    for method, values in scores.items():
-        found = anomaly_metrics(values, is_anomaly)
-        threshold = float(torch.quantile(val_scores[method].double(), 0.95))
-        flagged = values.double() >= threshold
-        measured[method] = {
-            "roc_auc": found["roc_auc"],
-            "average_precision": found["average_precision"],
-            "threshold": threshold,
-            "detected": float(flagged[is_anomaly == 1].double().mean()),
-            "false_alarms": float(flagged[is_anomaly == 0].double().mean()),
-        }
-    return AnomalyResult(
-        class_name=config.anomaly_class,
-        normal=len(test),
-        anomalies=len(anomalies),
-        k=ANOMALY_K,
-        scores=measured,
-        values=scores,
-        is_anomaly=is_anomaly,
-    )
-
 
 # ----------------------------------------------------------------------------- the run folder
 
@@ -728,7 +471,7 @@ def _train_run(
     _save_reference(run / REFERENCE, reference, reference_labels)
     anomaly = None
     if anomalies is not None:  # held out of labelled data only
-        anomaly = _evaluate_anomalies(
+        anomaly = evaluate_anomalies(
             model,
             config,
             reference,
@@ -758,7 +501,7 @@ def _train_run(
         extended_from=extended_from,
         best=best,
     )
-    result.figures = _figures(result)
+    result.figures = figures(result)
     result.seconds = {"training": train_seconds, "total": time.perf_counter() - started}
     write_text_atomic(run / "metrics.json", result.to_json())
     with naming_write_errors(run / "report.html"):
@@ -770,7 +513,7 @@ def _unmeasured_notes(val: Split, test: Split) -> list[str]:
     """What small held-out splits cannot measure, said before training."""
     notes = []
     for name, part in (("validation", val), ("test", test)):
-        why = _no_pairs(part)
+        why = no_pairs(part)
         if why is not None:
             notes.append(
                 f"the {name} split has {len(part)} sample{'s' if len(part) != 1 else ''} and "
@@ -790,10 +533,10 @@ def _history_values(config: RunConfig, val_loader: Any, val: Split) -> dict[str,
     out: dict[str, str | None] = {f"train_{t}": None for t in terms}
     for t in terms:
         out[f"val_{t}"] = None if val_loader is not None else "the validation split gives no batch"
-    why = _no_pairs(val)
+    why = no_pairs(val)
     out["val_roc_auc"] = None if why is None else f"the validation split: {why}"
     out["val_precision_at_1"] = (
-        None if _has_retrieval(val) else "no class has 2 samples in the validation split"
+        None if has_retrieval(val) else "no class has 2 samples in the validation split"
     )
     return out
 
@@ -802,14 +545,14 @@ def _evaluator(config: RunConfig, val: Split) -> Callable[[nn.Module], dict[str,
     """The validation metrics after each epoch: ROC-AUC and precision@1, where measurable."""
     from contrastkit.evaluation.metrics import precision_at_1, roc_auc
 
-    val_pairs = _pairs_of(val, config.seed + 2)
-    verify, retrieve = _no_pairs(val) is None, _has_retrieval(val)
+    val_pairs = pairs_of(val, config.seed + 2)
+    verify, retrieve = no_pairs(val) is None, has_retrieval(val)
 
     def evaluate(m: nn.Module) -> dict[str, float]:
-        emb = _embed_split(m, val)
+        emb = embed_split(m, val)
         out = {}
         if verify:
-            out["val_roc_auc"] = roc_auc(*_pair_distances(emb, val, val_pairs, config))
+            out["val_roc_auc"] = roc_auc(*pair_distances(emb, val, val_pairs, config))
         if retrieve:
             labels = cast(LabelledData, val).labels
             out["val_precision_at_1"] = precision_at_1(emb, labels, distance=config.distance_name)
@@ -938,86 +681,3 @@ def _announcer(config: RunConfig, log: Callable[[str], Any]) -> Callable[[Traine
         log(f"epoch {r['epoch']:>3}/{config.epochs}: {', '.join(parts)}")
 
     return announce
-
-
-# ----------------------------------------------------------------------------- figures
-
-_VAL_METRICS = ("val_roc_auc", "val_precision_at_1")
-
-
-def _history_keys(result: RunResult) -> list[str] | None:
-    """The curves of the history figure: each loss term (and the total, if several)."""
-    terms = list(result.terms)
-    if terms == ["loss"]:
-        return None
-    if len(terms) > 1:
-        terms.insert(0, "loss")
-    keys = [f"{part}_{t}" for t in terms for part in ("train", "val")]
-    return [k for k in keys if result.history and k in result.history[0]]
-
-
-def _figures(result: RunResult) -> dict[str, Path]:
-    """Draw every figure of a run into its ``figures/`` folder; name → PNG file."""
-    from contrastkit import plots
-    from contrastkit.app.report import history_name
-
-    config, evaluation = result.config, result.evaluation
-    folder = result.run_dir / "figures"
-    with naming_write_errors(folder):
-        folder.mkdir(exist_ok=True)
-    drawn: dict[str, Any] = {}
-    if config.loss == "contrastive" and config.objective != "reconstruction":
-        drawn["loss_curve"] = plots.plot_loss_curve(margin=config.margin)[0]
-    if result.test_labels is not None and len(result.test_labels) >= 2:
-        drawn["embedding"] = plots.plot_embedding(
-            evaluation.test_embeddings,
-            result.test_labels,
-            class_names=result.class_names,
-            seed=config.seed,
-        )[0]
-    if evaluation.test_same.numel():  # not when the test split gives no pair of each kind
-        drawn["roc"] = plots.plot_roc(
-            evaluation.test_distances,
-            evaluation.test_same,
-            mark_fars=evaluation.measured_fars(),
-            far_axis="log",
-        )[0]
-        drawn["distances"] = plots.plot_distance_histograms(
-            evaluation.test_distances, evaluation.test_same, threshold=result.test["threshold"]
-        )[0]
-    history = result.history
-    keys = _history_keys(result)
-    every = dict.fromkeys(k for record in history for k in record)
-    shown = keys if keys is not None else [k for k in every if "loss" in k]
-    drawn["history"] = plots.plot_history(
-        history, keys=shown, labels={k: history_name(k) for k in shown}
-    )[0]
-    monitored = [k for k in _VAL_METRICS if k in every]
-    if monitored:
-        drawn["val_metrics"] = plots.plot_history(
-            history,
-            keys=monitored,
-            labels={k: history_name(k) for k in monitored},
-            title="validation metrics by epoch",
-        )[0]
-    if result.anomaly is not None:
-        drawn.update(_anomaly_figures(plots, result.anomaly))
-    saved = {}
-    for name, fig in drawn.items():
-        with naming_write_errors(folder / f"{name}.png"):
-            saved[name] = plots.save_figure(fig, folder / f"{name}.png", overwrite=True)
-    return saved
-
-
-def _anomaly_figures(plots: Any, anomaly: AnomalyResult) -> dict[str, Any]:
-    """Score histograms (normal vs anomalous test samples) and the ROC curves, drawn."""
-    drawn: dict[str, Any] = {}
-    for method, values in anomaly.values.items():
-        drawn[f"anomaly_{method}"] = plots.plot_score_histograms(
-            values,
-            anomaly.is_anomaly,
-            title=f"{SCORE_NAMES[method]} (class {anomaly.class_name} is the anomaly)",
-            threshold=anomaly.scores[method]["threshold"],
-        )[0]
-    drawn["anomaly_roc"] = plots.plot_anomaly_roc(anomaly.values, anomaly.is_anomaly)[0]
-    return drawn

@@ -1,0 +1,310 @@
+"""The evaluation of a run: verification and retrieval on held-out splits, anomaly scores.
+
+What the data cannot measure (a split without a same-class pair, a false-accept rate
+below one over the number of dissimilar pairs) is reported as not measurable, with the
+reason, never as a number.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+
+from contrastkit.app.build import (
+    Split,
+    inputs_of,
+)
+from contrastkit.app.config import (
+    ANOMALY_K,
+    ANOMALY_SCORES,
+    RECONSTRUCTION_LOSSES,
+    ConfigError,
+    RunConfig,
+)
+from contrastkit.app.result import (
+    AnomalyResult,
+    Evaluation,
+    far_of,
+    measurable,
+)
+from contrastkit.data.readers import LabelledData, PairData
+from contrastkit.distances import paired_distance
+from contrastkit.training import (
+    embed,
+)
+
+__all__ = [
+    "SCORE_NAMES",
+    "anomaly_scores",
+    "available_scores",
+    "embed_split",
+    "evaluate_anomalies",
+    "evaluate_run",
+    "has_retrieval",
+    "no_pairs",
+    "pair_distances",
+    "pairs_of",
+]
+
+SCORE_NAMES = {
+    "reconstruction": "reconstruction error",
+    "knn": f"mean distance to the {ANOMALY_K} nearest training embeddings",
+    "centroid": "distance to the nearest class centroid",
+}
+"""Each anomaly score, in words."""
+
+
+_FARS = (1e-2, 1e-3)
+_VERIFICATION = ("roc_auc", "eer", *(f"tar@far={far:g}" for far in _FARS))
+_THRESHOLD = ("threshold", "accuracy", "val_accuracy")
+
+
+def no_pairs(data: Split) -> str | None:
+    """Why a held-out split gives no verification pairs, or ``None`` when it gives both kinds.
+
+    A pair file's splits always do (:func:`~contrastkit.app.build.run_splits` checks it).
+    """
+    if isinstance(data, PairData):
+        return None
+    counts = torch.bincount(data.labels)
+    if int((counts >= 2).sum()) == 0:
+        return "no class has 2 samples there, so it has no similar pair"
+    if int((counts >= 1).sum()) < 2:
+        return "it holds a single class, so it has no dissimilar pair"
+    return None
+
+
+def has_retrieval(data: Split) -> bool:
+    """Whether a split can measure retrieval: labelled, with a class of 2 samples."""
+    return isinstance(data, LabelledData) and bool((torch.bincount(data.labels) >= 2).any())
+
+
+def pairs_of(data: Split, seed: int) -> Tensor | None:
+    """Balanced verification pairs ``(i, j, same)`` of a labelled split.
+
+    ``None`` for a pair file (its pairs are given) and for a split that cannot give both
+    kinds of pair (see :func:`_no_pairs`).
+    """
+    from contrastkit.evaluation.metrics import verification_pairs
+
+    if isinstance(data, PairData) or no_pairs(data) is not None:
+        return None
+    return torch.stack(verification_pairs(data.labels, max_pairs=20_000, seed=seed))
+
+
+def embed_split(model: nn.Module, data: Split) -> Tensor:
+    """The embeddings of a split: one per sample, or the left then the right of each pair."""
+    return embed(model, inputs_of(data))
+
+
+def pair_distances(
+    emb: Tensor, data: Split, pairs: Tensor | None, config: RunConfig
+) -> tuple[Tensor, Tensor]:
+    """Distances and labels of a split's verification pairs, from its embeddings."""
+    if isinstance(data, PairData):
+        left, right = emb.chunk(2)
+        same = data.same
+    else:
+        if pairs is None:
+            raise ValueError("labelled data needs its verification pairs")
+        left, right, same = emb[pairs[0]], emb[pairs[1]], pairs[2]
+    return paired_distance(left, right, distance=config.distance_name), same
+
+
+def _measured(metrics: dict[str, float | None], negative_pairs: int) -> dict[str, float | None]:
+    """The metrics, each TAR at a FAR the negative pairs cannot measure set to ``None``."""
+    out: dict[str, float | None] = {}
+    for key, value in metrics.items():
+        far = far_of(key)
+        out[key] = None if far is not None and not measurable(far, negative_pairs) else value
+    return out
+
+
+def _verification(
+    model: nn.Module, config: RunConfig, val: Split, test: Split, test_emb: Tensor
+) -> tuple[dict[str, float | None], Tensor, Tensor, int, str | None]:
+    """The verification metrics, test distances and labels, validation pairs, and why not.
+
+    A metric the held-out splits cannot measure is ``None``: every one when the test
+    split has no pair of each kind, the threshold and the accuracies when only the
+    validation split has none (the ROC-AUC, EER and TAR on test need no threshold).
+    """
+    from contrastkit.evaluation.metrics import (
+        equal_error_rate,
+        roc_auc,
+        tar_at_far,
+        verification_metrics,
+    )
+
+    found: dict[str, float | None] = dict.fromkeys((*_VERIFICATION, *_THRESHOLD))
+    val_why, test_why = no_pairs(val), no_pairs(test)
+    if test_why is not None:
+        empty = torch.zeros(0)
+        skipped = f"the test split cannot be verified: {test_why}"
+        return found, empty, empty.long(), 0, skipped
+    test_d, test_same = pair_distances(test_emb, test, pairs_of(test, config.seed + 3), config)
+    if val_why is not None:
+        found["roc_auc"] = roc_auc(test_d, test_same)
+        found["eer"] = equal_error_rate(test_d, test_same)[0]
+        for far in _FARS:
+            found[f"tar@far={far:g}"] = tar_at_far(test_d, test_same, far=far)
+        skipped = (
+            f"no threshold could be chosen on the validation split ({val_why}): no accuracy "
+            "at the threshold; the ROC-AUC, EER and TAR of the test pairs need none"
+        )
+        return found, test_d, test_same, 0, skipped
+    val_pairs = pairs_of(val, config.seed + 2)
+    val_d, val_same = pair_distances(embed_split(model, val), val, val_pairs, config)
+    found.update(verification_metrics(val_d, val_same, test_d, test_same, fars=_FARS))
+    return found, test_d, test_same, int(val_same.numel()), None
+
+
+def evaluate_run(model: nn.Module, config: RunConfig, val: Split, test: Split) -> Evaluation:
+    """Test metrics with the threshold chosen on validation, and retrieval on test.
+
+    For an autoencoder, also the mean reconstruction error of the test inputs
+    (``reconstruction_error``, in the run's reconstruction loss). A true accept rate at
+    a false accept rate below 1/N, with N dissimilar test pairs, is ``None``; so is
+    every metric the held-out splits cannot measure (small classes: no similar pair),
+    and ``verification_skipped`` says why.
+    """
+    from contrastkit.evaluation.metrics import retrieval_metrics
+
+    test_emb = embed_split(model, test)
+    found, test_d, test_same, val_count, verification_skipped = _verification(
+        model, config, val, test, test_emb
+    )
+    negatives = int((test_same == 0).sum())
+    skipped = None
+    if isinstance(test, LabelledData) and not has_retrieval(test):
+        skipped = "no class has 2 samples in the test split, so no query has a match to find"
+    elif isinstance(test, LabelledData):
+        ks = tuple(k for k in (1, 5, 10) if k < len(test))
+        try:
+            found.update(
+                retrieval_metrics(test_emb, test.labels, distance=config.distance_name, ks=ks)
+            )
+        except ValueError as error:
+            skipped = str(error)
+    if callable(getattr(model, "reconstruct", None)):
+        errors = anomaly_scores(
+            model, config, None, None, inputs_of(test), methods=["reconstruction"]
+        )
+        found["reconstruction_error"] = float(errors["reconstruction"].mean())
+    return Evaluation(
+        distance=config.distance_name,
+        test=_measured(found, negatives),
+        pairs={
+            "validation": val_count,
+            "test": int(test_same.numel()),
+            "test_negative": negatives,
+        },
+        test_distances=test_d,
+        test_same=test_same,
+        test_embeddings=test_emb,
+        retrieval_skipped=skipped,
+        verification_skipped=verification_skipped,
+    )
+
+
+def available_scores(model: nn.Module, reference_labels: Tensor | None) -> list[str]:
+    """The anomaly scores a run can give: reconstruction (autoencoders), knn, centroid."""
+    out = ["reconstruction"] if callable(getattr(model, "reconstruct", None)) else []
+    out.append("knn")
+    if reference_labels is not None:
+        out.append("centroid")
+    return out
+
+
+def anomaly_scores(
+    model: nn.Module,
+    config: RunConfig,
+    reference: Tensor | None,
+    reference_labels: Tensor | None,
+    inputs: Tensor,
+    *,
+    methods: Sequence[str] | None = None,
+) -> dict[str, Tensor]:
+    """Anomaly scores of ``inputs`` (scaled as the network takes them); higher = stranger.
+
+    ``"reconstruction"``: the autoencoder's reconstruction error in the run's
+    reconstruction loss; ``"knn"``: the mean distance (the run's ``distance``) of the
+    embedding to its 5 nearest reference embeddings; ``"centroid"``: the distance to the
+    nearest centroid of a reference class. ``methods=None`` gives every score the run
+    has (see :func:`available_scores`).
+    """
+    from contrastkit.evaluation.anomaly import centroid_scores, knn_scores, reconstruction_errors
+
+    available = available_scores(model, reference_labels)
+    chosen = list(available) if methods is None else list(methods)
+    for method in chosen:
+        if method not in ANOMALY_SCORES:
+            raise ConfigError(
+                f"score method must be one of {', '.join(ANOMALY_SCORES)}, got {method!r}"
+            )
+        if method not in available:
+            why = "is not an autoencoder" if method == "reconstruction" else "has no classes"
+            raise ConfigError(f"score method {method!r} is not available: the run {why}")
+    out: dict[str, Tensor] = {}
+    if "reconstruction" in chosen:
+        kind = RECONSTRUCTION_LOSSES[config.reconstruction_loss]
+        out["reconstruction"] = reconstruction_errors(model, inputs, kind=kind)
+    if {"knn", "centroid"} & set(chosen):
+        if reference is None:
+            raise ValueError("the knn and centroid scores need the reference embeddings")
+        emb = embed(model, inputs)
+        if "knn" in chosen:
+            k = min(ANOMALY_K, reference.shape[0])
+            out["knn"] = knn_scores(reference, emb, k=k, distance=config.distance_name)
+        if "centroid" in chosen:
+            if reference_labels is None:
+                raise ValueError("the centroid score needs the reference labels")
+            out["centroid"] = centroid_scores(
+                reference, reference_labels, emb, distance=config.distance_name
+            )
+    return {method: out[method] for method in chosen}
+
+
+def evaluate_anomalies(
+    model: nn.Module,
+    config: RunConfig,
+    reference: Tensor,
+    reference_labels: Tensor | None,
+    val: LabelledData,
+    test: LabelledData,
+    anomalies: LabelledData,
+) -> AnomalyResult:
+    """ROC-AUC and average precision of each score on normal test samples + anomalies.
+
+    The threshold of each score is the 95th percentile of the validation split's scores
+    (normal samples only): 5% false alarms expected on normal data.
+    """
+    from contrastkit.evaluation.anomaly import anomaly_metrics
+
+    inputs = torch.cat([test.inputs, anomalies.inputs])
+    is_anomaly = torch.cat([torch.zeros(len(test)), torch.ones(len(anomalies))]).long()
+    scores = anomaly_scores(model, config, reference, reference_labels, inputs)
+    val_scores = anomaly_scores(model, config, reference, reference_labels, val.inputs)
+    measured: dict[str, dict[str, float]] = {}
+    for method, values in scores.items():
+        found = anomaly_metrics(values, is_anomaly)
+        threshold = float(torch.quantile(val_scores[method].double(), 0.95))
+        flagged = values.double() >= threshold
+        measured[method] = {
+            "roc_auc": found["roc_auc"],
+            "average_precision": found["average_precision"],
+            "threshold": threshold,
+            "detected": float(flagged[is_anomaly == 1].double().mean()),
+            "false_alarms": float(flagged[is_anomaly == 0].double().mean()),
+        }
+    return AnomalyResult(
+        class_name=config.anomaly_class,
+        normal=len(test),
+        anomalies=len(anomalies),
+        k=ANOMALY_K,
+        scores=measured,
+        values=scores,
+        is_anomaly=is_anomaly,
+    )
