@@ -261,3 +261,35 @@ def test_float64_inputs_scale_as_far() -> None:
     d = paired_distance(a, b)
     assert torch.isfinite(d).all()
     torch.testing.assert_close(d / 1e200, paired_distance(a / 1e200, b / 1e200))
+
+
+def test_dot_product_losses_refuse_inputs_whose_logits_could_overflow() -> None:
+    a, b = _emb(0, 1e20), _emb(1, 1e20)
+    message = "must not exceed .* in magnitude with normalize=False"
+    with pytest.raises(ValueError, match="^query " + message):
+        F.info_nce(a, b, normalize=False)
+    with pytest.raises(ValueError, match="^negatives " + message):
+        F.info_nce(a[:, :] * 1e-20, b * 1e-20, negatives=b, normalize=False)
+    with pytest.raises(ValueError, match="^embeddings " + message):
+        F.supcon(a, LABELS, normalize=False)
+    # a learnable temperature enters the bound by its value
+    tau = torch.tensor(0.5, requires_grad=True)
+    with pytest.raises(ValueError, match=r"at temperature 0\.5"):
+        F.info_nce(a, b, normalize=False, temperature=tau)
+    # normalized, the same inputs are fine; and below the bound the loss is finite
+    assert torch.isfinite(F.info_nce(a, b)) and torch.isfinite(F.supcon(a, LABELS))
+    limit = math.sqrt(torch.finfo(torch.float32).max * 0.07 / (4 * D))
+    big = _emb(2) / _emb(2).abs().amax() * limit * 0.99
+    for loss in (
+        F.info_nce(big, big.roll(1, 0), normalize=False),
+        F.supcon(big, LABELS, normalize=False),
+    ):
+        assert torch.isfinite(loss)
+
+
+def test_the_dot_product_bound_is_a_value_check() -> None:
+    import contrastkit
+
+    a, b = _emb(0, 1e20), _emb(1, 1e20)
+    with contrastkit.validation(False):
+        F.info_nce(a, b, normalize=False)  # not refused: the caller turned value checks off

@@ -27,12 +27,13 @@ Conventions shared by every function here:
   are still ``1.4e20`` apart, and their cosine is still their cosine). A loss that
   exceeds the largest float is ``inf`` (for example ``½ d²`` of a similar pair ``1e20``
   apart in float32), never NaN, and the gradients never NaN either (``±inf`` where the
-  true gradient exceeds the largest float). Two cases are refused instead, with a
+  true gradient exceeds the largest float). Three cases are refused instead, with a
   :class:`ValueError` (value checks, see above): ``distance="squared_euclidean"`` with
   inputs beyond ``sqrt(max / (4 D))`` (about ``4e18`` for ``D = 5`` in float32), whose
   squared distances themselves overflow, and the Euclidean kinds on the tiled path with
-  inputs beyond that bound divided by ``N``. Dot products (``normalize=False``) are not
-  rescaled: logits beyond the largest float give a NaN loss.
+  inputs beyond that bound divided by ``N``; and InfoNCE and SupCon with
+  ``normalize=False`` (dot products, not rescaled) with inputs beyond
+  ``sqrt(max · τ / (4 D))``, whose logits could overflow.
 * **Precision**: float32 and float64 are computed in their own dtype; float16 and
   bfloat16 inputs are computed, and the loss returned, in float32. Gradients flow back
   to the inputs in their own dtype.
@@ -78,6 +79,7 @@ from contrastkit._validation import (
     check_score,
     check_temperature,
     compute_dtype,
+    is_validation_enabled,
 )
 from contrastkit.distances import (
     SIMILARITIES,
@@ -135,6 +137,27 @@ def _check_squared_magnitude(distance: str, **tensors: Tensor) -> None:
         why = (
             f"with distance='squared_euclidean' ({t.shape[-1]} features in {dtype}: the "
             "squared distances would overflow; use distance='euclidean' or a smaller scale)"
+        )
+        check_magnitude(name, t, limit, why=why)
+
+
+def _check_dot_magnitude(temperature: float | Tensor, **tensors: Tensor) -> None:
+    """Without normalization the logits are dot products over ``τ``: none may overflow.
+
+    A logit is at most ``D · max|a| · max|b| / τ`` in magnitude; log-sum-exp takes
+    differences of two logits, and the loss adds one more, so each input is held to
+    ``sqrt(max · τ / (4 D))``. A value check: skipped while validation is off.
+    """
+    if not is_validation_enabled():
+        return
+    first = next(iter(tensors.values()))
+    dtype = compute_dtype(*tensors.values())
+    tau = float(temperature.detach().min()) if isinstance(temperature, Tensor) else temperature
+    limit = math.sqrt(torch.finfo(dtype).max * tau / (4 * first.shape[-1]))
+    for name, t in tensors.items():
+        why = (
+            f"with normalize=False ({t.shape[-1]} features in {dtype} at temperature "
+            f"{tau:.3g}: the dot products would overflow; normalize, or use a smaller scale)"
         )
         check_magnitude(name, t, limit, why=why)
 
@@ -685,6 +708,8 @@ def info_nce(
         inputs["negatives"] = check_negatives(negatives, n, d)
     check_same_device(**inputs)
     check_finite(**inputs)
+    if not normalize:
+        _check_dot_magnitude(temperature, **inputs)
 
     dtype = compute_dtype(*inputs.values())
     q, k = query.to(dtype), key.to(dtype)
@@ -878,6 +903,8 @@ def supcon(
     n = embeddings.shape[0]
     labels = check_class_labels("labels", labels, "embeddings", embeddings)
     check_finite(embeddings=embeddings)
+    if not normalize:
+        _check_dot_magnitude(temperature, embeddings=embeddings)
 
     z = embeddings.to(compute_dtype(embeddings))
     if normalize:
