@@ -73,6 +73,7 @@ from contrastkit.distances import (
     distance_matrix,
     get_distance,
     normalize,
+    power_of_two_scale,
 )
 from contrastkit.evaluation._checks import ArrayLike, to_numpy
 
@@ -223,18 +224,38 @@ def _check_k_fits(name: str, k: int, gallery_size: int, leave_one_out: bool) -> 
 
 
 class _Distances:
-    """Distances from chunks of queries to one gallery: ``distance_matrix`` of each chunk.
+    """Distances from chunks of queries to one gallery, those of :func:`distance_matrix`.
 
-    The registry's own matrix (:func:`contrastkit.distances.distance_matrix`), so that
-    retrieval ranks by exactly the distances every other part of contrastkit computes,
-    rows too large to square included.
+    What depends on the gallery alone is computed once, not once per chunk: for the
+    Euclidean kinds, queries and gallery divided by one power of two near their largest
+    magnitude (:func:`~contrastkit.distances.power_of_two_scale`, as
+    :func:`distance_matrix` does for its inputs) and the gallery's squared norms; for
+    the cosine, the gallery's unit rows. Dividing by a power of two is exact, so each
+    chunk's distances are ``distance_matrix(queries[rows], gallery)`` bit for bit, and
+    rows too large to square keep finite distances.
     """
 
     def __init__(self, queries: Tensor, items: Tensor, distance: str) -> None:
         self.queries, self.items, self.distance = queries, items, distance
+        if distance in ("euclidean", "squared_euclidean"):
+            self.scale = power_of_two_scale(queries, items)
+            self.queries, self.items = queries / self.scale, items / self.scale
+            self.item_norms = self.items.pow(2).sum(dim=-1)
+        elif distance == "cosine":
+            self.unit_items = normalize(items)
 
     def __call__(self, rows: Tensor) -> Tensor:
-        return distance_matrix(self.queries[rows], self.items, self.distance)  # type: ignore[arg-type]
+        x = self.queries[rows]
+        # in place where distance_matrix makes a new tensor: the same values, less memory
+        if self.distance in ("euclidean", "squared_euclidean"):
+            sums = x.pow(2).sum(dim=-1)[:, None] + self.item_norms[None, :]
+            squared = torch.addmm(sums, x, self.items.T, alpha=-2.0).clamp_min_(0.0)
+            if self.distance == "euclidean":
+                return squared.sqrt_().mul_(self.scale)
+            return squared.mul_(self.scale).mul_(self.scale)
+        if self.distance == "cosine":  # 1 - s computed as -s + 1: the same rounding
+            return (normalize(x) @ self.unit_items.T).neg_().add_(1.0).clamp_(0.0, 2.0)
+        return distance_matrix(x, self.items, self.distance)  # type: ignore[arg-type]
 
 
 def _lowest_tied(d: Tensor, kth: Tensor, k: int) -> Tensor:
