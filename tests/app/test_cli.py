@@ -46,8 +46,10 @@ def call(capsys, *argv):
     return status, out, err
 
 
-def assert_one_line_error(status, err, *named):
-    assert status != 0
+def assert_one_line_error(status, err, *named, code=2):
+    """One line ``contrastkit: error: ...`` naming each of ``named``, and exit status
+    ``code``: 2 for bad input (the default), 1 for a failure such as a full disk."""
+    assert status == code, (status, err)
     lines = err.splitlines()
     assert len(lines) == 1, err
     assert lines[0].startswith("contrastkit: error: "), err

@@ -117,7 +117,7 @@ def test_a_failed_default_run_leaves_no_folder(tmp_path, capsys, monkeypatch, fe
 
     monkeypatch.setattr(run_module, "optimizer_and_schedule", no_optimizer)
     status, _, err = call(capsys, "train", *SMALL, "--data", features)
-    assert_one_line_error(status, err, "no optimizer today")
+    assert_one_line_error(status, err, "no optimizer today", code=1)
     assert "--resume" not in err  # nothing was kept to resume
     assert snapshot(tmp_path) == before
 
@@ -381,7 +381,9 @@ def test_a_full_disk_before_training_names_the_file_and_leaves_nothing(
     with monkeypatch.context() as m:
         full_disk_at(m, name)
         status, _, err = call(capsys, "train", *SMALL, "--data", features, "-o", "run")
-    assert_one_line_error(status, err, f"cannot write {Path('run') / name}", "No space left")
+    assert_one_line_error(
+        status, err, f"cannot write {Path('run') / name}", "No space left", code=1
+    )
     assert status == 1 and "--resume" not in err
     assert snapshot(tmp_path) == before
 
@@ -405,7 +407,7 @@ def test_a_full_disk_while_training_names_the_file_and_the_run_resumes(
             monkeypatch_save_figure(m)
         status, _, err = call(capsys, "train", *SMALL, "--data", features, "-o", run)
     file = run / str(where).format(pid=os.getpid())
-    assert_one_line_error(status, err, file, "No space left on device")
+    assert_one_line_error(status, err, file, "No space left on device", code=1)
     assert status == 1
     assert err.rstrip().endswith(f"continue with --resume {run}")
     assert [p for p in run.rglob("*") if ".tmp-" in p.name] == []  # no half-written file
@@ -439,7 +441,7 @@ def test_a_full_disk_writing_the_report_names_it(tmp_path, capsys, monkeypatch, 
     with monkeypatch.context() as m:
         m.setattr(report_module, "write_report", full)
         status, _, err = call(capsys, "train", *SMALL, "--data", features, "-o", run)
-    assert_one_line_error(status, err, f"cannot write {run / 'report.html'}", "--resume")
+    assert_one_line_error(status, err, f"cannot write {run / 'report.html'}", "--resume", code=1)
     assert status == 1
 
 

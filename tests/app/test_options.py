@@ -251,6 +251,11 @@ def test_patience_stops_early_and_says_so(tmp_path, capsys, files):
     assert f"stopped early after {trained} epochs" in (run / "report.html").read_text()
     assert len((run / "metrics.jsonl").read_text().splitlines()) == trained
     assert f"test metrics of epoch {best['epoch']}, the best by train_loss" in out
+    # extending it would stop again at once: refused, and nothing the run had is changed
+    before = snapshot(run)
+    status, _, err = call(capsys, "train", "--resume", run, "--epochs", "12")
+    assert_one_line_error(status, err, "stopped early after epoch", "extending it would train")
+    assert snapshot(run) == before
 
 
 def history_names(capsys, *argv):

@@ -829,3 +829,19 @@ def test_pairs_empty_path_is_refused_with_its_line(tmp_path, row):
     path = make_pairs(tmp_path, [*GOOD_ROWS, row])
     with pytest.raises(DataError, match=f"{names_path(path)} line 5: the (left|right) image path"):
         read_pairs(path)
+
+
+def test_a_csv_without_a_header_row_is_refused_not_read_short(tmp_path):
+    file = tmp_path / "rows.csv"
+    file.write_text("0.5,1.5,2\n0.1,0.2,3\n")
+    with pytest.raises(DataError, match=r"rows.csv has no header row: .*0\.5, 1\.5, 2"):
+        read_feature_vectors(file)
+    with pytest.raises(DataError, match="no header row"):
+        read_features(file, label_column="2")
+
+
+def test_numbered_column_names_are_a_header(tmp_path):
+    file = tmp_path / "numbered.csv"
+    file.write_text("0,1,2\n0.5,1.5,2.5\n0.1,0.2,0.3\n")
+    expected = torch.tensor([[0.5, 1.5, 2.5], [0.1, 0.2, 0.3]])
+    torch.testing.assert_close(read_feature_vectors(file), expected)

@@ -322,9 +322,7 @@ def test_topk_gives_the_full_sort_values_bit_for_bit(
 
 
 @pytest.mark.parametrize("fraction", [0.0, 1.0])
-def test_huge_rows_rank_as_in_a_full_sort(
-    fraction: float, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_huge_rows_rank_as_in_a_full_sort(fraction: float, monkeypatch: pytest.MonkeyPatch) -> None:
     # float32 squares of these rows overflow; the distances, computed on rows scaled by a
     # power of two, stay finite, and the top-K ranking equals the full sort's
     emb = torch.tensor([[3e19], [3e19], [0.0], [1.0], [2.0], [-3e19], [5.0], [3.0]])

@@ -164,8 +164,8 @@ _TRAIN_OPTIONS: tuple[tuple[str, Callable[[str], Any], str, str | None], ...] = 
     (
         "distance",
         str,
-        "the distance of the loss and of evaluation (default: euclidean; cosine for infonce "
-        "and supcon)",
+        "the distance of the contrastive and triplet losses and of evaluation (default: "
+        "euclidean; cosine for infonce and supcon, which always compare by cosine similarity)",
         _choices(DISTANCE_NAMES),
     ),
     ("temperature", float, "temperature of infonce and supcon (default: 0.1)", None),
@@ -306,7 +306,10 @@ def _parser() -> argparse.ArgumentParser:
         help="also log the history to RUN_DIR/tensorboard (needs: pip install tensorboard)",
     )
     train.add_argument(
-        "-o", "--out", metavar="DIR", help="the run folder to create (default: runs/NAME-N)"
+        "-o",
+        "--out",
+        metavar="DIR",
+        help="the run folder to create (default: runs/DATA-LOSS-N, or runs/DATA-OBJECTIVE-N)",
     )
     train.add_argument(
         "--resume",
@@ -801,6 +804,8 @@ def _plot_loss(args: argparse.Namespace) -> int:
         raise _Failure(f"--margin must be a positive number, got {args.margin}")
     if output.exists():
         raise _Failure(f"{output} already exists; choose another -o")
+    if output.suffix.lower() != ".png":
+        raise _Failure(f"-o {output}: the figure is written as a .png file")
     fig, (ax,) = plots.subplots(figsize=(6.0, 4.0))
     plots.plot_loss_curve(margin=args.margin, caffe_legacy=args.caffe_legacy, ax=ax)
     plots.save_figure(fig, output)

@@ -100,7 +100,8 @@ class RunConfig:
         anomaly_class: the name of a class held out of training and validation and
             scored as the anomaly after training; empty for none.
         margin: the margin of the contrastive and triplet losses.
-        distance: the distance of the loss and of evaluation; empty means
+        distance: the distance of the contrastive and triplet losses and of evaluation
+            (InfoNCE and SupCon always compare by cosine similarity); empty means
             ``"euclidean"`` for contrastive/triplet and ``"cosine"`` for InfoNCE/SupCon.
         temperature: the temperature of InfoNCE and SupCon.
         embedding_dim: the size of each embedding (2 draws the network's own map).

@@ -85,7 +85,7 @@ def pairs_of(data: Split, seed: int) -> Tensor | None:
     """Balanced verification pairs ``(i, j, same)`` of a labelled split.
 
     ``None`` for a pair file (its pairs are given) and for a split that cannot give both
-    kinds of pair (see :func:`_no_pairs`).
+    kinds of pair (see :func:`no_pairs`).
     """
     from contrastkit.evaluation.metrics import verification_pairs
 

@@ -147,6 +147,7 @@ from contrastkit.app.rundir import (
     check_run_folder,
     create_run_folder,
     discard_untrained_run_folder,
+    load_state,
     load_weights_into,
     naming_write_errors,
     read_model_json,
@@ -276,7 +277,24 @@ def _check_resume(config: RunConfig, run: Path) -> int | None:
         raise ConfigError(
             f"a resumed run keeps its saved config ({file}), but {', '.join(changed)} differ"
         )
+    if config.epochs > saved.epochs and saved.monitor and saved.patience:
+        _check_not_stopped_early(run, saved)
     return saved.epochs if config.epochs > saved.epochs else None
+
+
+def _check_not_stopped_early(run: Path, saved: RunConfig) -> None:
+    """An early-stopped run cannot be extended: its patience would stop it again at once."""
+    checkpoint = latest_checkpoint(run)
+    if checkpoint is None:
+        return
+    state = load_state(checkpoint / "state.pt")
+    waited = int((state.get("best") or {}).get("epochs_without_improvement", 0))
+    if waited >= saved.patience:
+        raise ConfigError(
+            f"run {run} stopped early after epoch {state.get('epoch')} ({saved.monitor} did "
+            f"not improve for {saved.patience} epochs): extending it would train nothing; "
+            "start a new run with more epochs or a larger --patience"
+        )
 
 
 def _check_model_json(run: Path, spec: dict[str, Any]) -> None:

@@ -491,6 +491,15 @@ def _read_csv(
     if not rows:
         raise DataError(f"{file} is empty (expected a header row and one row per sample)")
     header = [h.strip() for h in rows[0]]
+    # column names 0, 1, 2, ... (a numpy or pandas table written with its default names)
+    # are a header; any other row of numbers alone is data
+    numbered = header == [str(i) for i in range(len(header))]
+    if header and not numbered and all(_is_number(name) for name in header):
+        raise DataError(
+            f"{file} has no header row: its first line holds numbers only "
+            f"({', '.join(header[:4])}{', ...' if len(header) > 4 else ''}); add a line of "
+            "column names"
+        )
     body = [(line, r) for line, r in enumerate(rows[1:], start=2) if r]
     if label_column is not None and label_column not in header and not required:
         label_column = None

@@ -292,7 +292,9 @@ class Trainer:
     **Extending a run.** Resuming with a larger ``epochs`` continues a finished run; it
     ends with exactly the weights of a run trained for that many epochs from the start,
     provided the scheduler does not depend on the total (``OneCycleLR`` is built for a
-    number of steps: extend only a scheduler built for the longer run, or none).
+    number of steps: extend only a scheduler built for the longer run, or none) and
+    ``patience`` did not stop it (its count of epochs without improvement is restored,
+    so an early-stopped run stops again at once).
 
     Callbacks are plain functions of the trainer, added with :meth:`add_callback` for
     ``"on_batch_end"``, ``"on_epoch_end"`` or ``"on_train_end"``. They can read
