@@ -18,9 +18,9 @@ def norm(u: list[float]) -> float:
 
 
 def cosine_similarity(u: list[float], v: list[float]) -> float:
-    nu, nv = norm(u), norm(v)
-    if nu == 0.0 or nv == 0.0:
-        return 0.0
+    # rows shorter than 1e-12 are divided by 1e-12, as torch.nn.functional.normalize does
+    # (a zero row has similarity 0 with everything)
+    nu, nv = max(norm(u), 1e-12), max(norm(v), 1e-12)
     return sum(a * b for a, b in zip(u, v, strict=True)) / (nu * nv)
 
 

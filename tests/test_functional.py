@@ -516,3 +516,13 @@ def test_cosine_similarity_loss_properties(xs, data):
     assert torch.all((losses >= 0) & (losses <= 4 + 1e-12))
     # symmetric in its two inputs
     torch.testing.assert_close(F.cosine_similarity_loss(x2, x1, score, reduction="none"), losses)
+
+
+def test_a_row_shorter_than_1e_12_is_divided_by_1e_12_like_torch_normalize():
+    # found by the property test above: the reference took such a row's true direction
+    x1 = torch.tensor([[0.0, 1.0, 0.0, 0.0]], dtype=torch.float64)
+    x2 = torch.tensor([[0.0, -3.8021e-151, 0.0, 0.0]], dtype=torch.float64)
+    d = 1.0 - ref.cosine_similarity(x1[0].tolist(), x2[0].tolist())
+    assert d == pytest.approx(1.0)
+    loss = F.contrastive_loss(x1, x2, torch.tensor([0]), margin=1.5, distance="cosine")
+    assert loss.item() == pytest.approx(0.5 * (1.5 - d) ** 2)
