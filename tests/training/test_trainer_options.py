@@ -9,6 +9,7 @@ import math
 
 import pytest
 import torch
+from test_trainer import assert_same_state, assert_same_weights
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
@@ -70,28 +71,6 @@ def regression_trainer(loader=None, *, model=None, epochs=2, lr=0.05, **kwargs):
         epochs=epochs,
         **kwargs,
     )
-
-
-def assert_same_weights(a, b):
-    sa, sb = a.state_dict(), b.state_dict()
-    assert list(sa) == list(sb)
-    for key in sa:
-        assert torch.equal(sa[key], sb[key]), key
-
-
-def assert_same_state(a, b, where="state"):
-    if isinstance(a, torch.Tensor):
-        assert isinstance(b, torch.Tensor) and torch.equal(a, b), where
-    elif isinstance(a, dict):
-        assert isinstance(b, dict) and set(a) == set(b), where
-        for key in a:
-            assert_same_state(a[key], b[key], f"{where}[{key!r}]")
-    elif isinstance(a, list | tuple):
-        assert len(a) == len(b), where
-        for i, (u, v) in enumerate(zip(a, b, strict=True)):
-            assert_same_state(u, v, f"{where}[{i}]")
-    else:
-        assert a == b, where
 
 
 def without_times(history):
