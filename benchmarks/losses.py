@@ -84,11 +84,13 @@ import os
 import platform
 import resource
 import shlex
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _child import run_child
 
 LOSSES = {
     "infonce": "info_nce(q, k, temperature=0.07)",
@@ -386,17 +388,7 @@ def run_case(
     command = [sys.executable, os.path.abspath(__file__), "--child", loss, impl, str(n), str(d)]
     command += ["--repeats", str(repeats), "--device", device]
     command += ["--threads", str(threads)] if threads else []
-    out = subprocess.run(command, capture_output=True, text=True, check=False)
-    if out.returncode != 0:
-        if out.returncode < 0:
-            why = f"killed by signal {-out.returncode}"
-            return {"error": why + (" (out of memory?)" if out.returncode == -9 else "")}
-        lines = out.stderr.strip().splitlines() or [f"exit status {out.returncode}"]
-        return {"error": lines[-1][:200]}
-    try:
-        return json.loads(out.stdout.strip().splitlines()[-1])
-    except (IndexError, json.JSONDecodeError):
-        return {"error": f"no result from the child process: {out.stdout[-200:]!r}"}
+    return run_child(command)
 
 
 def machine_info(device: str) -> dict:

@@ -53,12 +53,14 @@ import platform
 import resource
 import shlex
 import statistics
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _child import run_child
 
 IMPLS = ("old", "torch", "faiss", "pml")
 DESCRIPTIONS = {
@@ -282,17 +284,7 @@ def run_case(impl: str, n: int, args: argparse.Namespace) -> dict:
     command += ["--dim", str(args.dim), "--classes", str(args.classes)]
     command += ["--repeats", str(repeats)]
     command += ["--threads", str(args.threads)] if args.threads else []
-    out = subprocess.run(command, capture_output=True, text=True, check=False)
-    if out.returncode != 0:
-        if out.returncode < 0:
-            why = f"killed by signal {-out.returncode}"
-            return {"error": why + (" (out of memory?)" if out.returncode == -9 else "")}
-        lines = out.stderr.strip().splitlines() or [f"exit status {out.returncode}"]
-        return {"error": lines[-1][:200]}
-    try:
-        return json.loads(out.stdout.strip().splitlines()[-1])
-    except (IndexError, json.JSONDecodeError):
-        return {"error": f"no result from the child process: {out.stdout[-200:]!r}"}
+    return run_child(command)
 
 
 # --------------------------------------------------------------------------------------
