@@ -188,13 +188,14 @@ def write_text_atomic(path: str | Path, text: str) -> Path:
 def save_tensors(path: str | Path, tensors: Mapping[str, Tensor]) -> Path:
     """Write tensors to a ``.safetensors`` file atomically, naming it if that fails.
 
-    The file is serialised in memory first: safetensors reports a full disk without the
-    file's name (and not as an ``OSError``), Python's own writes do not.
+    The file is serialised in memory first
+    (:func:`contrastkit.training.checkpoints.safetensors_bytes`): safetensors reports a
+    full disk without the file's name (and not as an ``OSError``), Python's own writes do
+    not.
     """
-    from safetensors.torch import save
+    from contrastkit.training.checkpoints import safetensors_bytes
 
-    data = save({k: v.detach().cpu().contiguous().clone() for k, v in tensors.items()})
-    return write_bytes_atomic(path, data)
+    return write_bytes_atomic(path, safetensors_bytes(tensors))
 
 
 # ----------------------------------------------------------------------------- making

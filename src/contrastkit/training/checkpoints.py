@@ -16,20 +16,33 @@ from __future__ import annotations
 import io
 import os
 import shutil
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 __all__ = [
     "best_checkpoint",
     "latest_checkpoint",
     "load_weights",
     "remove_stale",
+    "safetensors_bytes",
     "save_state",
     "save_weights",
 ]
+
+
+def safetensors_bytes(tensors: Mapping[str, Tensor]) -> bytes:
+    """``tensors`` serialised as a ``.safetensors`` file (CPU, contiguous copies), in memory.
+
+    Serialising in memory lets the caller write the bytes with Python's own ``open``, so
+    that a failed write is an :class:`OSError` with its ``errno`` and the file's name.
+    """
+    from safetensors.torch import save
+
+    return save({k: v.detach().cpu().contiguous().clone() for k, v in tensors.items()})
 
 
 def save_weights(model: nn.Module, path: str | Path) -> None:
@@ -38,10 +51,7 @@ def save_weights(model: nn.Module, path: str | Path) -> None:
     Raises:
         OSError: the file cannot be written (a full disk: ``errno.ENOSPC``).
     """
-    from safetensors.torch import save
-
-    state = {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
-    Path(path).write_bytes(save(state))
+    Path(path).write_bytes(safetensors_bytes(model.state_dict()))
 
 
 def save_state(state: dict[str, Any], path: str | Path) -> None:
