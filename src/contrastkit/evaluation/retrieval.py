@@ -62,6 +62,7 @@ import torch
 from torch import Tensor
 
 from contrastkit._validation import (
+    check_choice,
     check_class_labels,
     check_embeddings,
     check_finite,
@@ -137,12 +138,11 @@ def _import_faiss() -> ModuleType | None:
 
 def _check_backend(backend: object) -> str:
     """``"torch"`` or ``"faiss"``: the backend to use (``"auto"`` resolved)."""
-    if not isinstance(backend, str):
+    if not isinstance(backend, str):  # the wrong kind of object: a TypeError, not a value
         raise TypeError(
-            f"backend must be one of {list(_BACKENDS)}, got {type(backend).__name__} {backend!r}"
+            f"backend must be one of {sorted(_BACKENDS)}, got {type(backend).__name__} {backend!r}"
         )
-    if backend not in _BACKENDS:
-        raise ValueError(f"backend must be one of {list(_BACKENDS)}, got {backend!r}")
+    backend = check_choice("backend", backend, _BACKENDS)
     if backend == "torch":
         return "torch"
     if _import_faiss() is None:
