@@ -11,7 +11,16 @@ import pytest
 import contrastkit
 
 PACKAGE = Path(contrastkit.__file__).parent
-CORE = ("distances", "functional", "losses", "mining", "_tiled", "_validation", "_version")
+CORE = (
+    "distances",
+    "distributed",
+    "functional",
+    "losses",
+    "mining",
+    "_tiled",
+    "_validation",
+    "_version",
+)
 # the core's own modules, and data.sampling, which the core's users take with it
 TORCH_ONLY = [PACKAGE / f"{name}.py" for name in CORE] + [PACKAGE / "data" / "sampling.py"]
 

@@ -27,6 +27,7 @@ from contrastkit._version import __version__
 _SUBMODULES = (
     "data",
     "distances",
+    "distributed",
     "evaluation",
     "functional",
     "losses",
@@ -66,7 +67,16 @@ _NAMES = {
 }
 
 if TYPE_CHECKING:
-    from contrastkit import data, distances, functional, losses, mining, models, training
+    from contrastkit import (
+        data,
+        distances,
+        distributed,
+        functional,
+        losses,
+        mining,
+        models,
+        training,
+    )
     from contrastkit._validation import is_validation_enabled, set_validation, validation
     from contrastkit.distances import (
         DISTANCES,
@@ -139,6 +149,7 @@ __all__ = [
     "data",
     "distance_matrix",
     "distances",
+    "distributed",
     "functional",
     "is_validation_enabled",
     "losses",
