@@ -8,9 +8,21 @@ a bug to fix and then a regression test to add (see
 """
 
 import os
+from collections.abc import Iterator
 
+import pytest
 from hypothesis import settings
+
+from process_group import ProcessGroups
 
 settings.register_profile("ci", derandomize=True)
 if os.environ.get("CI"):
     settings.load_profile("ci")
+
+
+@pytest.fixture(scope="session")
+def process_groups() -> Iterator[ProcessGroups]:
+    """Groups of 2 and 3 gloo processes, each spawned once per session (on first use)."""
+    groups = ProcessGroups()
+    yield groups
+    groups.close()
