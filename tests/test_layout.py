@@ -12,6 +12,7 @@ import contrastkit
 
 PACKAGE = Path(contrastkit.__file__).parent
 CORE = (
+    "_candidates",
     "distances",
     "distributed",
     "functional",

@@ -47,6 +47,29 @@ Conventions shared by every function here:
 ``O(N·D)`` memory plus one tile. ``chunk_size=k`` forces tiles of ``k`` rows at any
 size; the simple implementation below each is the reference the tiled one is tested
 against.
+
+**Across processes, duplicates and galleries**: the same six losses take
+
+* ``gather=True`` (and ``group``): negatives from every process of a
+  :mod:`torch.distributed` group. This process's rows are the anchors and every
+  process's rows, gathered with gradient (:func:`contrastkit.distributed.gather`), the
+  candidates; positives are found through this process's offset, and every denominator
+  (anchors, positives, pairs, triplets) is summed over processes. The value returned on
+  every process is the loss of the whole batch (the processes' rows concatenated in
+  rank order), and under :class:`~torch.nn.parallel.DistributedDataParallel` the
+  parameter gradients are those of one process on the whole batch, for any numbers of
+  rows per process. ``reduction="none"`` returns this process's terms. At world size 1
+  it is the one-process loss; with no process group initialised it raises
+  :class:`RuntimeError`. It takes the tiled path as one process does (per process
+  ``O(B·N)`` compute and ``O(N·D)`` memory).
+* ``ids``: optional sample ids, one per row (per pair for InfoNCE, per example for
+  NT-Xent): a row with its anchor's id (a duplicate, or another view of one sample) is
+  neither a positive nor a negative of it (its own positive excepted, for InfoNCE and
+  NT-Xent).
+* ``candidates`` (the labelled losses, with ``candidate_labels`` and, with ``ids``,
+  ``candidate_ids``): the anchors are compared with these rows instead of with the batch
+  itself (a gallery, a memory bank): every (anchor, candidate) pair counts; when the
+  candidates hold the anchors themselves, ``ids`` keep each from being its own positive.
 """
 
 from __future__ import annotations
@@ -58,7 +81,8 @@ import torch
 from torch import Tensor
 from torch.nn.functional import cross_entropy
 
-from contrastkit import _tiled
+from contrastkit import _candidates, _tiled, distributed
+from contrastkit._candidates import Candidates, excluded, finish
 from contrastkit._validation import (
     Reduction,
     check_bool,
@@ -90,6 +114,7 @@ from contrastkit.distances import (
     paired_euclidean_and_square,
 )
 from contrastkit.distances import normalize as unit_rows
+from contrastkit.distributed import ProcessGroup
 from contrastkit.mining import label_masks  # `normalize` is an argument name
 
 ReconstructionKind = Literal["mse", "bce", "bce_with_logits", "cross_entropy"]
@@ -286,6 +311,12 @@ def all_pairs_contrastive_loss(
     reduction: Reduction = "mean",
     caffe_legacy: bool = False,
     chunk_size: int | None = None,
+    ids: Tensor | None = None,
+    candidates: Tensor | None = None,
+    candidate_labels: Tensor | None = None,
+    candidate_ids: Tensor | None = None,
+    gather: bool = False,
+    group: ProcessGroup = None,
 ) -> Tensor:
     r"""The contrastive loss over every pair of a labelled batch, from its distance matrix.
 
@@ -313,6 +344,17 @@ def all_pairs_contrastive_loss(
             The tiled path takes the Euclidean, squared Euclidean and cosine distances
             with ``reduction`` "mean" or "sum" (``"none"`` returns the :math:`N^2 / 2`
             values themselves, so it always builds them).
+        ids: sample ids :math:`(N,)` (see the module notes): a row with its anchor's id
+            is neither a positive nor a negative.
+        candidates: rows :math:`(M, D)` to compare the anchors with, instead of the batch
+            itself (a gallery, a memory bank; see the module notes).
+        candidate_labels: the candidates' labels :math:`(M,)`, with ``candidates``.
+        candidate_ids: the candidates' sample ids :math:`(M,)`, with ``candidates`` and
+            ``ids``.
+        gather: take the candidates from every process of the process group (see the
+            module notes): every process returns the loss of the whole batch.
+        group: the :mod:`torch.distributed` process group of ``gather`` (``None``: the
+            default one).
 
     Shape:
         ``embeddings``: :math:`(N, D)`; ``labels``: :math:`(N,)`; output: scalar, or
@@ -341,6 +383,20 @@ def all_pairs_contrastive_loss(
         raise ValueError(
             "chunk_size needs distance euclidean, squared_euclidean or cosine and reduction "
             f"'mean' or 'sum', got distance={metric.name!r}, reduction={reduction!r}"
+        )
+    c = _candidates.prepare(
+        z,
+        labels,
+        ids=ids,
+        candidates=candidates,
+        candidate_labels=candidate_labels,
+        candidate_ids=candidate_ids,
+        gather=gather,
+        group=group,
+    )
+    if c is not None:
+        return _all_pairs_candidates(
+            z, labels, ids, c, metric, margin, caffe_legacy, reduction, chunk_size
         )
     if tileable and _tiled.use_tiles(n, n, chunk_size):
         _check_tiled_magnitude(z, metric.name)
@@ -374,6 +430,12 @@ def batch_all_triplet_loss(
     reduction: Reduction = "mean",
     mean_over: MeanOver = "all",
     chunk_size: int | None = None,
+    ids: Tensor | None = None,
+    candidates: Tensor | None = None,
+    candidate_labels: Tensor | None = None,
+    candidate_ids: Tensor | None = None,
+    gather: bool = False,
+    group: ProcessGroup = None,
 ) -> Tensor:
     r"""The triplet loss over every valid triplet of a labelled batch, without listing them.
 
@@ -408,6 +470,17 @@ def batch_all_triplet_loss(
             tiles of about ``2**20`` entries, once the batch's matrix would exceed
             ``2**22`` entries (see the module notes).
             The tiled path takes the Euclidean, squared Euclidean and cosine distances.
+        ids: sample ids :math:`(N,)` (see the module notes): a row with its anchor's id
+            is neither a positive nor a negative.
+        candidates: rows :math:`(M, D)` to compare the anchors with, instead of the batch
+            itself (a gallery, a memory bank; see the module notes).
+        candidate_labels: the candidates' labels :math:`(M,)`, with ``candidates``.
+        candidate_ids: the candidates' sample ids :math:`(M,)`, with ``candidates`` and
+            ``ids``.
+        gather: take the candidates from every process of the process group (see the
+            module notes): every process returns the loss of the whole batch.
+        group: the :mod:`torch.distributed` process group of ``gather`` (``None``: the
+            default one).
 
     Shape:
         ``embeddings``: :math:`(N, D)`; ``labels``: :math:`(N,)`; output: scalar, or
@@ -436,6 +509,20 @@ def batch_all_triplet_loss(
         raise ValueError(
             f"chunk_size needs distance euclidean, squared_euclidean or cosine, got {metric.name!r}"
         )
+    c = _candidates.prepare(
+        z,
+        labels,
+        ids=ids,
+        candidates=candidates,
+        candidate_labels=candidate_labels,
+        candidate_ids=candidate_ids,
+        gather=gather,
+        group=group,
+    )
+    if c is not None:
+        return _batch_all_candidates(
+            z, labels, ids, c, metric, margin, reduction, mean_over, chunk_size
+        )
     if tileable and _tiled.use_tiles(n, n, chunk_size):
         _check_tiled_magnitude(z, metric.name)
         per_anchor, count_all, count_nonzero = _tiled.batch_all_triplet_sums(
@@ -453,8 +540,22 @@ def batch_all_triplet_loss(
             return total
         return total / (count_all if mean_over == "all" else count_nonzero).clamp_min(1)
 
-    d = metric.matrix(z, z)
     positive, negative = label_masks(labels)
+    per_anchor, count_all, count_nonzero = _batch_all_sums(
+        metric.matrix(z, z), positive, negative, margin
+    )
+    if reduction == "none":
+        return per_anchor
+    total = per_anchor.sum()
+    if reduction == "sum":
+        return total
+    return total / (count_all if mean_over == "all" else count_nonzero).clamp_min(1)
+
+
+def _batch_all_sums(
+    d: Tensor, positive: Tensor, negative: Tensor, margin: float
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Per-anchor hinge sums over (positive, negative) columns of ``d``; triplet counts."""
     inf = torch.tensor(float("inf"), dtype=d.dtype, device=d.device)
     sorted_negatives = torch.where(negative, d, inf).sort(dim=1).values
     # prefix sums of each row's sorted negative distances, in float64: S[a, k] is the
@@ -471,16 +572,9 @@ def batch_all_triplet_loss(
     hinge_sums = k.double() * threshold.double() - prefix.gather(1, k)
     hinge_sums = torch.where(positive, hinge_sums, 0.0)
     per_anchor = hinge_sums.sum(dim=1).to(d.dtype)
-    if reduction == "none":
-        return per_anchor
-    total = per_anchor.sum()
-    if reduction == "sum":
-        return total
-    if mean_over == "all":
-        count = (positive.sum(dim=1) * negative.sum(dim=1)).sum()
-    else:
-        count = torch.where(positive, k, 0).sum()
-    return total / count.clamp_min(1)
+    count_all = (positive.sum(dim=1) * negative.sum(dim=1)).sum()
+    count_nonzero = torch.where(positive, k, 0).sum()
+    return per_anchor, count_all, count_nonzero
 
 
 def batch_hard_triplet_loss(
@@ -491,6 +585,12 @@ def batch_hard_triplet_loss(
     distance: DistanceName = "euclidean",
     reduction: Reduction = "mean",
     chunk_size: int | None = None,
+    ids: Tensor | None = None,
+    candidates: Tensor | None = None,
+    candidate_labels: Tensor | None = None,
+    candidate_ids: Tensor | None = None,
+    gather: bool = False,
+    group: ProcessGroup = None,
 ) -> Tensor:
     r"""Batch-hard triplet loss (Hermans et al. 2017): each anchor's hardest triplet.
 
@@ -514,6 +614,17 @@ def batch_hard_triplet_loss(
             ``2**22`` entries (see the module notes).
             The tiled path finds each anchor's pair of samples in tiles, then computes
             the loss from those ``2N`` distances alone.
+        ids: sample ids :math:`(N,)` (see the module notes): a row with its anchor's id
+            is neither a positive nor a negative.
+        candidates: rows :math:`(M, D)` to compare the anchors with, instead of the batch
+            itself (a gallery, a memory bank; see the module notes).
+        candidate_labels: the candidates' labels :math:`(M,)`, with ``candidates``.
+        candidate_ids: the candidates' sample ids :math:`(M,)`, with ``candidates`` and
+            ``ids``.
+        gather: take the candidates from every process of the process group (see the
+            module notes): every process returns the loss of the whole batch.
+        group: the :mod:`torch.distributed` process group of ``gather`` (``None``: the
+            default one).
 
     Shape:
         ``embeddings``: :math:`(N, D)`; ``labels``: :math:`(N,)`; output: scalar, or
@@ -535,6 +646,18 @@ def batch_hard_triplet_loss(
     chunk_size = check_chunk_size(chunk_size)
     z, labels = check_embeddings_and_labels(embeddings, labels)
     _check_squared_magnitude(metric.name, embeddings=z)
+    c = _candidates.prepare(
+        z,
+        labels,
+        ids=ids,
+        candidates=candidates,
+        candidate_labels=candidate_labels,
+        candidate_ids=candidate_ids,
+        gather=gather,
+        group=group,
+    )
+    if c is not None:
+        return _batch_hard_candidates(z, labels, ids, c, metric, margin, reduction, chunk_size)
     n = z.shape[0]
     if _tiled.use_tiles(n, n, chunk_size):
         farthest, closest, valid = _tiled.batch_hard_indices(
@@ -636,6 +759,9 @@ def info_nce(
     negatives: Tensor | None = None,
     reduction: Reduction = "mean",
     chunk_size: int | None = None,
+    ids: Tensor | None = None,
+    gather: bool = False,
+    group: ProcessGroup = None,
 ) -> Tensor:
     r"""InfoNCE (van den Oord et al. 2018): pick each query's own key out of the batch.
 
@@ -670,6 +796,13 @@ def info_nce(
             tiles of about ``2**23`` entries, once the batch's matrix would exceed
             ``2**22`` entries (see the module notes).
             Shared ``negatives`` count as more keys.
+        ids: sample ids :math:`(N,)`, one per pair: another key (and, with
+            ``symmetric``, another query) with the same id is not a negative.
+        gather: take the keys (queries, shared negatives) from every process of the
+            process group (see the module notes): every process returns the loss of the
+            whole batch.
+        group: the :mod:`torch.distributed` process group of ``gather`` (``None``: the
+            default one).
 
     Shape:
         ``query``, ``key``: :math:`(N, D)`; output: scalar, or :math:`(N,)` with
@@ -720,6 +853,13 @@ def info_nce(
         neg = negatives.to(dtype)
         if normalize:
             neg = unit_rows(neg)
+    paired = _candidates.prepare_paired(
+        q, k, ids=ids, gather=gather, group=group, anchors_name="query"
+    )
+    if paired is not None:
+        return _info_nce_candidates(
+            q, k, neg, paired, temperature, symmetric, reduction, chunk_size, gather, group
+        )
     shared = neg.shape[0] if neg is not None and neg.dim() == 2 else 0
     if _tiled.use_tiles(n, n + shared, chunk_size):
         per_query = _info_nce_tiles(q, k, neg, temperature, symmetric, reduction, chunk_size)
@@ -773,6 +913,9 @@ def nt_xent(
     temperature: float | Tensor = 0.5,
     reduction: Reduction = "mean",
     chunk_size: int | None = None,
+    ids: Tensor | None = None,
+    gather: bool = False,
+    group: ProcessGroup = None,
 ) -> Tensor:
     r"""NT-Xent, the normalized temperature-scaled cross-entropy of SimCLR (Chen et al. 2020).
 
@@ -795,6 +938,13 @@ def nt_xent(
         chunk_size: rows per tile of the memory-efficient path; ``None`` takes it, with
             tiles of about ``2**23`` entries, once the batch's matrix would exceed
             ``2**22`` entries (see the module notes).
+        ids: sample ids :math:`(N,)`, one per example: the views of another example with
+            the same id are not negatives.
+        gather: take the views from every process of the
+            process group (see the module notes): every process returns the loss of the
+            whole batch.
+        group: the :mod:`torch.distributed` process group of ``gather`` (``None``: the
+            default one).
 
     Shape:
         ``z1``, ``z2``: :math:`(N, D)`; output: scalar, or :math:`(2N,)` with
@@ -824,6 +974,13 @@ def nt_xent(
 
     n = z1.shape[0]
     dtype = compute_dtype(z1, z2)
+    paired = _candidates.prepare_paired(
+        z1.to(dtype), z2.to(dtype), ids=ids, gather=gather, group=group, anchors_name="z1"
+    )
+    if paired is not None:
+        return _nt_xent_candidates(
+            z1.to(dtype), z2.to(dtype), paired, temperature, reduction, chunk_size, gather, group
+        )
     z = unit_rows(torch.cat([z1, z2]).to(dtype))
     twins = torch.arange(2 * n, device=z.device).roll(n)
     if _tiled.use_tiles(2 * n, 2 * n, chunk_size):
@@ -847,6 +1004,12 @@ def supcon(
     normalize: bool = True,
     reduction: Reduction = "mean",
     chunk_size: int | None = None,
+    ids: Tensor | None = None,
+    candidates: Tensor | None = None,
+    candidate_labels: Tensor | None = None,
+    candidate_ids: Tensor | None = None,
+    gather: bool = False,
+    group: ProcessGroup = None,
 ) -> Tensor:
     r"""Supervised contrastive loss, :math:`L^{sup}_{out}` of Khosla et al. (2020).
 
@@ -877,6 +1040,17 @@ def supcon(
             tiles of about ``2**23`` entries, once the batch's matrix would exceed
             ``2**22`` entries (see the module notes).
             The positives' logits come from per-class sums, so no label mask is built.
+        ids: sample ids :math:`(N,)` (see the module notes): a row with its anchor's id
+            is neither a positive nor a negative.
+        candidates: rows :math:`(M, D)` to compare the anchors with, instead of the batch
+            itself (a gallery, a memory bank; see the module notes).
+        candidate_labels: the candidates' labels :math:`(M,)`, with ``candidates``.
+        candidate_ids: the candidates' sample ids :math:`(M,)`, with ``candidates`` and
+            ``ids``.
+        gather: take the candidates from every process of the process group (see the
+            module notes): every process returns the loss of the whole batch.
+        group: the :mod:`torch.distributed` process group of ``gather`` (``None``: the
+            default one).
 
     Shape:
         ``embeddings``: :math:`(N, D)`; ``labels``: :math:`(N,)`; output: scalar, or
@@ -907,6 +1081,18 @@ def supcon(
         _check_dot_magnitude(temperature, embeddings=embeddings)
 
     z = embeddings.to(compute_dtype(embeddings))
+    c = _candidates.prepare(
+        z,
+        labels,
+        ids=ids,
+        candidates=candidates,
+        candidate_labels=candidate_labels,
+        candidate_ids=candidate_ids,
+        gather=gather,
+        group=group,
+    )
+    if c is not None:
+        return _supcon_candidates(z, labels, ids, c, temperature, normalize, reduction, chunk_size)
     if normalize:
         z = unit_rows(z)
     if n == 1:  # no other sample: no positive, and no denominator to normalize over
@@ -944,6 +1130,382 @@ def _supcon_tiles(
     if reduction == "mean":
         return per_anchor.sum() / has_positive.sum().clamp_min(1)
     return _reduce(per_anchor, reduction)
+
+
+def _masked_logsumexp(
+    a: Tensor,
+    b: Tensor,
+    *,
+    extra: Tensor | None,
+    self_index: Tensor | None,
+    row_ids: Tensor | None,
+    column_ids: Tensor | None,
+    keep_index: Tensor,
+    hint: Tensor | None,
+    chunk_size: int | None,
+) -> Tensor:
+    """Row log-sum-exp of ``[A Bᵀ, extra]`` over the columns each row is compared with.
+
+    Left out: each row's own column (``self_index``) and the first columns that share
+    its id (``column_ids``), but for ``keep_index``'s.
+    """
+    n, m = a.shape[0], b.shape[0]
+    if _tiled.use_tiles(n, m, chunk_size):
+        return _tiled.row_logsumexp(
+            a,
+            b,
+            rows=_tiled.tile_rows(m, chunk_size),
+            extra=extra,
+            hint=hint,
+            self_index=self_index,
+            row_ids=row_ids,
+            column_ids=column_ids,
+            keep_index=keep_index,
+        )
+    logits = a @ b.T
+    mask = torch.zeros(n, m, dtype=torch.bool, device=a.device)
+    if row_ids is not None and column_ids is not None:
+        mask[:, : column_ids.shape[0]] = row_ids[:, None] == column_ids[None, :]
+        mask[torch.arange(n, device=a.device), keep_index] = False
+    if self_index is not None:
+        mask[torch.arange(n, device=a.device), self_index] = True
+    logits = logits.masked_fill(mask, float("-inf"))
+    if extra is not None:
+        logits = torch.cat([logits, extra], dim=1)
+    return torch.logsumexp(logits, dim=1)
+
+
+def _nt_xent_candidates(
+    z1: Tensor,
+    z2: Tensor,
+    paired: tuple[Tensor, Tensor, Tensor | None, Tensor | None, int],
+    temperature: float | Tensor,
+    reduction: str,
+    chunk_size: int | None,
+    gathered: bool,
+    group: ProcessGroup,
+) -> Tensor:
+    """NT-Xent of this process's views against every process's (see :mod:`._candidates`)."""
+    all1, all2, ids, all_ids, offset = paired
+    b, n = z1.shape[0], all1.shape[0]
+    anchors = unit_rows(torch.cat([z1, z2]))
+    rows = unit_rows(torch.cat([all1, all2]))
+    own = torch.arange(offset, offset + b, device=z1.device)
+    self_index = torch.cat([own, own + n])
+    twins = torch.cat([own + n, own])
+    a = anchors / temperature
+    lse = _masked_logsumexp(
+        a,
+        rows,
+        extra=None,
+        self_index=self_index,
+        row_ids=None if ids is None else torch.cat([ids, ids]),
+        column_ids=None if all_ids is None else torch.cat([all_ids, all_ids]),
+        keep_index=twins,
+        hint=a.new_ones(2 * b) if reduction != "none" else None,
+        chunk_size=chunk_size,
+    )
+    per_anchor = lse - (a * rows[twins]).sum(dim=1)
+    return finish(per_anchor, 2 * b, reduction, gathered=gathered, group=group)
+
+
+def _info_nce_candidates(
+    q: Tensor,
+    k: Tensor,
+    neg: Tensor | None,
+    paired: tuple[Tensor, Tensor, Tensor | None, Tensor | None, int],
+    temperature: float | Tensor,
+    symmetric: bool,
+    reduction: str,
+    chunk_size: int | None,
+    gathered: bool,
+    group: ProcessGroup,
+) -> Tensor:
+    """InfoNCE of this process's queries against every process's keys (and negatives)."""
+    all_q, all_k, ids, all_ids, offset = paired
+    b = q.shape[0]
+    own = torch.arange(offset, offset + b, device=q.device)
+    a = q / temperature
+    keys, extra = all_k, None
+    if neg is not None and neg.dim() == 2:
+        keys = torch.cat([all_k, distributed.gather(neg, group=group) if gathered else neg])
+    elif neg is not None:
+        extra = torch.einsum("nd,nkd->nk", a, neg)
+    hint = a.new_ones(b) if reduction != "none" else None
+    lse = _masked_logsumexp(
+        a,
+        keys,
+        extra=extra,
+        self_index=None,
+        row_ids=ids,
+        column_ids=all_ids,
+        keep_index=own,
+        hint=hint,
+        chunk_size=chunk_size,
+    )
+    if symmetric:  # and each key picks its query out of every query
+        backward_lse = _masked_logsumexp(
+            k / temperature,
+            all_q,
+            extra=None,
+            self_index=None,
+            row_ids=ids,
+            column_ids=all_ids,
+            keep_index=own,
+            hint=hint,
+            chunk_size=chunk_size,
+        )
+        lse = 0.5 * (lse + backward_lse)
+    per_query = lse - (a * k).sum(dim=1)
+    return finish(per_query, b, reduction, gathered=gathered, group=group)
+
+
+def _positive_sums(
+    rows: Tensor, labels: Tensor, ids: Tensor | None, c: Candidates
+) -> tuple[Tensor, Tensor]:
+    """Each anchor's number of positive candidates and the sum of their rows, in O(N·D).
+
+    From class sums over the candidates, less the excluded ones of the anchor's class:
+    those sharing its id (sums per pair of id and label), or its own row.
+    """
+    assert c.labels is not None
+    b = labels.shape[0]
+    _, inverse = torch.unique(torch.cat([labels, c.labels]), return_inverse=True)
+    classes = int(inverse.max()) + 1
+    sums = rows.new_zeros(classes, rows.shape[1]).index_add(0, inverse[b:], rows)
+    counts = torch.bincount(inverse[b:], minlength=classes)
+    positive_sum, positives = sums[inverse[:b]], counts[inverse[:b]]
+    if ids is not None and c.ids is not None:
+        keys = torch.stack([torch.cat([ids, c.ids]), torch.cat([labels, c.labels])])
+        _, inverse = torch.unique(keys, dim=1, return_inverse=True)
+        kinds = int(inverse.max()) + 1
+        same = rows.new_zeros(kinds, rows.shape[1]).index_add(0, inverse[b:], rows)
+        positive_sum = positive_sum - same[inverse[:b]]
+        positives = positives - torch.bincount(inverse[b:], minlength=kinds)[inverse[:b]]
+    elif c.self_index is not None:
+        positive_sum = positive_sum - rows[c.self_index]
+        positives = positives - 1
+    return positives, positive_sum
+
+
+def _supcon_candidates(
+    z: Tensor,
+    labels: Tensor,
+    ids: Tensor | None,
+    c: Candidates,
+    temperature: float | Tensor,
+    normalize: bool,
+    reduction: str,
+    chunk_size: int | None,
+) -> Tensor:
+    """SupCon of this process's anchors against the candidates (see :mod:`._candidates`)."""
+    rows = c.rows
+    if normalize:
+        z, rows = unit_rows(z), unit_rows(rows)
+    a = z / temperature
+    b, m = z.shape[0], rows.shape[0]
+    assert c.labels is not None
+    if _tiled.use_tiles(b, m, chunk_size):
+        positives, positive_sum = _positive_sums(rows, labels, ids, c)
+        has_positive = positives > 0
+        mean_positive = (a * positive_sum).sum(dim=1) / positives.clamp_min(1)
+        hint = has_positive.to(z.dtype) if reduction != "none" else None
+        lse = _tiled.row_logsumexp(
+            a,
+            rows,
+            rows=_tiled.tile_rows(m, chunk_size),
+            hint=hint,
+            self_index=c.self_index,
+            row_ids=ids,
+            column_ids=c.ids,
+        )
+        per_anchor = torch.where(has_positive, lse - mean_positive, 0.0)
+    else:
+        logits = a @ rows.T
+        positive = labels[:, None] == c.labels[None, :]
+        left_out = excluded(c, ids, b)
+        if left_out is not None:
+            logits = logits.masked_fill(left_out, float("-inf"))
+            positive &= ~left_out
+        positives = positive.sum(dim=1)
+        has_positive = positives > 0
+        # an anchor without a positive is left out; its row may be all -inf
+        logits = torch.where(has_positive[:, None], logits, 0.0)
+        log_prob = logits - torch.logsumexp(logits, dim=1, keepdim=True)
+        summed = torch.where(positive, log_prob, 0.0).sum(dim=1)
+        per_anchor = 0.0 - summed / positives.clamp_min(1).to(z.dtype)
+    return finish(per_anchor, has_positive.sum(), reduction, gathered=c.gathered, group=c.group)
+
+
+def _check_candidate_tiles(z: Tensor, rows: Tensor, distance: str) -> None:
+    """:func:`_check_tiled_magnitude` for anchors and candidates together."""
+    if distance in ("euclidean", "squared_euclidean"):
+        n, d = rows.shape[0] + z.shape[0], z.shape[1]
+        limit = _tiled.largest_safe_value(n, d, z.dtype)
+        for name, t in (("embeddings", z), ("candidates", rows)):
+            why = (
+                f"on the tiled path with distance={distance!r} ({n} rows of {d} features in "
+                f"{z.dtype}: their squared norms would overflow; use a smaller scale)"
+            )
+            check_magnitude(name, t, limit, why=why)
+
+
+def _candidate_masks(
+    labels: Tensor, ids: Tensor | None, c: Candidates
+) -> tuple[Tensor, Tensor, Tensor | None]:
+    """``(B, M)`` positives and negatives of each anchor among the candidates.
+
+    Also the candidates left out (or ``None``).
+    """
+    assert c.labels is not None
+    same = labels[:, None] == c.labels[None, :]
+    left_out = excluded(c, ids, labels.shape[0])
+    if left_out is None:
+        return same, ~same, None
+    return same & ~left_out, ~same & ~left_out, left_out
+
+
+def _all_pairs_candidates(
+    z: Tensor,
+    labels: Tensor,
+    ids: Tensor | None,
+    c: Candidates,
+    metric: Metric,
+    margin: float,
+    caffe_legacy: bool,
+    reduction: str,
+    chunk_size: int | None,
+) -> Tensor:
+    """The all-pairs contrastive loss of the anchors against the candidates.
+
+    With the batch itself as candidates every unordered pair is seen from both ends:
+    its ``"sum"`` is half the sum over (anchor, candidate) pairs and its ``"none"`` keeps
+    each anchor's pairs with the later rows (the order of one process's loss).
+    """
+    rows = c.rows
+    b, m = z.shape[0], rows.shape[0]
+    _check_squared_magnitude(metric.name, candidates=rows)
+    both_ends = c.self_index is not None
+    if (
+        reduction != "none"
+        and metric.name in _tiled.TILED_DISTANCES
+        and _tiled.use_tiles(b, m, chunk_size)
+    ):
+        _check_candidate_tiles(z, rows, metric.name)
+        assert c.labels is not None
+        twice, count = _tiled.cross_contrastive_sum(
+            z,
+            rows,
+            labels,
+            c.labels,
+            distance=metric.name,
+            margin=margin,
+            caffe_legacy=caffe_legacy,
+            rows=_tiled.tile_rows(m, chunk_size),
+            self_index=c.self_index,
+            x_ids=ids,
+            c_ids=c.ids,
+        )
+        total = 0.5 * twice
+    else:
+        d, d_squared = _distance_and_square(metric, z, rows, paired=False)
+        assert c.labels is not None
+        same = (labels[:, None] == c.labels[None, :]).to(z.dtype)
+        per_pair = _contrastive_terms(d, d_squared, same, margin, caffe_legacy)
+        left_out = excluded(c, ids, b)
+        if left_out is not None:
+            per_pair = torch.where(left_out, 0.0, per_pair)
+        if reduction == "none":
+            if both_ends:
+                assert c.self_index is not None
+                later = torch.arange(m, device=z.device)[None, :] > c.self_index[:, None]
+                per_pair = per_pair[later]
+            return finish(per_pair, 0, "none", gathered=c.gathered, group=c.group)
+        total = per_pair.sum()
+        count = left_out.logical_not().sum() if left_out is not None else b * m
+    if reduction == "sum" and both_ends:
+        total = 0.5 * total
+    return finish(total, count, reduction, gathered=c.gathered, group=c.group)
+
+
+def _batch_all_candidates(
+    z: Tensor,
+    labels: Tensor,
+    ids: Tensor | None,
+    c: Candidates,
+    metric: Metric,
+    margin: float,
+    reduction: str,
+    mean_over: str,
+    chunk_size: int | None,
+) -> Tensor:
+    """Batch-all triplets with the anchors' positives and negatives among the candidates."""
+    rows = c.rows
+    b, m = z.shape[0], rows.shape[0]
+    _check_squared_magnitude(metric.name, candidates=rows)
+    if metric.name in _tiled.TILED_DISTANCES and _tiled.use_tiles(b, m, chunk_size):
+        _check_candidate_tiles(z, rows, metric.name)
+        assert c.labels is not None
+        per_anchor, count_all, count_nonzero = _tiled.cross_batch_all_sums(
+            z,
+            rows,
+            labels,
+            c.labels,
+            distance=metric.name,
+            margin=margin,
+            rows=_tiled.tile_rows(m, chunk_size, share=8),
+            eager=reduction != "none",
+            self_index=c.self_index,
+            x_ids=ids,
+            c_ids=c.ids,
+        )
+    else:
+        positive, negative, _ = _candidate_masks(labels, ids, c)
+        per_anchor, count_all, count_nonzero = _batch_all_sums(
+            metric.matrix(z, rows), positive, negative, margin
+        )
+    count = count_all if mean_over == "all" else count_nonzero
+    return finish(per_anchor, count, reduction, gathered=c.gathered, group=c.group)
+
+
+def _batch_hard_candidates(
+    z: Tensor,
+    labels: Tensor,
+    ids: Tensor | None,
+    c: Candidates,
+    metric: Metric,
+    margin: float,
+    reduction: str,
+    chunk_size: int | None,
+) -> Tensor:
+    """Each anchor's hardest positive and negative among the candidates."""
+    rows = c.rows
+    b, m = z.shape[0], rows.shape[0]
+    _check_squared_magnitude(metric.name, candidates=rows)
+    if _tiled.use_tiles(b, m, chunk_size):
+        assert c.labels is not None
+        farthest, closest, valid = _tiled.cross_batch_hard_indices(
+            z.detach(),
+            rows.detach(),
+            labels,
+            c.labels,
+            distance=metric.name,
+            rows=_tiled.tile_rows(m, chunk_size),
+            self_index=c.self_index,
+            x_ids=ids,
+            c_ids=c.ids,
+        )
+        gap = metric.paired(z, rows[farthest]) - metric.paired(z, rows[closest])
+    else:
+        d = metric.matrix(z, rows)
+        positive, negative, _ = _candidate_masks(labels, ids, c)
+        inf = torch.tensor(float("inf"), dtype=d.dtype, device=d.device)
+        valid = positive.any(dim=1) & negative.any(dim=1)
+        farthest = torch.where(positive, d, -inf).argmax(dim=1, keepdim=True)
+        closest = torch.where(negative, d, inf).argmin(dim=1, keepdim=True)
+        gap = (d.gather(1, farthest) - d.gather(1, closest)).squeeze(1)
+    per_anchor = torch.where(valid, (torch.where(valid, gap, 0.0) + margin).clamp_min(0.0), 0.0)
+    return finish(per_anchor, valid.sum(), reduction, gathered=c.gathered, group=c.group)
 
 
 def cosine_similarity_loss(

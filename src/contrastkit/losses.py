@@ -8,7 +8,12 @@ A temperature may be given as an :class:`torch.nn.Parameter`; the Module then
 registers it, so an optimizer over ``loss_fn.parameters()`` learns it.
 
 The losses over all pairs of a batch take ``chunk_size`` (rows per tile of their
-memory-efficient path; ``None`` chooses from the batch size), as their functions do.
+memory-efficient path; ``None`` chooses from the batch size), as their functions do, and
+``gather=True`` (with ``group``) to take candidates from every process of a
+:mod:`torch.distributed` group: the loss every process returns is then that of the whole
+batch (see :mod:`contrastkit.distributed`). Per call they take optional sample ``ids``
+(a candidate with its anchor's id is neither a positive nor a negative), and the
+labelled ones a separate set of ``candidates`` (a gallery, a memory bank).
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from contrastkit._validation import (
     check_temperature,
 )
 from contrastkit.distances import DistanceName, get_distance
+from contrastkit.distributed import ProcessGroup
 
 __all__ = [
     "AllPairsContrastiveLoss",
@@ -66,6 +72,10 @@ class _LossModule(nn.Module):
         get_distance(distance)
         self.distance = distance
         self.reduction = check_reduction(reduction)
+
+    def _set_gather(self, gather: bool, group: ProcessGroup) -> None:
+        self.gather = check_bool("gather", gather)
+        self.group = group
 
     def extra_repr(self) -> str:
         """The hyper-parameters, shown in ``repr(self)``."""
@@ -176,7 +186,7 @@ class InfoNCELoss(_LossModule):
         0.5514
     """
 
-    _option_names = ("temperature", "normalize", "symmetric", "reduction", "chunk_size")
+    _option_names = ("temperature", "normalize", "symmetric", "reduction", "chunk_size", "gather")
 
     def __init__(
         self,
@@ -186,6 +196,8 @@ class InfoNCELoss(_LossModule):
         symmetric: bool = False,
         reduction: Reduction = "mean",
         chunk_size: int | None = None,
+        gather: bool = False,
+        group: ProcessGroup = None,
     ) -> None:
         super().__init__()
         self.temperature = _temperature(temperature)
@@ -193,18 +205,33 @@ class InfoNCELoss(_LossModule):
         self.symmetric = check_bool("symmetric", symmetric)
         self.reduction = check_reduction(reduction)
         self.chunk_size = check_chunk_size(chunk_size)
+        self._set_gather(gather, group)
 
-    def forward(self, query: Tensor, key: Tensor, negatives: Tensor | None = None) -> Tensor:
-        """Loss of ``query[i]`` picking ``key[i]`` among all keys and ``negatives``."""
+    def forward(
+        self,
+        query: Tensor,
+        key: Tensor,
+        negatives: Tensor | None = None,
+        *,
+        ids: Tensor | None = None,
+    ) -> Tensor:
+        """Loss of ``query[i]`` picking ``key[i]`` among all keys and ``negatives``.
+
+        ``ids``: optional sample id of each pair; another key with the id of
+        ``query[i]`` is not one of its negatives.
+        """
         return F.info_nce(
             query,
             key,
             negatives=negatives,
+            ids=ids,
             temperature=self.temperature,
             normalize=self.normalize,
             symmetric=self.symmetric,
             reduction=self.reduction,
             chunk_size=self.chunk_size,
+            gather=self.gather,
+            group=self.group,
         )
 
 
@@ -220,7 +247,7 @@ class NTXentLoss(_LossModule):
         0.5514
     """
 
-    _option_names = ("temperature", "reduction", "chunk_size")
+    _option_names = ("temperature", "reduction", "chunk_size", "gather")
 
     def __init__(
         self,
@@ -228,20 +255,30 @@ class NTXentLoss(_LossModule):
         temperature: float | Tensor = 0.5,
         reduction: Reduction = "mean",
         chunk_size: int | None = None,
+        gather: bool = False,
+        group: ProcessGroup = None,
     ) -> None:
         super().__init__()
         self.temperature = _temperature(temperature)
         self.reduction = check_reduction(reduction)
         self.chunk_size = check_chunk_size(chunk_size)
+        self._set_gather(gather, group)
 
-    def forward(self, z1: Tensor, z2: Tensor) -> Tensor:
-        """Loss of the two views ``z1[i]``, ``z2[i]`` of each example."""
+    def forward(self, z1: Tensor, z2: Tensor, *, ids: Tensor | None = None) -> Tensor:
+        """Loss of the two views ``z1[i]``, ``z2[i]`` of each example.
+
+        ``ids``: optional sample id of each example; the views of another example with
+        the same id are not negatives.
+        """
         return F.nt_xent(
             z1,
             z2,
+            ids=ids,
             temperature=self.temperature,
             reduction=self.reduction,
             chunk_size=self.chunk_size,
+            gather=self.gather,
+            group=self.group,
         )
 
 
@@ -258,7 +295,7 @@ class SupConLoss(_LossModule):
         0.3133
     """
 
-    _option_names = ("temperature", "normalize", "reduction", "chunk_size")
+    _option_names = ("temperature", "normalize", "reduction", "chunk_size", "gather")
 
     def __init__(
         self,
@@ -267,22 +304,45 @@ class SupConLoss(_LossModule):
         normalize: bool = True,
         reduction: Reduction = "mean",
         chunk_size: int | None = None,
+        gather: bool = False,
+        group: ProcessGroup = None,
     ) -> None:
         super().__init__()
         self.temperature = _temperature(temperature)
         self.normalize = check_bool("normalize", normalize)
         self.reduction = check_reduction(reduction)
         self.chunk_size = check_chunk_size(chunk_size)
+        self._set_gather(gather, group)
 
-    def forward(self, embeddings: Tensor, labels: Tensor) -> Tensor:
-        """Loss of the batch ``embeddings`` with integer class ``labels``."""
+    def forward(
+        self,
+        embeddings: Tensor,
+        labels: Tensor,
+        *,
+        ids: Tensor | None = None,
+        candidates: Tensor | None = None,
+        candidate_labels: Tensor | None = None,
+        candidate_ids: Tensor | None = None,
+    ) -> Tensor:
+        """Loss of the batch ``embeddings`` with integer class ``labels``.
+
+        ``ids``: optional sample ids (a row with its anchor's id is neither a positive
+        nor a negative); ``candidates`` with ``candidate_labels`` (and ``candidate_ids``
+        with ``ids``): compare the batch with these rows instead of with itself.
+        """
         return F.supcon(
             embeddings,
             labels,
+            ids=ids,
+            candidates=candidates,
+            candidate_labels=candidate_labels,
+            candidate_ids=candidate_ids,
             temperature=self.temperature,
             normalize=self.normalize,
             reduction=self.reduction,
             chunk_size=self.chunk_size,
+            gather=self.gather,
+            group=self.group,
         )
 
 
@@ -323,7 +383,7 @@ class AllPairsContrastiveLoss(_LossModule):
         tensor(0.2300)
     """
 
-    _option_names = ("margin", "distance", "reduction", "caffe_legacy", "chunk_size")
+    _option_names = ("margin", "distance", "reduction", "caffe_legacy", "chunk_size", "gather")
 
     def __init__(
         self,
@@ -333,22 +393,45 @@ class AllPairsContrastiveLoss(_LossModule):
         reduction: Reduction = "mean",
         caffe_legacy: bool = False,
         chunk_size: int | None = None,
+        gather: bool = False,
+        group: ProcessGroup = None,
     ) -> None:
         super().__init__()
         self._set_margin_options(margin, distance, reduction)
         self.caffe_legacy = check_bool("caffe_legacy", caffe_legacy)
         self.chunk_size = check_chunk_size(chunk_size)
+        self._set_gather(gather, group)
 
-    def forward(self, embeddings: Tensor, labels: Tensor) -> Tensor:
-        """Loss over all pairs of ``embeddings`` with integer class ``labels``."""
+    def forward(
+        self,
+        embeddings: Tensor,
+        labels: Tensor,
+        *,
+        ids: Tensor | None = None,
+        candidates: Tensor | None = None,
+        candidate_labels: Tensor | None = None,
+        candidate_ids: Tensor | None = None,
+    ) -> Tensor:
+        """Loss over all pairs of ``embeddings`` with integer class ``labels``.
+
+        ``ids``: optional sample ids (a row with its anchor's id is neither a positive
+        nor a negative); ``candidates`` with ``candidate_labels`` (and ``candidate_ids``
+        with ``ids``): compare the batch with these rows instead of with itself.
+        """
         return F.all_pairs_contrastive_loss(
             embeddings,
             labels,
+            ids=ids,
+            candidates=candidates,
+            candidate_labels=candidate_labels,
+            candidate_ids=candidate_ids,
             margin=self.margin,
             distance=self.distance,
             reduction=self.reduction,
             caffe_legacy=self.caffe_legacy,
             chunk_size=self.chunk_size,
+            gather=self.gather,
+            group=self.group,
         )
 
 
@@ -365,7 +448,7 @@ class BatchAllTripletLoss(_LossModule):
         tensor(0.6875)
     """
 
-    _option_names = ("margin", "distance", "reduction", "mean_over", "chunk_size")
+    _option_names = ("margin", "distance", "reduction", "mean_over", "chunk_size", "gather")
 
     def __init__(
         self,
@@ -375,22 +458,45 @@ class BatchAllTripletLoss(_LossModule):
         reduction: Reduction = "mean",
         mean_over: F.MeanOver = "all",
         chunk_size: int | None = None,
+        gather: bool = False,
+        group: ProcessGroup = None,
     ) -> None:
         super().__init__()
         self._set_margin_options(margin, distance, reduction)
         self.mean_over = check_choice("mean_over", mean_over, F.MEAN_OVER)
         self.chunk_size = check_chunk_size(chunk_size)
+        self._set_gather(gather, group)
 
-    def forward(self, embeddings: Tensor, labels: Tensor) -> Tensor:
-        """Loss over all valid triplets of ``embeddings`` with integer class ``labels``."""
+    def forward(
+        self,
+        embeddings: Tensor,
+        labels: Tensor,
+        *,
+        ids: Tensor | None = None,
+        candidates: Tensor | None = None,
+        candidate_labels: Tensor | None = None,
+        candidate_ids: Tensor | None = None,
+    ) -> Tensor:
+        """Loss over all valid triplets of ``embeddings`` with integer class ``labels``.
+
+        ``ids``: optional sample ids (a row with its anchor's id is neither a positive
+        nor a negative); ``candidates`` with ``candidate_labels`` (and ``candidate_ids``
+        with ``ids``): compare the batch with these rows instead of with itself.
+        """
         return F.batch_all_triplet_loss(
             embeddings,
             labels,
+            ids=ids,
+            candidates=candidates,
+            candidate_labels=candidate_labels,
+            candidate_ids=candidate_ids,
             margin=self.margin,
             distance=self.distance,
             reduction=self.reduction,
             mean_over=self.mean_over,
             chunk_size=self.chunk_size,
+            gather=self.gather,
+            group=self.group,
         )
 
 
@@ -407,7 +513,7 @@ class BatchHardTripletLoss(_LossModule):
         tensor(1.1250)
     """
 
-    _option_names = ("margin", "distance", "reduction", "chunk_size")
+    _option_names = ("margin", "distance", "reduction", "chunk_size", "gather")
 
     def __init__(
         self,
@@ -416,20 +522,43 @@ class BatchHardTripletLoss(_LossModule):
         distance: DistanceName = "euclidean",
         reduction: Reduction = "mean",
         chunk_size: int | None = None,
+        gather: bool = False,
+        group: ProcessGroup = None,
     ) -> None:
         super().__init__()
         self._set_margin_options(margin, distance, reduction)
         self.chunk_size = check_chunk_size(chunk_size)
+        self._set_gather(gather, group)
 
-    def forward(self, embeddings: Tensor, labels: Tensor) -> Tensor:
-        """Loss of each anchor's hardest triplet in ``embeddings`` with class ``labels``."""
+    def forward(
+        self,
+        embeddings: Tensor,
+        labels: Tensor,
+        *,
+        ids: Tensor | None = None,
+        candidates: Tensor | None = None,
+        candidate_labels: Tensor | None = None,
+        candidate_ids: Tensor | None = None,
+    ) -> Tensor:
+        """Loss of each anchor's hardest triplet in ``embeddings`` with class ``labels``.
+
+        ``ids``: optional sample ids (a row with its anchor's id is neither a positive
+        nor a negative); ``candidates`` with ``candidate_labels`` (and ``candidate_ids``
+        with ``ids``): compare the batch with these rows instead of with itself.
+        """
         return F.batch_hard_triplet_loss(
             embeddings,
             labels,
+            ids=ids,
+            candidates=candidates,
+            candidate_labels=candidate_labels,
+            candidate_ids=candidate_ids,
             margin=self.margin,
             distance=self.distance,
             reduction=self.reduction,
             chunk_size=self.chunk_size,
+            gather=self.gather,
+            group=self.group,
         )
 
 
