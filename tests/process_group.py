@@ -26,7 +26,8 @@ TIMEOUT_S = 120.0
 """Longest a call may take before the group is taken down (a rank waiting forever)."""
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A TCP port free on this machine now."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
@@ -66,7 +67,7 @@ class ProcessGroup:
     def __init__(self, world: int) -> None:
         self.world = world
         context = mp.get_context("spawn")
-        port = _free_port()
+        port = free_port()
         self._results = context.Queue()
         self._tasks = [context.Queue() for _ in range(world)]
         self._processes = [

@@ -109,3 +109,38 @@ def test_everything_is_a_no_op_without_a_process_group() -> None:
 def test_require_process_group_says_what_to_do() -> None:
     with pytest.raises(RuntimeError, match=r"gather=True.*torchrun.*init_process_group"):
         distributed.require_process_group()
+
+
+def test_gather_at_world_size_1_is_the_one_process_loss() -> None:
+    """pytorch-metric-learning #542 crashed at world size 1: here it is a no-op."""
+    import torch.distributed as dist
+
+    import contrastkit.functional as F
+    from process_group import free_port
+
+    dist.init_process_group(
+        "gloo", init_method=f"tcp://127.0.0.1:{free_port()}", rank=0, world_size=1
+    )
+    try:
+        g = torch.Generator().manual_seed(0)
+        z = torch.randn(7, 3, generator=g, dtype=torch.float64, requires_grad=True)
+        z2 = torch.randn(7, 3, generator=g, dtype=torch.float64)
+        y = torch.tensor([0, 1, 0, 1, 2, 2, 0])
+        losses = [
+            lambda **kw: F.supcon(z, y, **kw),
+            lambda **kw: F.all_pairs_contrastive_loss(z, y, **kw),
+            lambda **kw: F.batch_all_triplet_loss(z, y, margin=0.5, **kw),
+            lambda **kw: F.batch_hard_triplet_loss(z, y, margin=0.5, **kw),
+            lambda **kw: F.nt_xent(z, z2, **kw),
+            lambda **kw: F.info_nce(z, z2, symmetric=True, **kw),
+        ]
+        for loss in losses:
+            for reduction in ("mean", "sum", "none"):
+                gathered = loss(gather=True, reduction=reduction)
+                (grad,) = torch.autograd.grad(gathered.sum(), z)
+                plain = loss(reduction=reduction)
+                (expected,) = torch.autograd.grad(plain.sum(), z)
+                assert torch.equal(gathered, plain)
+                assert torch.equal(grad, expected)
+    finally:
+        dist.destroy_process_group()

@@ -211,3 +211,34 @@ def test_gathered_loss_and_ddp_gradients_equal_one_process_on_the_whole_batch(
             torch.testing.assert_close(value, expected, rtol=1e-10, atol=1e-12)
         for got, want in zip(grads, expected_grads, strict=True):
             torch.testing.assert_close(got, want, rtol=1e-9, atol=1e-11)
+
+
+def _supcon_per_rank_and_gathered(
+    z: Tensor, labels: Tensor, layout: tuple[int, ...]
+) -> tuple[float, float]:
+    rank = distributed.rank()
+    start = sum(layout[:rank])
+    mine = slice(start, start + layout[rank])
+    local = F.supcon(z[mine], labels[mine])
+    gathered = F.supcon(z[mine], labels[mine], gather=True)
+    return float(local), float(gathered)
+
+
+def test_supcon_with_positives_spread_unevenly_is_the_global_loss_not_a_mean_of_ranks(
+    process_groups: ProcessGroups,
+) -> None:
+    """Per-process means of SupCon differ from the global loss; the gathered loss does not.
+
+    Rank 0 holds pairs of classes, rank 1 mostly singletons: averaging the ranks' own
+    losses (what a per-rank loss under DDP optimises) weighs them wrongly.
+    """
+    g = torch.Generator().manual_seed(3)
+    z = torch.randn(8, DIM, generator=g, dtype=torch.float64)
+    labels = torch.tensor([0, 0, 1, 1, 2, 3, 0, 1])
+    layout = (4, 4)
+    results = process_groups(2).run(_supcon_per_rank_and_gathered, z, labels, layout)
+    expected = float(F.supcon(z, labels))
+    per_rank_mean = sum(local for local, _ in results) / 2
+    assert abs(per_rank_mean - expected) > 0.05  # the case tells the two apart
+    for _, gathered in results:
+        assert gathered == pytest.approx(expected, rel=1e-12)
