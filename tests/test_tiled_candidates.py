@@ -123,7 +123,7 @@ def _masked_reference(a, b, extra, self_index, row_ids, column_ids, keep_index):
 @pytest.mark.parametrize("upstream", ["hinted", "hint_not_followed", "deferred"])
 def test_row_logsumexp_masks(rows, with_extra, masks, upstream):
     g = torch.Generator().manual_seed(3)
-    n, k_all, k = 6, 9, 7  # column_ids label the first 7 of 9 columns
+    n, k_all = 6, 9  # column_ids label the first 7 of the 9 columns
     a = torch.randn(n, D, generator=g, dtype=torch.float64)
     b = torch.randn(k_all, D, generator=g, dtype=torch.float64)
     extra = torch.randn(n, 2, generator=g, dtype=torch.float64) if with_extra else None
@@ -154,7 +154,8 @@ def test_row_logsumexp_masks(rows, with_extra, masks, upstream):
     got_e = got_leaves[2] if extra is not None else None
     got = _tiled.row_logsumexp(*got_leaves[:2], rows=rows, extra=got_e, hint=hint, **opts)
     _close(got, expected)
-    for got_grad, expected_grad in zip(_grads(got, got_leaves, weights), expected_grads):
+    got_grads = _grads(got, got_leaves, weights)
+    for got_grad, expected_grad in zip(got_grads, expected_grads, strict=True):
         _close(got_grad, expected_grad)
 
 
@@ -252,7 +253,7 @@ def test_cross_contrastive_sum(rows, distance, caffe_legacy, exclusion):
     assert count.dtype == torch.long and not count.requires_grad
     assert int(count) == expected_count == int((~excluded).sum())
     _close(got, expected)
-    for got_grad, expected_grad in zip(_grads(got, [gx, gc], 1.7), expected_grads):
+    for got_grad, expected_grad in zip(_grads(got, [gx, gc], 1.7), expected_grads, strict=True):
         _close(got_grad, expected_grad)
 
 
@@ -302,7 +303,7 @@ def test_cross_batch_all_sums(rows, distance, exclusion, eager):
     for weights in (torch.tensor(0.25, dtype=x.dtype), torch.linspace(-1, 2, B).double()):
         expected_grads = _grads(expected, [lx, lc], weights)
         got_grads = _grads(got, [gx, gc], weights)
-        for got_grad, expected_grad in zip(got_grads, expected_grads):
+        for got_grad, expected_grad in zip(got_grads, expected_grads, strict=True):
             _close(got_grad, expected_grad)
 
 
@@ -473,7 +474,9 @@ def test_candidates_equal_to_the_anchors_give_the_square_kernels(rows, distance)
         opts = {"distance": distance, "margin": margin, "rows": rows, "eager": eager}
         (square_z,), (cross_z,) = _leaves(z), _leaves(z)
         square = _tiled.batch_all_triplet_sums(square_z, labels, **opts)
-        cross = _tiled.cross_batch_all_sums(cross_z, cross_z, labels, labels, self_index=own, **opts)
+        cross = _tiled.cross_batch_all_sums(
+            cross_z, cross_z, labels, labels, self_index=own, **opts
+        )
         _close(cross[0], square[0])
         assert (int(cross[1]), int(cross[2])) == (int(square[1]), int(square[2]))
         _close(_grads(cross[0], [cross_z], weights)[0], _grads(square[0], [square_z], weights)[0])
