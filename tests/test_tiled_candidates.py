@@ -489,3 +489,37 @@ def test_candidates_equal_to_the_anchors_give_the_square_kernels(rows, distance)
         )
         for s, t in zip(square, cross, strict=True):
             assert torch.equal(s, t)
+
+
+# --------------------------------------------------------------------------------------
+# torch.compile: the masks and the cross kernels make no decision on the host
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings(
+    "ignore:.*autograd.function.Function.* should not be instantiated:DeprecationWarning"
+)
+def test_masks_and_cross_kernels_compile_into_one_graph():
+    x, c, x_labels, c_labels, opts = _case("self+ids", seed=8)
+    x, c = x.float(), c.float()
+
+    def loss(x, c):
+        lse = _tiled.row_logsumexp(
+            x, c, rows=3, hint=torch.ones(B), self_index=opts["self_index"],
+            row_ids=opts["x_ids"], column_ids=opts["c_ids"][:9], keep_index=torch.arange(B),
+        )  # fmt: skip
+        total, _ = _tiled.cross_contrastive_sum(
+            x, c, x_labels, c_labels, distance="euclidean", margin=2.0, caffe_legacy=False,
+            rows=3, **opts,
+        )  # fmt: skip
+        per_anchor, _, _ = _tiled.cross_batch_all_sums(
+            x, c, x_labels, c_labels, distance="cosine", margin=0.8, rows=3, eager=True, **opts
+        )
+        return lse.sum() + total + per_anchor.sum()
+
+    compiled = torch.compile(loss, backend="aot_eager", fullgraph=True)
+    leaves, compiled_leaves = _leaves(x, c), _leaves(x, c)
+    expected, got = loss(*leaves), compiled(*compiled_leaves)
+    torch.testing.assert_close(got, expected)
+    for g, e in zip(_grads(got, compiled_leaves), _grads(expected, leaves), strict=True):
+        torch.testing.assert_close(g, e)
