@@ -40,6 +40,9 @@ __all__ = [
     "all_pairs_contrastive_sum",
     "batch_all_triplet_sums",
     "batch_hard_indices",
+    "cross_batch_all_sums",
+    "cross_batch_hard_indices",
+    "cross_contrastive_sum",
     "largest_safe_value",
     "row_column_logsumexp",
     "row_logsumexp",
@@ -95,6 +98,26 @@ def _proportional(grad: Tensor, weights: Tensor, first: int) -> Tensor | None:
 # log-sum-exp over the rows of A Bᵀ
 
 
+_RowMasks = tuple[Tensor | None, Tensor | None, Tensor | None, Tensor | None]
+"""``(self_index, row_ids, column_ids, keep_index)`` of :func:`row_logsumexp`."""
+
+_NO_MASKS: _RowMasks = (None, None, None, None)
+
+
+def _mask_rows(s: Tensor, start: int, stop: int, masks: _RowMasks) -> None:
+    """Set the masked entries of rows ``start:stop`` of ``A Bᵀ`` (the tile ``s``) to -inf."""
+    self_index, row_ids, column_ids, keep_index = masks
+    if self_index is not None:
+        s.scatter_(1, self_index[start:stop, None], float("-inf"))
+    if row_ids is not None and column_ids is not None:
+        k = column_ids.shape[0]
+        hit = row_ids[start:stop, None] == column_ids[None, :]
+        if keep_index is not None:
+            kept = torch.arange(k, device=s.device)[None, :] == keep_index[start:stop, None]
+            hit &= ~kept
+        s[:, :k].masked_fill_(hit, float("-inf"))
+
+
 def _row_pass(
     a: Tensor,
     b: Tensor,
@@ -103,8 +126,15 @@ def _row_pass(
     rows: int,
     weights: Tensor | None,
     needs: tuple[bool, bool, bool],
+    masks: _RowMasks = _NO_MASKS,
 ) -> tuple[Tensor, Tensor | None, Tensor | None, Tensor | None]:
-    """Row log-sum-exp of ``[A Bᵀ, extra]`` and, with ``weights``, its weighted gradients."""
+    """Row log-sum-exp of ``[A Bᵀ, extra]`` and, with ``weights``, its weighted gradients.
+
+    A row whose every entry is masked gets ``-inf`` and a zero gradient: its shift is 0
+    instead of ``-inf`` (no ``-inf - -inf``), and since a row with any entry left sums to
+    at least 1 (its largest entry gives ``exp(0)``), dividing by the sum clamped at 1
+    changes nothing else.
+    """
     n, m = a.shape[0], b.shape[0]
     lse = a.new_empty(n)
     work = weights is not None
@@ -119,10 +149,12 @@ def _row_pass(
         s = torch.mm(a_t, b_t, out=buffer[: stop - start])
         if mask_self:
             s.diagonal(offset=start).fill_(float("-inf"))
+        _mask_rows(s, start, stop, masks)
         top = s.amax(dim=1, keepdim=True)
         if extra is not None:
             e = extra[start:stop]
             top = torch.maximum(top, e.amax(dim=1, keepdim=True))
+        top.masked_fill_(top == float("-inf"), 0.0)  # a row with every entry masked
         p = s.sub_(top).exp_()
         total = p.sum(dim=1, keepdim=True)
         if extra is not None:
@@ -131,7 +163,7 @@ def _row_pass(
         lse[start:stop] = (top + total.log()).squeeze(1)
         if weights is None:
             continue
-        scale = weights[start:stop, None] / total
+        scale = weights[start:stop, None] / total.clamp_min(1.0)
         if grad_a is not None:
             torch.mm(p, b, out=grad_a[start:stop])
             grad_a[start:stop] *= scale
@@ -152,29 +184,35 @@ class _RowLogSumExp(torch.autograd.Function):
         mask_self: bool,
         rows: int,
         hint: Tensor | None,
+        self_index: Tensor | None,
+        row_ids: Tensor | None,
+        column_ids: Tensor | None,
+        keep_index: Tensor | None,
     ) -> Tensor:
         needs = tuple(ctx.needs_input_grad[:3])
-        ctx.options = (mask_self, rows)
+        masks = (self_index, row_ids, column_ids, keep_index)
+        ctx.options = (mask_self, rows, masks)
         ctx.save_for_backward(a, b, extra)
         ctx.eager = None
         if hint is not None and any(needs):
-            lse, *grads = _row_pass(a, b, extra, mask_self, rows, hint, needs)  # type: ignore[arg-type]
+            lse, *grads = _row_pass(a, b, extra, mask_self, rows, hint, needs, masks)  # type: ignore[arg-type]
             ctx.eager = (hint, int(hint.argmax()), grads)
             return lse
-        return _row_pass(a, b, extra, mask_self, rows, None, needs)[0]  # type: ignore[arg-type]
+        return _row_pass(a, b, extra, mask_self, rows, None, needs, masks)[0]  # type: ignore[arg-type]
 
     @staticmethod
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
         a, b, extra = ctx.saved_tensors
+        mask_self, rows, masks = ctx.options
+        unused = (None,) * (3 + len(masks))
         if ctx.eager is not None:
             hint, first, grads = ctx.eager
             c = _proportional(grad, hint, first)
             if c is not None:
-                return (*(None if g is None else g * c for g in grads), None, None, None)
-        mask_self, rows = ctx.options
+                return (*(None if g is None else g * c for g in grads), *unused)
         needs = tuple(ctx.needs_input_grad[:3])
-        _, *grads = _row_pass(a, b, extra, mask_self, rows, grad, needs)  # type: ignore[arg-type]
-        return (*grads, None, None, None)
+        _, *grads = _row_pass(a, b, extra, mask_self, rows, grad, needs, masks)  # type: ignore[arg-type]
+        return (*grads, *unused)
 
 
 def row_logsumexp(
@@ -185,18 +223,42 @@ def row_logsumexp(
     extra: Tensor | None = None,
     mask_self: bool = False,
     hint: Tensor | None = None,
+    self_index: Tensor | None = None,
+    row_ids: Tensor | None = None,
+    column_ids: Tensor | None = None,
+    keep_index: Tensor | None = None,
 ) -> Tensor:
     """``logsumexp`` of each row of ``[A Bᵀ, extra]``, differentiable, in tiles of ``rows``.
 
     ``mask_self`` leaves out entry ``(i, i)`` (``A`` and ``B`` hold the same samples).
+    ``self_index`` (``(n,)``) leaves out entry ``(i, self_index[i])``: row ``i`` of ``A``
+    is column ``self_index[i]`` of ``B`` (``B`` gathered from several batches).
+    ``row_ids`` (``(n,)``) and ``column_ids`` (``(k,)``, labelling the first ``k`` rows
+    of ``B``, ``k <= len(B)``; the others are never left out by id) leave out entry
+    ``(i, j)`` where ``row_ids[i] == column_ids[j]`` (the same sample), except column
+    ``keep_index[i]`` (``(n,)``, e.g. the row's positive; ``None``: none kept).
+    ``extra`` is never masked. A row with every entry left out gets ``-inf`` and a zero
+    gradient.
+
     ``hint``: 0/1 weights the upstream gradient is expected to be proportional to (the
     gradient is then built in the forward pass); ``None`` defers it to ``backward``.
     Under :func:`torch.compile` the gradient is always deferred: checking the upstream
     gradient against ``hint`` is a decision on the host that would break the graph.
     """
+    if (row_ids is None) != (column_ids is None):
+        raise ValueError(
+            "row_ids and column_ids go together, got "
+            f"row_ids={_given(row_ids)}, column_ids={_given(column_ids)}"
+        )
     if torch.compiler.is_compiling():
         hint = None
-    return _RowLogSumExp.apply(a, b, extra, mask_self, rows, hint)
+    return _RowLogSumExp.apply(
+        a, b, extra, mask_self, rows, hint, self_index, row_ids, column_ids, keep_index
+    )
+
+
+def _given(t: Tensor | None) -> str:
+    return "None" if t is None else f"a tensor of shape {tuple(t.shape)}"
 
 
 # --------------------------------------------------------------------------------------
@@ -328,18 +390,39 @@ def row_column_logsumexp(a: Tensor, b: Tensor, *, rows: int, eager: bool) -> tup
 # distance tiles
 
 
-def _operands(name: str, x: Tensor) -> tuple[Tensor, Tensor]:
-    """``L, R`` whose product ``L Rᵀ`` is the distance matrix of ``x``.
+def _operands(name: str, x: Tensor, c: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    """``L, R`` whose product ``L Rᵀ`` is the distance matrix of ``x`` (to ``c``, if given).
 
-    Squared Euclidean as ``[x, |x|², 1]·[-2x, 1, |x|²]``, cosine distance as
-    ``[x̂, 1]·[-x̂, 1]`` (``x`` holds unit rows): one matrix product gives a tile of
-    distances, with no pass to add the norms.
+    Squared Euclidean as ``[x, |x|², 1]·[-2c, 1, |c|²]``, cosine distance as
+    ``[x̂, 1]·[-ĉ, 1]`` (unit rows): one matrix product gives a tile of distances, with
+    no pass to add the norms.
     """
-    ones = x.new_ones(x.shape[0], 1)
+    c = x if c is None else c
     if name == "cosine":
-        return torch.cat([x, ones], dim=1), torch.cat([-x, ones], dim=1)
+        return (
+            torch.cat([x, x.new_ones(x.shape[0], 1)], dim=1),
+            torch.cat([-c, c.new_ones(c.shape[0], 1)], dim=1),
+        )
     squares = x.pow(2).sum(dim=1, keepdim=True)
-    return torch.cat([x, squares, ones], dim=1), torch.cat([-2.0 * x, ones, squares], dim=1)
+    c_squares = squares if c is x else c.pow(2).sum(dim=1, keepdim=True)
+    return (
+        torch.cat([x, squares, x.new_ones(x.shape[0], 1)], dim=1),
+        torch.cat([-2.0 * c, c.new_ones(c.shape[0], 1), c_squares], dim=1),
+    )
+
+
+def _cross_tile(
+    name: str, operands: tuple[Tensor, Tensor], start: int, stop: int, out: Tensor
+) -> Tensor:
+    """Rows ``start:stop`` of the distances of the rows of ``L`` to those of ``R``.
+
+    Squared Euclidean (clamped at 0) for both Euclidean kinds, ``1 - x̂_i·ĉ_j`` for cosine.
+    """
+    left, right = operands
+    d = torch.mm(left[start:stop], right.T, out=out)
+    if name != "cosine":
+        d.clamp_min_(0.0)
+    return d
 
 
 def _distance_tile(
@@ -349,10 +432,7 @@ def _distance_tile(
 
     Squared Euclidean (clamped at 0) for both Euclidean kinds, ``1 - x̂_i·x̂_j`` for cosine.
     """
-    left, right = operands
-    d = torch.mm(left[start:stop], right.T, out=out)
-    if name != "cosine":
-        d.clamp_min_(0.0)
+    d = _cross_tile(name, operands, start, stop, out)
     d.diagonal(offset=start).fill_(0.0)
     return d
 
@@ -372,18 +452,38 @@ def _accumulate(
     ``c`` is the coefficient on the *squared* Euclidean distance (Euclidean kinds) or on
     the similarity ``x̂_i·x̂_j`` (cosine); ``columns`` adds the columns' side too.
     """
-    x_t = x[start:stop]
+    _accumulate_cross(
+        name, x[start:stop], x, coefficient, grad[start:stop], grad if columns else None
+    )
+
+
+def _accumulate_cross(
+    name: str,
+    x_t: Tensor,
+    c: Tensor,
+    coefficient: Tensor,
+    grad_x: Tensor | None,
+    grad_c: Tensor | None,
+) -> None:
+    """Add a tile's ``Σ_j c_ij ∂d_ij/∂x_i`` to ``grad_x`` and ``Σ_i c_ij ∂d_ij/∂c_j`` to ``grad_c``.
+
+    ``x_t`` holds the tile's rows, ``c`` every column's; ``c_ij`` is the coefficient on
+    the *squared* Euclidean distance (Euclidean kinds) or on the similarity ``x̂_i·ĉ_j``
+    (cosine). Either gradient may be None (not wanted).
+    """
     if name == "cosine":
-        grad[start:stop].addmm_(coefficient, x)
-        if columns:
-            grad.addmm_(coefficient.T, x_t)
+        if grad_x is not None:
+            grad_x.addmm_(coefficient, c)
+        if grad_c is not None:
+            grad_c.addmm_(coefficient.T, x_t)
         return
-    # ∂|x_i - x_j|² / ∂x_i = 2 (x_i - x_j)
-    grad[start:stop].addmm_(coefficient, x, alpha=-2.0)
-    grad[start:stop].addcmul_(coefficient.sum(dim=1, keepdim=True), x_t, value=2.0)
-    if columns:
-        grad.addmm_(coefficient.T, x_t, alpha=-2.0)
-        grad.addcmul_(coefficient.sum(dim=0)[:, None], x, value=2.0)
+    # ∂|x_i - c_j|² / ∂x_i = 2 (x_i - c_j), / ∂c_j = 2 (c_j - x_i)
+    if grad_x is not None:
+        grad_x.addmm_(coefficient, c, alpha=-2.0)
+        grad_x.addcmul_(coefficient.sum(dim=1, keepdim=True), x_t, value=2.0)
+    if grad_c is not None:
+        grad_c.addmm_(coefficient.T, x_t, alpha=-2.0)
+        grad_c.addcmul_(coefficient.sum(dim=0)[:, None], c, value=2.0)
 
 
 def _contrastive_pass(
@@ -723,4 +823,372 @@ def batch_hard_indices(
         closest[start:stop] = torch.where(same, inf, d, out=out).argmin(dim=1)
         same.diagonal(offset=start).fill_(False)
         farthest[start:stop] = torch.where(same, d, -inf, out=out).argmax(dim=1)
+    return farthest, closest, valid
+
+
+# --------------------------------------------------------------------------------------
+# anchors against separate candidates (other processes' rows, a gallery, a memory bank)
+
+_Exclusions = tuple[Tensor | None, Tensor | None, Tensor | None]
+"""``(self_index, x_ids, c_ids)`` of the cross kernels."""
+
+
+def _check_ids(x_ids: Tensor | None, c_ids: Tensor | None) -> None:
+    if (x_ids is None) != (c_ids is None):
+        raise ValueError(
+            f"x_ids and c_ids go together, got x_ids={_given(x_ids)}, c_ids={_given(c_ids)}"
+        )
+
+
+def _excluded(start: int, stop: int, m: int, exclusions: _Exclusions) -> Tensor | None:
+    """``(stop - start, m)``: which candidates each anchor of the tile leaves out (None: none).
+
+    Candidate ``j`` is left out for anchor ``i`` if it is the anchor itself
+    (``j == self_index[i]``) or the same sample (``x_ids[i] == c_ids[j]``).
+    """
+    self_index, x_ids, c_ids = exclusions
+    mask = None
+    if x_ids is not None and c_ids is not None:
+        mask = x_ids[start:stop, None] == c_ids[None, :]
+    if self_index is not None:
+        own = torch.arange(m, device=self_index.device)[None, :] == self_index[start:stop, None]
+        mask = own if mask is None else mask | own
+    return mask
+
+
+def _cross_contrastive_pass(
+    name: str,
+    x: Tensor,
+    c: Tensor,
+    x_labels: Tensor,
+    c_labels: Tensor,
+    margin: float,
+    caffe_legacy: bool,
+    rows: int,
+    exclusions: _Exclusions,
+    needs: tuple[bool, bool],
+) -> tuple[Tensor, Tensor, Tensor | None, Tensor | None]:
+    """The un-halved contrastive terms summed over the kept (anchor, candidate) pairs.
+
+    Also the number of kept pairs and the gradients wanted. ``x`` and ``c`` hold unit
+    rows for cosine.
+    """
+    b, m = x.shape[0], c.shape[0]
+    operands = _operands(name, x, c)
+    total = torch.zeros((), dtype=torch.float64, device=x.device)
+    count = torch.zeros((), dtype=torch.long, device=x.device)
+    grad_x = torch.zeros_like(x) if needs[0] else None
+    grad_c = torch.zeros_like(c) if needs[1] else None
+    buffer = x.new_empty(min(rows, b), m)
+    for start in range(0, b, rows):
+        stop = min(start + rows, b)
+        raw = _cross_tile(name, operands, start, stop, buffer[: stop - start])
+        same = x_labels[start:stop, None] == c_labels[None, :]
+        excluded = _excluded(start, stop, m, exclusions)
+        count += (stop - start) * m - (0 if excluded is None else excluded.sum())
+        if name == "euclidean":
+            d, squared = raw.sqrt(), raw
+        else:
+            d = raw.clamp(0.0, 2.0) if name == "cosine" else raw
+            squared = d * d
+        gap = (margin - squared) if caffe_legacy else (margin - d)
+        pushed = gap.clamp_min(0.0) if caffe_legacy else gap.clamp_min(0.0).square_()
+        terms = torch.where(same, squared, pushed)
+        if excluded is not None:
+            terms.masked_fill_(excluded, 0.0)
+        total += terms.sum(dtype=torch.float64)
+        if grad_x is None and grad_c is None:
+            continue
+        if name == "euclidean":  # the coefficient on d²
+            if caffe_legacy:  # ∂ max(m - d², 0) / ∂ d² = -1 wherever m - d² >= 0
+                dissimilar = (gap >= 0.0).to(x.dtype).neg_()
+            else:  # ∂ max(m - d, 0)² / ∂ d² = -max(m - d, 0) / d, and 0 at d = 0
+                positive = d > 0
+                dissimilar = torch.where(
+                    positive, -gap.clamp_min(0.0) / torch.where(positive, d, 1.0), 0.0
+                )
+            coefficient = torch.where(same, 1.0, dissimilar)
+        else:  # the coefficient on d
+            if caffe_legacy:
+                on_d = torch.where(same | (gap >= 0.0), 2.0 * d, 0.0)
+                on_d = torch.where(same, on_d, -on_d)
+            else:
+                on_d = torch.where(same, 2.0 * d, -2.0 * gap.clamp_min(0.0))
+            if name == "squared_euclidean":
+                coefficient = on_d  # d is the squared distance itself
+            else:  # cosine: d = 1 - x̂_i·ĉ_j, so the coefficient on the similarity is -∂/∂d
+                coefficient = on_d.neg_().mul_((raw >= 0.0) & (raw <= 2.0))
+        if excluded is not None:
+            coefficient.masked_fill_(excluded, 0.0)
+        _accumulate_cross(
+            name,
+            x[start:stop],
+            c,
+            coefficient,
+            None if grad_x is None else grad_x[start:stop],
+            grad_c,
+        )
+    return total.to(x.dtype), count, grad_x, grad_c
+
+
+class _CrossContrastive(torch.autograd.Function):
+    @staticmethod
+    def forward(  # type: ignore[override]
+        ctx: Any,
+        x: Tensor,
+        c: Tensor,
+        x_labels: Tensor,
+        c_labels: Tensor,
+        name: str,
+        margin: float,
+        caffe_legacy: bool,
+        rows: int,
+        self_index: Tensor | None,
+        x_ids: Tensor | None,
+        c_ids: Tensor | None,
+    ) -> tuple[Tensor, Tensor]:
+        needs = (bool(ctx.needs_input_grad[0]), bool(ctx.needs_input_grad[1]))
+        exclusions = (self_index, x_ids, c_ids)
+        total, count, grad_x, grad_c = _cross_contrastive_pass(
+            name, x, c, x_labels, c_labels, margin, caffe_legacy, rows, exclusions, needs
+        )
+        ctx.grads = (grad_x, grad_c)
+        ctx.mark_non_differentiable(count)
+        return total, count
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor, *_: Any) -> tuple[Tensor | None, ...]:
+        grads = tuple(None if g is None else g * grad for g in ctx.grads)
+        return (*grads, *(None,) * 9)
+
+
+def cross_contrastive_sum(
+    x: Tensor,
+    c: Tensor,
+    x_labels: Tensor,
+    c_labels: Tensor,
+    *,
+    distance: str,
+    margin: float,
+    caffe_legacy: bool,
+    rows: int,
+    self_index: Tensor | None = None,
+    x_ids: Tensor | None = None,
+    c_ids: Tensor | None = None,
+) -> tuple[Tensor, Tensor]:
+    """``Σ y d² + (1 - y) max(m - d, 0)²`` over every kept (anchor, candidate) pair.
+
+    Not halved; ``y = 1`` where ``x_labels[i] == c_labels[j]``; with ``caffe_legacy`` the
+    dissimilar term is ``max(m - d², 0)``. Candidate ``j`` is left out for anchor ``i``
+    where ``j == self_index[i]`` (the anchor itself among the candidates) or
+    ``x_ids[i] == c_ids[j]`` (the same sample). Also the number of kept pairs (long, no
+    gradient). Differentiable with respect to ``x`` and ``c``: the gradient is built in
+    the forward pass and scaled in ``backward``.
+    """
+    _check_ids(x_ids, c_ids)
+    if distance == "cosine":
+        x, c = normalize(x), normalize(c)
+    return _CrossContrastive.apply(
+        x, c, x_labels, c_labels, distance, margin, caffe_legacy, rows, self_index, x_ids, c_ids
+    )
+
+
+def _cross_batch_all_pass(
+    name: str,
+    x: Tensor,
+    c: Tensor,
+    x_labels: Tensor,
+    c_labels: Tensor,
+    margin: float,
+    rows: int,
+    exclusions: _Exclusions,
+    weights: Tensor | None,
+    needs: tuple[bool, bool],
+) -> tuple[Tensor, Tensor, Tensor, Tensor | None, Tensor | None]:
+    """Per-anchor hinge sums over its kept candidates and the triplet counts.
+
+    With ``weights``, also the gradients (those in ``needs``) of ``Σ_a w_a · sum_a``.
+    """
+    b, m = x.shape[0], c.shape[0]
+    operands = _operands(name, x, c)
+    per_anchor = x.new_empty(b)
+    count_all = torch.zeros((), dtype=torch.long, device=x.device)
+    count_nonzero = torch.zeros((), dtype=torch.long, device=x.device)
+    work = weights is not None
+    grad_x = torch.zeros_like(x) if work and needs[0] else None
+    grad_c = torch.zeros_like(c) if work and needs[1] else None
+    want = grad_x is not None or grad_c is not None
+    buffer = x.new_empty(min(rows, b), m)
+    for start in range(0, b, rows):
+        stop = min(start + rows, b)
+        raw = _cross_tile(name, operands, start, stop, buffer[: stop - start])
+        if name == "euclidean":
+            d = raw.sqrt()
+        elif name == "cosine":
+            d = raw.clamp(0.0, 2.0)
+        else:
+            d = raw
+        same = x_labels[start:stop, None] == c_labels[None, :]
+        excluded = _excluded(start, stop, m, exclusions)
+        if excluded is None:
+            not_negative, positive = same, same
+        else:
+            not_negative, positive = same | excluded, same & ~excluded
+        sums, count, on_d = _hinges_by_sorting(d, not_negative, positive, margin, want)
+        per_anchor[start:stop] = sums.to(x.dtype)
+        count_nonzero += count
+        count_all += (positive.sum(dim=1) * (m - not_negative.sum(dim=1))).sum()
+        if on_d is None:
+            continue
+        on_d *= weights[start:stop, None]  # type: ignore[index]
+        if name == "euclidean":
+            coefficient = torch.where(d > 0, on_d / (2.0 * torch.where(d > 0, d, 1.0)), 0.0)
+        elif name == "squared_euclidean":
+            coefficient = on_d
+        else:
+            coefficient = -on_d * ((raw >= 0.0) & (raw <= 2.0))
+        _accumulate_cross(
+            name,
+            x[start:stop],
+            c,
+            coefficient,
+            None if grad_x is None else grad_x[start:stop],
+            grad_c,
+        )
+    return per_anchor, count_all, count_nonzero, grad_x, grad_c
+
+
+class _CrossBatchAll(torch.autograd.Function):
+    @staticmethod
+    def forward(  # type: ignore[override]
+        ctx: Any,
+        x: Tensor,
+        c: Tensor,
+        x_labels: Tensor,
+        c_labels: Tensor,
+        name: str,
+        margin: float,
+        rows: int,
+        eager: bool,
+        self_index: Tensor | None,
+        x_ids: Tensor | None,
+        c_ids: Tensor | None,
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        needs = (bool(ctx.needs_input_grad[0]), bool(ctx.needs_input_grad[1]))
+        weights = x.new_ones(x.shape[0]) if eager and any(needs) else None
+        exclusions = (self_index, x_ids, c_ids)
+        per_anchor, count_all, count_nonzero, *grads = _cross_batch_all_pass(
+            name, x, c, x_labels, c_labels, margin, rows, exclusions, weights, needs
+        )
+        ctx.save_for_backward(x, c, x_labels, c_labels)
+        ctx.options = (name, margin, rows, exclusions, needs)
+        ctx.grads = grads if weights is not None else None
+        ctx.mark_non_differentiable(count_all, count_nonzero)
+        return per_anchor, count_all, count_nonzero
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor, *_: Any) -> tuple[Tensor | None, ...]:
+        name, margin, rows, exclusions, needs = ctx.options
+        unused = (None,) * 9
+        if not any(needs):
+            return (None, None, *unused)
+        if ctx.grads is not None:
+            scale = grad[0] if grad.numel() else grad.new_zeros(())
+            if torch.equal(grad, scale.expand_as(grad)):
+                return (*(None if g is None else g * scale for g in ctx.grads), *unused)
+        x, c, x_labels, c_labels = ctx.saved_tensors
+        grads = _cross_batch_all_pass(
+            name, x, c, x_labels, c_labels, margin, rows, exclusions, grad, needs
+        )[3:]
+        return (*grads, *unused)
+
+
+def cross_batch_all_sums(
+    x: Tensor,
+    c: Tensor,
+    x_labels: Tensor,
+    c_labels: Tensor,
+    *,
+    distance: str,
+    margin: float,
+    rows: int,
+    eager: bool,
+    self_index: Tensor | None = None,
+    x_ids: Tensor | None = None,
+    c_ids: Tensor | None = None,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Per-anchor sums of ``max(d_ip - d_in + m, 0)`` over its kept candidates.
+
+    ``p`` runs over anchor ``i``'s kept candidates of its label, ``n`` over its kept
+    candidates of another label (left out: see :func:`cross_contrastive_sum`). Also
+    ``Σ_i |P(i)|·|N(i)|`` and the number of triplets with a positive hinge (long, no
+    gradient). Differentiable with respect to ``x`` and ``c``; ``eager``: the upstream
+    gradient is expected to be one constant for every anchor, so the gradient is built
+    in the forward pass (never under :func:`torch.compile`, see :func:`row_logsumexp`).
+    """
+    _check_ids(x_ids, c_ids)
+    if distance == "cosine":
+        x, c = normalize(x), normalize(c)
+    if torch.compiler.is_compiling():
+        eager = False
+    return _CrossBatchAll.apply(
+        x, c, x_labels, c_labels, distance, margin, rows, eager, self_index, x_ids, c_ids
+    )
+
+
+@torch.no_grad()
+def cross_batch_hard_indices(
+    x: Tensor,
+    c: Tensor,
+    x_labels: Tensor,
+    c_labels: Tensor,
+    *,
+    distance: str,
+    rows: int,
+    self_index: Tensor | None = None,
+    x_ids: Tensor | None = None,
+    c_ids: Tensor | None = None,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Each anchor's farthest kept positive and closest kept negative among the candidates.
+
+    Candidate indices, lowest on ties (left out: see :func:`cross_contrastive_sum`);
+    ``valid`` says whether the anchor has both. The Euclidean kinds and cosine compare
+    squared distances or similarities (the same order, without a square root); other
+    distances use their own matrix.
+    """
+    _check_ids(x_ids, c_ids)
+    b, m = x.shape[0], c.shape[0]
+    farthest = torch.zeros(b, dtype=torch.long, device=x.device)
+    closest = torch.zeros(b, dtype=torch.long, device=x.device)
+    valid = torch.zeros(b, dtype=torch.bool, device=x.device)
+    if m == 0:
+        return farthest, closest, valid
+    exclusions = (self_index, x_ids, c_ids)
+    fast = distance in TILED_DISTANCES
+    name = "squared_euclidean" if distance == "euclidean" else distance
+    if name == "squared_euclidean":  # the same order, and no square overflows
+        scale = power_of_two_scale(x, c)
+        x, c = x / scale, c / scale
+    elif name == "cosine":
+        x, c = normalize(x), normalize(c)
+    operands = _operands(name, x, c) if fast else None
+    buffer = x.new_empty(min(rows, b), m) if fast else None
+    masked = x.new_empty(min(rows, b), m)
+    inf = x.new_tensor(float("inf"))
+    for start in range(0, b, rows):
+        stop = min(start + rows, b)
+        if operands is not None:
+            d = _cross_tile(name, operands, start, stop, buffer[: stop - start])  # type: ignore[index]
+        else:
+            d = DISTANCES[distance].matrix(x[start:stop], c)
+        same = x_labels[start:stop, None] == c_labels[None, :]
+        negative = ~same
+        excluded = _excluded(start, stop, m, exclusions)
+        if excluded is not None:
+            same &= ~excluded
+            negative &= ~excluded
+        out = masked[: stop - start]
+        closest[start:stop] = torch.where(negative, d, inf, out=out).argmin(dim=1)
+        farthest[start:stop] = torch.where(same, d, -inf, out=out).argmax(dim=1)
+        valid[start:stop] = same.any(dim=1) & negative.any(dim=1)
     return farthest, closest, valid
