@@ -178,7 +178,12 @@ def _one_process(
     return out.detach(), [p.grad.detach().clone() for p in model.parameters()]  # type: ignore[union-attr]
 
 
-CASES = list(itertools.product(LOSSES, REDUCTIONS, [None, 2], [False, True], LAYOUTS))
+CASES = [
+    case
+    for case in itertools.product(LOSSES, REDUCTIONS, [None, 2], [False, True], LAYOUTS)
+    # the all-pairs "none" output is the N (N - 1) / 2 values themselves: never tiled
+    if not (case[0].startswith("all_pairs") and case[1] == "none" and case[2] is not None)
+]
 
 
 @pytest.mark.parametrize(
@@ -202,15 +207,16 @@ def test_gathered_loss_and_ddp_gradients_equal_one_process_on_the_whole_batch(
     results = process_groups(len(layout)).run(
         _on_rank, loss, reduction, chunk_size, with_ids, layout
     )
+    # The simple path compares in float64 to 1e-10. The distance tiles take Euclidean
+    # distances from |x|² + |y|² - 2 x·y, exact to about sqrt(eps)·|x| ≈ 1.5e-8 at zero
+    # distance (the batch holds a duplicated row): the same bound as one process's tiles.
+    tight = chunk_size is None or loss.startswith(("supcon", "nt_xent", "info_nce", "clip"))
+    rtol, atol = (1e-10, 1e-12) if tight else (1e-7, 1e-7)
     for rank, (value, grads) in enumerate(results):
-        if reduction == "none":
-            torch.testing.assert_close(
-                value, expected[_none_selection(loss, layout, rank)], rtol=1e-10, atol=1e-12
-            )
-        else:
-            torch.testing.assert_close(value, expected, rtol=1e-10, atol=1e-12)
-        for got, want in zip(grads, expected_grads, strict=True):
-            torch.testing.assert_close(got, want, rtol=1e-9, atol=1e-11)
+        want = expected[_none_selection(loss, layout, rank)] if reduction == "none" else expected
+        torch.testing.assert_close(value, want, rtol=rtol, atol=atol)
+        for got, want_grad in zip(grads, expected_grads, strict=True):
+            torch.testing.assert_close(got, want_grad, rtol=10 * rtol, atol=10 * atol)
 
 
 def _supcon_per_rank_and_gathered(

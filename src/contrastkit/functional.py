@@ -1386,6 +1386,7 @@ def _all_pairs_candidates(
     b, m = z.shape[0], rows.shape[0]
     _check_squared_magnitude(metric.name, candidates=rows)
     both_ends = c.self_index is not None
+    count: Tensor | int
     if (
         reduction != "none"
         and metric.name in _tiled.TILED_DISTANCES
