@@ -8,6 +8,20 @@ reduction × simple and tiled path × with and without sample ids.
 
 With ``reduction="none"`` each rank holds its own anchors' terms; the model is trained
 on a fixed weighting of them, and the one process on the same weighting of its terms.
+
+The peers' bugs each fail here:
+
+* a gather whose backward does not sum over processes (lightly #1528, Barlow Twins
+  #1977): every gradient 1/W of the right one; and a loss without the world-size factor
+  under DDP's average (pytorch-metric-learning #363): gradients off by W;
+* positives found at the wrong offset when keys and extra negatives are concatenated
+  before gathering (sentence-transformers PR #3453): ``info_nce_shared_negatives``,
+  whose shared negatives are split unevenly over the ranks;
+* unequal rows per process (gloo aborts an all-gather of unequal sizes): the layouts
+  ``(4, 1)`` and ``(3, 1, 2)``;
+* per-process means of SupCon with positives spread unevenly:
+  :func:`test_supcon_with_positives_spread_unevenly_is_the_global_loss_not_a_mean_of_ranks`;
+* a crash at world size 1 (pytorch-metric-learning #542): ``test_distributed.py``.
 """
 
 from __future__ import annotations
