@@ -55,6 +55,17 @@ def check_ids(name: str, ids: object, like_name: str, like: Tensor) -> Tensor | 
     return check_class_labels(name, ids, like_name, like)
 
 
+def _one_process(ids: Tensor | None, gather: bool, group: Any) -> bool:
+    """Whether the plain one-process loss applies: no ids, and no group to gather from.
+
+    ``gather=True`` with no process group initialised raises (see
+    :func:`contrastkit.distributed.require_process_group`).
+    """
+    if gather:
+        distributed.require_process_group()
+    return ids is None and not (gather and distributed.is_distributed(group))
+
+
 def _gather_all(
     gather: bool, group: Any, n: int, device: torch.device, *tensors: Tensor | None
 ) -> tuple[list[Tensor | None], int]:
@@ -94,9 +105,7 @@ def prepare(
         ):
             if value is not None:
                 raise ValueError(f"{name} needs candidates, got candidates=None")
-        if ids_t is None and not (gather and distributed.is_distributed(group)):
-            if gather:
-                distributed.require_process_group()
+        if _one_process(ids_t, gather, group):
             return None
         (rows, row_labels, row_ids), offset = _gather_all(
             gather, group, z.shape[0], z.device, z, labels, ids_t
@@ -144,9 +153,7 @@ def prepare_paired(
     """
     gather = check_bool("gather", gather)
     ids_t = check_ids("ids", ids, anchors_name, first)
-    if ids_t is None and not (gather and distributed.is_distributed(group)):
-        if gather:
-            distributed.require_process_group()
+    if _one_process(ids_t, gather, group):
         return None
     (all_first, all_second, all_ids), offset = _gather_all(
         gather, group, first.shape[0], first.device, first, second, ids_t
