@@ -668,9 +668,8 @@ class Trainer:
                 start = time.perf_counter()
                 record.update(self._train_epoch())
                 record.update(self._validate())
-                record["epoch_seconds"] = time.perf_counter() - start
-                if self.distributed:  # rank 0's record: every process keeps the same history
-                    record = self._on_main(functools.partial(dict, record))
+                # evaluate runs once, on rank 0, whose record every process then keeps
+                record = self._on_main(functools.partial(self._finish_record, record, start))
                 self.epoch += 1
                 improved = self._track(record)
                 self.history.append(record)
@@ -829,32 +828,47 @@ class Trainer:
 
     @torch.no_grad()
     def _validate(self) -> dict[str, float]:
-        if self.val_loader is None and self.evaluate is None:
+        """The mean loss terms of the validation batches (every process, its parts)."""
+        if self.val_loader is None:
             return {}
         was_training = self.model.training
         self.model.eval()
         rng = torch.get_rng_state()
         record: dict[str, float] = {}
         try:
-            if self.val_loader is not None:
-                _set_epoch(self.val_loader, 0)
-                sums = _Sums(self.device, _len(self.val_loader) or 64)
-                for batch in self.val_loader:
-                    batch = to_device(batch, self.device)
-                    with self.autocast():
-                        terms = self.validation_step(batch)
-                    sums.add(_logged(terms, total_loss(terms)))
-                sums.read(reduce=self._mean_over_processes)
-                record.update({f"val_{k}": v for k, v in sums.means().items()})
-            if self.evaluate is not None:
-                evaluate, model = self.evaluate, self.model
-                # once, on rank 0; its values reach every process with the epoch's record
-                if self.is_main:
-                    record.update({k: float(v) for k, v in evaluate(model).items()})
+            _set_epoch(self.val_loader, 0)
+            sums = _Sums(self.device, _len(self.val_loader) or 64)
+            for batch in self.val_loader:
+                batch = to_device(batch, self.device)
+                with self.autocast():
+                    terms = self.validation_step(batch)
+                sums.add(_logged(terms, total_loss(terms)))
+            sums.read(reduce=self._mean_over_processes)
+            record.update({f"val_{k}": v for k, v in sums.means().items()})
         finally:
             torch.set_rng_state(rng)
             self.model.train(was_training)
         return record
+
+    def _finish_record(self, record: dict[str, float], start: float) -> dict[str, float]:
+        """The epoch's record with what ``evaluate`` returns and the epoch's seconds."""
+        record = {**record, **self._evaluate()}
+        record["epoch_seconds"] = time.perf_counter() - start
+        return record
+
+    @torch.no_grad()
+    def _evaluate(self) -> dict[str, float]:
+        """What ``evaluate`` returns for the model (eval mode, no gradient)."""
+        if self.evaluate is None:
+            return {}
+        was_training = self.model.training
+        self.model.eval()
+        rng = torch.get_rng_state()
+        try:
+            return {k: float(v) for k, v in self.evaluate(self.model).items()}
+        finally:
+            torch.set_rng_state(rng)
+            self.model.train(was_training)
 
     def _track(self, record: dict[str, float]) -> bool:
         """Update the best epoch from ``record``; whether this epoch is the new best."""
