@@ -532,7 +532,7 @@ class RandomBatchSampler(Sampler[list[int]]):
         world_size: int | None = None,
         rank: int | None = None,
     ) -> None:
-        if isinstance(data, bool) or not isinstance(data, int | Sized):
+        if isinstance(data, bool | str | bytes) or not isinstance(data, int | Sized):
             raise TypeError(
                 f"data must be a dataset with a length or a number of samples, got "
                 f"{type(data).__name__}"
