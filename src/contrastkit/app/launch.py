@@ -21,6 +21,7 @@ Importing this module imports neither torch nor numpy.
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 import pickle
 from collections.abc import Callable, Iterator
@@ -102,6 +103,10 @@ def process_group(device_name: str) -> Iterator[None]:
     try:
         yield
     finally:
+        # what still holds the group (a DistributedDataParallel in a reference cycle)
+        # goes first: destroyed at the interpreter's exit, after the group, it aborts
+        # the process ("terminate called without an active exception")
+        gc.collect()
         dist.destroy_process_group()
 
 

@@ -681,6 +681,9 @@ class Trainer:
             if self._writer is not None:
                 self._writer.close()
                 self._writer = None
+            # the DDP wrapper holds the process group: let it go with the run (a later
+            # fit wraps the model again)
+            self._wrapper = self._replica = None
         return self.history
 
     def _write_epoch(self, record: dict[str, float], improved: bool) -> None:
