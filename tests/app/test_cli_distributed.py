@@ -247,9 +247,9 @@ def test_torchrun_trains_on_two_processes_the_model_one_process_trains(tmp_path:
         env.pop(name, None)
     two = tmp_path / "two"
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
+    train = ["train", *SMALL, "--no-batch-norm", "--quiet", "-o", str(two)]
     launched = subprocess.run(
-        [*torchrun, "--nproc-per-node", "2", "-m", "contrastkit", "train", *SMALL]
-        + ["--no-batch-norm", "--quiet", "-o", str(two)],
+        [*torchrun, "--nproc-per-node", "2", "-m", "contrastkit", *train],
         env=env,
         capture_output=True,
         text=True,
