@@ -26,11 +26,11 @@ from typing import Any, Literal, TypeVar, cast
 
 import torch
 from torch import Tensor, nn
-from torch.utils.data import DataLoader, RandomSampler, TensorDataset
+from torch.utils.data import DataLoader, TensorDataset
 
-from contrastkit import losses
+from contrastkit import distributed, losses
 from contrastkit.app.config import RECONSTRUCTION_LOSSES, ConfigError, RunConfig
-from contrastkit.data import ClassBalancedBatchSampler, PairDataset
+from contrastkit.data import ClassBalancedBatchSampler, PairDataset, RandomBatchSampler
 from contrastkit.data.readers import (
     DataError,
     LabelledData,
@@ -205,7 +205,8 @@ def model_spec(config: RunConfig, data: Split, train: Split | None = None) -> di
     """What :func:`build_model` needs to rebuild the network, saved as ``model.json``.
 
     An autoencoder's spec also holds its ``noise_std``, its reconstruction loss and the
-    input range of the training split ``train`` (which it then needs).
+    input range of the training split ``train`` (which it then needs). An MLP without
+    batch normalization says ``"batch_norm": false``.
     """
     sample = data.inputs if isinstance(data, LabelledData) else data.left
     spec: dict[str, Any] = {
@@ -213,6 +214,13 @@ def model_spec(config: RunConfig, data: Split, train: Split | None = None) -> di
         "embedding_dim": config.embedding_dim,
         "hidden": list(config.hidden),
     }
+    if not config.batch_norm:
+        if data.kind == "images":
+            raise ConfigError(
+                "batch_norm = false applies to feature vectors (an MLP); the image network "
+                "has batch normalization in every block"
+            )
+        spec["batch_norm"] = False  # absent: true, as in the runs made before the option
     if data.kind == "images":
         spec.update(channels=int(sample.shape[1]), image_size=int(sample.shape[2]))
     else:
@@ -236,6 +244,7 @@ def build_model(spec: Mapping[str, Any], standardize: Standardize | None = None)
     """
     hidden = [int(h) for h in spec["hidden"]]
     dim = int(spec["embedding_dim"])
+    batch_norm = bool(spec.get("batch_norm", True))
     if spec["kind"] == "images":
         channels = int(spec["channels"])
         shape = (channels, 1, 1)
@@ -246,7 +255,9 @@ def build_model(spec: Mapping[str, Any], standardize: Standardize | None = None)
     else:
         n = int(spec["in_features"])
         std = standardize or Standardize(torch.zeros(n), torch.ones(n))
-        encoder = MLPEncoder(n, embedding_dim=dim, hidden=hidden, batch_norm=True, standardize=std)
+        encoder = MLPEncoder(
+            n, embedding_dim=dim, hidden=hidden, batch_norm=batch_norm, standardize=std
+        )
     if "autoencoder" not in spec:
         return SiameseNetwork(encoder)
     mirrored = hidden[::-1]
@@ -255,7 +266,7 @@ def build_model(spec: Mapping[str, Any], standardize: Standardize | None = None)
             dim, int(spec["channels"]), int(spec["image_size"]), channels=mirrored
         )
     else:
-        decoder = MLPDecoder(dim, int(spec["in_features"]), hidden=mirrored, batch_norm=True)
+        decoder = MLPDecoder(dim, int(spec["in_features"]), hidden=mirrored, batch_norm=batch_norm)
     return Autoencoder(encoder, decoder, noise_std=float(spec["autoencoder"]["noise_std"]))
 
 
@@ -352,16 +363,27 @@ def loss_and_loaders(
     """The objective of ``config.loss``, the training and validation batches, and notes.
 
     Every training epoch draws ``config.steps_per_epoch`` batches: pairs (for a pair
-    file, its training pairs in random order, as many passes as that takes) or
-    class-balanced batches. Small classes train with what they can give: a split
-    without a class of 2 samples gives dissimilar pairs only. The validation batches are
-    ``None`` when the validation split cannot give the loss's batches (then no
-    ``val_loss`` is logged). The notes say so, and pass on the warnings of the samplers
-    (a class too small for its batches), for the log and the report.
+    file, its training pairs in random order, as many passes as that takes, each pair at
+    most once in a batch) or class-balanced batches. Small classes train with what they
+    can give: a split without a class of 2 samples gives dissimilar pairs only. The
+    validation batches are ``None`` when the validation split cannot give the loss's
+    batches (then no ``val_loss`` is logged). The notes say so, and pass on the warnings
+    of the samplers (a class too small for its batches), for the log and the report.
+
+    The order of the batches comes from the seed and the epoch alone. ``batch_size`` is
+    the global batch: with several processes (a :mod:`torch.distributed` group), each
+    loader yields this process's part of every batch, and the parts of the processes,
+    in rank order, are the batch one process would draw (see :mod:`contrastkit.data`).
     """
     kind = LOSS_KINDS[config.loss]
     notes: list[str] = []
     batches = config.steps_per_epoch
+    world = distributed.world_size()
+    if config.batch_size < world:
+        raise ConfigError(
+            f"batch_size ({config.batch_size}) must be at least the number of processes "
+            f"({world}): each process takes a part of every batch"
+        )
     if isinstance(train, PairData):
         val = cast(PairData, val)
         if not kind.pair_files:
@@ -369,13 +391,24 @@ def loss_and_loaders(
                 f"a pair file trains with loss 'contrastive' only, got loss {config.loss!r}"
             )
         pairs = TensorDataset(train.left, train.right, train.same)
-        # No generator of its own: the sampler draws from the global RNG, which the
-        # Trainer seeds at the start of every epoch, so a resumed run sees the same order.
-        draws = RandomSampler(pairs, num_samples=batches * config.batch_size)
+        size = min(config.batch_size, len(pairs))
+        if size < world:
+            raise DataError(
+                f"{train.source}: the training split has {len(pairs)} pairs, fewer than the "
+                f"{world} processes that share each batch"
+            )
+        if size < config.batch_size:
+            notes.append(
+                f"batches of {size} pairs, all the training pairs, rather than "
+                f"{config.batch_size}: a batch holds each pair at most once"
+            )
+        draws = RandomBatchSampler(
+            pairs, batch_size=size, batches_per_epoch=batches, seed=config.seed
+        )
         return (
             kind.objective(config),
-            DataLoader(pairs, batch_size=config.batch_size, sampler=draws),
-            DataLoader(TensorDataset(val.left, val.right, val.same), batch_size=512),
+            DataLoader(pairs, batch_sampler=draws),
+            _in_order(TensorDataset(val.left, val.right, val.same), "validation", notes),
             notes,
         )
     val = cast(LabelledData, val)
@@ -387,10 +420,11 @@ def loss_and_loaders(
         if train_pairs is None:  # pragma: no cover - a training split has every class
             raise DataError(f"{train.source}: the training split cannot give a pair")
         val_pairs = _pair_draws(val, "validation", max(len(val), 512), config.seed + 1, notes)
+        order = RandomBatchSampler(train_pairs, batch_size=config.batch_size, seed=config.seed)
         return (
             objective,
-            DataLoader(train_pairs, batch_size=config.batch_size, shuffle=True),
-            DataLoader(val_pairs, batch_size=512) if val_pairs is not None else None,
+            DataLoader(train_pairs, batch_sampler=order),
+            _in_order(val_pairs, "validation", notes) if val_pairs is not None else None,
             notes,
         )
     loaders: list[DataLoader[Any] | None] = []
@@ -409,6 +443,22 @@ def loss_and_loaders(
     if loaders[0] is None:  # pragma: no cover - _balanced_sampler raises for training
         raise DataError(f"{train.source}: the training split cannot give a batch")
     return objective, loaders[0], loaders[1], notes
+
+
+def _in_order(data: Any, split: str, notes: list[str]) -> DataLoader[Any] | None:
+    """Batches of up to 512 items of ``data`` in order, each split between processes.
+
+    ``None``, with a note, when the processes outnumber the items.
+    """
+    world = distributed.world_size()
+    if len(data) < world:
+        notes.append(
+            f"the {split} split gives {len(data)} items, fewer than the {world} processes "
+            f"that share each batch: no {split} loss"
+        )
+        return None
+    size = min(512, len(data))
+    return DataLoader(data, batch_sampler=RandomBatchSampler(data, batch_size=size, shuffle=False))
 
 
 def _pair_draws(
@@ -474,6 +524,19 @@ def _balanced_sampler(
             "the loss needs at least 2 classes with 2 samples each"
         )
     p = max(2, min(eligible, batch_size // k))
+    world = distributed.world_size()
+    if p < world:  # each process takes whole classes of every batch
+        why = (
+            f"the {split} batches hold {p} classes ({k} samples each), fewer than the "
+            f"{world} processes, each of which takes whole classes"
+        )
+        if split != "training":
+            notes.append(f"{why}: no {split} loss")
+            return None
+        raise ConfigError(
+            f"{why}; raise batch_size to {world * k} or more"
+            + ("" if eligible >= world else f" (the data has {eligible} such classes)")
+        )
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         sampler = ClassBalancedBatchSampler(

@@ -19,6 +19,13 @@ output and nothing else there (progress goes to standard error).
 rebuilt over N epochs and continued from the step reached (see
 :mod:`contrastkit.app.run`).
 
+``torchrun --nproc-per-node N -m contrastkit train ...`` trains one model on N processes
+(and the same across machines, with torchrun's ``--nnodes`` and rendezvous options):
+``--batch-size`` stays the global batch, which the processes share; NCCL on CUDA (each
+process on the GPU of its ``LOCAL_RANK``), gloo on the CPU; rank 0 alone writes the run
+folder and prints the summary (see :mod:`contrastkit.app.launch`). The other commands
+run in one process and refuse to be launched by torchrun.
+
 Bad input (a missing package of the ``app`` extra, a damaged run folder included) ends
 the command with a one-line ``contrastkit: error: …`` message and exit status 2, before
 anything is written; a failure during training, or a file that cannot be written (a full
@@ -181,7 +188,13 @@ _TRAIN_OPTIONS: tuple[tuple[str, Callable[[str], Any], str, str | None], ...] = 
         "epochs (default: 30); with --resume, more than the run's extends it",
         "N",
     ),
-    ("batch_size", int, "batch size (default: 128)", "N"),
+    (
+        "batch_size",
+        int,
+        "the global batch size: under torchrun the processes share each batch, each "
+        "taking its part (default: 128)",
+        "N",
+    ),
     (
         "steps_per_epoch",
         int,
@@ -283,7 +296,7 @@ def _parser() -> argparse.ArgumentParser:
         "folder: config, checkpoints, metrics.json, metrics.jsonl (one line per epoch), figures "
         "and report.html. With no option it "
         "trains a siamese network on scikit-learn's handwritten digits with the contrastive "
-        "loss.",
+        "loss. On several processes: torchrun --nproc-per-node N -m contrastkit train ...",
     )
     train.add_argument("--config", metavar="FILE", help="a TOML file of options; flags override it")
     for name, kind, help_text, metavar in _TRAIN_OPTIONS:
@@ -298,6 +311,14 @@ def _parser() -> argparse.ArgumentParser:
         metavar="W1,W2,...",
         help="hidden widths of the MLP (default: 512,256,128), or channels of the ConvNet for "
         "images (default: 32,64)",
+    )
+    train.add_argument(
+        "--no-batch-norm",
+        dest="batch_norm",
+        action="store_false",
+        default=None,
+        help="no batch normalization in the MLP of feature vectors (a batch-coupled layer: "
+        "without it, N CPU processes under torchrun train the model one process would)",
     )
     train.add_argument(
         "--tensorboard",
@@ -421,6 +442,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except MissingExtraError as error:
         print(f"contrastkit: error: {error}", file=sys.stderr)
         return 2
+    from contrastkit.app.launch import launched_processes
+
+    if args.command != "train" and launched_processes() > 1:
+        print(
+            f"contrastkit: error: {args.command} runs in one process; only train runs under "
+            "torchrun (launch it without torchrun)",
+            file=sys.stderr,
+        )
+        return 2
     from contrastkit.app.rundir import RunFolderError
     from contrastkit.data.readers import DataError  # imports torch
 
@@ -473,6 +503,7 @@ def _config(args: argparse.Namespace) -> Any:
     where = args.config or "options"
     flags = {name: getattr(args, name) for name, *_ in _TRAIN_OPTIONS}
     flags["hidden"] = args.hidden
+    flags["batch_norm"] = args.batch_norm
     flags["tensorboard"] = args.tensorboard
     values.update({k: v for k, v in flags.items() if v is not None})
     try:
@@ -500,6 +531,7 @@ def _run_stem(config: Any) -> str:
 
 def _train(args: argparse.Namespace) -> int:
     from contrastkit.app.config import RunConfig, read_config_file
+    from contrastkit.app.launch import process_group
     from contrastkit.app.report import metric_name, metric_text
     from contrastkit.app.run import train_run
 
@@ -515,6 +547,7 @@ def _train(args: argparse.Namespace) -> int:
         ]
         given += ["--hidden"] if args.hidden is not None else []
         given += ["--tensorboard"] if args.tensorboard else []
+        given += ["--no-batch-norm"] if args.batch_norm is not None else []
         given += ["--config"] if args.config else []
         given += ["--out"] if args.out else []
         if given:
@@ -543,20 +576,25 @@ def _train(args: argparse.Namespace) -> int:
             raise _Failure(f"run folder {run} already exists; choose another --out or --resume it")
         resume = False
     try:
-        result = train_run(
-            config,
-            run,
-            resume=resume,
-            stem=_run_stem(config),
-            progress=False if args.quiet else None,
-            log=log,
-        )
+        # under torchrun: join the process group (NCCL or gloo, from the device) and
+        # leave it at the end; a single process joins nothing
+        with process_group(config.device):
+            result = train_run(
+                config,
+                run,
+                resume=resume,
+                stem=_run_stem(config),
+                progress=False if args.quiet else None,
+                log=log,
+            )
     except KeyboardInterrupt as stop:
         # train_run's note says how to continue, once the run folder exists
         notes = getattr(stop, "__notes__", [])
         how = "; " + "; ".join(notes) if notes else " before anything was written"
         print(f"contrastkit: interrupted{how}", file=sys.stderr)
         return 130
+    if result is None:  # a process other than rank 0, which printed and wrote it all
+        return 0
     run = result.run_dir
     if args.json:
         sys.stdout.write(result.to_json())

@@ -182,6 +182,7 @@ def run_comparison(
         log(f"maps: training the {_TITLES[name]} ({config.epochs} epochs)")
         tick = time.perf_counter()
         result = train_run(config, folder / "runs" / f"map-{name}", progress=False, log=quiet)
+        assert result is not None  # one process: the result is this one's
         maps[name] = _measured(result.test)
         maps[name]["seconds"] = time.perf_counter() - tick
         assert result.test_labels is not None  # the digits are labelled
@@ -214,6 +215,7 @@ def run_comparison(
         result = train_run(
             config, folder / "runs" / f"anomaly-{objective}", progress=False, log=quiet
         )
+        assert result is not None  # one process: the result is this one's
         anomaly = result.anomaly
         assert anomaly is not None  # every one of these runs holds a class out
         runs[objective] = {

@@ -107,7 +107,13 @@ class RunConfig:
         embedding_dim: the size of each embedding (2 draws the network's own map).
         hidden: hidden layer widths (MLP) or channels per block (ConvNet); empty means
             ``[512, 256, 128]`` for feature vectors and ``[32, 64]`` for images.
-        epochs, batch_size, lr, weight_decay: the optimisation.
+        batch_norm: batch normalization after each hidden layer of the MLP (feature
+            vectors; the image ConvNet always has it). A batch-coupled layer: trained on
+            several CPU processes, it normalizes each process's part of the batch alone
+            (see the README); without it, those processes train the model one process
+            would.
+        epochs, batch_size, lr, weight_decay: the optimisation; ``batch_size`` is the
+            global batch, which several processes share.
         steps_per_epoch: the batches drawn each epoch (for a pair file, from its training
             pairs in random order, each about equally often).
         accumulate: the batches whose gradients are summed per optimizer step (gradient
@@ -152,6 +158,7 @@ class RunConfig:
     temperature: float = 0.1
     embedding_dim: int = 32
     hidden: list[int] = field(default_factory=list, metadata={"items": int})
+    batch_norm: bool = True
     epochs: int = 30
     batch_size: int = 128
     steps_per_epoch: int = 64

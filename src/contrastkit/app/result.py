@@ -200,7 +200,11 @@ class DataSummary:
 
 @dataclass(frozen=True)
 class Environment:
-    """What ran the run: the versions, the date (UTC) and the device actually used."""
+    """What ran the run: the versions, the date (UTC), the device actually used.
+
+    ``processes`` is the number of processes that trained the model together (``torchrun``;
+    ``device`` is then rank 0's).
+    """
 
     contrastkit: str
     torch: str
@@ -208,8 +212,9 @@ class Environment:
     date: str
     device: str
     device_name: str
+    processes: int = 1
 
-    def to_dict(self) -> dict[str, str]:
+    def to_dict(self) -> dict[str, str | int]:
         """The fields, as ``metrics.json`` holds them."""
         return {
             "contrastkit": self.contrastkit,
@@ -218,11 +223,14 @@ class Environment:
             "date": self.date,
             "device": self.device,
             "device_name": self.device_name,
+            "processes": self.processes,
         }
 
     def describe(self) -> str:
         """One line: ``contrastkit 0.2, torch 2.13, Python 3.11 on cpu (x86_64), <date>``."""
         device = f"{self.device} ({self.device_name})" if self.device_name else self.device
+        if self.processes > 1:
+            device = f"{self.processes} processes, rank 0 on {device}"
         return (
             f"contrastkit {self.contrastkit}, torch {self.torch}, Python {self.python} "
             f"on {device}, {self.date}"

@@ -76,6 +76,18 @@ anneals to the new end), so the weights are not those of a run trained for the n
 number of epochs from the start; ``config.toml`` then records the new epochs and the
 report notes the extension.
 
+**Several processes.** Under ``torchrun`` (a :mod:`torch.distributed` process group of
+more than one process, which ``contrastkit train`` joins; see
+:mod:`contrastkit.app.launch`), every process runs :func:`train_run` with the same
+config: each reads the data and builds the run alike and takes its part of every global
+batch of ``batch_size``, an error found by any process stops every one before anything
+is written, rank 0 alone creates and writes the run folder, and after training rank 0
+alone evaluates and writes the report (the others return ``None`` at once). A model
+without batch normalization (``batch_norm = false``) ends with the weights one process
+would reach on the same global batches, within float rounding; with it, see the notes
+the run writes (on CUDA the layers are synchronized; on the CPU each process normalizes
+its own part).
+
 The parts a run is built from (data, network, loss, schedule) are in
 :mod:`contrastkit.app.build`, its evaluation in :mod:`contrastkit.app.evaluate`, its
 figures in :mod:`contrastkit.app.figures`, the run folder's files in
@@ -94,7 +106,9 @@ from typing import Any, cast
 import torch
 from torch import Tensor, nn
 
+from contrastkit import distributed
 from contrastkit.app.build import (
+    LOSS_KINDS,
     Split,
     build_model,
     build_objective,
@@ -132,6 +146,7 @@ from contrastkit.app.evaluate import (
     pairs_of,
 )
 from contrastkit.app.figures import figures
+from contrastkit.app.launch import agreed, on_rank0, process_device
 from contrastkit.app.result import (
     BestEpoch,
     DataSummary,
@@ -316,7 +331,7 @@ def _check_model_json(run: Path, spec: dict[str, Any]) -> None:
         )
 
 
-def _environment(device: torch.device) -> Environment:
+def _environment(device: torch.device, processes: int = 1) -> Environment:
     import datetime
     import platform
 
@@ -334,6 +349,7 @@ def _environment(device: torch.device) -> Environment:
         date=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         device=name,
         device_name=device_name,
+        processes=processes,
     )
 
 
@@ -357,7 +373,7 @@ def train_run(
     stem: str = "run",
     progress: bool | None = None,
     log: Callable[[str], Any] = print,
-) -> RunResult:
+) -> RunResult | None:
     """Train, evaluate and report one run into ``run_dir``; returns its result.
 
     A new run needs ``run_dir`` not to exist (it is never overwritten); ``run_dir=None``
@@ -379,6 +395,10 @@ def train_run(
     ``log`` is called with each line of progress (notes, epochs); ``progress`` shows or
     hides the progress bars (``None``: when the terminal shows them).
 
+    With several processes (see the module's documentation) every process calls it;
+    rank 0 returns the result, the others ``None`` once training is over, and only
+    rank 0 logs, shows progress and writes.
+
     Raises:
         RunFolderError: ``run_dir`` exists (a new run), or cannot be resumed.
         WriteError: a file of the run cannot be written (a full disk); it names the file.
@@ -391,7 +411,12 @@ def train_run(
     except BaseException as error:
         if folder.path is None:
             raise
-        if folder.new and not folder.training and isinstance(error, Exception):
+        if (
+            folder.new
+            and not folder.training
+            and isinstance(error, Exception)
+            and distributed.rank() == 0  # the others never write, nor remove
+        ):
             if discard_untrained_run_folder(folder.path):
                 raise
         note = f"continue with --resume {folder.path}"
@@ -408,60 +433,76 @@ def _train_run(
     stem: str,
     progress: bool | None,
     log: Callable[[str], Any],
-) -> RunResult:
+) -> RunResult | None:
     from contrastkit.app import report
 
     started = time.perf_counter()
+    processes, main = distributed.world_size(), distributed.rank() == 0
+    if not main:
+        log = _silent
     if run_dir is None and resume:
         raise ValueError("resume=True needs the run_dir of the run to continue")
     run = Path(run_dir) if run_dir is not None else Path()  # the new folder, once made
-    config.checked()
-    if resume:
-        check_run_folder(run, for_resume=True)
-        remove_stale_temporaries(run)
-    _check_tensorboard(config)
-    extended_from = _check_resume(config, run) if resume else None
-    data = read_data(config)
-    if not resume:
-        if config.data != "digits":  # so that evaluate, embed and --resume work from anywhere
-            config.data = str(Path(config.data).resolve())
-        if not config.hidden:
-            config.hidden = list(DEFAULT_HIDDEN[data.kind])
-    if isinstance(data, LabelledData) and len(data.class_names) < 2:
-        raise DataError(f"{data.source} has fewer than 2 classes")
-    train, val, test, anomalies = run_splits(config, data)
-    device = resolve_device(config.device)
-    if not resume:
-        config.device = str(device)  # the device used, never "auto"
-    torch.manual_seed(config.seed)
-    spec = model_spec(config, data, train)
-    train, val, test = (scale_split(spec, part) for part in (train, val, test))
-    anomalies = scale_split(spec, anomalies)
-    model = build_model(spec, standardize(inputs_of(train)))
-    contrastive, train_loader, val_loader, notes = loss_and_loaders(config, train, val)
-    objective = build_objective(config, contrastive)
-    # every check of the trainer's options, before anything is written
-    trainer = _trainer(
-        config, model, objective, (train_loader, val_loader), val, run, device, progress
-    )
-    notes += _unmeasured_notes(val, test)
+    # every process checks and builds the run alike; an error of any stops every one,
+    # before anything is written
+    with agreed():
+        config.checked()
+        if resume:
+            check_run_folder(run, for_resume=True)
+        _check_tensorboard(config)
+        extended_from = _check_resume(config, run) if resume else None
+        data = read_data(config)
+        if not resume:
+            if config.data != "digits":  # so that evaluate, embed and --resume work anywhere
+                config.data = str(Path(config.data).resolve())
+            if not config.hidden:
+                config.hidden = list(DEFAULT_HIDDEN[data.kind])
+        if isinstance(data, LabelledData) and len(data.class_names) < 2:
+            raise DataError(f"{data.source} has fewer than 2 classes")
+        train, val, test, anomalies = run_splits(config, data)
+        device = process_device(config.device) if processes > 1 else resolve_device(config.device)
+        if not resume:
+            config.device = str(device)  # the device used (rank 0's), never "auto"
+        torch.manual_seed(config.seed)
+        spec = model_spec(config, data, train)
+        train, val, test = (scale_split(spec, part) for part in (train, val, test))
+        anomalies = scale_split(spec, anomalies)
+        model = build_model(spec, standardize(inputs_of(train)))
+        contrastive, train_loader, val_loader, notes = loss_and_loaders(config, train, val)
+        objective = build_objective(config, contrastive)
+        # every check of the trainer's options, before anything is written
+        trainer = _trainer(
+            config, model, objective, (train_loader, val_loader), val, run, device, progress
+        )
+        notes += _unmeasured_notes(val, test)
+        notes += _process_notes(config, model, contrastive, device, processes)
     spec_json = json.dumps(spec, indent=2) + "\n"
-    if not resume:  # config.toml first: from now on the run can be resumed
-        if run_dir is not None:
-            run = create_run_folder(run_dir, config.to_toml())
+
+    def open_folder() -> Path:  # rank 0: the run folder, made or checked
+        nonlocal run
+        if not resume:  # config.toml first: from now on the run can be resumed
+            if run_dir is not None:
+                run = create_run_folder(run_dir, config.to_toml())
+            else:
+                run = take_default_run_folder(Path("runs"), stem, config.to_toml())
+            folder.path, folder.new = run, True
+            write_text_atomic(run / MODEL_JSON, spec_json)
         else:
-            run = take_default_run_folder(Path("runs"), stem, config.to_toml())
-        folder.path, folder.new = run, True
-        trainer.run_dir = run  # a default name is taken only now
-        write_text_atomic(run / MODEL_JSON, spec_json)
-    else:
-        _check_model_json(run, json.loads(spec_json))
-        folder.path = run
-        checkpoint = latest_checkpoint(run)
-        if checkpoint is not None:  # a damaged or foreign checkpoint: one line, not a traceback
-            load_weights_into(model, checkpoint / WEIGHTS, "the checkpoint weights")
+            remove_stale_temporaries(run)
+            _check_model_json(run, json.loads(spec_json))
+            folder.path = run
+            checkpoint = latest_checkpoint(run)
+            if checkpoint is not None:  # damaged or foreign: one line, not a traceback
+                load_weights_into(model, checkpoint / WEIGHTS, "the checkpoint weights")
+        if extended_from is not None:
+            write_text_atomic(run / CONFIG, config.to_toml())
+        return run
+
+    # rank 0 makes the folder; the others learn its path (or rank 0's error)
+    run = on_rank0(open_folder)
+    folder.path, folder.new = run, not resume
+    trainer.run_dir = run  # a default name is taken only now
     if extended_from is not None:
-        write_text_atomic(run / CONFIG, config.to_toml())
         notes.append(
             f"extended from {extended_from} to {config.epochs} epochs: the one-cycle "
             f"learning-rate schedule was rebuilt over {config.epochs} epochs and continued "
@@ -471,13 +512,15 @@ def _train_run(
     for note in notes:
         log(f"note: {note}")
     trainer.add_callback("on_epoch_end", _announcer(config, log))
-    if resume and latest_checkpoint(run) is not None:
+    if resume and main and latest_checkpoint(run) is not None:
         log(f"resuming {run} after epoch {_checkpoint_epoch(run)}")
     elif resume:
         log(f"resuming {run} from epoch 0: it was stopped before its first checkpoint")
     folder.training = True
     history = trainer.fit(resume=resume)
     train_seconds = time.perf_counter() - started
+    if not main:  # rank 0 alone evaluates and writes the rest
+        return None
 
     model.cpu()
     best = _keep_best(config, trainer, model)
@@ -511,7 +554,7 @@ def _train_run(
             test=len(test),
             classes=len(data.class_names) if isinstance(data, LabelledData) else None,
         ),
-        environment=_environment(device),
+        environment=_environment(device, processes),
         anomaly=anomaly,
         test_labels=test.labels if isinstance(test, LabelledData) else None,
         class_names=list(test.class_names) if isinstance(test, LabelledData) else [],
@@ -525,6 +568,48 @@ def _train_run(
     with naming_write_errors(run / "report.html"):
         report.write_report(run / "report.html", result)
     return result
+
+
+def _silent(_: str) -> None:
+    """The log of the processes other than rank 0."""
+
+
+def _process_notes(
+    config: RunConfig, model: nn.Module, loss: Any, device: torch.device, processes: int
+) -> list[str]:
+    """What training on several processes does, for the log and the report."""
+    if processes < 2:
+        return []
+    share = config.batch_size / processes
+    notes = [
+        f"trained on {processes} processes ({'NCCL' if device.type == 'cuda' else 'gloo'}), "
+        f"each taking its part of every global batch of {config.batch_size} "
+        f"({share:.3g} on average); rank 0 wrote the run"
+    ]
+    if any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules()):
+        if device.type == "cuda":
+            notes.append(
+                "batch normalization is synchronized across the processes (SyncBatchNorm): "
+                "each layer normalizes with the statistics of the whole global batch, as "
+                "one process would"
+            )
+        else:
+            notes.append(
+                f"batch normalization on {processes} CPU processes: each layer normalizes "
+                "each process's part of the batch with that part's own statistics "
+                "(torch's SyncBatchNorm runs on CUDA only) and the running statistics "
+                "kept are rank 0's, so the model differs from one trained by one process "
+                "on the same batches; train with batch_norm = false (--no-batch-norm) or "
+                "on CUDA for the one-process model"
+            )
+    inner = getattr(loss, "loss", None)
+    batch_level = LOSS_KINDS[config.loss].batches == "balanced"  # triplet, infonce, supcon
+    if config.objective != "reconstruction" and batch_level and not getattr(inner, "gather", False):
+        notes.append(
+            f"the {config.loss} loss of each process compares the samples of its own part "
+            "of the batch only: its negatives come from that part, not the whole batch"
+        )
+    return notes
 
 
 def _unmeasured_notes(val: Split, test: Split) -> list[str]:
@@ -631,6 +716,9 @@ def _trainer(
             mode=config.mode or "min",
             patience=config.patience or None,
             tensorboard=config.tensorboard,
+            # several processes: synchronized BatchNorm where torch has it (CUDA); on
+            # the CPU the layers stay per process, which _process_notes says
+            sync_batch_norm=device.type == "cuda",
         )
     except (ValueError, TypeError, ImportError) as error:  # an option this device cannot take
         raise ConfigError(str(error)) from None

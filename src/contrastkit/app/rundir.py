@@ -366,8 +366,9 @@ def check_model_spec(spec: Any, where: str) -> dict[str, Any]:
     """Check a model spec (the content of ``model.json``); returns it.
 
     It needs ``kind`` (``"vectors"`` or ``"images"``), ``embedding_dim`` and ``hidden``,
-    then ``in_features`` (vectors) or ``channels`` and ``image_size`` (images); an
-    autoencoder's ``autoencoder`` table needs ``noise_std``, ``reconstruction_loss`` and
+    then ``in_features`` (vectors) or ``channels`` and ``image_size`` (images); a
+    ``batch_norm`` (true when absent) must be a bool; an autoencoder's ``autoencoder``
+    table needs ``noise_std``, ``reconstruction_loss`` and
     ``input_range``. Other keys are allowed.
 
     Raises:
@@ -395,6 +396,8 @@ def check_model_spec(spec: Any, where: str) -> dict[str, Any]:
     else:
         need(spec, "channels", _positive_int, "a positive integer")
         need(spec, "image_size", _positive_int, "a positive integer")
+    if "batch_norm" in spec:
+        need(spec, "batch_norm", lambda v: isinstance(v, bool), "true or false")
     if "autoencoder" in spec:
         need(spec, "autoencoder", lambda v: isinstance(v, dict), "a JSON object")
         table = spec["autoencoder"]

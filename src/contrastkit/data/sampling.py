@@ -5,12 +5,26 @@
 * :class:`TripletDataset` gives ``(anchor, positive, negative)`` triplets.
 * :class:`ClassBalancedBatchSampler` yields batches of P classes × K samples for the
   online miners and label-form losses.
+* :class:`RandomBatchSampler` yields shuffled batches of any dataset (the pairs and
+  triplets above, a :class:`~torch.utils.data.TensorDataset` of pairs), as the
+  ``batch_sampler`` of a :class:`~torch.utils.data.DataLoader`.
 
 The source is either a :class:`torch.utils.data.Dataset` whose items are
 ``(input, label)`` or a tensor (or array) of inputs with a sequence of class labels.
 Every draw is reproducible from ``seed`` and the epoch: call ``set_epoch(epoch)`` at the
 start of each epoch (as with :class:`torch.utils.data.DistributedSampler`) for a fresh
 draw; the batch sampler advances its epoch by itself each time it is iterated.
+
+**Several processes** (``torch.distributed``, launched with ``torchrun``): both batch
+samplers draw every *global* batch (``batch_size`` rows, or P × K) from the same seeded
+generator on every process, from the seed and the epoch alone, and each process keeps
+its contiguous part (``world_size`` and ``rank``, by default those of the default
+process group). Concatenating the parts in rank order gives the batch one process
+would draw. A sample never appears twice in a global batch and nothing is padded
+(unlike :class:`torch.utils.data.DistributedSampler`, which repeats samples to even
+out the parts: a repeated sample would be a false negative of itself); the parts differ
+by at most one row (one class for the class-balanced batches), and the losses that
+gather from every process take parts of any size.
 
 Classes with a single sample cannot give a positive pair. They are reported (a
 :class:`UserWarning` when the object is built, and the ``singleton_classes`` attribute)
@@ -35,20 +49,57 @@ Example:
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Sequence, Sized
 from typing import Any
 
 import torch
 from torch import Tensor
 from torch.utils.data import Dataset, Sampler
 
-from contrastkit._validation import check_fraction, check_int
+from contrastkit import distributed
+from contrastkit._validation import check_bool, check_fraction, check_int
 
-__all__ = ["ClassBalancedBatchSampler", "PairDataset", "TripletDataset"]
+__all__ = [
+    "ClassBalancedBatchSampler",
+    "PairDataset",
+    "RandomBatchSampler",
+    "TripletDataset",
+    "part_bounds",
+]
+
+_ORDER_STREAM = 0x5DEECE66D
+"""Added to the seed of :class:`RandomBatchSampler`'s generator: its order is not drawn
+from the very generator that draws the pairs or triplets of the same seed and epoch."""
 
 
-def _generator(seed: int, epoch: int) -> torch.Generator:
-    return torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+def _generator(seed: int, epoch: int, stream: int = 0) -> torch.Generator:
+    return torch.Generator().manual_seed(seed * 1_000_003 + epoch + stream)
+
+
+def _process(world_size: int | None, rank: int | None) -> tuple[int, int]:
+    """``(world_size, rank)`` as given, or those of the default process group."""
+    w = distributed.world_size() if world_size is None else check_int("world_size", world_size)
+    r = distributed.rank() if rank is None else check_int("rank", rank)
+    if w < 1:
+        raise ValueError(f"world_size must be >= 1, got {w}")
+    if not 0 <= r < w:
+        raise ValueError(f"rank must be between 0 and world_size - 1 ({w - 1}), got {r}")
+    return w, r
+
+
+def part_bounds(count: int, world_size: int, rank: int) -> tuple[int, int]:
+    """``(start, stop)`` of process ``rank``'s contiguous part of ``count`` units.
+
+    The parts follow the rank order and differ by at most one unit: the first
+    ``count % world_size`` processes take one more.
+
+    Example:
+        >>> [part_bounds(7, 3, r) for r in range(3)]
+        [(0, 3), (3, 5), (5, 7)]
+    """
+    size, extra = divmod(count, world_size)
+    start = rank * size + min(rank, extra)
+    return start, start + size + (1 if rank < extra else 0)
 
 
 def _as_class_labels(labels: object, n: int | None = None) -> Tensor:
@@ -328,6 +379,12 @@ class ClassBalancedBatchSampler(Sampler[list[int]]):
     ``seed``: iteration ``e`` of the sampler uses epoch ``e`` (or set it with
     :meth:`set_epoch`).
 
+    With several processes, P × K is the *global* batch: every process draws it alike
+    and keeps a contiguous run of its classes, with the K samples of each (the first
+    ``P % world_size`` processes take one class more), so a process's part always
+    holds whole classes: the consecutive positive pairs of
+    :class:`~contrastkit.training.TwoViewObjective` stay together.
+
     Args:
         labels: integer class labels of the dataset, one per sample.
         classes_per_batch: P, the classes in each batch (at least 1).
@@ -336,9 +393,13 @@ class ClassBalancedBatchSampler(Sampler[list[int]]):
         batches_per_epoch: batches per iteration (default: ``len(labels) // (P * K)``,
             at least 1).
         seed: the seed of every draw.
+        world_size: the number of processes sharing each batch (default: that of the
+            default :mod:`torch.distributed` process group, 1 without one).
+        rank: this process's rank among them (default: that of the default group).
 
     Raises:
-        ValueError: fewer than P classes have K samples (the batch cannot be filled).
+        ValueError: fewer than P classes have K samples (the batch cannot be filled), or
+            P is below ``world_size`` (a process would get no class).
 
     Example:
         >>> import torch
@@ -358,11 +419,19 @@ class ClassBalancedBatchSampler(Sampler[list[int]]):
         samples_per_class: int,
         batches_per_epoch: int | None = None,
         seed: int = 0,
+        world_size: int | None = None,
+        rank: int | None = None,
     ) -> None:
         self.labels = _as_class_labels(labels)
         self.classes_per_batch = check_int("classes_per_batch", classes_per_batch, minimum=1)
         self.samples_per_class = check_int("samples_per_class", samples_per_class, minimum=1)
         self.seed = check_int("seed", seed, minimum=0)
+        self.world_size, self.rank = _process(world_size, rank)
+        if self.classes_per_batch < self.world_size:
+            raise ValueError(
+                f"classes_per_batch ({self.classes_per_batch}) must be at least world_size "
+                f"({self.world_size}): each process takes whole classes of every batch"
+            )
         batch_size = self.classes_per_batch * self.samples_per_class
         default = max(1, len(self.labels) // batch_size)
         count = default if batches_per_epoch is None else batches_per_epoch
@@ -397,10 +466,136 @@ class ClassBalancedBatchSampler(Sampler[list[int]]):
         g = _generator(self.seed, self.epoch)
         self.epoch += 1
         classes, k = self.classes, self.samples_per_class
+        first, stop = part_bounds(self.classes_per_batch, self.world_size, self.rank)
         for _ in range(self.batches_per_epoch):
             chosen = self.eligible[torch.randperm(len(self.eligible), generator=g)]
             batch = []
-            for c in chosen[: self.classes_per_batch].tolist():
+            # every process draws the whole batch (the same draws), and keeps its classes
+            for i, c in enumerate(chosen[: self.classes_per_batch].tolist()):
                 ranks = torch.randperm(int(classes.count[c]), generator=g)[:k]
-                batch.extend(classes.members[classes.start[c] + ranks].tolist())
+                if first <= i < stop:
+                    batch.extend(classes.members[classes.start[c] + ranks].tolist())
             yield batch
+
+
+class RandomBatchSampler(Sampler[list[int]]):
+    """Shuffled batches of a dataset's indices, each split between processes.
+
+    Use it as the ``batch_sampler`` of a :class:`torch.utils.data.DataLoader`, for
+    :class:`PairDataset`, :class:`TripletDataset` or any map-style dataset. Each epoch
+    goes through the indices in an order drawn from ``seed`` and the epoch alone (call
+    :meth:`set_epoch`, as the :class:`~contrastkit.training.Trainer` does), cut into
+    batches of ``batch_size``. With ``batches_per_epoch`` an epoch is that many full
+    batches, taking as many passes over the dataset as it needs (each index is used
+    once per pass); without it, an epoch is one pass, whose last batch may be smaller
+    (dropped with ``drop_last``).
+
+    ``batch_size`` is the **global** batch: with several processes, every process draws
+    the same batch and keeps its contiguous part of it (the first ``batch_size %
+    world_size`` processes take one row more). No index appears twice in a batch, even
+    where a batch spans two passes, and nothing is padded; a last batch with fewer rows
+    than processes, which would leave a process without any, is dropped.
+
+    Args:
+        data: the dataset (anything with a length) or its number of samples.
+        batch_size: the rows of each global batch, at least ``world_size`` and at most
+            the number of samples (a larger batch would repeat samples).
+        batches_per_epoch: full batches per epoch; ``None``: one pass over the data.
+        shuffle: draw the order; ``False`` keeps the indices in order (each pass).
+        drop_last: drop a last batch smaller than ``batch_size`` (one pass only).
+        seed: the seed of the order.
+        world_size: the number of processes sharing each batch (default: that of the
+            default :mod:`torch.distributed` process group, 1 without one).
+        rank: this process's rank among them (default: that of the default group).
+
+    Example:
+        >>> import torch
+        >>> from torch.utils.data import DataLoader, TensorDataset
+        >>> data = TensorDataset(torch.arange(10.0))
+        >>> parts = [RandomBatchSampler(data, batch_size=4, world_size=2, rank=r) for r in (0, 1)]
+        >>> whole = RandomBatchSampler(data, batch_size=4, world_size=1, rank=0)
+        >>> [a + b for a, b in zip(*parts)] == list(whole)
+        True
+        >>> [len(b) for b in parts[0]], [len(b) for b in parts[1]]
+        ([2, 2, 1], [2, 2, 1])
+    """
+
+    def __init__(
+        self,
+        data: Sized | int,
+        *,
+        batch_size: int,
+        batches_per_epoch: int | None = None,
+        shuffle: bool = True,
+        drop_last: bool = False,
+        seed: int = 0,
+        world_size: int | None = None,
+        rank: int | None = None,
+    ) -> None:
+        if isinstance(data, bool | str | bytes) or not isinstance(data, int | Sized):
+            raise TypeError(
+                f"data must be a dataset with a length or a number of samples, got "
+                f"{type(data).__name__}"
+            )
+        self.num_samples = check_int(
+            "data", data if isinstance(data, int) else len(data), minimum=1
+        )
+        self.batch_size = check_int("batch_size", batch_size, minimum=1)
+        self.shuffle = check_bool("shuffle", shuffle)
+        self.drop_last = check_bool("drop_last", drop_last)
+        self.seed = check_int("seed", seed, minimum=0)
+        self.world_size, self.rank = _process(world_size, rank)
+        if batches_per_epoch is not None:
+            batches_per_epoch = check_int("batches_per_epoch", batches_per_epoch, minimum=1)
+        self.batches_per_epoch = batches_per_epoch
+        if self.batch_size > self.num_samples:
+            raise ValueError(
+                f"batch_size ({self.batch_size}) must be at most the {self.num_samples} "
+                "samples: a larger batch would repeat samples"
+            )
+        if self.batch_size < self.world_size:
+            raise ValueError(
+                f"batch_size ({self.batch_size}) must be at least world_size "
+                f"({self.world_size}): every process takes a part of each batch"
+            )
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Make the next iteration draw the order of ``epoch``."""
+        self.epoch = check_int("epoch", epoch, minimum=0)
+
+    def _total(self) -> int:
+        if self.batches_per_epoch is not None:
+            return self.batches_per_epoch * self.batch_size
+        return self.num_samples
+
+    def __len__(self) -> int:
+        full, rest = divmod(self._total(), self.batch_size)
+        keep_rest = rest >= self.world_size and not self.drop_last
+        return full + (1 if rest and keep_rest else 0)
+
+    def order(self) -> Tensor:
+        """The indices of the current epoch's global batches, one after the other."""
+        g = _generator(self.seed, self.epoch, _ORDER_STREAM)
+        n, b, total = self.num_samples, self.batch_size, self._total()
+        taken: list[Tensor] = []
+        used = 0
+        while used < total:
+            order = torch.randperm(n, generator=g) if self.shuffle else torch.arange(n)
+            tail = used % b  # the rows of the batch under way, from the previous pass
+            if tail:
+                # the indices that batch holds come last in this pass: never twice in it
+                clash = torch.isin(order, torch.cat(taken)[used - tail :])
+                order = torch.cat([order[~clash], order[clash]])
+            taken.append(order[: total - used])
+            used += len(taken[-1])
+        return torch.cat(taken)
+
+    def __iter__(self) -> Iterator[list[int]]:
+        order = self.order()
+        for start in range(0, len(order), self.batch_size):
+            batch = order[start : start + self.batch_size]
+            if len(batch) < self.batch_size and (self.drop_last or len(batch) < self.world_size):
+                break
+            first, stop = part_bounds(len(batch), self.world_size, self.rank)
+            yield batch[first:stop].tolist()

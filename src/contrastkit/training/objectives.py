@@ -9,6 +9,21 @@ The inputs of a batch may be tensors or mappings of tensors, such as tokenized t
 objective embeds several inputs (the anchor, positive and negative of a triplet), they
 go through the model as one joined batch when they can be joined (:func:`embed_parts`),
 and one after the other when they cannot (tokens padded to different lengths).
+
+**Several processes.** Under :class:`~torch.nn.parallel.DistributedDataParallel` each
+process holds its part of the global batch, and DDP averages the processes' gradients.
+A per-sample loss (pairs, triplets, reconstruction) averaged over each process's rows
+would make that average the global mean only when every part has as many rows; the
+objectives here return each term through :func:`global_value` instead: its value is the
+term of the whole global batch on every process (so every process logs the same), and
+its gradient is that of this process's rows weighted by their share of the batch, so
+that DDP's average is exactly the gradient of the whole batch's mean. A loss that
+gathers every process's rows itself (``gather=True``, which sets its ``gather``
+attribute) already returns the global value and is left as it is. A batch-level loss
+(SupCon, batch-all triplet, InfoNCE) without ``gather=True`` sees only this process's
+part (its negatives come from this part alone); its terms are then combined by the
+same weights, which is not the loss of the whole batch: build it with ``gather=True``.
+At world size 1 nothing changes and nothing is exchanged.
 """
 
 from __future__ import annotations
@@ -20,6 +35,7 @@ from typing import Any, Protocol
 import torch
 from torch import Tensor, nn
 
+from contrastkit import distributed
 from contrastkit.training.batches import batch_size, join
 
 __all__ = [
@@ -31,6 +47,7 @@ __all__ = [
     "TwoViewObjective",
     "WeightedSum",
     "embed_parts",
+    "global_value",
     "total_loss",
 ]
 
@@ -85,6 +102,52 @@ def embed_parts(model: nn.Module, parts: Sequence[Any]) -> list[Any]:
     return list(out.split([batch_size(part) for part in parts]))
 
 
+def global_value(value: Tensor, rows: int, loss: object = None) -> Tensor:
+    r"""This process's loss term as the term of the whole global batch (several processes).
+
+    With :math:`W` processes holding :math:`B_r` rows each and :math:`\ell_r` the mean
+    loss over this process's rows, the global mean is
+    :math:`\bar\ell = \sum_r B_r \ell_r / \sum_r B_r`. The result has the value
+    :math:`\bar\ell` on every process and the gradient of
+    :math:`W B_r \ell_r / \sum_r B_r`, so that
+    :class:`~torch.nn.parallel.DistributedDataParallel`, which averages the processes'
+    gradients, ends with the gradient of :math:`\bar\ell`: that of one process on the
+    whole batch. A loss whose ``reduction`` is ``"sum"`` is summed over processes
+    instead. One scalar collective per call (two numbers).
+
+    ``value`` is returned as it is at world size 1, when it is not a scalar, and when
+    ``loss`` gathers every process's rows itself (its ``gather`` attribute is true: its
+    value is already the global one).
+
+    Args:
+        value: this process's loss, a scalar (the mean, or the sum, over its rows).
+        rows: this process's rows (samples, pairs, triplets) of the batch.
+        loss: the loss that computed ``value``: its ``reduction`` and ``gather``
+            attributes are read, when it has them.
+    """
+    if (
+        not distributed.is_distributed()
+        or getattr(loss, "gather", False) is True
+        or not isinstance(value, Tensor)
+        or value.dim() != 0
+    ):
+        return value
+    summed = getattr(loss, "reduction", "mean") == "sum"
+    weight = 1.0 if summed else float(rows)
+    local = value * weight  # this process's share of the sum over the global batch
+    shares = torch.stack(
+        [
+            local.detach().to(torch.float64),
+            torch.tensor(weight, dtype=torch.float64, device=value.device),
+        ]
+    )
+    total, count = distributed.all_reduce_sum(shares).unbind()
+    if summed:
+        return distributed.global_loss(local, total.to(value.dtype))
+    count = count.to(value.dtype)
+    return distributed.global_loss(local / count, (total / count).to(value.dtype))
+
+
 def _unpack(batch: Any, n: int, what: str) -> tuple[Any, ...]:
     if not isinstance(batch, list | tuple) or len(batch) != n:
         got = f"{len(batch)} items" if isinstance(batch, list | tuple) else type(batch).__name__
@@ -110,7 +173,7 @@ class PairObjective:
             out1, out2 = model(x1, x2)
         else:
             out1, out2 = embed_parts(model, [x1, x2])
-        return {self.name: self.loss(out1, out2, y)}
+        return {self.name: global_value(self.loss(out1, out2, y), batch_size(x1), self.loss)}
 
 
 class TripletObjective:
@@ -127,7 +190,8 @@ class TripletObjective:
     def __call__(self, model: nn.Module, batch: Any) -> dict[str, Tensor]:
         """The loss of one batch of triplets."""
         anchor, positive, negative = _unpack(batch, 3, "TripletObjective (a, p, n)")
-        return {self.name: self.loss(*embed_parts(model, [anchor, positive, negative]))}
+        value = self.loss(*embed_parts(model, [anchor, positive, negative]))
+        return {self.name: global_value(value, batch_size(anchor), self.loss)}
 
 
 class LabelObjective:
@@ -139,7 +203,7 @@ class LabelObjective:
     def __call__(self, model: nn.Module, batch: Any) -> dict[str, Tensor]:
         """The loss of one labelled batch."""
         x, labels = _unpack(batch, 2, "LabelObjective (x, labels)")
-        return {self.name: self.loss(model(x), labels)}
+        return {self.name: global_value(self.loss(model(x), labels), batch_size(x), self.loss)}
 
 
 class TwoViewObjective:
@@ -165,7 +229,8 @@ class TwoViewObjective:
                 "(use ClassBalancedBatchSampler with samples_per_class=2)"
             )
         out = model(x)
-        return {self.name: self.loss(out[0::2], out[1::2])}
+        value = self.loss(out[0::2], out[1::2])
+        return {self.name: global_value(value, batch_size(x) // 2, self.loss)}
 
 
 class ReconstructionObjective:
@@ -290,7 +355,7 @@ class ReconstructionObjective:
                 f"the loss of ReconstructionObjective must return a scalar (reduction 'mean' "
                 f"or 'sum'), got {shape}"
             )
-        return {self.name: value}
+        return {self.name: global_value(value, x.shape[0], self.loss)}
 
 
 def _check_name(where: str, name: object) -> str:

@@ -34,6 +34,19 @@ scaler state saved in the checkpoint after each epoch (accumulation groups never
 an epoch), a run resumed from its last checkpoint ends with exactly the weights of an
 uninterrupted run (on CPU, in float32 or bfloat16).
 
+**Several processes.** Launched with ``torchrun`` and with a :mod:`torch.distributed`
+process group of more than one process initialised, the trainer wraps the model in
+:class:`~torch.nn.parallel.DistributedDataParallel` and trains one model on every
+process's part of each global batch (give each process its part: the batch samplers of
+:mod:`contrastkit.data` take ``world_size`` and ``rank``). Rank 0 alone writes the
+checkpoints, ``metrics.jsonl`` and TensorBoard logs and shows progress bars; every
+process resumes from rank 0's checkpoint; ``evaluate`` runs on rank 0 only and its
+values reach every process, so that every process keeps the same history and stops at
+the same epoch. Each epoch seeds the random number generator from (seed, epoch, rank)
+(so dropout masks differ between processes; rank 0's are those of a one-process run),
+while the data order comes from the samplers, from (seed, epoch) alone. See
+:class:`Trainer` (``distributed``, ``sync_batch_norm``) for the details.
+
 Checkpoints live in ``run_dir/checkpoints/epoch-NNNN/``: ``model.safetensors`` (the
 weights) and ``state.pt`` (optimizer, scheduler, scaler, history, best epoch). Each is
 written to a temporary folder that is renamed into place, so a run killed at any moment
@@ -68,23 +81,28 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib.util
+import inspect
 import json
 import math
 import os
 import shutil
 import time
+import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import torch
+import torch.distributed as dist
 from torch import Tensor, nn
+from torch.nn.modules.batchnorm import _BatchNorm
 
+from contrastkit import distributed as _dist
 from contrastkit.training.batches import to_device
 from contrastkit.training.checkpoints import (
     latest_checkpoint,
-    load_weights,
     remove_stale,
     save_state,
     save_weights,
@@ -101,8 +119,53 @@ Precision = Literal["32", "bf16", "fp16"]
 PRECISIONS: tuple[Precision, ...] = ("32", "bf16", "fp16")
 
 
-def _epoch_seed(seed: int, epoch: int) -> int:
-    return (seed * 1_000_003 + epoch) % (2**63 - 1)
+_T = TypeVar("_T")
+_RANK_STREAM = 0x9E3779B97F4A7C15  # the seeds of ranks 1, 2, … lie far from each other
+
+
+def _epoch_seed(seed: int, epoch: int, rank: int = 0) -> int:
+    """The seed of an epoch's random state; rank 0's is that of a one-process run."""
+    return (seed * 1_000_003 + epoch + rank * _RANK_STREAM) % (2**63 - 1)
+
+
+class _Methods(nn.Module):
+    """The model, with each of its methods callable through ``forward``.
+
+    :class:`~torch.nn.parallel.DistributedDataParallel` prepares the gradients' exchange
+    in its ``forward`` only; wrapping this module lets a call of any method of the
+    model (an autoencoder's ``reconstruct``) go through it.
+    """
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        """``model(*args, **kwargs)``, or ``model.<method>(*args, **kwargs)``."""
+        if method == "forward":
+            return self.model(*args, **kwargs)
+        return getattr(self.model, method)(*args, **kwargs)
+
+
+class _Replica:
+    """The model as the objective sees it under DDP: every call goes through the wrapper.
+
+    Calling it calls the model's ``forward``, and a method the model's class defines
+    beyond :class:`~torch.nn.Module`'s own (``reconstruct``) is called the same way;
+    anything else (attributes, ``parameters()``) is the model's own.
+    """
+
+    def __init__(self, wrapper: nn.Module, model: nn.Module) -> None:
+        self._wrapper, self._model = wrapper, model
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self._wrapper("forward", *args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        value = getattr(self._model, name)
+        if inspect.ismethod(value) and not hasattr(nn.Module, name):
+            return functools.partial(self._wrapper, name)
+        return value
 
 
 def _set_epoch(loader: Iterable[Any], epoch: int) -> None:
@@ -165,19 +228,23 @@ class _Sums:
         self.count += 1
 
     def read(
-        self, check: str | None = None
+        self, check: str | None = None, reduce: Callable[[Tensor], Tensor] | None = None
     ) -> tuple[dict[str, float], int, tuple[int, float] | None]:
         """The sums of the steps since the last read, how many, and the first bad step.
 
         The first bad step is the first whose ``check`` term is not finite, as ``(step,
-        value)``; ``None`` if every one is, or if ``check`` is ``None``.
+        value)``; ``None`` if every one is, or if ``check`` is ``None``. ``reduce``
+        combines every process's terms, step by step (the mean over processes), first.
         """
         names, steps = list(self.buffers), self.pending
         if steps == 0:
             return dict.fromkeys(names, 0.0), 0, None
-        parts = [torch.stack([self.buffers[name][:steps] for name in names]).sum(1)]
+        table = torch.stack([self.buffers[name][:steps] for name in names])
+        if reduce is not None:
+            table = reduce(table)
+        parts = [table.sum(1)]
         if check is not None:
-            checked = self.buffers[check][:steps]
+            checked = table[names.index(check)]
             nonfinite = ~torch.isfinite(checked)
             first = torch.where(nonfinite.any(), nonfinite.to(torch.uint8).argmax(), -1)
             first = first.reshape(1)
@@ -266,6 +333,21 @@ class Trainer:
         tensorboard: write every value of the history (and the running means of the
             training terms at each ``log_every``) to ``run_dir/tensorboard``; needs the
             ``tensorboard`` package, which contrastkit does not require.
+        distributed: train on several processes (see below): ``None`` (the default)
+            does when a :mod:`torch.distributed` process group of more than one process
+            is initialised when the trainer is made; ``True`` requires one; ``False``
+            never does (every process then trains on its own).
+        sync_batch_norm: under several processes, replace the model's BatchNorm layers
+            by :class:`torch.nn.SyncBatchNorm`, which normalizes with the statistics of
+            the whole global batch, as one process would. ``None``: on CUDA, where it
+            works; on the CPU (torch's SyncBatchNorm refuses CPU tensors) each process
+            normalizes its part with the part's own statistics and a
+            :class:`UserWarning` says so. ``True`` asks for it (an error on the CPU);
+            ``False`` keeps the layers, without a warning.
+        ddp_options: more keyword arguments of
+            :class:`~torch.nn.parallel.DistributedDataParallel`, such as
+            ``{"find_unused_parameters": True}`` for a model whose steps leave some
+            parameters without a gradient.
 
     **The step.** :meth:`fit` runs epochs; each batch goes through :meth:`train_batch`,
     which moves it to the device, computes the loss terms with :meth:`training_step`
@@ -295,6 +377,23 @@ class Trainer:
     number of steps: extend only a scheduler built for the longer run, or none) and
     ``patience`` did not stop it (its count of epochs without improvement is restored,
     so an early-stopped run stops again at once).
+
+    **Several processes.** With ``distributed``, each process is given its part of
+    every global batch (``train_loader`` and ``val_loader`` yield this process's parts,
+    as many batches on every process), and :meth:`fit` wraps the model in
+    :class:`~torch.nn.parallel.DistributedDataParallel` (its parameters are rank 0's from
+    then on); :attr:`model` stays the model itself, and :attr:`step_model` is the model
+    the objective is called with (calls go through DDP, so that the gradients are
+    averaged): a subclass overriding :meth:`training_step` must call that one. The
+    objectives of :mod:`contrastkit.training.objectives` make each term the global
+    batch's (:func:`~contrastkit.training.objectives.global_value`), so the averaged
+    gradient is that of one process on the whole batch, and the logged ``train_*`` and
+    ``val_*`` values are the means over the processes of each process's terms (the
+    global values, for those objectives). Accumulated batches exchange their gradients
+    only at the group's last batch (``no_sync``). Only rank 0 writes files and shows
+    progress; a failure of rank 0's writes or of ``evaluate`` stops every process
+    (the others raise a :class:`RuntimeError` naming it) rather than leaving them
+    waiting. Callbacks run on every process (:attr:`rank`, :attr:`is_main`).
 
     Callbacks are plain functions of the trainer, added with :meth:`add_callback` for
     ``"on_batch_end"``, ``"on_epoch_end"`` or ``"on_train_end"``. They can read
@@ -327,6 +426,9 @@ class Trainer:
         mode: Literal["min", "max"] = "min",
         patience: int | None = None,
         tensorboard: bool = False,
+        distributed: bool | None = None,
+        sync_batch_norm: bool | None = None,
+        ddp_options: Mapping[str, Any] | None = None,
     ) -> None:
         _positive_int("epochs", epochs)
         if max_grad_norm is not None and not max_grad_norm > 0:
@@ -367,6 +469,27 @@ class Trainer:
                     "tensorboard=True needs the tensorboard package, which is not installed "
                     "(pip install tensorboard)"
                 )
+        for name, flag in (("distributed", distributed), ("sync_batch_norm", sync_batch_norm)):
+            if flag is not None and not isinstance(flag, bool):
+                raise TypeError(f"{name} must be True, False or None, got {flag!r}")
+        if ddp_options is not None and not isinstance(ddp_options, Mapping):
+            raise TypeError(
+                f"ddp_options must be a mapping of keyword arguments, got "
+                f"{type(ddp_options).__name__}"
+            )
+        if distributed is True:
+            _dist.require_process_group("distributed=True")
+        self.distributed = _dist.is_distributed() if distributed is None else distributed
+        self.rank = _dist.rank() if self.distributed else 0
+        self.world_size = _dist.world_size() if self.distributed else 1
+        if self.distributed and sync_batch_norm is True and device.type != "cuda":
+            raise ValueError(
+                f"sync_batch_norm=True needs a CUDA device: torch.nn.SyncBatchNorm refuses "
+                f"CPU tensors, got device {str(device)!r}; use sync_batch_norm=False (each "
+                "process normalizes its part of the batch) or a model without BatchNorm"
+            )
+        self.sync_batch_norm = sync_batch_norm
+        self.ddp_options = dict(ddp_options or {})
         self.model, self.objective, self.optimizer = model, objective, optimizer
         self.train_loader, self.val_loader, self.evaluate = train_loader, val_loader, evaluate
         self.scheduler, self.epochs, self.seed = scheduler, epochs, seed
@@ -390,6 +513,18 @@ class Trainer:
         self._group: tuple[int, int] = (0, 0)  # (size, batches so far) of the current group
         self._batches_left: int | None = None  # in the epoch, this batch included
         self._writer: Any = None
+        self._wrapper: nn.Module | None = None  # the DistributedDataParallel around the model
+        self._replica: _Replica | None = None
+
+    @property
+    def is_main(self) -> bool:
+        """Whether this process writes the files and shows progress: rank 0, or alone."""
+        return self.rank == 0
+
+    @property
+    def step_model(self) -> Any:
+        """The model the objective is called with: :attr:`model`, or it through DDP."""
+        return self._replica if self._replica is not None else self.model
 
     # --- callbacks ----------------------------------------------------------------------
 
@@ -428,10 +563,11 @@ class Trainer:
         """The loss terms of one batch already on the device: ``objective(model, batch)``.
 
         Runs under :meth:`autocast`, in train mode. Override it to compute the terms
-        otherwise; the rules of the objective's terms apply (a ``"loss"`` term among
+        otherwise (with :attr:`step_model`, so that several processes average their
+        gradients); the rules of the objective's terms apply (a ``"loss"`` term among
         several is the total minimised).
         """
-        return dict(self.objective(self.model, batch))
+        return dict(self.objective(self.step_model, batch))
 
     def validation_step(self, batch: Any) -> dict[str, Tensor]:
         """The loss terms of one validation batch: :meth:`training_step` by default.
@@ -477,15 +613,21 @@ class Trainer:
             ``"loss"``.
         """
         batch = to_device(batch, self.device)
-        with self.autocast():
-            terms = self.training_step(batch)
-        total = total_loss(terms)
         size, done = self._group
         if done >= size:  # the last group is complete: this batch opens the next one
             left = self._batches_left  # None, or below 1 if the loader's length was wrong
             size = self.accumulate if left is None or left < 1 else min(self.accumulate, left)
             done = 0
-        self.backward(total / size if size > 1 else total)
+        # under DDP, a group's batches before its last keep their gradients to themselves
+        # (when the loader's length says which batch is the last)
+        deferred: contextlib.AbstractContextManager[Any] = contextlib.nullcontext()
+        if self._wrapper is not None and done + 1 < size and self._batches_left is not None:
+            deferred = self._wrapper.no_sync()  # type: ignore[operator]
+        with deferred:
+            with self.autocast():
+                terms = self.training_step(batch)
+            total = total_loss(terms)
+            self.backward(total / size if size > 1 else total)
         done += 1
         self._group = (size, done)
         if done == size:
@@ -510,12 +652,13 @@ class Trainer:
         if resume:
             if self.run_dir is None:
                 raise ValueError("resume=True needs a run_dir with checkpoints")
-            remove_stale(self.run_dir)
             resumed = self._resume()
         elif self.run_dir is not None:
-            remove_stale(self.run_dir)
+            run_dir = self.run_dir
+            self._on_main(lambda: remove_stale(run_dir))
         if self.run_dir is not None:
-            self._start_files(resumed)
+            self._on_main(lambda: self._start_files(resumed))
+        self._wrap()
         try:
             while self.epoch < self.epochs:
                 if self.patience is not None and self.epochs_without_improvement >= self.patience:
@@ -525,27 +668,107 @@ class Trainer:
                 start = time.perf_counter()
                 record.update(self._train_epoch())
                 record.update(self._validate())
-                record["epoch_seconds"] = time.perf_counter() - start
+                # evaluate runs once, on rank 0, whose record every process then keeps
+                record = self._on_main(functools.partial(self._finish_record, record, start))
                 self.epoch += 1
                 improved = self._track(record)
                 self.history.append(record)
                 if self.run_dir is not None:
-                    if improved:
-                        self._save_best(record)
-                    self._save()
-                    self._log_epoch(record)
+                    self._on_main(functools.partial(self._write_epoch, record, improved))
                 self._fire("on_epoch_end")
             self._fire("on_train_end")
         finally:
             if self._writer is not None:
                 self._writer.close()
                 self._writer = None
+            # the DDP wrapper holds the process group: let it go with the run (a later
+            # fit wraps the model again)
+            self._wrapper = self._replica = None
         return self.history
+
+    def _write_epoch(self, record: dict[str, float], improved: bool) -> None:
+        if improved:
+            self._save_best(record)
+        self._save()
+        self._log_epoch(record)
+
+    # --- several processes --------------------------------------------------------------
+
+    def _wrap(self) -> None:
+        """Under several processes, the model in DistributedDataParallel (once)."""
+        if not self.distributed or self._wrapper is not None:
+            return
+        from torch.nn.parallel import DistributedDataParallel
+
+        has_batch_norm = any(isinstance(m, _BatchNorm) for m in self.model.modules())
+        sync = self.sync_batch_norm
+        if sync is None:
+            sync = self.device.type == "cuda"
+            if has_batch_norm and not sync:
+                warnings.warn(
+                    f"BatchNorm on {self.world_size} CPU processes: each process normalizes "
+                    "its part of the batch with that part's statistics (torch.nn."
+                    "SyncBatchNorm runs on CUDA only), and the running statistics kept are "
+                    "rank 0's; the model differs from one trained by one process on the "
+                    "whole batch. Pass sync_batch_norm=False to accept this silently",
+                    UserWarning,
+                    stacklevel=3,
+                )
+        if sync and has_batch_norm:
+            converted = torch.nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
+            if converted is not self.model:  # the model is itself a BatchNorm layer
+                self.model = converted
+        device_ids = [self.device.index] if self.device.type == "cuda" else None
+        if device_ids == [None]:
+            device_ids = [torch.cuda.current_device()]
+        self._wrapper = DistributedDataParallel(
+            _Methods(self.model), device_ids=device_ids, **self.ddp_options
+        )
+        self._replica = _Replica(self._wrapper, self.model)
+
+    def _on_main(self, fn: Callable[[], _T]) -> _T:
+        """``fn()`` on rank 0, its result on every process; a failure stops every process.
+
+        Rank 0 runs ``fn`` and sends what it returned, or the error it raised, to the
+        others: they return the same value, or raise a :class:`RuntimeError` naming
+        rank 0's error (rank 0 raises its own), instead of waiting forever for a rank 0
+        that is gone. Alone, it is ``fn()``.
+        """
+        if not self.distributed:
+            return fn()
+        message: list[Any] = [None]
+        error: BaseException | None = None
+        if self.is_main:
+            try:
+                message = [("ok", fn())]
+            except Exception as caught:
+                error = caught
+                message = [("error", f"{type(caught).__name__}: {caught}")]
+        device = (
+            torch.device("cuda", torch.cuda.current_device())
+            if self.device.type == "cuda"
+            else None
+        )
+        dist.broadcast_object_list(message, src=0, device=device)
+        if error is not None:
+            raise error
+        kind, value = message[0]
+        if kind == "error":
+            raise RuntimeError(f"rank 0 failed, so this process stops: {value}")
+        return value  # type: ignore[no-any-return]
+
+    def _mean_over_processes(self, values: Tensor) -> Tensor:
+        """The mean over processes of each process's ``values`` (itself, alone)."""
+        if not self.distributed:
+            return values
+        return _dist.all_reduce_sum(values) / self.world_size
+
+    # --- the epoch ----------------------------------------------------------------------
 
     def _train_epoch(self) -> dict[str, float]:
         from tqdm.auto import tqdm  # type: ignore[import-untyped]
 
-        torch.manual_seed(_epoch_seed(self.seed, self.epoch))
+        torch.manual_seed(_epoch_seed(self.seed, self.epoch, self.rank))
         _set_epoch(self.train_loader, self.epoch)
         self.model.train()
         self.optimizer.zero_grad(set_to_none=True)
@@ -556,7 +779,7 @@ class Trainer:
         bar = tqdm(
             total=batches,
             desc=f"epoch {self.epoch + 1}/{self.epochs}",
-            disable=(not self.progress) if self.progress is not None else None,
+            disable=self._bar_disabled(),
             leave=False,
             dynamic_ncols=True,
         )
@@ -579,12 +802,18 @@ class Trainer:
             means = self._read(sums, bar)
         return {f"train_{name}": value for name, value in means.items()}
 
+    def _bar_disabled(self) -> bool | None:
+        """The progress bar's ``disable``: off but on rank 0; ``None``: on a terminal."""
+        if not self.is_main:
+            return True
+        return (not self.progress) if self.progress is not None else None
+
     def _read(self, sums: _Sums, bar: Any) -> dict[str, float]:
         """Bring the new terms back (one transfer), check and show them; the epoch means."""
         if sums.pending == 0:
             return sums.means()
         first = sums.first_step
-        segment, steps, bad = sums.read(check="loss")
+        segment, steps, bad = sums.read(check="loss", reduce=self._mean_over_processes)
         if bad is not None:
             step, value = bad
             raise FloatingPointError(
@@ -602,29 +831,47 @@ class Trainer:
 
     @torch.no_grad()
     def _validate(self) -> dict[str, float]:
-        if self.val_loader is None and self.evaluate is None:
+        """The mean loss terms of the validation batches (every process, its parts)."""
+        if self.val_loader is None:
             return {}
         was_training = self.model.training
         self.model.eval()
         rng = torch.get_rng_state()
         record: dict[str, float] = {}
         try:
-            if self.val_loader is not None:
-                _set_epoch(self.val_loader, 0)
-                sums = _Sums(self.device, _len(self.val_loader) or 64)
-                for batch in self.val_loader:
-                    batch = to_device(batch, self.device)
-                    with self.autocast():
-                        terms = self.validation_step(batch)
-                    sums.add(_logged(terms, total_loss(terms)))
-                sums.read()
-                record.update({f"val_{k}": v for k, v in sums.means().items()})
-            if self.evaluate is not None:
-                record.update({k: float(v) for k, v in self.evaluate(self.model).items()})
+            _set_epoch(self.val_loader, 0)
+            sums = _Sums(self.device, _len(self.val_loader) or 64)
+            for batch in self.val_loader:
+                batch = to_device(batch, self.device)
+                with self.autocast():
+                    terms = self.validation_step(batch)
+                sums.add(_logged(terms, total_loss(terms)))
+            sums.read(reduce=self._mean_over_processes)
+            record.update({f"val_{k}": v for k, v in sums.means().items()})
         finally:
             torch.set_rng_state(rng)
             self.model.train(was_training)
         return record
+
+    def _finish_record(self, record: dict[str, float], start: float) -> dict[str, float]:
+        """The epoch's record with what ``evaluate`` returns and the epoch's seconds."""
+        record = {**record, **self._evaluate()}
+        record["epoch_seconds"] = time.perf_counter() - start
+        return record
+
+    @torch.no_grad()
+    def _evaluate(self) -> dict[str, float]:
+        """What ``evaluate`` returns for the model (eval mode, no gradient)."""
+        if self.evaluate is None:
+            return {}
+        was_training = self.model.training
+        self.model.eval()
+        rng = torch.get_rng_state()
+        try:
+            return {k: float(v) for k, v in self.evaluate(self.model).items()}
+        finally:
+            torch.set_rng_state(rng)
+            self.model.train(was_training)
 
     def _track(self, record: dict[str, float]) -> bool:
         """Update the best epoch from ``record``; whether this epoch is the new best."""
@@ -718,13 +965,26 @@ class Trainer:
         if old.exists():
             shutil.rmtree(old, ignore_errors=True)
 
-    def _resume(self) -> bool:
+    def _read_checkpoint(self) -> tuple[dict[str, Tensor], dict[str, Any]] | None:
+        """The last checkpoint's weights and state (after clearing stale temporaries)."""
         assert self.run_dir is not None
+        remove_stale(self.run_dir)
         checkpoint = latest_checkpoint(self.run_dir)
         if checkpoint is None:
-            return False
-        load_weights(self.model, checkpoint / "model.safetensors")
+            return None
+        from safetensors.torch import load_file
+
+        weights = load_file(str(checkpoint / "model.safetensors"))
         state = torch.load(checkpoint / "state.pt", map_location="cpu", weights_only=True)
+        return weights, state
+
+    def _resume(self) -> bool:
+        # rank 0 reads the checkpoint and every process resumes from what it read
+        found = self._on_main(self._read_checkpoint)
+        if found is None:
+            return False
+        weights, state = found
+        self.model.load_state_dict(weights)
         self.optimizer.load_state_dict(state["optimizer"])
         if self.scheduler is not None and state["scheduler"] is not None:
             self.scheduler.load_state_dict(state["scheduler"])
