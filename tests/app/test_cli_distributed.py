@@ -92,6 +92,22 @@ def test_two_processes_write_one_run_of_the_model_one_process_trains(
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("loss", ["supcon", "infonce", "triplet"])
+def test_losses_over_the_batch_take_negatives_from_both_processes(
+    process_groups: ProcessGroups, tmp_path: Path, loss: str
+) -> None:
+    """SupCon, InfoNCE and batch-all triplets gather: the model one process trains."""
+    argv = ["train", *SMALL, "--loss", loss, "--no-batch-norm", "--quiet"]
+    two = tmp_path / "two"
+    outcomes = process_groups(2).run(command, *argv, "-o", str(two))
+    assert [status for status, _, _ in outcomes] == [0, 0], outcomes
+    assert "compares the samples of its own part" not in outcomes[0][1]
+    status, _, err = command(*argv, "-o", tmp_path / "one")
+    assert status == 0, err
+    assert_same_run(tmp_path / "one", two, tolerance=5e-4)
+
+
+@pytest.mark.slow
 def test_two_processes_resume_a_run_as_one_process_does(
     process_groups: ProcessGroups, tmp_path: Path
 ) -> None:

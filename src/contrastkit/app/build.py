@@ -344,14 +344,24 @@ LOSS_KINDS: dict[str, LossKind] = {
         "balanced",
         4,
         lambda c: LabelObjective(
-            losses.BatchAllTripletLoss(margin=c.margin, distance=c.distance_name)
+            losses.BatchAllTripletLoss(
+                margin=c.margin, distance=c.distance_name, gather=distributed.is_distributed()
+            )
         ),
     ),
     "infonce": LossKind(
-        "balanced", 2, lambda c: TwoViewObjective(losses.InfoNCELoss(temperature=c.temperature))
+        "balanced",
+        2,
+        lambda c: TwoViewObjective(
+            losses.InfoNCELoss(temperature=c.temperature, gather=distributed.is_distributed())
+        ),
     ),
     "supcon": LossKind(
-        "balanced", 4, lambda c: LabelObjective(losses.SupConLoss(temperature=c.temperature))
+        "balanced",
+        4,
+        lambda c: LabelObjective(
+            losses.SupConLoss(temperature=c.temperature, gather=distributed.is_distributed())
+        ),
     ),
 }
 """Every ``loss`` of :data:`~contrastkit.app.config.LOSSES`: how it batches and trains."""

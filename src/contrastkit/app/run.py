@@ -108,7 +108,6 @@ from torch import Tensor, nn
 
 from contrastkit import distributed
 from contrastkit.app.build import (
-    LOSS_KINDS,
     Split,
     build_model,
     build_objective,
@@ -475,7 +474,7 @@ def _train_run(
             config, model, objective, (train_loader, val_loader), val, run, device, progress
         )
         notes += _unmeasured_notes(val, test)
-        notes += _process_notes(config, model, contrastive, device, processes)
+        notes += _process_notes(config, model, device, processes)
     spec_json = json.dumps(spec, indent=2) + "\n"
 
     def open_folder() -> Path:  # rank 0: the run folder, made or checked
@@ -575,7 +574,7 @@ def _silent(_: str) -> None:
 
 
 def _process_notes(
-    config: RunConfig, model: nn.Module, loss: Any, device: torch.device, processes: int
+    config: RunConfig, model: nn.Module, device: torch.device, processes: int
 ) -> list[str]:
     """What training on several processes does, for the log and the report."""
     if processes < 2:
@@ -602,13 +601,6 @@ def _process_notes(
                 "on the same batches; train with batch_norm = false (--no-batch-norm) or "
                 "on CUDA for the one-process model"
             )
-    inner = getattr(loss, "loss", None)
-    batch_level = LOSS_KINDS[config.loss].batches == "balanced"  # triplet, infonce, supcon
-    if config.objective != "reconstruction" and batch_level and not getattr(inner, "gather", False):
-        notes.append(
-            f"the {config.loss} loss of each process compares the samples of its own part "
-            "of the batch only: its negatives come from that part, not the whole batch"
-        )
     return notes
 
 
