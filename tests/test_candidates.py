@@ -47,7 +47,6 @@ DTYPE = torch.float64
 REDUCTIONS = ["mean", "sum", "none"]
 SEEDS = [0, 1, 2]
 MODES = ["ids", "candidates", "candidates_ids"]
-TILED = hasattr(contrastkit._tiled, "cross_contrastive_sum")
 
 # --------------------------------------------------------------------------------------
 # brute force: torch scalars, one pair at a time
@@ -628,8 +627,6 @@ def test_the_batch_as_its_own_candidates_is_the_batch(name: str, reduction: str)
 # --------------------------------------------------------------------------------------
 # 3. the tiled path
 
-_TILED_MARK = pytest.mark.skipif(not TILED, reason="tiled candidate kernels not merged yet")
-
 
 # all-pairs with reduction="none" has no tiled path: chunk_size is refused (tested below)
 _TILED_LABELLED = [
@@ -639,7 +636,6 @@ _TILED_LABELLED = [
 ]
 
 
-@_TILED_MARK
 @pytest.mark.parametrize(("name", "mode", "reduction", "chunk_size"), _TILED_LABELLED)
 def test_tiled_path_equals_simple_path_labelled(
     name: str, mode: str, reduction: str, chunk_size: int
@@ -653,7 +649,6 @@ def test_tiled_path_equals_simple_path_labelled(
         torch.testing.assert_close(g_tiled, g_simple)
 
 
-@_TILED_MARK
 @pytest.mark.parametrize("chunk_size", [2, 3])
 @pytest.mark.parametrize("reduction", REDUCTIONS)
 @pytest.mark.parametrize("name", list(PAIRED))
@@ -820,14 +815,9 @@ def test_gather_without_a_process_group_with_candidates(name: str) -> None:
 
 
 # --------------------------------------------------------------------------------------
-# discrepancies found (xfail strict: they pass, and must lose their marker, once fixed)
+# found by these tests: the magnitude and the dtype of candidates
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="supcon(normalize=False) checks the magnitude of embeddings but not of "
-    "candidates: their logits overflow and the loss is NaN instead of a ValueError",
-)
 def test_supcon_without_normalize_refuses_candidates_whose_logits_overflow() -> None:
     z = torch.ones(2, 3, dtype=DTYPE) * 1e150  # within the embeddings' bound (1.2e153)
     c = torch.ones(2, 3, dtype=DTYPE) * 1e160
@@ -835,11 +825,6 @@ def test_supcon_without_normalize_refuses_candidates_whose_logits_overflow() -> 
         F.supcon(z, torch.tensor([0, 1]), normalize=False, candidates=c, candidate_labels=Y[:2])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="float64 candidates are cast to float32 embeddings' dtype after the finiteness "
-    "check: finite rows beyond float32's range become inf and the loss NaN",
-)
 @pytest.mark.parametrize("name", list(LABELLED_CALLS))
 def test_finite_float64_candidates_beyond_float32_give_no_nan(name: str) -> None:
     z, y = torch.ones(2, 3), torch.tensor([0, 1])

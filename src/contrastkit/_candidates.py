@@ -26,7 +26,13 @@ import torch
 from torch import Tensor
 
 from contrastkit import distributed
-from contrastkit._validation import check_bool, check_class_labels, check_embeddings, check_finite
+from contrastkit._validation import (
+    check_bool,
+    check_class_labels,
+    check_embeddings,
+    check_finite,
+    compute_dtype,
+)
 
 __all__ = ["Candidates", "check_ids", "excluded", "finish", "prepare", "prepare_paired"]
 
@@ -52,6 +58,8 @@ def check_ids(name: str, ids: object, like_name: str, like: Tensor) -> Tensor | 
     """Sample ids: ``None``, or an integer tensor of shape ``(n,)`` like class labels."""
     if ids is None:
         return None
+    if isinstance(ids, Tensor) and (ids.is_floating_point() or ids.is_complex()):
+        raise TypeError(f"{name} must be an integer tensor of sample ids, got dtype {ids.dtype}")
     return check_class_labels(name, ids, like_name, like)
 
 
@@ -136,8 +144,10 @@ def prepare(
             f"candidate_ids={'None' if c_ids is None else 'a tensor'}"
         )
     check_finite(candidates=c)
+    # computed in the wider of the two dtypes (the caller brings the anchors to it)
+    dtype = torch.promote_types(z.dtype, compute_dtype(c))
     (rows, row_labels, row_ids), _ = _gather_all(
-        gather, group, c.shape[0], c.device, c.to(z.dtype), c_labels, c_ids
+        gather, group, c.shape[0], c.device, c.to(dtype), c_labels, c_ids
     )
     assert rows is not None
     return Candidates(rows, row_labels, row_ids, None, gather, group)

@@ -1092,6 +1092,8 @@ def supcon(
         group=group,
     )
     if c is not None:
+        if not normalize and candidates is not None:
+            _check_dot_magnitude(temperature, embeddings=embeddings, candidates=c.rows)
         return _supcon_candidates(z, labels, ids, c, temperature, normalize, reduction, chunk_size)
     if normalize:
         z = unit_rows(z)
@@ -1300,6 +1302,7 @@ def _supcon_candidates(
 ) -> Tensor:
     """SupCon of this process's anchors against the candidates (see :mod:`._candidates`)."""
     rows = c.rows
+    z = z.to(rows.dtype)
     if normalize:
         z, rows = unit_rows(z), unit_rows(rows)
     a = z / temperature
@@ -1383,6 +1386,7 @@ def _all_pairs_candidates(
     each anchor's pairs with the later rows (the order of one process's loss).
     """
     rows = c.rows
+    z = z.to(rows.dtype)
     b, m = z.shape[0], rows.shape[0]
     _check_squared_magnitude(metric.name, candidates=rows)
     both_ends = c.self_index is not None
@@ -1442,6 +1446,7 @@ def _batch_all_candidates(
 ) -> Tensor:
     """Batch-all triplets with the anchors' positives and negatives among the candidates."""
     rows = c.rows
+    z = z.to(rows.dtype)
     b, m = z.shape[0], rows.shape[0]
     _check_squared_magnitude(metric.name, candidates=rows)
     if metric.name in _tiled.TILED_DISTANCES and _tiled.use_tiles(b, m, chunk_size):
@@ -1481,6 +1486,7 @@ def _batch_hard_candidates(
 ) -> Tensor:
     """Each anchor's hardest positive and negative among the candidates."""
     rows = c.rows
+    z = z.to(rows.dtype)
     b, m = z.shape[0], rows.shape[0]
     _check_squared_magnitude(metric.name, candidates=rows)
     if _tiled.use_tiles(b, m, chunk_size):
