@@ -17,9 +17,12 @@ What is measured in each process, for each ``W``, ``G`` and ``D``:
    rank takes its rows), then one training step runs, the first in the process. Its
    peak is the growth of the process's high-water resident memory (``VmHWM``, reset
    through ``/proc/self/clear_refs`` just before the step) over what the process held
-   before it; the table also gives the process's whole ``VmHWM`` after the step (torch
-   and the process group included). On CUDA: ``torch.cuda.max_memory_allocated`` over
-   the memory allocated before the step. This first step is also the warm-up.
+   before it, and the same for the loss's forward and backward alone (reset again when
+   the loss starts); the table also gives the process's whole peak (torch and the
+   process group included). On CUDA: ``torch.cuda.max_memory_allocated`` over the
+   memory allocated at each reset. This first step is also the warm-up. Resident memory
+   includes what the C allocator keeps after a free; with glibc,
+   ``MALLOC_MMAP_THRESHOLD_=65536`` in the environment makes it follow the live tensors.
 2. **Time**: ``--repeats`` more steps, each started after a barrier. Each step is timed
    in four parts, every rank's times are collected, and the table shows the step whose
    slowest rank was fastest (best of the repeats), each part's time being the slowest
@@ -115,10 +118,10 @@ PLAN_WORLDS = (8, 64, 256, 1024)
 PLAN_BATCH = 256
 PLAN_DIMS = (256, 768)
 PLAN_BANDWIDTHS_GBS = (25.0, 100.0, 400.0)
-PLAN_COPIES = 5
-"""Float32 ``N × D`` buffers a gathered loss holds at its peak, per process (see plan)."""
-PLAN_TILE_BUFFERS = 2
-"""Tile-sized buffers (``TILE_ELEMENTS`` floats each) the tiled kernels hold at once."""
+PLAN_COPIES = 7
+"""``N × D`` buffers a gathered loss holds at its peak, per process (see :func:`plan`)."""
+PLAN_TILE_BUFFERS = 1
+"""Tile-sized buffers the tiled kernels hold at once (one ``rows × N`` buffer)."""
 TILE_ELEMENTS = 1 << 23
 """contrastkit's automatic tile size in elements (``_tiled.TILE_ELEMENTS``)."""
 
@@ -144,20 +147,30 @@ def plan(
     * backward, an all-reduce of their ``N × D`` gradient: a ring all-reduce sends and
       receives ``2·(W − 1)/W`` of the buffer, ``2·(W − 1)·B·D`` values;
 
-    ``3·(W − 1)·B·D·bytes_per_value`` bytes in all, at the bandwidth one process
-    sustains in a collective (what nccl-tests calls bus bandwidth). Left out: the
-    labels' all-gather (8 bytes per row, ``W·B·8``), the sizes' exchange (``W`` integers)
-    and the all-reduce of the counts (two numbers): small in bytes, but each collective
-    also costs a latency that grows with ``W`` (``W − 1`` steps for a ring), and the
-    parameter gradients' all-reduce, which does not depend on the loss.
+    ``3·(W − 1)·B·D·bytes_per_value`` bytes received (and as many sent) in all, at the
+    bandwidth one process sustains in a collective (what nccl-tests calls bus
+    bandwidth). CLIP gathers and reduces two such tensors (queries and keys), InfoNCE
+    gathers two and reduces one. Left out: the labels' all-gather (8 bytes per row),
+    the sizes' exchange (``W`` integers) and the all-reduce of the counts (two numbers),
+    small in bytes; the latency of each collective, which grows with ``W`` for a ring
+    (``W − 1`` steps; NCCL may choose a tree for an all-reduce, ``log W``); any overlap
+    with computation (none here: the loss waits for the rows, and the encoder's
+    backward for their gradient); and the parameter gradients' all-reduce, which does
+    not depend on the loss.
 
-    Memory per process: ``PLAN_COPIES`` buffers of ``N × D`` values (the gathered rows,
-    their normalised copy, the gradient built in the forward pass, the gradient
-    handed back through the gather, and the backward's all-reduce buffer) plus
-    ``PLAN_TILE_BUFFERS`` tiles of ``max(TILE_ELEMENTS, N)`` values (a tile holds at
-    least one row of ``N``). Arithmetic per process: the three products of a ``B × N``
-    tile with ``N × D`` rows (``S = A·Bᵀ``, ``P·B`` and ``Pᵀ·A``), ``6·B·N·D`` floating
-    point operations.
+    Memory of the loss's forward and backward, per process: ``PLAN_COPIES`` buffers of
+    ``N × D`` values plus ``PLAN_TILE_BUFFERS`` tile of ``min(B·N, max(TILE_ELEMENTS,
+    N))`` values (a tile holds at least one row of ``N``, and at most the ``B × N``
+    matrix). The copies are the gathered rows (twice while the all-gather's parts are
+    concatenated), their unit-length copy, the per-class sums, the gradient the tiled
+    kernel builds in the forward pass, the gradients handed back through the
+    normalisation and the gather, and the backward all-reduce's buffer; not all live at
+    once. 7 is measured: supcon's peak grew by 6.75 ``N × D`` float32 buffers from
+    ``D = 128`` to ``D = 512`` at ``G = 8192``, ``W = 2`` on CPU, with glibc's
+    ``MALLOC_MMAP_THRESHOLD_=65536`` so that resident memory follows the live tensors
+    (without it, freed memory kept by the allocator nearly doubles the growth).
+    Arithmetic per process: the three products of a ``B × N`` tile with ``N × D`` rows
+    (``S = A·Cᵀ``, ``P·C`` and ``Pᵀ·A``), ``6·B·N·D`` floating-point operations.
 
     Args:
         worlds: the numbers of processes ``W``.
@@ -222,7 +235,7 @@ def plan_markdown(rows: list[dict]) -> str:
         "W",
         "N = W·B",
         "gathered N×D",
-        "sent + received",
+        "received (= sent)",
         *(f"at {bw:g} GB/s" for bw in bandwidths),
         "loss memory",
         "loss TFLOP",
