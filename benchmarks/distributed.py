@@ -727,6 +727,7 @@ def markdown(rows: list[dict], info: dict, settings: dict) -> str:
         f"{'nccl' if info['device'].startswith('cuda') else 'gloo'}, processes launched by "
         f"torchrun, {settings['threads']} torch thread(s) per process.",
         f"- Date: {settings['date']}; command: `{settings['command']}`.",
+        *([f"- Note: {settings['note']}"] if settings.get("note") else []),
         f"- Step: MLP encoder {settings['in_dim']} → {settings['hidden']} → ReLU → D, "
         f"`{CALLS[settings['loss']]}` over a global batch of G rows (B = G / W per "
         f"process, {SAMPLES_PER_CLASS} samples per class), backward, gradients averaged "
@@ -773,6 +774,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--in-dim", type=int, default=IN_DIM, help="the encoder's input size")
     parser.add_argument("--hidden", type=int, default=HIDDEN, help="the encoder's hidden size")
     parser.add_argument("--out", default="benchmarks/results", help="folder for the results")
+    parser.add_argument("--note", help="a line for the results (what was measured, and where)")
     parser.add_argument(
         "--plan", action="store_true", help="print the plan for large W, run nothing"
     )
@@ -852,6 +854,7 @@ def main(argv: list[str] | None = None) -> None:
         "in_dim": args.in_dim,
         "hidden": args.hidden,
         "load_before": load(),
+        "note": args.note,
     }
     print(f"{info['cpu']}, torch {info['torch']}, device {args.device}", flush=True)
     print(HEADER, flush=True)

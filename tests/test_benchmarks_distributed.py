@@ -192,9 +192,12 @@ def test_a_run_under_torchrun_writes_its_table_and_json(bench, tmp_path, capsys)
 
 def test_a_failed_case_becomes_a_row(bench, tmp_path, monkeypatch):
     monkeypatch.setattr(bench, "run_case", lambda *args: {"error": "RuntimeError: boom"})
-    bench.main(["--worlds", "2", "--sizes", "32", "--dims", "8", "--out", str(tmp_path)])
-    [row] = _table_rows((tmp_path / "distributed-cpu.md").read_text())
+    argv = ["--worlds", "2", "--sizes", "32", "--dims", "8", "--note", "on a test machine"]
+    bench.main([*argv, "--out", str(tmp_path)])
+    markdown = (tmp_path / "distributed-cpu.md").read_text()
+    [row] = _table_rows(markdown)
     assert row[:5] == ["2", "32", "16", "8", "failed: RuntimeError: boom"]
+    assert "- Note: on a test machine" in markdown
 
 
 def test_failure_lines_name_the_error_not_the_launcher(bench):
