@@ -118,7 +118,7 @@ PLAN_WORLDS = (8, 64, 256, 1024)
 PLAN_BATCH = 256
 PLAN_DIMS = (256, 768)
 PLAN_BANDWIDTHS_GBS = (25.0, 100.0, 400.0)
-PLAN_COPIES = 7
+PLAN_COPIES = 8
 """``N × D`` buffers a gathered loss holds at its peak, per process (see :func:`plan`)."""
 PLAN_TILE_BUFFERS = 1
 """Tile-sized buffers the tiled kernels hold at once (one ``rows × N`` buffer)."""
@@ -165,10 +165,12 @@ def plan(
     concatenated), their unit-length copy, the per-class sums, the gradient the tiled
     kernel builds in the forward pass, the gradients handed back through the
     normalisation and the gather, and the backward all-reduce's buffer; not all live at
-    once. 7 is measured: supcon's peak grew by 6.75 ``N × D`` float32 buffers from
-    ``D = 128`` to ``D = 512`` at ``G = 8192``, ``W = 2`` on CPU, with glibc's
-    ``MALLOC_MMAP_THRESHOLD_=65536`` so that resident memory follows the live tensors
-    (without it, freed memory kept by the allocator nearly doubles the growth).
+    once. 8 is measured: supcon's peak grew by 6.75 and 7.9 ``N × D`` float32 buffers
+    from ``D = 128`` to ``D = 512`` at ``G = 8192`` and ``16384``, ``W = 2`` on CPU,
+    with glibc's ``MALLOC_MMAP_THRESHOLD_=65536`` so that resident memory follows the
+    live tensors (without it, freed memory the allocator keeps nearly doubles the
+    growth); at ``G = 16384`` the plan gives 96 and 288 MiB, the step measured 97 and
+    287 MiB.
     Arithmetic per process: the three products of a ``B × N`` tile with ``N × D`` rows
     (``S = A·Cᵀ``, ``P·C`` and ``Pᵀ·A``), ``6·B·N·D`` floating-point operations.
 
