@@ -154,21 +154,31 @@ def prepare(
 
 
 def prepare_paired(
-    first: Tensor, second: Tensor, *, ids: object, gather: object, group: Any, anchors_name: str
+    first: Tensor,
+    second: Tensor,
+    *,
+    ids: object,
+    gather: object,
+    group: Any,
+    anchors_name: str,
+    gather_first: bool = True,
 ) -> tuple[Tensor, Tensor, Tensor | None, Tensor | None, int] | None:
     """Gathered ``first``, ``second`` and ids of a paired batch (InfoNCE, NT-Xent).
 
     Returns ``(all_first, all_second, ids, all_ids, offset)``, or ``None`` for the
-    plain one-process loss (no ids, no process group to gather from).
+    plain one-process loss (no ids, no process group to gather from). With
+    ``gather_first=False`` only ``second`` is exchanged (InfoNCE in one direction
+    compares this process's queries with every key): ``all_first`` is ``first``.
     """
     gather = check_bool("gather", gather)
     ids_t = check_ids("ids", ids, anchors_name, first)
     if _one_process(ids_t, gather, group):
         return None
     (all_first, all_second, all_ids), offset = _gather_all(
-        gather, group, first.shape[0], first.device, first, second, ids_t
+        gather, group, first.shape[0], first.device, first if gather_first else None, second, ids_t
     )
-    assert all_first is not None and all_second is not None
+    all_first = first if all_first is None else all_first
+    assert all_second is not None
     return all_first, all_second, ids_t, all_ids, offset
 
 

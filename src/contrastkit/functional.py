@@ -854,7 +854,7 @@ def info_nce(
         if normalize:
             neg = unit_rows(neg)
     paired = _candidates.prepare_paired(
-        q, k, ids=ids, gather=gather, group=group, anchors_name="query"
+        q, k, ids=ids, gather=gather, group=group, anchors_name="query", gather_first=symmetric
     )
     if paired is not None:
         return _info_nce_candidates(
