@@ -3,12 +3,18 @@
 Each benchmark script runs itself with ``--child ...`` for one case; the child prints
 its result as the last line of standard output, in JSON. A child that fails, is killed
 (out of memory) or prints no result becomes ``{"error": "..."}``, a row of the table.
+The children read their memory with :func:`status_kb` and :func:`maxrss_bytes`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import platform
+import resource
 import subprocess
+import sys
 
 
 def run_child(command: list[str]) -> dict:
@@ -24,3 +30,46 @@ def run_child(command: list[str]) -> dict:
         return json.loads(out.stdout.strip().splitlines()[-1])
     except (IndexError, json.JSONDecodeError):
         return {"error": f"no result from the child process: {out.stdout[-200:]!r}"}
+
+
+def status_kb(field: str) -> int | None:
+    """A field of ``/proc/self/status`` in KiB (``"VmHWM"``, ``"VmRSS"``); None off Linux."""
+    with contextlib.suppress(OSError), open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    return None
+
+
+def maxrss_bytes() -> int:
+    """The process's peak resident memory in bytes, from ``getrusage``."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak if sys.platform == "darwin" else peak * 1024
+
+
+def machine(device: str | None = None) -> dict:
+    """The machine a benchmark ran on: CPU, cores, memory, torch, and the GPU on CUDA."""
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    with contextlib.suppress(OSError), open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    info: dict = {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+    }
+    if device is not None:
+        info["device"] = device
+    pages = os.sysconf("SC_PHYS_PAGES") if hasattr(os, "sysconf") else None
+    if pages:
+        info["memory_gib"] = round(pages * os.sysconf("SC_PAGE_SIZE") / 2**30, 1)
+    if device is not None and device.startswith("cuda"):
+        info["gpu"] = torch.cuda.get_device_name(torch.device(device))
+        info["gpus"] = torch.cuda.device_count()
+    return info

@@ -84,8 +84,6 @@ import contextlib
 import datetime
 import json
 import os
-import platform
-import resource
 import shlex
 import subprocess
 import sys
@@ -93,6 +91,9 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _child import machine, maxrss_bytes, status_kb
 
 LOSSES = ("supcon", "infonce", "clip", "ntxent", "contrastive", "batch_hard", "batch_all")
 CALLS = {
@@ -262,22 +263,6 @@ def plan_markdown(rows: list[dict]) -> str:
 # one process of one case
 
 
-def _status_kb(field: str) -> int | None:
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith(field + ":"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return None
-
-
-def _maxrss_bytes() -> int:
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak if sys.platform == "darwin" else peak * 1024
-
-
 class Memory:
     """Peak memory since a mark: ``VmHWM`` on Linux, CUDA's allocator on a GPU.
 
@@ -302,9 +287,9 @@ class Memory:
             with open("/proc/self/clear_refs", "w") as f:
                 f.write("5")
         except OSError:
-            return _maxrss_bytes()
-        level = _status_kb("VmHWM")
-        return level * 1024 if level is not None else _maxrss_bytes()
+            return maxrss_bytes()
+        level = status_kb("VmHWM")
+        return level * 1024 if level is not None else maxrss_bytes()
 
     def peak(self) -> int:
         """The peak since the last mark, in bytes."""
@@ -318,8 +303,8 @@ def process_peak_bytes(device: str) -> int:
     if device.startswith("cuda"):
         torch.cuda.synchronize(device)
         return int(torch.cuda.max_memory_allocated(device))
-    hwm = _status_kb("VmHWM")
-    return hwm * 1024 if hwm is not None else _maxrss_bytes()
+    hwm = status_kb("VmHWM")
+    return hwm * 1024 if hwm is not None else maxrss_bytes()
 
 
 class Collectives:
@@ -643,29 +628,7 @@ def load() -> str:
 
 
 def machine_info(device: str) -> dict:
-    import torch
-
-    cpu = platform.processor() or platform.machine()
-    with contextlib.suppress(OSError):
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    info: dict[str, Any] = {
-        "cpu": cpu,
-        "cores": os.cpu_count(),
-        "torch": torch.__version__,
-        "python": platform.python_version(),
-        "device": device,
-    }
-    pages = os.sysconf("SC_PHYS_PAGES") if hasattr(os, "sysconf") else None
-    if pages:
-        info["memory_gib"] = round(pages * os.sysconf("SC_PAGE_SIZE") / 2**30, 1)
-    if device.startswith("cuda"):
-        info["gpu"] = torch.cuda.get_device_name(0)
-        info["gpus"] = torch.cuda.device_count()
-    return info
+    return machine(device)
 
 
 HEADER = (

@@ -81,8 +81,6 @@ import datetime
 import itertools
 import json
 import os
-import platform
-import resource
 import shlex
 import sys
 import time
@@ -90,7 +88,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _child import run_child
+from _child import machine, maxrss_bytes, run_child, status_kb
 
 LOSSES = {
     "infonce": "info_nce(q, k, temperature=0.07)",
@@ -222,22 +220,6 @@ def _synchronizer(device: str) -> Callable[[], None]:
     return lambda: None
 
 
-def _status_kb(field: str) -> int | None:
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith(field + ":"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return None
-
-
-def _maxrss_bytes() -> int:
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak if sys.platform == "darwin" else peak * 1024
-
-
 def peak_bytes(fn: Callable[[], object], device: str) -> int:
     """How far memory rises above its current level while ``fn`` runs."""
     import torch
@@ -252,15 +234,15 @@ def peak_bytes(fn: Callable[[], object], device: str) -> int:
     try:  # Linux: reset the high-water mark to the current resident memory
         with open("/proc/self/clear_refs", "w") as f:
             f.write("5")
-        before = _status_kb("VmHWM")
+        before = status_kb("VmHWM")
     except OSError:
         before = None
     if before is None:  # the peak so far stands in for the current level
-        before_bytes = _maxrss_bytes()
+        before_bytes = maxrss_bytes()
         fn()
-        return max(_maxrss_bytes() - before_bytes, 0)
+        return max(maxrss_bytes() - before_bytes, 0)
     fn()
-    after = _status_kb("VmHWM") or before
+    after = status_kb("VmHWM") or before
     # the kernel's resident-memory counters are approximate (to a few pages per thread)
     return max(after - before, 0) * 1024
 
@@ -392,28 +374,7 @@ def run_case(
 
 
 def machine_info(device: str) -> dict:
-    import torch
-
-    cpu = platform.processor() or platform.machine()
-    with contextlib.suppress(OSError):
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    info = {
-        "cpu": cpu,
-        "cores": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "torch": torch.__version__,
-        "python": platform.python_version(),
-        "device": device,
-    }
-    pages = os.sysconf("SC_PHYS_PAGES") if hasattr(os, "sysconf") else None
-    if pages:
-        info["memory_gib"] = round(pages * os.sysconf("SC_PAGE_SIZE") / 2**30, 1)
-    if device.startswith("cuda"):
-        info["gpu"] = torch.cuda.get_device_name(torch.device(device))
+    info = machine(device)
     try:
         import pytorch_metric_learning
 

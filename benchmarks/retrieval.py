@@ -49,7 +49,6 @@ import importlib
 import json
 import math
 import os
-import platform
 import resource
 import shlex
 import statistics
@@ -60,7 +59,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _child import run_child
+from _child import machine, run_child, status_kb
 
 IMPLS = ("old", "torch", "faiss", "pml")
 DESCRIPTIONS = {
@@ -207,20 +206,12 @@ def make_call(impl: str, emb: Any, labels: Any) -> Callable[[], dict[str, float]
     return call
 
 
-def _status_kb(field: str) -> int | None:
-    with contextlib.suppress(OSError), open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    return None
-
-
 def peak_bytes(fn: Callable[[], Any]) -> tuple[int, Any]:
     """How far resident memory rises above its current level while ``fn`` runs."""
     try:  # Linux: reset the high-water mark to the current resident memory
         with open("/proc/self/clear_refs", "w") as f:
             f.write("5")
-        before = _status_kb("VmHWM")
+        before = status_kb("VmHWM")
     except OSError:
         before = None
     if before is None:  # the peak so far stands in for the current level
@@ -230,7 +221,7 @@ def peak_bytes(fn: Callable[[], Any]) -> tuple[int, Any]:
         after_bytes = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale
         return max(after_bytes - before_bytes, 0), out
     out = fn()
-    after = _status_kb("VmHWM") or before
+    after = status_kb("VmHWM") or before
     return max(after - before, 0) * 1024, out
 
 
@@ -301,26 +292,9 @@ def compare(values: dict[str, float], baseline: dict[str, float] | None) -> str:
 
 
 def machine_info() -> dict:
-    import torch
-
-    cpu = platform.processor() or platform.machine()
-    with contextlib.suppress(OSError), open("/proc/cpuinfo") as f:
-        for line in f:
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    info: dict[str, Any] = {
-        "cpu": cpu,
-        "cores": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "torch": torch.__version__,
-        "python": platform.python_version(),
-        "faiss": installed("faiss"),
-        "pytorch_metric_learning": installed("pytorch_metric_learning"),
-    }
-    pages = os.sysconf("SC_PHYS_PAGES") if hasattr(os, "sysconf") else None
-    if pages:
-        info["memory_gib"] = round(pages * os.sysconf("SC_PAGE_SIZE") / 2**30, 1)
+    info = machine()
+    info["faiss"] = installed("faiss")
+    info["pytorch_metric_learning"] = installed("pytorch_metric_learning")
     return info
 
 
