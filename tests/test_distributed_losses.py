@@ -1,7 +1,7 @@
 """Every loss over the pairs of a batch, with ``gather=True``, equals one process's loss.
 
 The contract, checked in float64 in the session's gloo groups at W = 2 and 3 processes
-with equal and unequal rows per process: every rank's loss is the one-process loss of
+with equal and unequal rows per process, a process with none among them: every rank's loss is the one-process loss of
 the whole batch (the ranks' rows concatenated in rank order), and a model in
 DistributedDataParallel gets the one-process parameter gradients; for every loss ×
 reduction × simple and tiled path × with and without sample ids.
@@ -39,7 +39,7 @@ from contrastkit import distributed
 from process_group import ProcessGroups
 
 FEATURES, DIM = 5, 4
-LAYOUTS = [(3, 3), (4, 1), (2, 2, 2), (3, 1, 2)]
+LAYOUTS = [(3, 3), (4, 1), (2, 2, 2), (3, 1, 2), (3, 0), (0, 2, 2)]
 REDUCTIONS = ["mean", "sum", "none"]
 
 

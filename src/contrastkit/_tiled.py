@@ -250,7 +250,7 @@ def row_logsumexp(
             "row_ids and column_ids go together, got "
             f"row_ids={_given(row_ids)}, column_ids={_given(column_ids)}"
         )
-    if torch.compiler.is_compiling():
+    if torch.compiler.is_compiling() or a.shape[0] == 0:  # nothing to build it from
         hint = None
     return _RowLogSumExp.apply(
         a, b, extra, mask_self, rows, hint, self_index, row_ids, column_ids, keep_index

@@ -318,10 +318,14 @@ def check_tensor(name: str, t: object, *, ndim: int) -> Tensor:
     return t
 
 
-def check_embeddings(name: str, t: object) -> Tensor:
-    """``t`` is a non-empty ``(batch, features)`` floating-point tensor."""
+def check_embeddings(name: str, t: object, *, allow_empty: bool = False) -> Tensor:
+    """``t`` is a non-empty ``(batch, features)`` floating-point tensor.
+
+    ``allow_empty``: a batch of no rows is valid too (one process's part of a gathered
+    batch, when the processes outnumber its rows).
+    """
     t = check_tensor(name, t, ndim=2)
-    if t.shape[0] == 0:
+    if t.shape[0] == 0 and not allow_empty:
         raise ValueError(f"{name} must hold at least one row, got an empty batch {tuple(t.shape)}")
     if t.shape[1] == 0:
         raise ValueError(f"{name} must have at least one feature, got shape {tuple(t.shape)}")
@@ -336,9 +340,11 @@ def check_same_shape(**tensors: Tensor) -> None:
         raise ValueError(f"{' and '.join(shapes)} must have the same shape, got {listed}")
 
 
-def check_paired_embeddings(**tensors: object) -> None:
+def check_paired_embeddings(*, allow_empty: bool = False, **tensors: object) -> None:
     """Each tensor is a batch of embeddings (:func:`check_embeddings`); all of one shape."""
-    checked = {name: check_embeddings(name, t) for name, t in tensors.items()}
+    checked = {
+        name: check_embeddings(name, t, allow_empty=allow_empty) for name, t in tensors.items()
+    }
     check_same_shape(**checked)
 
 
@@ -483,12 +489,15 @@ def check_score(name: str, score: object, like_name: str, like: Tensor) -> Tenso
     return t
 
 
-def check_embeddings_and_labels(embeddings: object, labels: object) -> tuple[Tensor, Tensor]:
+def check_embeddings_and_labels(
+    embeddings: object, labels: object, *, allow_empty: bool = False
+) -> tuple[Tensor, Tensor]:
     """A labelled batch: finite ``(N, D)`` embeddings and ``(N,)`` integer class labels.
 
     Returns the embeddings in their compute dtype (float32 for half precision).
+    ``allow_empty``: as in :func:`check_embeddings`.
     """
-    embeddings = check_embeddings("embeddings", embeddings)
+    embeddings = check_embeddings("embeddings", embeddings, allow_empty=allow_empty)
     labels = check_class_labels("labels", labels, "embeddings", embeddings)
     check_finite(embeddings=embeddings)
     return embeddings.to(compute_dtype(embeddings)), labels

@@ -58,7 +58,8 @@ against.
   every process is the loss of the whole batch (the processes' rows concatenated in
   rank order), and under :class:`~torch.nn.parallel.DistributedDataParallel` the
   parameter gradients are those of one process on the whole batch, for any numbers of
-  rows per process. ``reduction="none"`` returns this process's terms. At world size 1
+  rows per process (a process may hold none). ``reduction="none"`` returns this
+  process's terms. At world size 1
   it is the one-process loss; with no process group initialised it raises
   :class:`RuntimeError`. It takes the tiled path as one process does (per process
   ``O(B·N)`` compute and ``O(N·D)`` memory).
@@ -375,7 +376,7 @@ def all_pairs_contrastive_loss(
     reduction = check_reduction(reduction)
     caffe_legacy = check_bool("caffe_legacy", caffe_legacy)
     chunk_size = check_chunk_size(chunk_size)
-    z, labels = check_embeddings_and_labels(embeddings, labels)
+    z, labels = check_embeddings_and_labels(embeddings, labels, allow_empty=gather is True)
     _check_squared_magnitude(metric.name, embeddings=z)
     n = z.shape[0]
     tileable = reduction != "none" and metric.name in _tiled.TILED_DISTANCES
@@ -501,7 +502,7 @@ def batch_all_triplet_loss(
     reduction = check_reduction(reduction)
     mean_over = check_choice("mean_over", mean_over, MEAN_OVER)
     chunk_size = check_chunk_size(chunk_size)
-    z, labels = check_embeddings_and_labels(embeddings, labels)
+    z, labels = check_embeddings_and_labels(embeddings, labels, allow_empty=gather is True)
     _check_squared_magnitude(metric.name, embeddings=z)
     n = z.shape[0]
     tileable = metric.name in _tiled.TILED_DISTANCES
@@ -644,7 +645,7 @@ def batch_hard_triplet_loss(
     metric = get_distance(distance)
     reduction = check_reduction(reduction)
     chunk_size = check_chunk_size(chunk_size)
-    z, labels = check_embeddings_and_labels(embeddings, labels)
+    z, labels = check_embeddings_and_labels(embeddings, labels, allow_empty=gather is True)
     _check_squared_magnitude(metric.name, embeddings=z)
     c = _candidates.prepare(
         z,
@@ -828,7 +829,7 @@ def info_nce(
     symmetric = check_bool("symmetric", symmetric)
     reduction = check_reduction(reduction)
     chunk_size = check_chunk_size(chunk_size)
-    check_paired_embeddings(query=query, key=key)
+    check_paired_embeddings(query=query, key=key, allow_empty=gather is True)
     temperature = check_temperature(temperature, device=query.device)
     n, d = query.shape
     inputs = {"query": query, "key": key}
@@ -967,7 +968,7 @@ def nt_xent(
     """
     reduction = check_reduction(reduction)
     chunk_size = check_chunk_size(chunk_size)
-    check_paired_embeddings(z1=z1, z2=z2)
+    check_paired_embeddings(z1=z1, z2=z2, allow_empty=gather is True)
     temperature = check_temperature(temperature, device=z1.device)
     check_same_device(z1=z1, z2=z2)
     check_finite(z1=z1, z2=z2)
@@ -1072,7 +1073,7 @@ def supcon(
     normalize = check_bool("normalize", normalize)
     reduction = check_reduction(reduction)
     chunk_size = check_chunk_size(chunk_size)
-    check_embeddings("embeddings", embeddings)
+    check_embeddings("embeddings", embeddings, allow_empty=gather is True)
     temperature = check_temperature(temperature, device=embeddings.device)
     n = embeddings.shape[0]
     labels = check_class_labels("labels", labels, "embeddings", embeddings)
