@@ -1,10 +1,11 @@
 """Every loss over the pairs of a batch, with ``gather=True``, equals one process's loss.
 
 The contract, checked in float64 in the session's gloo groups at W = 2 and 3 processes
-with equal and unequal rows per process, a process with none among them: every rank's loss is the one-process loss of
-the whole batch (the ranks' rows concatenated in rank order), and a model in
-DistributedDataParallel gets the one-process parameter gradients; for every loss ×
-reduction × simple and tiled path × with and without sample ids.
+with equal and unequal rows per process (a process with none among them): every rank's
+loss is the one-process loss of the whole batch (the ranks' rows concatenated in rank
+order), and a model in DistributedDataParallel gets the one-process parameter
+gradients; for every loss × reduction × simple and tiled path × with and without
+sample ids.
 
 With ``reduction="none"`` each rank holds its own anchors' terms; the model is trained
 on a fixed weighting of them, and the one process on the same weighting of its terms.

@@ -59,8 +59,8 @@ against.
   rank order), and under :class:`~torch.nn.parallel.DistributedDataParallel` the
   parameter gradients are those of one process on the whole batch, for any numbers of
   rows per process (a process may hold none). ``reduction="none"`` returns this
-  process's terms. At world size 1
-  it is the one-process loss; with no process group initialised it raises
+  process's terms. At world size 1 it is the one-process loss; with no process group
+  initialised it raises
   :class:`RuntimeError`. It takes the tiled path as one process does (per process
   ``O(B·N)`` compute and ``O(N·D)`` memory).
 * ``ids``: optional sample ids, one per row (per pair for InfoNCE, per example for
