@@ -1,12 +1,15 @@
 """Training: objectives, a resumable trainer and checkpoints.
 
 * :mod:`~contrastkit.training.objectives`: from a model and a batch to named loss terms.
+* :mod:`~contrastkit.training.cached`: the same objectives with the encoder run in
+  micro-batches (gradient caching).
 * :mod:`~contrastkit.training.trainer`: the :class:`Trainer` loop and :func:`embed`.
 * :mod:`~contrastkit.training.checkpoints`: weights and checkpoint folders.
 * :mod:`~contrastkit.training.batches`: batches of any structure, moved and joined.
 """
 
 from contrastkit.training.batches import batch_size, join, to_device
+from contrastkit.training.cached import CachedObjective
 from contrastkit.training.checkpoints import (
     best_checkpoint,
     latest_checkpoint,
@@ -28,6 +31,7 @@ from contrastkit.training.objectives import (
 from contrastkit.training.trainer import Trainer, embed
 
 __all__ = [
+    "CachedObjective",
     "LabelObjective",
     "Objective",
     "PairObjective",
