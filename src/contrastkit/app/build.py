@@ -52,6 +52,7 @@ from contrastkit.models import (
     Standardize,
 )
 from contrastkit.training import (
+    CachedObjective,
     LabelObjective,
     PairObjective,
     ReconstructionObjective,
@@ -216,9 +217,10 @@ def model_spec(config: RunConfig, data: Split, train: Split | None = None) -> di
     }
     if not config.batch_norm:
         if data.kind == "images":
+            also = "; micro_batch, which needs it off, is for feature vectors too"
             raise ConfigError(
                 "batch_norm = false applies to feature vectors (an MLP); the image network "
-                "has batch normalization in every block"
+                "has batch normalization in every block" + (also if config.micro_batch else "")
             )
         spec["batch_norm"] = False  # absent: true, as in the runs made before the option
     if data.kind == "images":
@@ -562,6 +564,8 @@ def _balanced_sampler(
 
 def build_objective(config: RunConfig, contrastive: Any) -> Any:
     """The objective of a run, from the contrastive objective of its ``loss``."""
+    if config.micro_batch:
+        contrastive = CachedObjective(contrastive, micro_batch=config.micro_batch)
     if config.objective == "contrastive":
         return contrastive
     kind = RECONSTRUCTION_LOSSES[config.reconstruction_loss]

@@ -210,6 +210,13 @@ _TRAIN_OPTIONS: tuple[tuple[str, Callable[[str], Any], str, str | None], ...] = 
         "epochs × that (default: 1)",
         "K",
     ),
+    (
+        "micro_batch",
+        int,
+        "gradient caching: embed K rows at a time while the loss sees the whole batch "
+        "(needs --no-batch-norm; default: 0, the batch at once)",
+        "K",
+    ),
     ("lr", float, "peak learning rate of the one-cycle schedule (default: 0.003)", None),
     ("weight_decay", float, "AdamW weight decay (default: 0)", None),
     (

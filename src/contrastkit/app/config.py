@@ -120,6 +120,10 @@ class RunConfig:
             accumulation; groups do not cross epochs, so an epoch makes
             ``ceil(steps_per_epoch / accumulate)`` optimizer steps, and the one-cycle
             schedule is built over ``epochs`` times that).
+        micro_batch: gradient caching: the encoder embeds the batch ``micro_batch``
+            rows at a time and the contrastive loss still sees the whole batch
+            (:class:`~contrastkit.training.CachedObjective`); 0 (the default) embeds
+            the batch at once. Needs a model without batch normalization in training.
         val_fraction, test_fraction: the held-out shares of each class (of the pairs,
             for a pair file): validation, then test; training gets the rest.
         seed: the seed of the split, the draws and the initialisation.
@@ -163,6 +167,7 @@ class RunConfig:
     batch_size: int = 128
     steps_per_epoch: int = 64
     accumulate: int = 1
+    micro_batch: int = 0
     lr: float = 3e-3
     weight_decay: float = 0.0
     val_fraction: float = 0.15
@@ -280,6 +285,18 @@ def _check_objective(config: RunConfig) -> None:
 
 def _check_training(config: RunConfig) -> None:
     """The options of the trainer: precision, the monitored value, feature columns."""
+    if config.micro_batch < 0:
+        raise ConfigError(f"micro_batch must be >= 0 (0: no caching), got {config.micro_batch}")
+    if config.micro_batch and config.objective == "reconstruction":
+        raise ConfigError(
+            "micro_batch caches the contrastive term, and objective reconstruction has none; "
+            "drop micro_batch"
+        )
+    if config.micro_batch and config.batch_norm:
+        raise ConfigError(
+            "micro_batch needs a model without batch normalization (each micro-batch would "
+            "be normalized alone): set batch_norm = false (--no-batch-norm)"
+        )
     if config.precision not in PRECISIONS:
         raise ConfigError(
             f"precision must be one of {', '.join(PRECISIONS)}, got {config.precision!r}"

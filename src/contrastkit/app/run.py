@@ -475,6 +475,13 @@ def _train_run(
         )
         notes += _unmeasured_notes(val, test)
         notes += _process_notes(config, model, device, processes)
+        if config.micro_batch:
+            notes.append(
+                f"gradient caching: the encoder embedded {config.micro_batch} rows at a time "
+                f"(without a graph, then again with one, dropout replayed), and the "
+                f"{config.loss} loss compared every row of each batch of "
+                f"{config.batch_size} with every other"
+            )
     spec_json = json.dumps(spec, indent=2) + "\n"
 
     def open_folder() -> Path:  # rank 0: the run folder, made or checked
