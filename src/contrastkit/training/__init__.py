@@ -14,6 +14,7 @@ from contrastkit.training.checkpoints import (
     remove_stale,
     save_weights,
 )
+from contrastkit.training.memory import MemoryBank
 from contrastkit.training.objectives import (
     LabelObjective,
     Objective,
@@ -29,6 +30,7 @@ from contrastkit.training.trainer import Trainer, embed
 
 __all__ = [
     "LabelObjective",
+    "MemoryBank",
     "Objective",
     "PairObjective",
     "ReconstructionObjective",
