@@ -17,6 +17,7 @@ from contrastkit.training.checkpoints import (
     remove_stale,
     save_weights,
 )
+from contrastkit.training.memory import MemoryBank
 from contrastkit.training.objectives import (
     LabelObjective,
     Objective,
@@ -33,6 +34,7 @@ from contrastkit.training.trainer import Trainer, embed
 __all__ = [
     "CachedObjective",
     "LabelObjective",
+    "MemoryBank",
     "Objective",
     "PairObjective",
     "ReconstructionObjective",
