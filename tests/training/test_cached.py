@@ -280,7 +280,16 @@ def test_the_trainer_takes_a_cached_objective_and_trains_the_same_model() -> Non
         torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
 
 
-def _cached_step_on_rank(layout: tuple[int, ...], micro_batch: int) -> list[Tensor]:
+def _model_with_buffers() -> nn.Module:
+    """A model with buffers (batch normalization's running statistics, in eval mode)."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(FEATURES, 8), nn.BatchNorm1d(8), nn.Tanh(), nn.Linear(8, 3))
+    model[1].running_mean.uniform_(-1, 1)
+    model[1].eval()
+    return model.double()
+
+
+def _cached_step_on_rank(layout: tuple[int, ...], micro_batch: int, buffers: bool) -> list[Tensor]:
     """One DDP step of a cached, gathered SupCon on this rank's part of the batch."""
     from contrastkit import distributed
 
@@ -288,7 +297,7 @@ def _cached_step_on_rank(layout: tuple[int, ...], micro_batch: int) -> list[Tens
     x, labels = _batch("labels")
     start = sum(layout[:rank])
     mine = slice(start, start + layout[rank])
-    model = nn.parallel.DistributedDataParallel(_model())
+    model = nn.parallel.DistributedDataParallel(_model_with_buffers() if buffers else _model())
     objective = CachedObjective(
         LabelObjective(SupConLoss(temperature=0.5, gather=True)), micro_batch=micro_batch
     )
@@ -296,12 +305,20 @@ def _cached_step_on_rank(layout: tuple[int, ...], micro_batch: int) -> list[Tens
     return [p.grad.detach().clone() for p in model.parameters()]  # type: ignore[union-attr]
 
 
-@pytest.mark.parametrize("layout", [(5, 5), (7, 3), (4, 4, 2)], ids=str)
+@pytest.mark.parametrize("buffers", [False, True], ids=["no_buffers", "buffers"])
+@pytest.mark.parametrize("layout", [(5, 5), (7, 3), (4, 4, 2), (6, 0, 4)], ids=str)
 def test_cached_and_gathered_under_ddp_is_one_process_uncached_step(
-    process_groups: Any, layout: tuple[int, ...]
+    process_groups: Any, layout: tuple[int, ...], buffers: bool
 ) -> None:
-    """Gather once over the cached embeddings; the gradients sync after the last chunk."""
-    _, expected = _step(LabelObjective(SupConLoss(temperature=0.5)), _model(), _batch("labels"))
-    for grads in process_groups(len(layout)).run(_cached_step_on_rank, layout, 2):
+    """Gather once over the cached embeddings; the gradients exchanged once, at the end.
+
+    The processes hold different numbers of micro-batches (4 and 2 for (7, 3), one empty
+    part): a model with buffers, which DDP broadcasts on each of its forwards, still
+    makes one exchange per process and step.
+    """
+    model = _model_with_buffers() if buffers else _model()
+    objective = LabelObjective(SupConLoss(temperature=0.5))
+    _, expected = _step(objective, model, _batch("labels"))
+    for grads in process_groups(len(layout)).run(_cached_step_on_rank, layout, 2, buffers):
         for g, e in zip(grads, expected, strict=True):
             torch.testing.assert_close(g, e, rtol=1e-10, atol=1e-12)

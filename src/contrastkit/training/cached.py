@@ -21,6 +21,12 @@ called on them. The cache belongs to each call (two calls before one backward ea
 replay their own), the outer gradient scales it (a loss multiplied by 0.5 gives half the
 gradient), and a call without gradient (evaluation) only embeds in micro-batches.
 
+Under :class:`~torch.nn.parallel.DistributedDataParallel` only the last micro-batch's
+replay goes through DDP's forward; the others call the module inside it. Each process
+then broadcasts buffers and exchanges its accumulated gradients once per step, whatever
+its number of micro-batches, and a loss with ``gather=True`` gathers once, over the
+cached embeddings.
+
 Exact: the loss and the parameter gradients are those of the uncached step, except for
 what couples the rows of a batch inside the model. Batch normalization in training mode
 normalizes each micro-batch with its own statistics and would update its running
@@ -89,12 +95,15 @@ class _RandomState:
             yield
 
 
-def _no_sync(model: nn.Module, last: bool) -> contextlib.AbstractContextManager[Any]:
-    """DistributedDataParallel's ``no_sync`` for every micro-batch but the last."""
-    no_sync = getattr(model, "no_sync", None)
-    if last or no_sync is None:
-        return contextlib.nullcontext()
-    return no_sync()  # type: ignore[no-any-return]
+def _unwrapped(model: nn.Module) -> nn.Module:
+    """The module inside DistributedDataParallel (the model itself otherwise).
+
+    Calling it directly runs no collective: no buffer broadcast, and a backward that
+    only accumulates gradients (DDP's hooks wait for a forward through DDP).
+    """
+    if isinstance(model, nn.parallel.DistributedDataParallel):
+        return model.module
+    return model
 
 
 class _Replay(torch.autograd.Function):
@@ -118,8 +127,12 @@ class _Replay(torch.autograd.Function):
         with torch.enable_grad():
             for i, (chunk, state) in enumerate(zip(chunks, states, strict=True)):
                 n = batch_size(chunk[0])
-                with _no_sync(model, last=i == len(chunks) - 1), state.replayed():
-                    outs = _as_tuple(model(*chunk))
+                # under DDP one forward through it per call, the last: its buffers are
+                # broadcast and the accumulated gradients exchanged once, whatever the
+                # number of micro-batches of each process
+                last = i == len(chunks) - 1
+                with state.replayed():
+                    outs = _as_tuple((model if last else _unwrapped(model))(*chunk))
                     used = [(o, g) for o, g in zip(outs, grads, strict=True) if g is not None]
                     if used:
                         torch.autograd.backward(
@@ -159,7 +172,7 @@ class _CachedModel:
         split = [_chunks(x, self.micro_batch) for x in inputs]
         chunks = list(zip(*split, strict=True))
         if not torch.is_grad_enabled():
-            parts = [_as_tuple(self.model(*chunk)) for chunk in chunks]
+            parts = [_as_tuple(_unwrapped(self.model)(*chunk)) for chunk in chunks]
             joined = tuple(torch.cat(list(p)) for p in zip(*parts, strict=True))
             return joined if len(joined) > 1 else joined[0]
         states, parts = [], []
@@ -168,7 +181,7 @@ class _CachedModel:
                 states.append(
                     _RandomState(sorted({d for x in chunk for d in _devices(x)}, key=str))
                 )
-                parts.append(_as_tuple(self.model(*chunk)))
+                parts.append(_as_tuple(_unwrapped(self.model)(*chunk)))
         embeddings = [torch.cat(list(p)) for p in zip(*parts, strict=True)]
         anchor = embeddings[0].new_zeros((), requires_grad=True)
         out = _Replay.apply(anchor, (self.model, chunks, states), *embeddings)
