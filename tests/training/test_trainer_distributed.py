@@ -29,6 +29,7 @@ from contrastkit.data import (
 )
 from contrastkit.models import Autoencoder, MLPDecoder, MLPEncoder, SiameseNetwork
 from contrastkit.training import (
+    CachedObjective,
     PairObjective,
     ReconstructionObjective,
     Trainer,
@@ -63,6 +64,14 @@ def build(kind: str, world_size: int, rank: int) -> tuple[nn.Module, Any, DataLo
         return (
             model.double(),
             PairObjective(ContrastiveLoss()),
+            DataLoader(pairs, batch_sampler=sampler),
+        )
+    if kind == "cached_pairs":  # the encoder in micro-batches of 2: 2 and 1 per rank
+        pairs = PairDataset(inputs, labels, pairs_per_epoch=31, seed=3)
+        sampler = RandomBatchSampler(pairs, batch_size=7, seed=3, **where)
+        return (
+            SiameseNetwork(encoder).double(),
+            CachedObjective(PairObjective(ContrastiveLoss()), micro_batch=2),
             DataLoader(pairs, batch_sampler=sampler),
         )
     if kind == "triplets":
@@ -142,6 +151,8 @@ def assert_close(a: dict[str, list[float]], b: dict[str, list[float]]) -> None:
     [
         ("pairs", 2, 1),
         ("pairs", 3, 1),
+        ("cached_pairs", 2, 1),
+        ("cached_pairs", 3, 1),
         ("triplets", 2, 2),
         ("reconstruction", 3, 1),
         ("combined", 2, 1),

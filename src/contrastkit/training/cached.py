@@ -95,14 +95,17 @@ class _RandomState:
             yield
 
 
-def _unwrapped(model: nn.Module) -> nn.Module:
-    """The module inside DistributedDataParallel (the model itself otherwise).
+def _unwrapped(model: Any) -> Any:
+    """The module inside DDP or the trainer's stand-in for it; else the model itself.
 
-    Calling it directly runs no collective: no buffer broadcast, and a backward that
-    only accumulates gradients (DDP's hooks wait for a forward through DDP).
+    The trainer's stand-in gives it as ``local_model``. Calling it directly runs no
+    collective: no buffer broadcast, and a backward that only accumulates gradients
+    (DDP's hooks wait for a forward through DDP).
     """
     if isinstance(model, nn.parallel.DistributedDataParallel):
         return model.module
+    if isinstance(getattr(type(model), "local_model", None), property):
+        return model.local_model
     return model
 
 

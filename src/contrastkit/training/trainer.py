@@ -158,6 +158,16 @@ class _Replica:
     def __init__(self, wrapper: nn.Module, model: nn.Module) -> None:
         self._wrapper, self._model = wrapper, model
 
+    @property
+    def local_model(self) -> nn.Module:
+        """The model itself: a call through it runs no collective.
+
+        No exchange of gradients, no broadcast of buffers: what
+        :class:`~contrastkit.training.CachedObjective` needs for all but the last of its
+        micro-batches.
+        """
+        return self._model
+
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return self._wrapper("forward", *args, **kwargs)
 
