@@ -280,3 +280,16 @@ def test_torchrun_trains_on_two_processes_the_model_one_process_trains(tmp_path:
     status, _, err = command("train", *SMALL, "--no-batch-norm", "--quiet", "-o", tmp_path / "one")
     assert status == 0, err
     assert_same_run(tmp_path / "one", two, tolerance=5e-4)
+
+
+def test_micro_batches_of_a_combined_objective_are_refused_on_several_processes(
+    process_groups: ProcessGroups, tmp_path: Path
+) -> None:
+    """DDP would see the encoder's parameters twice in one step: one line, nothing written."""
+    argv = ["train", *SMALL, "--objective", "combined", "--no-batch-norm", "--micro-batch", "4"]
+    outcomes = process_groups(2).run(command, *argv, "-o", str(tmp_path / "run"))
+    for status, out, err in outcomes:
+        assert status == 2, (out, err)
+        assert err.count("\n") == 1 and err.startswith("contrastkit: error: ")
+        assert "micro_batch with objective combined runs on one process only" in err
+    assert not (tmp_path / "run").exists()

@@ -49,3 +49,13 @@ def test_bad_micro_batch_is_one_line_before_anything_is_written(
     status, _, err = call(capsys, "train", *SMALL, *extra, "-o", tmp_path / "run")
     assert_one_line_error(status, err, *named)
     assert not (tmp_path / "run").exists()
+
+
+def test_a_combined_objective_caches_its_contrastive_term_on_one_process(
+    capsys, tmp_path: Path
+) -> None:
+    argv = ["train", *SMALL, "--objective", "combined", "--no-batch-norm"]
+    status, _, err = call(capsys, *argv, "--micro-batch", "5", "-o", tmp_path / "run")
+    assert status == 0, err
+    notes = json.loads((tmp_path / "run" / "metrics.json").read_text())["notes"]
+    assert any("gradient caching" in n for n in notes)

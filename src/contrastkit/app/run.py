@@ -446,6 +446,13 @@ def _train_run(
     # before anything is written
     with agreed():
         config.checked()
+        if processes > 1 and config.micro_batch and config.objective == "combined":
+            raise ConfigError(
+                "micro_batch with objective combined runs on one process only: under "
+                "DistributedDataParallel the cached contrastive term's replay and the "
+                "reconstruction term would both mark the encoder's parameters ready in "
+                "one step; drop micro_batch, or train on one process"
+            )
         if resume:
             check_run_folder(run, for_resume=True)
         _check_tensorboard(config)

@@ -25,7 +25,10 @@ Under :class:`~torch.nn.parallel.DistributedDataParallel` only the last micro-ba
 replay goes through DDP's forward; the others call the module inside it. Each process
 then broadcasts buffers and exchanges its accumulated gradients once per step, whatever
 its number of micro-batches, and a loss with ``gather=True`` gathers once, over the
-cached embeddings.
+cached embeddings. The cached objective must then be the only one that runs the model in
+the step: a :class:`~contrastkit.training.WeightedSum` of a cached term and an uncached
+one (an autoencoder's reconstruction) makes DDP see the encoder's parameters twice in
+one step, which it refuses ("marked as ready twice"); in one process it is exact.
 
 Exact: the loss and the parameter gradients are those of the uncached step, except for
 what couples the rows of a batch inside the model. Batch normalization in training mode
