@@ -364,3 +364,34 @@ def test_standardize_rejects_bad_statistics(mean, std, match):
 def test_standardize_from_data_needs_a_batch(shape):
     with pytest.raises(ValueError, match="batch"):
         Standardize.from_data(torch.zeros(shape))
+
+
+@pytest.mark.parametrize(
+    ("norm", "kind"), [("batch", torch.nn.BatchNorm2d), ("group", torch.nn.GroupNorm)]
+)
+def test_conv_encoder_norm_chooses_the_normalization_and_keeps_the_layer_indices(norm, kind):
+    model = ConvEncoder(1, embedding_dim=3, channels=(4, 12), norm=norm)
+    norms = [m for m in model.modules() if isinstance(m, kind)]
+    assert len(norms) == 2
+    if norm == "group":
+        assert [m.num_groups for m in norms] == [4, 4]  # gcd(8, 4), gcd(8, 12)
+    plain = ConvEncoder(1, embedding_dim=3, channels=(4, 12), norm="none")
+    assert not any(
+        isinstance(m, (torch.nn.BatchNorm2d, torch.nn.GroupNorm)) for m in plain.modules()
+    )
+    # the convolutions keep their names, so that weights map between the three
+    assert [k for k in plain.state_dict() if "weight" in k and "features" in k] == [
+        "features.0.weight",
+        "features.4.weight",
+    ]
+
+
+def test_conv_encoder_without_batch_norm_embeds_each_image_alone():
+    model = ConvEncoder(1, embedding_dim=3, channels=(4,), norm="group").train()
+    x = torch.rand(5, 1, 6, 6)
+    torch.testing.assert_close(model(x)[:2], model(x[:2]))
+
+
+def test_conv_encoder_refuses_an_unknown_norm():
+    with pytest.raises(ValueError, match="norm must be one of"):
+        ConvEncoder(1, norm="layer")

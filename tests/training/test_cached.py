@@ -322,3 +322,31 @@ def test_cached_and_gathered_under_ddp_is_one_process_uncached_step(
     for grads in process_groups(len(layout)).run(_cached_step_on_rank, layout, 2, buffers):
         for g, e in zip(grads, expected, strict=True):
             torch.testing.assert_close(g, e, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("norm", ["group", "none"])
+def test_a_convnet_without_batch_norm_is_cached_exactly(norm: str) -> None:
+    from contrastkit.models import ConvEncoder
+
+    def convnet() -> nn.Module:
+        torch.manual_seed(0)
+        return ConvEncoder(1, embedding_dim=4, channels=(6, 12), norm=norm).double()
+
+    g = torch.Generator().manual_seed(4)
+    batch = (torch.rand(9, 1, 8, 8, generator=g, dtype=torch.float64), torch.arange(9) % 3)
+    objective = LabelObjective(SupConLoss(temperature=0.5))
+    expected, expected_grads = _step(objective, convnet(), batch)
+    got, grads = _step(CachedObjective(objective, micro_batch=4), convnet(), batch)
+    torch.testing.assert_close(got, expected, rtol=1e-12, atol=1e-12)
+    for g_, e in zip(grads, expected_grads, strict=True):
+        torch.testing.assert_close(g_, e, rtol=1e-9, atol=1e-12)
+
+
+def test_the_default_convnet_has_batch_norm_and_is_refused() -> None:
+    from contrastkit.models import ConvEncoder
+
+    model = ConvEncoder(1, embedding_dim=4, channels=(6,))
+    with pytest.raises(ValueError, match="batch normalization"):
+        CachedObjective(LabelObjective(SupConLoss()), micro_batch=2)(
+            model, (torch.rand(4, 1, 4, 4), torch.arange(4) % 2)
+        )

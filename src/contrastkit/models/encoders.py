@@ -8,20 +8,23 @@ own preprocessing.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
+from typing import Literal
 
 import torch
 from torch import Tensor, nn
 
 from contrastkit._validation import (
     check_bool,
+    check_choice,
     check_finite,
     check_fraction,
     check_int_sequence,
     check_positive_int,
 )
 
-__all__ = ["ConvEncoder", "MLPEncoder", "Standardize", "mlp_layers"]
+__all__ = ["CONV_NORMS", "ConvEncoder", "ConvNorm", "MLPEncoder", "Standardize", "mlp_layers"]
 
 
 class Standardize(nn.Module):
@@ -138,6 +141,19 @@ class MLPEncoder(nn.Sequential):
         self.in_features, self.embedding_dim = in_features, embedding_dim
 
 
+ConvNorm = Literal["batch", "group", "none"]
+CONV_NORMS: tuple[ConvNorm, ...] = ("batch", "group", "none")
+
+
+def _norm_layer(norm: str, channels: int) -> nn.Module:
+    """The normalization of a ConvEncoder block (an Identity keeps the layers' indices)."""
+    if norm == "batch":
+        return nn.BatchNorm2d(channels)
+    if norm == "group":
+        return nn.GroupNorm(math.gcd(8, channels), channels)
+    return nn.Identity()
+
+
 class ConvEncoder(nn.Module):
     """A small convolutional network from images to embeddings.
 
@@ -145,11 +161,17 @@ class ConvEncoder(nn.Module):
     then makes the network accept any image size at least ``2 ** len(channels)`` pixels
     on a side, and a final ``Linear`` gives ``embedding_dim`` values.
 
+    Batch normalization couples the rows of a batch in training: ``norm="group"``
+    (GroupNorm, up to 8 groups per layer) or ``"none"`` gives a network whose embedding
+    of an image does not depend on the rest of its batch, as gradient caching
+    (:class:`~contrastkit.training.CachedObjective`) and several CPU processes need.
+
     Args:
         in_channels: 1 for grayscale, 3 for colour.
         embedding_dim: size of each embedding.
         channels: output channels of each block.
         standardize: an optional :class:`Standardize` (per channel) applied first.
+        norm: ``"batch"`` (the default), ``"group"`` or ``"none"``.
 
     Shape:
         ``(N, in_channels, H, W) → (N, embedding_dim)``.
@@ -167,8 +189,10 @@ class ConvEncoder(nn.Module):
         embedding_dim: int = 32,
         channels: Sequence[int] = (32, 64),
         standardize: Standardize | None = None,
+        norm: ConvNorm = "batch",
     ) -> None:
         super().__init__()
+        self.norm = check_choice("norm", norm, CONV_NORMS)
         self.in_channels = check_positive_int("in_channels", in_channels)
         self.embedding_dim = check_positive_int("embedding_dim", embedding_dim)
         widths = check_int_sequence("channels", channels, what="layer widths")
@@ -180,7 +204,7 @@ class ConvEncoder(nn.Module):
         for c in widths:
             blocks += [
                 nn.Conv2d(width, c, kernel_size=3, padding=1),
-                nn.BatchNorm2d(c),
+                _norm_layer(self.norm, c),
                 nn.ReLU(),
                 nn.MaxPool2d(2),
             ]
