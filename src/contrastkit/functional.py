@@ -188,15 +188,21 @@ def _check_dot_magnitude(temperature: float | Tensor, **tensors: Tensor) -> None
         check_magnitude(name, t, limit, why=why)
 
 
-def _check_tiled_magnitude(z: Tensor, distance: str) -> None:
-    """The Euclidean tile kernels take embeddings whose squared norms cannot overflow."""
+def _check_tiled_magnitude(distance: str, n: int, **tensors: Tensor) -> None:
+    """The Euclidean tile kernels take rows whose squared norms cannot overflow.
+
+    ``n``: the rows the kernels compare (anchors and candidates together).
+    """
     if distance in ("euclidean", "squared_euclidean"):
-        n, d = z.shape
+        first = next(iter(tensors.values()))
+        d, dtype = first.shape[1], first.dtype
         why = (
             f"on the tiled path with distance={distance!r} ({n} rows of {d} features in "
-            f"{z.dtype}: their squared norms would overflow; use a smaller scale)"
+            f"{dtype}: their squared norms would overflow; use a smaller scale)"
         )
-        check_magnitude("embeddings", z, _tiled.largest_safe_value(n, d, z.dtype), why=why)
+        limit = _tiled.largest_safe_value(n, d, dtype)
+        for name, t in tensors.items():
+            check_magnitude(name, t, limit, why=why)
 
 
 def contrastive_loss(
@@ -400,7 +406,7 @@ def all_pairs_contrastive_loss(
             z, labels, ids, c, metric, margin, caffe_legacy, reduction, chunk_size
         )
     if tileable and _tiled.use_tiles(n, n, chunk_size):
-        _check_tiled_magnitude(z, metric.name)
+        _check_tiled_magnitude(metric.name, n, embeddings=z)
         total = _tiled.all_pairs_contrastive_sum(
             z,
             labels,
@@ -525,7 +531,7 @@ def batch_all_triplet_loss(
             z, labels, ids, c, metric, margin, reduction, mean_over, chunk_size
         )
     if tileable and _tiled.use_tiles(n, n, chunk_size):
-        _check_tiled_magnitude(z, metric.name)
+        _check_tiled_magnitude(metric.name, n, embeddings=z)
         per_anchor, count_all, count_nonzero = _tiled.batch_all_triplet_sums(
             z,
             labels,
@@ -975,14 +981,15 @@ def nt_xent(
 
     n = z1.shape[0]
     dtype = compute_dtype(z1, z2)
+    z1, z2 = z1.to(dtype), z2.to(dtype)
     paired = _candidates.prepare_paired(
-        z1.to(dtype), z2.to(dtype), ids=ids, gather=gather, group=group, anchors_name="z1"
+        z1, z2, ids=ids, gather=gather, group=group, anchors_name="z1"
     )
     if paired is not None:
         return _nt_xent_candidates(
-            z1.to(dtype), z2.to(dtype), paired, temperature, reduction, chunk_size, gather, group
+            z1, z2, paired, temperature, reduction, chunk_size, gather, group
         )
-    z = unit_rows(torch.cat([z1, z2]).to(dtype))
+    z = unit_rows(torch.cat([z1, z2]))
     twins = torch.arange(2 * n, device=z.device).roll(n)
     if _tiled.use_tiles(2 * n, 2 * n, chunk_size):
         a = z / temperature
@@ -1341,17 +1348,13 @@ def _supcon_candidates(
     return finish(per_anchor, has_positive.sum(), reduction, gathered=c.gathered, group=c.group)
 
 
-def _check_candidate_tiles(z: Tensor, rows: Tensor, distance: str) -> None:
-    """:func:`_check_tiled_magnitude` for anchors and candidates together."""
-    if distance in ("euclidean", "squared_euclidean"):
-        n, d = rows.shape[0] + z.shape[0], z.shape[1]
-        limit = _tiled.largest_safe_value(n, d, z.dtype)
-        for name, t in (("embeddings", z), ("candidates", rows)):
-            why = (
-                f"on the tiled path with distance={distance!r} ({n} rows of {d} features in "
-                f"{z.dtype}: their squared norms would overflow; use a smaller scale)"
-            )
-            check_magnitude(name, t, limit, why=why)
+def _anchors_and_rows(z: Tensor, c: Candidates, metric: Metric) -> tuple[Tensor, Tensor]:
+    """The anchors in the candidates' dtype (the wider of the two), and the candidates.
+
+    Checks that the candidates' squared distances cannot overflow, as the anchors' are.
+    """
+    _check_squared_magnitude(metric.name, candidates=c.rows)
+    return z.to(c.rows.dtype), c.rows
 
 
 def _candidate_masks(
@@ -1386,10 +1389,8 @@ def _all_pairs_candidates(
     its ``"sum"`` is half the sum over (anchor, candidate) pairs and its ``"none"`` keeps
     each anchor's pairs with the later rows (the order of one process's loss).
     """
-    rows = c.rows
-    z = z.to(rows.dtype)
+    z, rows = _anchors_and_rows(z, c, metric)
     b, m = z.shape[0], rows.shape[0]
-    _check_squared_magnitude(metric.name, candidates=rows)
     both_ends = c.self_index is not None
     count: Tensor | int
     if (
@@ -1397,7 +1398,7 @@ def _all_pairs_candidates(
         and metric.name in _tiled.TILED_DISTANCES
         and _tiled.use_tiles(b, m, chunk_size)
     ):
-        _check_candidate_tiles(z, rows, metric.name)
+        _check_tiled_magnitude(metric.name, b + m, embeddings=z, candidates=rows)
         assert c.labels is not None
         twice, count = _tiled.cross_contrastive_sum(
             z,
@@ -1446,12 +1447,10 @@ def _batch_all_candidates(
     chunk_size: int | None,
 ) -> Tensor:
     """Batch-all triplets with the anchors' positives and negatives among the candidates."""
-    rows = c.rows
-    z = z.to(rows.dtype)
+    z, rows = _anchors_and_rows(z, c, metric)
     b, m = z.shape[0], rows.shape[0]
-    _check_squared_magnitude(metric.name, candidates=rows)
     if metric.name in _tiled.TILED_DISTANCES and _tiled.use_tiles(b, m, chunk_size):
-        _check_candidate_tiles(z, rows, metric.name)
+        _check_tiled_magnitude(metric.name, b + m, embeddings=z, candidates=rows)
         assert c.labels is not None
         per_anchor, count_all, count_nonzero = _tiled.cross_batch_all_sums(
             z,
@@ -1486,10 +1485,8 @@ def _batch_hard_candidates(
     chunk_size: int | None,
 ) -> Tensor:
     """Each anchor's hardest positive and negative among the candidates."""
-    rows = c.rows
-    z = z.to(rows.dtype)
+    z, rows = _anchors_and_rows(z, c, metric)
     b, m = z.shape[0], rows.shape[0]
-    _check_squared_magnitude(metric.name, candidates=rows)
     if _tiled.use_tiles(b, m, chunk_size):
         assert c.labels is not None
         farthest, closest, valid = _tiled.cross_batch_hard_indices(

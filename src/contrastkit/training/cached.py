@@ -68,9 +68,9 @@ def _chunks(x: Any, size: int) -> list[Any]:
     )
 
 
-def _devices(x: Any) -> list[torch.device]:
+def _devices(*inputs: Any) -> list[torch.device]:
     """The CUDA devices of a micro-batch's tensors: their random state is replayed too."""
-    tensors = [x] if isinstance(x, Tensor) else list(x.values()) if isinstance(x, Mapping) else []
+    tensors = [t for x in inputs for t in (x.values() if isinstance(x, Mapping) else [x])]
     return sorted(
         {t.device for t in tensors if isinstance(t, Tensor) and t.device.type == "cuda"},
         key=str,
@@ -177,20 +177,17 @@ class _CachedModel:
             )
         split = [_chunks(x, self.micro_batch) for x in inputs]
         chunks = list(zip(*split, strict=True))
-        if not torch.is_grad_enabled():
-            parts = [_as_tuple(_unwrapped(self.model)(*chunk)) for chunk in chunks]
-            joined = tuple(torch.cat(list(p)) for p in zip(*parts, strict=True))
-            return joined if len(joined) > 1 else joined[0]
+        replay = torch.is_grad_enabled()  # without gradient (evaluation): embed only
         states, parts = [], []
         with torch.no_grad():
             for chunk in chunks:
-                states.append(
-                    _RandomState(sorted({d for x in chunk for d in _devices(x)}, key=str))
-                )
+                if replay:
+                    states.append(_RandomState(_devices(*chunk)))
                 parts.append(_as_tuple(_unwrapped(self.model)(*chunk)))
-        embeddings = [torch.cat(list(p)) for p in zip(*parts, strict=True)]
-        anchor = embeddings[0].new_zeros((), requires_grad=True)
-        out = _Replay.apply(anchor, (self.model, chunks, states), *embeddings)
+        out = tuple(torch.cat(list(p)) for p in zip(*parts, strict=True))
+        if replay:
+            anchor = out[0].new_zeros((), requires_grad=True)
+            out = _Replay.apply(anchor, (self.model, chunks, states), *out)
         return out if len(out) > 1 else out[0]
 
     def __getattr__(self, name: str) -> Any:
