@@ -61,18 +61,7 @@ def _map(fn: Callable[[Tensor], Tensor], batch: Any, device: torch.device) -> An
         except TypeError:
             return list(items) if isinstance(batch, list) else tuple(items)
     if isinstance(batch, Mapping):
-        moved = {key: _map(fn, value, device) for key, value in batch.items()}
-        if type(batch) is dict:
-            return moved
-        if isinstance(batch, MutableMapping):
-            try:
-                out = copy.copy(batch)
-                for key, value in moved.items():
-                    out[key] = value
-                return out
-            except Exception:  # a mapping that cannot be copied: a plain dict is enough
-                pass
-        return moved
+        return _like(batch, {key: _map(fn, value, device) for key, value in batch.items()})
     if dataclasses.is_dataclass(batch) and not isinstance(batch, type):
         changes = {
             field.name: _map(fn, getattr(batch, field.name), device)
@@ -159,17 +148,21 @@ def join(parts: Sequence[Any]) -> Any | None:
         sizes = {int(t.shape[0]) for t in joined.values()}
         if len(sizes) != 1:
             return None
-        first = parts[0]
-        if type(first) is not dict and isinstance(first, MutableMapping):
-            try:
-                out = copy.copy(first)
-                for key, value in joined.items():
-                    out[key] = value
-                return out
-            except Exception:  # a mapping that cannot be copied: a plain dict is enough
-                pass
-        return joined
+        return _like(parts[0], joined)
     return None
+
+
+def _like(mapping: Mapping[Any, Any], values: dict[Any, Any]) -> Any:
+    """``values`` in a mapping of ``mapping``'s type where it can be copied, else a dict."""
+    if type(mapping) is dict or not isinstance(mapping, MutableMapping):
+        return values
+    try:
+        out = copy.copy(mapping)
+        for key, value in values.items():
+            out[key] = value
+        return out
+    except Exception:  # a mapping that cannot be copied: a plain dict is enough
+        return values
 
 
 def _joinable(tensors: Sequence[Tensor]) -> bool:
