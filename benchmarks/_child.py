@@ -15,6 +15,8 @@ import platform
 import resource
 import subprocess
 import sys
+from collections.abc import Callable
+from typing import Any
 
 
 def run_child(command: list[str]) -> dict:
@@ -73,3 +75,26 @@ def machine(device: str | None = None) -> dict:
         info["gpu"] = torch.cuda.get_device_name(torch.device(device))
         info["gpus"] = torch.cuda.device_count()
     return info
+
+
+def peak_rss_bytes(fn: Callable[[], Any]) -> tuple[int, Any]:
+    """How far resident memory rises above its current level while ``fn`` runs.
+
+    On Linux the high-water mark is reset to the current resident memory first
+    (``/proc/self/clear_refs``); elsewhere the peak so far stands in for the current
+    level. The kernel's counters are approximate, to a few pages per thread. Returns
+    the rise in bytes and ``fn()``.
+    """
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        before = status_kb("VmHWM")
+    except OSError:
+        before = None
+    if before is None:
+        before_bytes = maxrss_bytes()
+        out = fn()
+        return max(maxrss_bytes() - before_bytes, 0), out
+    out = fn()
+    after = status_kb("VmHWM") or before
+    return max(after - before, 0) * 1024, out

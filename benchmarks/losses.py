@@ -88,7 +88,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _child import machine, maxrss_bytes, run_child, status_kb
+from _child import machine, peak_rss_bytes, run_child
 
 LOSSES = {
     "infonce": "info_nce(q, k, temperature=0.07)",
@@ -231,20 +231,7 @@ def peak_bytes(fn: Callable[[], object], device: str) -> int:
         fn()
         torch.cuda.synchronize(device)
         return torch.cuda.max_memory_allocated(device) - before
-    try:  # Linux: reset the high-water mark to the current resident memory
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-        before = status_kb("VmHWM")
-    except OSError:
-        before = None
-    if before is None:  # the peak so far stands in for the current level
-        before_bytes = maxrss_bytes()
-        fn()
-        return max(maxrss_bytes() - before_bytes, 0)
-    fn()
-    after = status_kb("VmHWM") or before
-    # the kernel's resident-memory counters are approximate (to a few pages per thread)
-    return max(after - before, 0) * 1024
+    return peak_rss_bytes(fn)[0]
 
 
 def floor_seconds(n: int, d: int, *, device: str, repeats: int) -> float:

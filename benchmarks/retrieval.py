@@ -49,7 +49,6 @@ import importlib
 import json
 import math
 import os
-import resource
 import shlex
 import statistics
 import sys
@@ -59,7 +58,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _child import machine, run_child, status_kb
+from _child import machine, peak_rss_bytes, run_child
 
 IMPLS = ("old", "torch", "faiss", "pml")
 DESCRIPTIONS = {
@@ -206,25 +205,6 @@ def make_call(impl: str, emb: Any, labels: Any) -> Callable[[], dict[str, float]
     return call
 
 
-def peak_bytes(fn: Callable[[], Any]) -> tuple[int, Any]:
-    """How far resident memory rises above its current level while ``fn`` runs."""
-    try:  # Linux: reset the high-water mark to the current resident memory
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-        before = status_kb("VmHWM")
-    except OSError:
-        before = None
-    if before is None:  # the peak so far stands in for the current level
-        scale = 1 if sys.platform == "darwin" else 1024
-        before_bytes = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale
-        out = fn()
-        after_bytes = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale
-        return max(after_bytes - before_bytes, 0), out
-    out = fn()
-    after = status_kb("VmHWM") or before
-    return max(after - before, 0) * 1024, out
-
-
 def set_threads(threads: int | None) -> None:
     """Use ``threads`` CPU threads in torch and (where installed) faiss."""
     if threads is None:
@@ -244,7 +224,7 @@ def measure(impl: str, n: int, d: int, classes: int, repeats: int) -> dict:
         importlib.import_module("faiss")  # imported before the timing
     times, cpu = [], []
     start, start_cpu = time.perf_counter(), time.process_time()
-    peak, values = peak_bytes(call)
+    peak, values = peak_rss_bytes(call)
     times.append(time.perf_counter() - start)
     cpu.append(time.process_time() - start_cpu)
     for _ in range(repeats - 1):
