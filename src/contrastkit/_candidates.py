@@ -121,7 +121,7 @@ def prepare(
         self_index = torch.arange(offset, offset + z.shape[0], device=z.device)
         assert rows is not None
         return Candidates(rows, row_labels, row_ids, self_index, gather, group)
-    c = check_embeddings("candidates", candidates)
+    c = check_embeddings("candidates", candidates, allow_empty=gather)
     if c.shape[1] != z.shape[1]:
         raise ValueError(
             f"candidates must have {z.shape[1]} features like embeddings, got shape "

@@ -10,18 +10,32 @@ from __future__ import annotations
 import io
 import math
 import random
+import shutil
 
 import pytest
 import torch
+from torch.utils.data import DataLoader, TensorDataset
 
-from contrastkit import distributed
+from contrastkit import InfoNCELoss, SupConLoss, distributed
+from contrastkit.data import ClassBalancedBatchSampler
 from contrastkit.functional import (
     all_pairs_contrastive_loss,
+    batch_all_triplet_loss,
     batch_hard_triplet_loss,
     info_nce,
     supcon,
 )
-from contrastkit.training import MemoryBank
+from contrastkit.training import (
+    LabelObjective,
+    MemoryBank,
+    PairObjective,
+    Trainer,
+    TwoViewObjective,
+    WeightedSum,
+    latest_checkpoint,
+    load_objective_state,
+    objective_state,
+)
 from process_group import ProcessGroups
 
 
@@ -302,10 +316,133 @@ def test_every_process_holds_the_queue_of_the_concatenated_batches(
         assert result == expected
 
 
+# ---------------------------------------------------------------------------------------
+# A loss that gathers, with the memory: equal to one process on the whole batch
+# ---------------------------------------------------------------------------------------
+
+MEMORY_LOSSES = {
+    "supcon": lambda z, y, **kw: supcon(z, y, temperature=0.4, **kw),
+    "all_pairs_contrastive": lambda z, y, **kw: all_pairs_contrastive_loss(z, y, margin=1.5, **kw),
+    "batch_all_triplet": lambda z, y, **kw: batch_all_triplet_loss(z, y, margin=0.5, **kw),
+    "batch_hard_triplet": lambda z, y, **kw: batch_hard_triplet_loss(z, y, margin=0.5, **kw),
+    "info_nce": None,  # queries and keys; the memory holds keys (MoCo)
+}
+MEMORY_LAYOUTS = [(3, 3), (4, 1), (2, 0, 3)]
+MEMORY_STEPS = 4  # a memory of 7 rows fills in the second step, then overwrites
+
+
+def _memory_step_data(step: int, layout: tuple[int, ...]) -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(100 * step + sum(layout))
+    n = sum(layout)
+    return {
+        "x": torch.randn(n, 5, generator=g, dtype=torch.float64),
+        "x2": torch.randn(n, 5, generator=g, dtype=torch.float64),
+        "y": torch.randint(0, 3, (n,), generator=g),
+        # sample ids: some samples come back in later steps (a repeated id is no positive)
+        "ids": torch.randint(0, 2 * n, (n,), generator=g),
+    }
+
+
+def _memory_steps(loss: str, with_ids: bool, layout: tuple[int, ...], world: int) -> tuple:
+    """Losses and parameter gradients of a few SGD steps with a memory of 7 rows.
+
+    With ``world > 1`` this is one rank of a DDP run whose loss gathers; with ``world``
+    1, one process on the whole batch of every step.
+    """
+    rank = distributed.rank() if world > 1 else 0
+    torch.manual_seed(0)
+    model: torch.nn.Module = torch.nn.Linear(5, 4).double()
+    if world > 1:
+        model = torch.nn.parallel.DistributedDataParallel(model)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
+    memory = MemoryBank(7, 4, dtype=torch.float64)
+    gather = world > 1
+    values, grads = [], []
+    for step in range(MEMORY_STEPS):
+        data = _memory_step_data(step, layout)
+        if world > 1:
+            start = sum(layout[:rank])
+            data = {k: v[start : start + layout[rank]] for k, v in data.items()}
+        ids = data["ids"] if with_ids else None
+        z = model(data["x"])
+        if loss == "info_nce":
+            k = model(data["x2"])
+            negatives = memory.candidates(gather=gather)[0]
+            value = info_nce(z, k, temperature=0.3, negatives=negatives, gather=gather)
+            memory.enqueue(k, gather=gather)
+        else:
+            extended = memory.extend(z, data["y"], ids, gather=gather)
+            value = MEMORY_LOSSES[loss](z, data["y"], gather=gather, **extended)  # type: ignore[misc]
+            memory.enqueue(z, data["y"], ids, gather=gather)
+        optimizer.zero_grad()
+        value.backward()
+        grads.append([p.grad.detach().clone() for p in model.parameters()])  # type: ignore[union-attr]
+        optimizer.step()
+        values.append(value.detach())
+    return values, grads, _held(memory) if loss != "info_nce" else memory.candidates()[0]
+
+
+MEMORY_CASES = [
+    (loss, with_ids, layout)
+    for loss in MEMORY_LOSSES
+    for with_ids in (False, True)
+    for layout in MEMORY_LAYOUTS
+    if not (loss == "info_nce" and with_ids)
+]
+
+
+@pytest.mark.parametrize(("loss", "with_ids", "layout"), MEMORY_CASES)
+def test_a_gathering_loss_with_the_memory_equals_one_process_on_the_whole_batch(
+    process_groups: ProcessGroups, loss: str, with_ids: bool, layout: tuple[int, ...]
+) -> None:
+    """Every step's loss and DDP gradient, and the queue after, as one process gets them.
+
+    Fails if a process's candidates held the whole memory (each row W times), if the
+    generated anchor ids repeated over processes (an anchor would lose its positives on
+    another rank), or if the processes' queues differed.
+    """
+    values, grads, held = _memory_steps(loss, with_ids, layout, world=1)
+    results = process_groups(len(layout)).run(_memory_steps, loss, with_ids, layout, len(layout))
+    for rank_values, rank_grads, rank_held in results:
+        for step in range(MEMORY_STEPS):
+            torch.testing.assert_close(rank_values[step], values[step], rtol=1e-10, atol=1e-12)
+            for got, want in zip(rank_grads[step], grads[step], strict=True):
+                torch.testing.assert_close(got, want, rtol=1e-9, atol=1e-11)
+        if loss == "info_nce":
+            torch.testing.assert_close(rank_held, held, rtol=1e-10, atol=1e-12)
+        else:
+            assert rank_held[1:] == held[1:]
+            torch.testing.assert_close(
+                torch.tensor(rank_held[0]), torch.tensor(held[0]), rtol=1e-10, atol=1e-12
+            )
+
+
+def _shares(size: int, held: int) -> list[list[int]]:
+    memory = MemoryBank(size, 1, dtype=torch.float64)
+    memory.enqueue(torch.arange(held, dtype=torch.float64)[:, None])
+    rows, _, ids = memory.candidates(gather=True)
+    return [rows[:, 0].long().tolist(), ids.tolist()]
+
+
+@pytest.mark.parametrize("world", [2, 3])
+def test_each_process_hands_the_loss_every_wth_held_row(
+    process_groups: ProcessGroups, world: int
+) -> None:
+    results = process_groups(world).run(_shares, 5, 7)  # holds 2..6, oldest first
+    assert [r[0] for r in results] == [[2, 3, 4, 5, 6][r::world] for r in range(world)]
+    assert sorted(i for r in results for i in r[1]) == [2, 3, 4, 5, 6]
+
+
 def test_gather_without_a_process_group_raises() -> None:
     memory = MemoryBank(3, 2)
     with pytest.raises(RuntimeError, match="process group"):
         memory.enqueue(torch.zeros(1, 2), gather=True)
+    with pytest.raises(RuntimeError, match="process group"):
+        memory.extend(torch.zeros(1, 2), torch.zeros(1, dtype=torch.long), gather=True)
+    with pytest.raises(RuntimeError, match="process group"):
+        memory.candidates(gather=True)
+    with pytest.raises(TypeError, match="gather must be a bool"):
+        memory.candidates(gather=1)  # type: ignore[arg-type]
     assert len(memory) == 0
 
 
@@ -408,3 +545,122 @@ def test_bad_extend() -> None:
         memory.extend(torch.zeros(2, 3), torch.zeros(3, dtype=torch.long))
     with pytest.raises(TypeError, match="memory's dtype"):
         memory.extend(torch.zeros(2, 3, dtype=torch.float64), torch.zeros(2, dtype=torch.long))
+
+
+# ---------------------------------------------------------------------------------------
+# In the objectives and the trainer
+# ---------------------------------------------------------------------------------------
+
+
+def _labelled_batch(seed: int, n: int = 6) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(n, 5, generator=g, dtype=torch.float64), torch.arange(n) % 3
+
+
+def test_a_label_objective_compares_with_the_memory_then_enqueues_in_training_only() -> None:
+    torch.manual_seed(0)
+    model = torch.nn.Linear(5, 4).double()
+    memory = MemoryBank(8, 4, dtype=torch.float64)
+    objective = LabelObjective(SupConLoss(temperature=0.3), memory=memory)
+    reference = MemoryBank(8, 4, dtype=torch.float64)
+    for step in range(3):
+        x, y = _labelled_batch(step)
+        got = objective(model, (x, y))["loss"]
+        z = model(x)
+        want = supcon(z, y, temperature=0.3, **reference.extend(z, y))
+        reference.enqueue(z, y)
+        assert float(got.detach()) == pytest.approx(float(want.detach()), rel=1e-12)
+        assert _held(memory) == _held(reference)
+    assert len(memory) == 8 and int(memory.seen) == 18
+    with torch.no_grad():  # validation: the plain loss, nothing enqueued
+        x, y = _labelled_batch(9)
+        plain = objective(model, (x, y))["loss"]
+        assert float(plain) == pytest.approx(float(supcon(model(x), y, temperature=0.3)))
+    assert int(memory.seen) == 18
+
+
+def test_a_two_view_objective_takes_the_remembered_keys_as_negatives() -> None:
+    torch.manual_seed(0)
+    model = torch.nn.Linear(5, 4).double()
+    memory = MemoryBank(5, 4, dtype=torch.float64)
+    objective = TwoViewObjective(InfoNCELoss(temperature=0.3), memory=memory)
+    keys = []
+    for step in range(3):
+        x, _ = _labelled_batch(step)
+        y = torch.arange(6) // 2  # consecutive pairs
+        got = objective(model, (x, y))["loss"]
+        out = model(x)
+        negatives = torch.cat(keys)[-5:] if keys else torch.zeros(0, 4, dtype=torch.float64)
+        want = info_nce(out[0::2], out[1::2], temperature=0.3, negatives=negatives)
+        keys.append(out[1::2].detach())
+        assert float(got.detach()) == pytest.approx(float(want.detach()), rel=1e-12)
+    assert torch.equal(memory.candidates()[0], torch.cat(keys)[-5:])
+    assert memory.candidates()[1] is None
+
+
+def _memory_trainer(run_dir: object, epochs: int, seed: int = 0) -> Trainer:
+    x = torch.randn(40, 5, dtype=torch.float64, generator=torch.Generator().manual_seed(7))
+    y = torch.arange(40) % 4
+    sampler = ClassBalancedBatchSampler(
+        y, classes_per_batch=3, samples_per_class=2, batches_per_epoch=3, seed=1
+    )
+    loader = DataLoader(TensorDataset(x, y), batch_sampler=sampler)
+    torch.manual_seed(seed + 1)
+    model = torch.nn.Sequential(
+        torch.nn.Linear(5, 8), torch.nn.Dropout(0.2), torch.nn.Linear(8, 3)
+    ).double()
+    objective = LabelObjective(SupConLoss(), memory=MemoryBank(10, 3, dtype=torch.float64))
+    return Trainer(
+        model,
+        objective,
+        torch.optim.Adam(model.parameters(), lr=0.05),
+        loader,
+        epochs=epochs,
+        run_dir=run_dir,  # type: ignore[arg-type]
+        progress=False,
+        seed=2,
+    )
+
+
+def test_a_resumed_run_holds_the_same_memory_and_ends_bit_identically(tmp_path) -> None:
+    straight = _memory_trainer(tmp_path / "a", 3)
+    straight.fit()
+    _memory_trainer(tmp_path / "b", 2).fit()
+    resumed = _memory_trainer(tmp_path / "b", 3, seed=99)  # weights and memory from disk
+    resumed.fit(resume=True)
+    for got, want in zip(resumed.model.parameters(), straight.model.parameters(), strict=True):
+        assert torch.equal(got, want)
+    memory, expected = resumed.objective.memory, straight.objective.memory  # type: ignore[attr-defined]
+    assert _held(memory) == _held(expected) and int(memory.seen) == 3 * 3 * 6
+    # without the saved memory the third epoch starts from an empty one: another run
+    shutil.copytree(tmp_path / "b", tmp_path / "c")
+    _memory_trainer(tmp_path / "c", 2).fit()  # rewrite the checkpoint of epoch 2
+    state_file = latest_checkpoint(tmp_path / "c") / "state.pt"  # type: ignore[operator]
+    state = torch.load(state_file, weights_only=True)
+    assert int(state["objective"]["memory"]["seen"]) == 2 * 3 * 6
+    del state["objective"]
+    torch.save(state, state_file)
+    forgetful = _memory_trainer(tmp_path / "c", 3, seed=99)
+    forgetful.fit(resume=True)
+    assert not torch.equal(forgetful.model[2].weight, straight.model[2].weight)
+
+
+def test_objective_state_nests_and_checks_what_it_gets_back() -> None:
+    memory = MemoryBank(4, 2)
+    memory.enqueue(torch.ones(3, 2), torch.tensor([0, 1, 0]))
+    with_memory = LabelObjective(SupConLoss(), memory=memory)
+    plain = PairObjective(SupConLoss())
+    summed = WeightedSum({"a": (with_memory, 1.0), "b": (plain, 2.0)})
+    state = objective_state(summed)
+    assert set(state) == {"a", "b"} and state["b"] == {} and "memory" in state["a"]
+    other = LabelObjective(SupConLoss(), memory=MemoryBank(4, 2))
+    load_objective_state(WeightedSum({"a": (other, 1.0), "b": (plain, 2.0)}), state)
+    assert _held(other.memory) == _held(memory)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="holds a memory, unlike this objective"):
+        LabelObjective(SupConLoss()).load_state_dict(state["a"])
+    with pytest.raises(ValueError, match="holds no memory, unlike this objective"):
+        other.load_state_dict({})
+    with pytest.raises(TypeError, match="memory must be a MemoryBank or None, got list"):
+        LabelObjective(SupConLoss(), memory=[])  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="memory must be a MemoryBank or None, got int"):
+        TwoViewObjective(InfoNCELoss(), memory=3)  # type: ignore[arg-type]

@@ -20,7 +20,14 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from contrastkit import ContrastiveLoss, ReconstructionLoss, TripletLoss, distributed
+from contrastkit import (
+    ContrastiveLoss,
+    InfoNCELoss,
+    ReconstructionLoss,
+    SupConLoss,
+    TripletLoss,
+    distributed,
+)
 from contrastkit.data import (
     ClassBalancedBatchSampler,
     PairDataset,
@@ -30,10 +37,13 @@ from contrastkit.data import (
 from contrastkit.models import Autoencoder, MLPDecoder, MLPEncoder, SiameseNetwork
 from contrastkit.training import (
     CachedObjective,
+    LabelObjective,
+    MemoryBank,
     PairObjective,
     ReconstructionObjective,
     Trainer,
     TripletObjective,
+    TwoViewObjective,
     WeightedSum,
 )
 from contrastkit.training.objectives import global_value
@@ -80,6 +90,24 @@ def build(kind: str, world_size: int, rank: int) -> tuple[nn.Module, Any, DataLo
         model = SiameseNetwork(encoder)
         loader = DataLoader(triplets, batch_sampler=sampler)
         return model.double(), TripletObjective(TripletLoss(margin=0.5)), loader
+    if kind in ("memory_supcon", "memory_infonce"):  # every rank holds one memory
+        two = kind == "memory_infonce"
+        balanced = ClassBalancedBatchSampler(
+            labels,
+            classes_per_batch=4 if two else 3,
+            samples_per_class=2 if two else 3,
+            batches_per_epoch=4,
+            **where,
+        )
+        loader = DataLoader(TensorDataset(inputs, labels), batch_sampler=balanced)
+        memory = MemoryBank(11, 3, dtype=torch.float64)  # full in the 2nd step, then wraps
+        gather = world_size > 1
+        objective: Any = (
+            TwoViewObjective(InfoNCELoss(temperature=0.5, gather=gather), memory=memory)
+            if two
+            else LabelObjective(SupConLoss(temperature=0.5, gather=gather), memory=memory)
+        )
+        return encoder.double(), objective, loader
     autoencoder = Autoencoder(encoder, MLPDecoder(3, FEATURES, hidden=(8,))).double()
     if kind == "reconstruction":  # class-balanced batches: each rank takes whole classes
         balanced = ClassBalancedBatchSampler(
@@ -156,6 +184,8 @@ def assert_close(a: dict[str, list[float]], b: dict[str, list[float]]) -> None:
         ("triplets", 2, 2),
         ("reconstruction", 3, 1),
         ("combined", 2, 1),
+        ("memory_supcon", 3, 1),
+        ("memory_infonce", 2, 2),
     ],
 )
 def test_the_processes_train_the_model_one_process_trains_on_the_whole_batches(

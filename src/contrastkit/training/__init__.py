@@ -27,6 +27,8 @@ from contrastkit.training.objectives import (
     TwoViewObjective,
     WeightedSum,
     embed_parts,
+    load_objective_state,
+    objective_state,
     total_loss,
 )
 from contrastkit.training.trainer import Trainer, embed
@@ -48,7 +50,9 @@ __all__ = [
     "embed_parts",
     "join",
     "latest_checkpoint",
+    "load_objective_state",
     "load_weights",
+    "objective_state",
     "remove_stale",
     "save_weights",
     "to_device",

@@ -15,6 +15,12 @@ resumed from one holds the same queue and continues bit-identically.
 process writes the same rows in the same order and holds the same queue, unlike a
 memory that each process fills with its own rows.
 
+**A loss that gathers** (``gather=True``, every process's batch as candidates) takes
+the memory through ``extend(..., gather=True)`` / ``candidates(gather=True)``: each
+process then hands the loss its own share of the held rows (every ``W``-th, from its
+rank), so that the loss's gather brings the whole memory exactly once, next to every
+process's batch, and the anchors get ids that are unique over the processes.
+
 **Policy: usable from the first step.** Until it is full the memory simply holds fewer
 rows (none at first: :meth:`MemoryBank.extend` then gives the batch alone, and the
 loss is the plain one). A queue that starts with random rows (MoCo) compares the
@@ -155,16 +161,33 @@ class MemoryBank(nn.Module):
             return torch.arange(seen, device=device)
         return (torch.arange(self.size, device=device) + seen) % self.size
 
-    def candidates(self) -> tuple[Tensor, Tensor | None, Tensor]:
+    def candidates(
+        self, *, gather: bool = False, group: Any = None
+    ) -> tuple[Tensor, Tensor | None, Tensor]:
         """The held rows, oldest first: ``(embeddings, labels, ids)``.
 
         New tensors (later writes do not change them), without gradient:
         ``(len(self), dim)``, ``(len(self),)`` or ``None`` if the rows came without
         labels, and ``(len(self),)`` sample ids (generated ones if none were given).
+
+        Args:
+            gather: for a loss that gathers its candidates from every process
+                (``gather=True``, such as InfoNCE's shared ``negatives``): this process's
+                share of the rows, every ``W``-th from its rank, so that the loss's
+                gather brings each held row once. Needs a process group; at world size 1
+                every row.
+            group: the process group (``None``: the default one).
         """
-        order = self._order()
+        order = self._share(self._order(), gather, group)
         labels = None if int(self.kinds[0]) == _ABSENT else self.labels[order]
         return self.embeddings[order], labels, self.ids[order]
+
+    def _share(self, rows: Tensor, gather: object, group: Any) -> Tensor:
+        """``rows``, or with ``gather`` this process's share: every ``W``-th from its rank."""
+        if not check_bool("gather", gather):
+            return rows
+        distributed.require_process_group()
+        return rows[distributed.rank(group) :: distributed.world_size(group)]
 
     def _check_kind(self, which: int, name: str, given: bool) -> None:
         """Refuse ``name`` given (or not) against what the held rows came with."""
@@ -263,7 +286,13 @@ class MemoryBank(nn.Module):
         self.kinds[1] = _ABSENT if ids is None else _GIVEN
 
     def extend(
-        self, embeddings: Tensor, labels: Tensor, ids: Tensor | None = None
+        self,
+        embeddings: Tensor,
+        labels: Tensor,
+        ids: Tensor | None = None,
+        *,
+        gather: bool = False,
+        group: Any = None,
     ) -> MemoryCandidates:
         """The batch and the held rows as the candidates of the batch's anchors.
 
@@ -274,9 +303,16 @@ class MemoryBank(nn.Module):
         ids the batch would be enqueued with next (``seen, seen + 1, ...``), distinct
         from every held one. With an empty memory the loss is the plain one.
 
-        The batch is this process's: under a process group, pass ``gather=False`` to the
-        loss (every process holds the same memory, so gathering the candidates would
-        repeat it once per process).
+        Under a process group, either the loss compares this process's anchors with its
+        own batch and the memory (``gather=False`` on both), or with every process's
+        batch and the memory: ``gather=True`` on both,
+        ``supcon(z, y, gather=True, **memory.extend(z, y, gather=True))``. Then each
+        process's candidates are its batch and its share of the held rows (every
+        ``W``-th), the loss's gather joins them into every process's batch and the whole
+        memory once, and the generated anchor ids count the rows of the processes before
+        this one (``seen + offset, ...``, the ids :meth:`enqueue` with ``gather=True``
+        gives them next). A loss with ``gather=True`` on the whole memory of every
+        process would count each held row ``W`` times.
 
         Args:
             embeddings: ``(B, dim)`` this step's rows (they keep their gradient), of the
@@ -284,6 +320,8 @@ class MemoryBank(nn.Module):
             labels: ``(B,)`` integer class labels (the memory must hold labels too, once
                 it holds rows).
             ids: ``(B,)`` integer sample ids, or ``None`` (as given to :meth:`enqueue`).
+            gather: for a loss with ``gather=True`` (above); needs a process group.
+            group: the process group (``None``: the default one).
 
         Returns:
             The keyword arguments ``candidates``, ``candidate_labels``, ``ids`` and
@@ -303,9 +341,15 @@ class MemoryBank(nn.Module):
                 "candidates of a labelled loss"
             )
         self._check_kind(1, "ids", i is not None)
+        gather = check_bool("gather", gather)
         if i is None:
-            i = self.seen + torch.arange(z.shape[0], device=z.device)
-        rows, row_labels, row_ids = self.candidates()
+            start = self.seen
+            if gather:
+                distributed.require_process_group()
+                all_sizes = distributed.sizes(z.shape[0], device=z.device, group=group)
+                start = start + distributed.offset(all_sizes, group)
+            i = start + torch.arange(z.shape[0], device=z.device)
+        rows, row_labels, row_ids = self.candidates(gather=gather, group=group)
         assert row_labels is not None  # labels were given, or nothing is held
         return MemoryCandidates(
             candidates=torch.cat([z, rows]),

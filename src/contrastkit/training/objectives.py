@@ -37,6 +37,7 @@ from torch import Tensor, nn
 
 from contrastkit import distributed
 from contrastkit.training.batches import batch_size, join
+from contrastkit.training.memory import MemoryBank
 
 __all__ = [
     "LabelObjective",
@@ -48,6 +49,8 @@ __all__ = [
     "WeightedSum",
     "embed_parts",
     "global_value",
+    "load_objective_state",
+    "objective_state",
     "total_loss",
 ]
 
@@ -194,19 +197,97 @@ class TripletObjective:
         return {self.name: global_value(value, batch_size(anchor), self.loss)}
 
 
-class LabelObjective:
-    """``loss(model(x), labels)`` for labelled batches, e.g. from a class-balanced sampler."""
+class _Remembering:
+    """An objective that may keep a :class:`MemoryBank`, saved with its state.
 
-    def __init__(self, loss: Callable[..., Tensor], *, name: str = "loss") -> None:
+    The trainer saves :meth:`state_dict` in each checkpoint and gives it back with
+    :meth:`load_state_dict` on resume, so that a resumed run holds the same memory.
+    """
+
+    loss: Callable[..., Tensor]
+    memory: MemoryBank | None
+
+    def _set_memory(self, memory: object) -> None:
+        if memory is not None and not isinstance(memory, MemoryBank):
+            raise TypeError(f"memory must be a MemoryBank or None, got {type(memory).__name__}")
+        self.memory = memory
+
+    def _memory_for(self, z: Tensor) -> tuple[MemoryBank, Tensor, bool] | None:
+        """The memory (moved to the embeddings' device), ``z`` in its dtype, and gather.
+
+        ``None`` without a memory or in a call without gradient (validation: the plain
+        loss of the batch, and nothing enqueued).
+        """
+        if self.memory is None or not torch.is_grad_enabled():
+            return None
+        if self.memory.embeddings.device != z.device:
+            self.memory.to(z.device)
+        return (
+            self.memory,
+            z.to(self.memory.embeddings.dtype),
+            bool(getattr(self.loss, "gather", False)),
+        )
+
+    def state_dict(self) -> dict[str, Any]:
+        """The memory's state (``{}`` without one), for checkpoints."""
+        return {} if self.memory is None else {"memory": self.memory.state_dict()}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Take back what :meth:`state_dict` gave.
+
+        Raises:
+            ValueError: the state holds a memory and this objective has none, or the
+                other way round.
+        """
+        if (self.memory is None) != ("memory" not in state):
+            has = "holds a memory" if "memory" in state else "holds no memory"
+            raise ValueError(
+                f"the saved objective state {has}, unlike this objective (memory="
+                f"{'None' if self.memory is None else 'a MemoryBank'})"
+            )
+        if self.memory is not None:
+            self.memory.load_state_dict(state["memory"])
+
+
+class LabelObjective(_Remembering):
+    """``loss(model(x), labels)`` for labelled batches, e.g. from a class-balanced sampler.
+
+    With a ``memory`` (:class:`~contrastkit.training.MemoryBank`), in training the
+    anchors are compared with the batch and with the embeddings of earlier batches,
+    ``loss(z, labels, **memory.extend(z, labels))``, and the batch is then enqueued: a
+    loss that takes ``candidates`` (SupCon, the all-pairs contrastive and the triplet
+    losses). A loss built with ``gather=True`` gets the memory in the form that gathers
+    (:meth:`~contrastkit.training.MemoryBank.extend`), and every process enqueues every
+    process's rows. A call without gradient (validation) gives the plain loss of the
+    batch and leaves the memory as it is. The memory's state goes into checkpoints
+    (:meth:`state_dict`).
+    """
+
+    def __init__(
+        self,
+        loss: Callable[..., Tensor],
+        *,
+        name: str = "loss",
+        memory: MemoryBank | None = None,
+    ) -> None:
         self.loss, self.name = loss, name
+        self._set_memory(memory)
 
     def __call__(self, model: nn.Module, batch: Any) -> dict[str, Tensor]:
         """The loss of one labelled batch."""
         x, labels = _unpack(batch, 2, "LabelObjective (x, labels)")
-        return {self.name: global_value(self.loss(model(x), labels), batch_size(x), self.loss)}
+        z = model(x)
+        found = self._memory_for(z)
+        if found is None:
+            value = self.loss(z, labels)
+        else:
+            memory, z, gather = found
+            value = self.loss(z, labels, **memory.extend(z, labels, gather=gather))
+            memory.enqueue(z, labels, gather=gather)
+        return {self.name: global_value(value, batch_size(x), self.loss)}
 
 
-class TwoViewObjective:
+class TwoViewObjective(_Remembering):
     """``loss(model(views1), model(views2))`` where the views are consecutive samples.
 
     A batch ``(x, labels)`` from :class:`~contrastkit.data.ClassBalancedBatchSampler` with
@@ -215,10 +296,25 @@ class TwoViewObjective:
     two queries share a class, so no negative is a false one (the N-pair setting of Sohn
     2016). Any batch whose rows come in positive pairs is accepted; if two pairs share a
     class (``samples_per_class`` above 2), their cross terms are false negatives.
+
+    With a ``memory`` (:class:`~contrastkit.training.MemoryBank`), in training the keys
+    of earlier batches are extra negatives shared by every query, as in MoCo (He et al.
+    2020): ``loss(queries, keys, negatives=memory.candidates()[0])`` (InfoNCE), and this
+    batch's keys are then enqueued. They are of any class, a false negative where a
+    remembered key shares its query's class. A loss built with ``gather=True`` gets this
+    process's share of the memory, which it gathers. Validation (no gradient) gives the
+    plain loss. The memory's state goes into checkpoints (:meth:`state_dict`).
     """
 
-    def __init__(self, loss: Callable[..., Tensor], *, name: str = "loss") -> None:
+    def __init__(
+        self,
+        loss: Callable[..., Tensor],
+        *,
+        name: str = "loss",
+        memory: MemoryBank | None = None,
+    ) -> None:
         self.loss, self.name = loss, name
+        self._set_memory(memory)
 
     def __call__(self, model: nn.Module, batch: Any) -> dict[str, Tensor]:
         """The loss of one batch of consecutive positive pairs."""
@@ -229,7 +325,14 @@ class TwoViewObjective:
                 "(use ClassBalancedBatchSampler with samples_per_class=2)"
             )
         out = model(x)
-        value = self.loss(out[0::2], out[1::2])
+        found = self._memory_for(out)
+        if found is None:
+            value = self.loss(out[0::2], out[1::2])
+        else:
+            memory, out, gather = found
+            negatives = memory.candidates(gather=gather)[0]
+            value = self.loss(out[0::2], out[1::2], negatives=negatives)
+            memory.enqueue(out[1::2], gather=gather)
         return {self.name: global_value(value, batch_size(x) // 2, self.loss)}
 
 
@@ -437,6 +540,14 @@ class WeightedSum:
                 )
             self.objectives[name], self.weights[name] = objective, float(weight)
 
+    def state_dict(self) -> dict[str, Any]:
+        """The state of each objective that has one (a memory), by name."""
+        return objective_state(self.objectives)
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Give each objective back its state."""
+        load_objective_state(self.objectives, state)
+
     def __call__(self, model: nn.Module, batch: Any) -> dict[str, Tensor]:
         """Each objective's total, raw, and their weighted sum as ``"loss"``."""
         out = {
@@ -455,3 +566,26 @@ def total_loss(terms: Mapping[str, Tensor]) -> Tensor:
         return terms["loss"]
     values = list(terms.values())
     return values[0] if len(values) == 1 else torch.stack(values).sum()
+
+
+def objective_state(objective: Any) -> dict[str, Any]:
+    """What an objective must keep across a resume (a memory of past embeddings).
+
+    ``objective.state_dict()`` when it has one; for a mapping of objectives, each one's
+    state by name; else ``{}``. The :class:`Trainer` saves it in every checkpoint.
+    """
+    if isinstance(objective, Mapping):
+        return {name: objective_state(o) for name, o in objective.items()}
+    state_dict = getattr(objective, "state_dict", None)
+    return dict(state_dict()) if callable(state_dict) else {}
+
+
+def load_objective_state(objective: Any, state: Mapping[str, Any]) -> None:
+    """Give an objective back what :func:`objective_state` took from it."""
+    if isinstance(objective, Mapping):
+        for name, o in objective.items():
+            load_objective_state(o, state.get(name, {}))
+        return
+    load = getattr(objective, "load_state_dict", None)
+    if callable(load):
+        load(state)

@@ -48,7 +48,9 @@ while the data order comes from the samplers, from (seed, epoch) alone. See
 :class:`Trainer` (``distributed``, ``sync_batch_norm``) for the details.
 
 Checkpoints live in ``run_dir/checkpoints/epoch-NNNN/``: ``model.safetensors`` (the
-weights) and ``state.pt`` (optimizer, scheduler, scaler, history, best epoch). Each is
+weights) and ``state.pt`` (optimizer, scheduler, scaler, history, best epoch, and the
+objective's own state, such as a memory of past embeddings:
+:func:`~contrastkit.training.objectives.objective_state`). Each is
 written to a temporary folder that is renamed into place, so a run killed at any moment
 leaves only complete checkpoints; older ones are removed once the new one is in place,
 and temporary folders a killed run left are removed when the next run starts. With a
@@ -107,7 +109,12 @@ from contrastkit.training.checkpoints import (
     save_state,
     save_weights,
 )
-from contrastkit.training.objectives import Objective, total_loss
+from contrastkit.training.objectives import (
+    Objective,
+    load_objective_state,
+    objective_state,
+    total_loss,
+)
 
 __all__ = ["Trainer", "embed"]
 
@@ -926,6 +933,7 @@ class Trainer:
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
             "scaler": self.scaler.state_dict() if self.scaler is not None else None,
+            "objective": objective_state(self.objective),
             "best": {
                 "epoch": self.best_epoch,
                 "value": self.best_value,
@@ -1000,6 +1008,8 @@ class Trainer:
             self.scheduler.load_state_dict(state["scheduler"])
         if self.scaler is not None and state.get("scaler") is not None:
             self.scaler.load_state_dict(state["scaler"])
+        if "objective" in state:  # a memory of past embeddings
+            load_objective_state(self.objective, state["objective"])
         self.epoch, self.step = int(state["epoch"]), int(state["step"])
         self.optimizer_steps = int(state.get("optimizer_steps", self.step))
         self.history = list(state["history"])
