@@ -54,6 +54,7 @@ from contrastkit.models import (
 from contrastkit.training import (
     CachedObjective,
     LabelObjective,
+    MemoryBank,
     PairObjective,
     ReconstructionObjective,
     TwoViewObjective,
@@ -340,6 +341,11 @@ def _contrastive(config: RunConfig) -> PairObjective:
     )
 
 
+def _memory(config: RunConfig) -> MemoryBank | None:
+    """The run's memory of past embeddings (``memory_size`` rows), or ``None``."""
+    return MemoryBank(config.memory_size, config.embedding_dim) if config.memory_size else None
+
+
 LOSS_KINDS: dict[str, LossKind] = {
     "contrastive": LossKind("pairs", 0, _contrastive, pair_files=True),
     "triplet": LossKind(
@@ -348,21 +354,24 @@ LOSS_KINDS: dict[str, LossKind] = {
         lambda c: LabelObjective(
             losses.BatchAllTripletLoss(
                 margin=c.margin, distance=c.distance_name, gather=distributed.is_distributed()
-            )
+            ),
+            memory=_memory(c),
         ),
     ),
     "infonce": LossKind(
         "balanced",
         2,
         lambda c: TwoViewObjective(
-            losses.InfoNCELoss(temperature=c.temperature, gather=distributed.is_distributed())
+            losses.InfoNCELoss(temperature=c.temperature, gather=distributed.is_distributed()),
+            memory=_memory(c),
         ),
     ),
     "supcon": LossKind(
         "balanced",
         4,
         lambda c: LabelObjective(
-            losses.SupConLoss(temperature=c.temperature, gather=distributed.is_distributed())
+            losses.SupConLoss(temperature=c.temperature, gather=distributed.is_distributed()),
+            memory=_memory(c),
         ),
     ),
 }

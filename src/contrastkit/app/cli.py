@@ -217,6 +217,14 @@ _TRAIN_OPTIONS: tuple[tuple[str, Callable[[str], Any], str, str | None], ...] = 
         "(needs --no-batch-norm; default: 0, the batch at once)",
         "K",
     ),
+    (
+        "memory_size",
+        int,
+        "a memory of the last M training embeddings, compared with every anchor besides "
+        "its batch: more negatives without a bigger batch (supcon, triplet, infonce; "
+        "saved in checkpoints; default: 0, none)",
+        "M",
+    ),
     ("lr", float, "peak learning rate of the one-cycle schedule (default: 0.003)", None),
     ("weight_decay", float, "AdamW weight decay (default: 0)", None),
     (

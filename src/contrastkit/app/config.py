@@ -25,6 +25,7 @@ __all__ = [
     "DISTANCE_NAMES",
     "HIGHER_IS_BETTER",
     "LOSSES",
+    "MEMORY_LOSSES",
     "MODES",
     "OBJECTIVES",
     "PRECISIONS",
@@ -49,6 +50,7 @@ ModeName = Literal["min", "max"]
 # import torch (a test checks that the two agree).
 DISTANCE_NAMES = ("euclidean", "squared_euclidean", "cosine", "manhattan")
 LOSSES = ("contrastive", "triplet", "infonce", "supcon")
+MEMORY_LOSSES = ("supcon", "triplet", "infonce")  # the losses that take a memory
 OBJECTIVES = ("contrastive", "reconstruction", "combined")
 # the option's name -> the kind of contrastkit.losses.ReconstructionLoss
 RECONSTRUCTION_LOSSES: dict[str, Literal["mse", "bce_with_logits"]] = {
@@ -124,6 +126,12 @@ class RunConfig:
             rows at a time and the contrastive loss still sees the whole batch
             (:class:`~contrastkit.training.CachedObjective`); 0 (the default) embeds
             the batch at once. Needs a model without batch normalization in training.
+        memory_size: a memory of the last ``memory_size`` training embeddings
+            (:class:`~contrastkit.training.MemoryBank`), compared with every anchor as
+            well as its batch: more negatives without a bigger batch (SupCon and triplet:
+            labelled candidates, as XBM; InfoNCE: remembered keys as extra negatives, as
+            MoCo). Used from the first step, saved in every checkpoint, not used for
+            the validation loss; 0 (the default) for none.
         val_fraction, test_fraction: the held-out shares of each class (of the pairs,
             for a pair file): validation, then test; training gets the rest.
         seed: the seed of the split, the draws and the initialisation.
@@ -168,6 +176,7 @@ class RunConfig:
     steps_per_epoch: int = 64
     accumulate: int = 1
     micro_batch: int = 0
+    memory_size: int = 0
     lr: float = 3e-3
     weight_decay: float = 0.0
     val_fraction: float = 0.15
@@ -291,6 +300,19 @@ def _check_training(config: RunConfig) -> None:
         raise ConfigError(
             "micro_batch caches the contrastive term, and objective reconstruction has none; "
             "drop micro_batch"
+        )
+    if config.memory_size < 0:
+        raise ConfigError(f"memory_size must be >= 0 (0: no memory), got {config.memory_size}")
+    if config.memory_size and config.objective == "reconstruction":
+        raise ConfigError(
+            "memory_size keeps embeddings for the contrastive loss, and objective "
+            "reconstruction has none; drop memory_size"
+        )
+    if config.memory_size and config.loss not in MEMORY_LOSSES:
+        raise ConfigError(
+            f"memory_size needs a loss that compares each anchor with many candidates "
+            f"({', '.join(MEMORY_LOSSES)}); the {config.loss} loss compares given pairs, "
+            "got loss " + repr(config.loss)
         )
     if config.micro_batch and config.batch_norm:
         raise ConfigError(

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 from contrastkit.app.result import far_of
 
 if TYPE_CHECKING:
+    from contrastkit.app.config import RunConfig
     from contrastkit.app.result import AnomalyResult, RunResult
 
 __all__ = [
@@ -217,6 +218,43 @@ def _trained(result: RunResult) -> str:
     )
 
 
+def _batches(config: RunConfig) -> str:
+    """The batch of a step and what each anchor was compared with, as the run trained."""
+    b, memory = config.batch_size, config.memory_size
+    if config.objective == "reconstruction":
+        text = f"training batches of {b} samples"
+    elif config.loss == "contrastive":
+        text = f"training batches of {b} pairs, each pair scored alone (no negatives beyond it)"
+    elif config.loss == "infonce":
+        keys = b // 2
+        text = (
+            f"training batches of {b} samples ({keys} pairs): each query picked its key among "
+            f"{keys} keys"
+            + (f" and {memory:,} remembered ones (a memory of past keys)" if memory else "")
+            + f", so {keys - 1 + memory:,} negatives"
+            + (" once the memory was full" if memory else "")
+        )
+    else:
+        text = (
+            f"training batches of {b} samples: each anchor compared with the other {b - 1} of "
+            "its batch"
+            + (f" and {memory:,} remembered embeddings of earlier batches" if memory else "")
+            + f", {b - 1 + memory:,} candidates"
+            + (" once the memory was full" if memory else "")
+        )
+    if config.micro_batch:
+        text += (
+            f"; the encoder embedded {config.micro_batch} rows at a time (gradient caching: "
+            "the loss is that of the whole batch)"
+        )
+    if config.accumulate > 1:
+        text += (
+            f"; {config.accumulate} batches' gradients summed per optimizer step "
+            f"({config.accumulate * b} samples), each batch's loss over its own rows"
+        )
+    return text
+
+
 def _terms_note(terms: Mapping[str, float]) -> str:
     if len(terms) < 2:
         return ""
@@ -273,6 +311,7 @@ def write_report(path: str | Path, result: RunResult, *, title: str = "contrastk
         + _best_text(result),
         f"data: {html.escape(data.source)}; {data.train} training, {data.validation} "
         f"validation and {data.test} test samples",
+        html.escape(_batches(config)),
         html.escape(result.environment.describe())
         + (f"; run time {seconds['total']:.1f} s" if "total" in seconds else ""),
     ]

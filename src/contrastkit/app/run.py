@@ -489,6 +489,13 @@ def _train_run(
                 f"{config.loss} loss compared every row of each batch of "
                 f"{config.batch_size} with every other"
             )
+        if config.memory_size:
+            notes.append(
+                f"a memory of the last {config.memory_size:,} training embeddings was "
+                "compared with every anchor, from the first step (it filled as training "
+                "went); the training loss includes it, the validation loss is that of each "
+                "batch alone"
+            )
     spec_json = json.dumps(spec, indent=2) + "\n"
 
     def open_folder() -> Path:  # rank 0: the run folder, made or checked

@@ -51,6 +51,7 @@ from torch import Tensor, nn
 
 from contrastkit._validation import check_int
 from contrastkit.training.batches import batch_size
+from contrastkit.training.objectives import load_objective_state, objective_state
 
 __all__ = ["CachedObjective"]
 
@@ -262,6 +263,14 @@ class CachedObjective:
                     "put its BatchNorm layers in eval mode"
                 )
         return self.objective(_CachedModel(model, self.micro_batch), batch)  # type: ignore[arg-type]
+
+    def state_dict(self) -> dict[str, Any]:
+        """The wrapped objective's state (a memory of past embeddings), for checkpoints."""
+        return objective_state(self.objective)
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Give the wrapped objective back its state."""
+        load_objective_state(self.objective, state)
 
     def __repr__(self) -> str:
         return f"CachedObjective({self.objective!r}, micro_batch={self.micro_batch})"
