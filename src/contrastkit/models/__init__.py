@@ -4,6 +4,9 @@
   embeddings, computed by the same weights; called on one batch it returns one.
 * :class:`MLPEncoder` embeds feature vectors, :class:`ConvEncoder` embeds images; both
   take the output dimension as ``embedding_dim`` (2 gives a DrLIM-style map directly).
+* :class:`TextEncoder` embeds tokenized texts with a transformer and a pooling
+  (:mod:`~contrastkit.models.text`: loading a Hugging Face model from a folder, and an
+  encoder trained from nothing; needs ``contrastkit[text]``).
 * :class:`Standardize` holds fixed input statistics as buffers, so a saved model carries
   its own preprocessing.
 * :class:`Autoencoder` pairs an encoder with a decoder (:class:`MLPDecoder` for
@@ -30,6 +33,7 @@ Example:
 from contrastkit.models.autoencoder import Autoencoder, ConvDecoder, MLPDecoder
 from contrastkit.models.encoders import ConvEncoder, MLPEncoder, Standardize
 from contrastkit.models.siamese import SiameseNetwork
+from contrastkit.models.text import TextEncoder, load_text_model, save_text_model
 
 __all__ = [
     "Autoencoder",
@@ -39,4 +43,7 @@ __all__ = [
     "MLPEncoder",
     "SiameseNetwork",
     "Standardize",
+    "TextEncoder",
+    "load_text_model",
+    "save_text_model",
 ]
