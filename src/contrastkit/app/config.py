@@ -121,9 +121,13 @@ class RunConfig:
             ``ceil(steps_per_epoch / accumulate)`` optimizer steps, and the one-cycle
             schedule is built over ``epochs`` times that).
         micro_batch: gradient caching: the encoder embeds the batch ``micro_batch``
-            rows at a time and the contrastive loss still sees the whole batch
-            (:class:`~contrastkit.training.CachedObjective`); 0 (the default) embeds
-            the batch at once. Needs a model without batch normalization in training.
+            rows at a time (for objective combined, the autoencoder reconstructs it
+            that many rows at a time too) and the contrastive loss still sees the whole
+            batch (:class:`~contrastkit.training.CachedObjective` around the whole
+            objective, on any number of processes); 0 (the default) embeds the batch at
+            once. Objective contrastive or combined (a reconstruction alone is per row:
+            ``accumulate`` bounds its memory exactly). Needs a model without batch
+            normalization in training.
         val_fraction, test_fraction: the held-out shares of each class (of the pairs,
             for a pair file): validation, then test; training gets the rest.
         seed: the seed of the split, the draws and the initialisation.
