@@ -282,14 +282,27 @@ def test_torchrun_trains_on_two_processes_the_model_one_process_trains(tmp_path:
     assert_same_run(tmp_path / "one", two, tolerance=5e-4)
 
 
-def test_micro_batches_of_a_combined_objective_are_refused_on_several_processes(
+@pytest.mark.slow
+def test_micro_batches_of_a_combined_objective_train_on_several_processes(
     process_groups: ProcessGroups, tmp_path: Path
 ) -> None:
-    """DDP would see the encoder's parameters twice in one step: one line, nothing written."""
+    """The whole objective cached, model(x) and model.reconstruct(x) in one DDP forward.
+
+    Once refused (DDP saw the encoder's parameters twice in one step); now the model one
+    process trains with the same micro-batches.
+    """
     argv = ["train", *SMALL, "--objective", "combined", "--no-batch-norm", "--micro-batch", "4"]
-    outcomes = process_groups(2).run(command, *argv, "-o", str(tmp_path / "run"))
-    for status, out, err in outcomes:
-        assert status == 2, (out, err)
-        assert err.count("\n") == 1 and err.startswith("contrastkit: error: ")
-        assert "micro_batch with objective combined runs on one process only" in err
-    assert not (tmp_path / "run").exists()
+    argv += ["--quiet"]
+    two = tmp_path / "two"
+    outcomes = process_groups(2).run(command, *argv, "-o", str(two))
+    assert [status for status, _, _ in outcomes] == [0, 0], outcomes
+    notes = json.loads((two / "metrics.json").read_text())["notes"]
+    assert any(
+        "gradient caching: the encoder embedded 4 rows at a time, the decoder "
+        "reconstructing them" in note
+        for note in notes
+    )
+    assert "micro_batch = 4" in (two / "config.toml").read_text()
+    status, _, err = command(*argv, "-o", tmp_path / "one")
+    assert status == 0, err
+    assert_same_run(tmp_path / "one", two, tolerance=5e-4)

@@ -51,11 +51,21 @@ def test_bad_micro_batch_is_one_line_before_anything_is_written(
     assert not (tmp_path / "run").exists()
 
 
-def test_a_combined_objective_caches_its_contrastive_term_on_one_process(
+def test_a_combined_objective_is_cached_whole_and_trains_the_uncached_model(
     capsys, tmp_path: Path
 ) -> None:
+    """The reconstruction and the contrastive term both from the micro-batches' calls."""
     argv = ["train", *SMALL, "--objective", "combined", "--no-batch-norm"]
+    assert call(capsys, *argv, "-o", tmp_path / "whole")[0] == 0
     status, _, err = call(capsys, *argv, "--micro-batch", "5", "-o", tmp_path / "run")
     assert status == 0, err
     notes = json.loads((tmp_path / "run" / "metrics.json").read_text())["notes"]
     assert any("gradient caching" in n for n in notes)
+    assert any("5 rows at a time, the decoder reconstructing them" in n for n in notes)
+    whole = load_file(str(tmp_path / "whole" / "model.safetensors"))
+    cached = load_file(str(tmp_path / "run" / "model.safetensors"))
+    keys = [k for k in whole if whole[k].is_floating_point()]
+    assert any(k.startswith("decoder.") for k in keys)
+    diff = torch.cat([(cached[k].double() - whole[k].double()).flatten() for k in keys])
+    scale = torch.cat([whole[k].double().flatten() for k in keys])
+    assert float(diff.norm() / scale.norm()) < 5e-4

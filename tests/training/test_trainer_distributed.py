@@ -118,12 +118,14 @@ def build(kind: str, world_size: int, rank: int) -> tuple[nn.Module, Any, DataLo
     # combined: reconstruct and forward through DDP in one step, one backward
     pairs = PairDataset(inputs, labels, pairs_per_epoch=22, seed=5)
     sampler = RandomBatchSampler(pairs, batch_size=5, seed=5, **where)
-    objective = WeightedSum(
+    objective: Any = WeightedSum(
         {
             "reconstruction": (ReconstructionObjective(ReconstructionLoss()), 1.0),
             "contrastive": (PairObjective(ContrastiveLoss()), 0.5),
         }
     )
+    if kind == "cached_combined":  # the whole sum cached: both calls in one DDP forward
+        objective = CachedObjective(objective, micro_batch=2)
     return autoencoder, objective, DataLoader(pairs, batch_sampler=sampler)
 
 
@@ -186,6 +188,8 @@ def assert_close(a: dict[str, list[float]], b: dict[str, list[float]]) -> None:
         ("combined", 2, 1),
         ("memory_supcon", 3, 1),
         ("memory_infonce", 2, 2),
+        ("cached_combined", 2, 1),
+        ("cached_combined", 2, 2),
     ],
 )
 def test_the_processes_train_the_model_one_process_trains_on_the_whole_batches(

@@ -572,21 +572,26 @@ def _balanced_sampler(
 
 
 def build_objective(config: RunConfig, contrastive: Any) -> Any:
-    """The objective of a run, from the contrastive objective of its ``loss``."""
+    """The objective of a run, from the contrastive objective of its ``loss``.
+
+    With ``micro_batch``, the whole objective is cached: the code of ``model(x)`` and,
+    for objective combined, the reconstruction of ``model.reconstruct(x)`` alike.
+    """
+    objective: Any = contrastive
+    if config.objective != "contrastive":
+        kind = RECONSTRUCTION_LOSSES[config.reconstruction_loss]
+        reconstruction = ReconstructionObjective(losses.ReconstructionLoss(kind=kind))
+        objective = reconstruction
+        if config.objective == "combined":
+            objective = WeightedSum(
+                {
+                    "reconstruction": (reconstruction, config.reconstruction_weight),
+                    "contrastive": (contrastive, config.contrastive_weight),
+                }
+            )
     if config.micro_batch:
-        contrastive = CachedObjective(contrastive, micro_batch=config.micro_batch)
-    if config.objective == "contrastive":
-        return contrastive
-    kind = RECONSTRUCTION_LOSSES[config.reconstruction_loss]
-    reconstruction = ReconstructionObjective(losses.ReconstructionLoss(kind=kind))
-    if config.objective == "reconstruction":
-        return reconstruction
-    return WeightedSum(
-        {
-            "reconstruction": (reconstruction, config.reconstruction_weight),
-            "contrastive": (contrastive, config.contrastive_weight),
-        }
-    )
+        return CachedObjective(objective, micro_batch=config.micro_batch)
+    return objective
 
 
 def loss_terms(config: RunConfig) -> dict[str, float]:

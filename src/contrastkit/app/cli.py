@@ -213,8 +213,9 @@ _TRAIN_OPTIONS: tuple[tuple[str, Callable[[str], Any], str, str | None], ...] = 
     (
         "micro_batch",
         int,
-        "gradient caching: embed K rows at a time while the loss sees the whole batch "
-        "(needs --no-batch-norm; default: 0, the batch at once)",
+        "gradient caching: embed (and, for objective combined, reconstruct) K rows at a "
+        "time while the loss sees the whole batch (objective contrastive or combined; "
+        "needs --no-batch-norm; default: 0, the batch at once)",
         "K",
     ),
     (

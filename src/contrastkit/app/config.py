@@ -123,9 +123,13 @@ class RunConfig:
             ``ceil(steps_per_epoch / accumulate)`` optimizer steps, and the one-cycle
             schedule is built over ``epochs`` times that).
         micro_batch: gradient caching: the encoder embeds the batch ``micro_batch``
-            rows at a time and the contrastive loss still sees the whole batch
-            (:class:`~contrastkit.training.CachedObjective`); 0 (the default) embeds
-            the batch at once. Needs a model without batch normalization in training.
+            rows at a time (for objective combined, the autoencoder reconstructs it
+            that many rows at a time too) and the contrastive loss still sees the whole
+            batch (:class:`~contrastkit.training.CachedObjective` around the whole
+            objective, on any number of processes); 0 (the default) embeds the batch at
+            once. Objective contrastive or combined (a reconstruction alone is per row:
+            ``accumulate`` bounds its memory exactly). Needs a model without batch
+            normalization in training.
         memory_size: a memory of the last ``memory_size`` training embeddings
             (:class:`~contrastkit.training.MemoryBank`), compared with every anchor as
             well as its batch: more negatives without a bigger batch (SupCon and triplet:

@@ -446,13 +446,6 @@ def _train_run(
     # before anything is written
     with agreed():
         config.checked()
-        if processes > 1 and config.micro_batch and config.objective == "combined":
-            raise ConfigError(
-                "micro_batch with objective combined runs on one process only: under "
-                "DistributedDataParallel the cached contrastive term's replay and the "
-                "reconstruction term would both mark the encoder's parameters ready in "
-                "one step; drop micro_batch, or train on one process"
-            )
         if resume:
             check_run_folder(run, for_resume=True)
         _check_tensorboard(config)
@@ -483,11 +476,14 @@ def _train_run(
         notes += _unmeasured_notes(val, test)
         notes += _process_notes(config, model, device, processes)
         if config.micro_batch:
+            combined = config.objective == "combined"
+            decoder = ", the decoder reconstructing them" if combined else ""
+            replayed = "dropout and input noise" if combined else "dropout"
             notes.append(
-                f"gradient caching: the encoder embedded {config.micro_batch} rows at a time "
-                f"(without a graph, then again with one, dropout replayed), and the "
-                f"{config.loss} loss compared every row of each batch of "
-                f"{config.batch_size} with every other"
+                f"gradient caching: the encoder embedded {config.micro_batch} rows at a "
+                f"time{decoder} (without a graph, then again with one, {replayed} "
+                f"replayed), and the {config.loss} loss compared every row of each batch "
+                f"of {config.batch_size} with every other"
             )
         if config.memory_size:
             notes.append(

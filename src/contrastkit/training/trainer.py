@@ -147,8 +147,13 @@ class _Methods(nn.Module):
         super().__init__()
         self.model = model
 
-    def forward(self, method: str, *args: Any, **kwargs: Any) -> Any:
-        """``model(*args, **kwargs)``, or ``model.<method>(*args, **kwargs)``."""
+    def forward(self, method: str | Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """``model(*args)``, ``model.<method>(*args)``, or ``method(model, *args)``.
+
+        Given a function, it runs with the model: several calls in one forward.
+        """
+        if callable(method):
+            return method(self.model, *args, **kwargs)
         if method == "forward":
             return self.model(*args, **kwargs)
         return getattr(self.model, method)(*args, **kwargs)
@@ -174,6 +179,17 @@ class _Replica:
         micro-batches.
         """
         return self._model
+
+    def run_in_forward(self, fn: Callable[[nn.Module], _T]) -> _T:
+        """``fn(model)`` as one forward through the wrapper, whatever it calls.
+
+        However many calls of the model ``fn`` makes (``model(x)`` and
+        ``model.reconstruct(x)``), DDP sees one forward and prepares one exchange of
+        gradients for the backward of what it returns: how
+        :class:`~contrastkit.training.CachedObjective` replays the last micro-batch of
+        each of its calls.
+        """
+        return self._wrapper(fn)  # type: ignore[no-any-return]
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return self._wrapper("forward", *args, **kwargs)
