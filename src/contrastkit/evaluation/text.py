@@ -131,15 +131,25 @@ def _average_ranks(a: np.ndarray) -> np.ndarray:
     return ranks
 
 
-def _pearson(x: np.ndarray, y: np.ndarray) -> float:
-    """Pearson's r of two non-constant float64 vectors (``scipy.stats.pearsonr``'s value).
+def _centred(x: np.ndarray) -> np.ndarray:
+    """``x`` less its mean, on a scale where the spread of ``x`` is 1.
 
-    The centred vectors are scaled to a largest magnitude of 1 (which changes nothing
-    but keeps the sums from overflowing), and the denominator is the square root of one
-    product, so that a vector against itself gives exactly 1.
+    The smallest value is subtracted first: where values are close this is exact
+    (Sterbenz), so differences of a few units in the last place survive (``x - mean(x)``
+    would round them away when the mean falls on one of the values).
     """
-    xm, ym = x - x.mean(), y - y.mean()
-    xm, ym = xm / np.abs(xm).max(), ym / np.abs(ym).max()
+    d = x - x.min()
+    d = d / d.max()  # in [0, 1]: x is not constant
+    return d - d.mean()
+
+
+def _pearson(x: np.ndarray, y: np.ndarray) -> float:
+    """Pearson's r of two non-constant float64 vectors with values of magnitude <= 1.
+
+    ``scipy.stats.pearsonr``'s value; the denominator is the square root of one product,
+    so that a vector against itself gives exactly 1.
+    """
+    xm, ym = _centred(x), _centred(y)
     r = float(np.dot(xm, ym) / math.sqrt(float(np.dot(xm, xm)) * float(np.dot(ym, ym))))
     return min(1.0, max(-1.0, r))
 
@@ -218,8 +228,9 @@ def similarity_correlation(
         c,
         "the embeddings do not order the pairs",
     )
-    # scaling changes neither correlation; it keeps huge scores from overflowing
-    s = s / np.abs(s).max()
+    # scaling by a power of two is exact and changes neither correlation; it keeps the
+    # differences of huge scores from overflowing
+    s = np.ldexp(s, -int(np.frexp(np.abs(s).max())[1]))
     return {
         "pearson": _pearson(c, s),
         "spearman": _pearson(_average_ranks(c), _average_ranks(s)),
