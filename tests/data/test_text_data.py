@@ -207,6 +207,14 @@ def test_jsonl_keys_in_another_order_and_string_scores(tmp_path):
     assert data.lines == (1, 3)
 
 
+@pytest.mark.parametrize("suffix", (".tsv", ".jsonl"))
+def test_crlf_line_breaks(tmp_path, suffix):
+    path = write_table(tmp_path / f"c{suffix}", ["text", "label"], [["a", "x"], ["b", "y"]])
+    path.write_bytes(path.read_bytes().replace(b"\n", b"\r\n"))
+    data = read_text_data(path)
+    assert data.texts == ("a", "b") and data.class_names == ("x", "y")
+
+
 def test_values_are_stripped(tmp_path):
     path = tmp_path / "s.csv"
     path.write_text(" sentence1 , sentence2 ,score\n  a  , b\t,  1 \n")
