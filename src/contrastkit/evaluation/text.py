@@ -279,6 +279,9 @@ def _ranks(u: Tensor, v: Tensor, doc: Tensor) -> Tensor:
         # the first copy in ranking order: the best similarity, then the lowest index
         first = (relevant & (sim == best)).to(torch.uint8).argmax(dim=1, keepdim=True)
         ahead = (sim > best) | ((sim == best) & (index[None, :] < first))
+        if n_docs == n:  # no copies: each row ahead is one document ahead
+            ranks.append(1 + ahead.sum(dim=1))
+            continue
         row, column = ahead.nonzero(as_tuple=True)
         documents_ahead = torch.zeros(rows.numel(), n_docs, dtype=torch.bool)
         documents_ahead[row, doc[column]] = True
