@@ -5,8 +5,13 @@
   and :class:`RandomBatchSampler`, which split each global batch between processes.
 * :mod:`~contrastkit.data.collate` (torch only): :class:`TokenizeTexts`, the collate
   that turns samples of texts into token tensors for a text encoder.
-* :mod:`~contrastkit.data.readers` (numpy, Pillow; imported on use): the bundled digits,
+* :mod:`~contrastkit.data.readers` (numpy; Pillow imported on use): the bundled digits,
   image folders, feature files and pair files, and a stratified split.
+* :mod:`~contrastkit.data.text` (torch and the standard library): sentence pairs with a
+  score or a 0/1 label, anchor-positive(-negative) tuples and labelled texts from CSV,
+  TSV or JSONL (:func:`read_text_data`), one text per line (:func:`read_lines`), gold
+  scores on ``[-1, 1]`` (:func:`scores_to_unit`) and the sample ids under which copies of
+  a text are one sample (:func:`text_ids`, :func:`row_ids`).
 """
 
 from contrastkit.data.collate import TokenizeTexts
@@ -16,11 +21,31 @@ from contrastkit.data.sampling import (
     RandomBatchSampler,
     TripletDataset,
 )
+from contrastkit.data.text import (
+    LabelledPairs,
+    LabelledTexts,
+    ScoredPairs,
+    TextTuples,
+    read_lines,
+    read_text_data,
+    row_ids,
+    scores_to_unit,
+    text_ids,
+)
 
 __all__ = [
     "ClassBalancedBatchSampler",
+    "LabelledPairs",
+    "LabelledTexts",
     "PairDataset",
     "RandomBatchSampler",
+    "ScoredPairs",
+    "TextTuples",
     "TokenizeTexts",
     "TripletDataset",
+    "read_lines",
+    "read_text_data",
+    "row_ids",
+    "scores_to_unit",
+    "text_ids",
 ]

@@ -4,6 +4,9 @@
   validation pairs; precision@1, recall@k and MAP@R (checked against scikit-learn).
 * :mod:`~contrastkit.evaluation.anomaly`: reconstruction, k-nearest-neighbour and
   centroid scores, with their ROC-AUC and average precision.
+* :mod:`~contrastkit.evaluation.text`: sentence embeddings: the STS correlations
+  (Pearson, Spearman; checked against scipy), MRR@10 and recall@k of anchors searching
+  their positives, and the verification of labelled text pairs.
 """
 
 from contrastkit.evaluation.anomaly import (
@@ -26,21 +29,31 @@ from contrastkit.evaluation.metrics import (
     verification_metrics,
     verification_pairs,
 )
+from contrastkit.evaluation.text import (
+    anchor_positive_retrieval,
+    cosine_similarities,
+    pair_verification_metrics,
+    similarity_correlation,
+)
 
 __all__ = [
     "accuracy_at_threshold",
+    "anchor_positive_retrieval",
     "anomaly_metrics",
     "best_threshold",
     "centroid_scores",
+    "cosine_similarities",
     "equal_error_rate",
     "knn_scores",
     "map_at_r",
+    "pair_verification_metrics",
     "precision_at_1",
     "recall_at_k",
     "reconstruction_errors",
     "retrieval_metrics",
     "roc_auc",
     "roc_curve",
+    "similarity_correlation",
     "tar_at_far",
     "verification_metrics",
     "verification_pairs",
