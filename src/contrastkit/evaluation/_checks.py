@@ -21,12 +21,15 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from contrastkit._validation import check_positive_int
+
 __all__ = [
     "ArrayLike",
     "check_1d_array",
     "check_binary",
     "check_both_classes",
     "check_finite_array",
+    "check_ks",
     "check_pairs",
     "check_real_array",
     "check_scores_and_labels",
@@ -179,3 +182,15 @@ def check_scores_and_labels(
                 f"{n_anomalies} anomalies and {y.size - n_anomalies} normal"
             )
     return s, y
+
+
+def check_ks(ks: object) -> list[int]:
+    """``ks``: a non-empty sequence of distinct positive ints (the k of recall@k)."""
+    if isinstance(ks, (str, bytes)) or not isinstance(ks, Sequence):
+        raise TypeError(f"ks must be a sequence of positive ints, got {type(ks).__name__}")
+    if len(ks) == 0:
+        raise ValueError("ks must hold at least one k, got an empty sequence")
+    values = [check_positive_int(f"ks[{i}]", k) for i, k in enumerate(ks)]
+    if len(set(values)) != len(values):
+        raise ValueError(f"ks must not repeat a value, got {list(ks)!r}")
+    return values

@@ -76,7 +76,7 @@ from contrastkit.distances import (
     normalize,
     power_of_two_scale,
 )
-from contrastkit.evaluation._checks import ArrayLike, to_numpy
+from contrastkit.evaluation._checks import ArrayLike, check_ks, to_numpy
 
 __all__ = [
     "RetrievalBackend",
@@ -196,13 +196,7 @@ def _relevant_counts(query_labels: Tensor, item_labels: Tensor, leave_one_out: b
 
 
 def _check_ks(ks: object, gallery_size: int, leave_one_out: bool) -> list[int]:
-    if isinstance(ks, (str, bytes)) or not isinstance(ks, Sequence):
-        raise TypeError(f"ks must be a sequence of positive ints, got {type(ks).__name__}")
-    if len(ks) == 0:
-        raise ValueError("ks must hold at least one k, got an empty sequence")
-    values = [check_positive_int(f"ks[{i}]", k) for i, k in enumerate(ks)]
-    if len(set(values)) != len(values):
-        raise ValueError(f"ks must not repeat a value, got {list(ks)!r}")
+    values = check_ks(ks)
     for i, k in enumerate(values):
         _check_k_fits(f"ks[{i}]", k, gallery_size, leave_one_out)
     return values

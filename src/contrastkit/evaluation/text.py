@@ -42,6 +42,7 @@ from contrastkit.evaluation._checks import (
     check_binary,
     check_both_classes,
     check_finite_array,
+    check_ks,
     check_real_array,
     check_values,
 )
@@ -242,17 +243,6 @@ def similarity_correlation(
 # --------------------------------------------------------------------------------------
 
 
-def _check_ks(ks: object) -> list[int]:
-    if isinstance(ks, (str, bytes)) or not isinstance(ks, Sequence):
-        raise TypeError(f"ks must be a sequence of positive ints, got {type(ks).__name__}")
-    if len(ks) == 0:
-        raise ValueError("ks must hold at least one k, got an empty sequence")
-    values = [check_positive_int(f"ks[{i}]", k) for i, k in enumerate(ks)]
-    if len(set(values)) != len(values):
-        raise ValueError(f"ks must not repeat a value, got {list(ks)!r}")
-    return values
-
-
 def _document_ids(ids: object, n: int) -> Tensor:
     """``ids`` as ``0 … m-1`` (equal ids equal), or each row its own document."""
     if ids is None:
@@ -351,7 +341,7 @@ def anchor_positive_retrieval(
         mean reciprocal rank). N. Reimers, I. Gurevych. *Sentence-BERT*, EMNLP 2019, and
         sentence-transformers' ``InformationRetrievalEvaluator`` (MRR@10, recall@k).
     """
-    values = _check_ks(ks)
+    values = check_ks(ks)
     m = check_positive_int("mrr_at", mrr_at)
     a, p = _row_pairs(anchors, positives, ("anchors", "positives"))
     doc = _document_ids(ids, p.shape[0])

@@ -204,13 +204,16 @@ class _Remembering:
     :meth:`load_state_dict` on resume, so that a resumed run holds the same memory.
     """
 
-    loss: Callable[..., Tensor]
-    memory: MemoryBank | None
-
-    def _set_memory(self, memory: object) -> None:
+    def __init__(
+        self,
+        loss: Callable[..., Tensor],
+        *,
+        name: str = "loss",
+        memory: MemoryBank | None = None,
+    ) -> None:
         if memory is not None and not isinstance(memory, MemoryBank):
             raise TypeError(f"memory must be a MemoryBank or None, got {type(memory).__name__}")
-        self.memory = memory
+        self.loss, self.name, self.memory = loss, name, memory
 
     def _memory_for(self, z: Tensor) -> tuple[MemoryBank, Tensor, bool] | None:
         """The memory (moved to the embeddings' device), ``z`` in its dtype, and gather.
@@ -263,16 +266,6 @@ class LabelObjective(_Remembering):
     (:meth:`state_dict`).
     """
 
-    def __init__(
-        self,
-        loss: Callable[..., Tensor],
-        *,
-        name: str = "loss",
-        memory: MemoryBank | None = None,
-    ) -> None:
-        self.loss, self.name = loss, name
-        self._set_memory(memory)
-
     def __call__(self, model: nn.Module, batch: Any) -> dict[str, Tensor]:
         """The loss of one labelled batch."""
         x, labels = _unpack(batch, 2, "LabelObjective (x, labels)")
@@ -305,16 +298,6 @@ class TwoViewObjective(_Remembering):
     process's share of the memory, which it gathers. Validation (no gradient) gives the
     plain loss. The memory's state goes into checkpoints (:meth:`state_dict`).
     """
-
-    def __init__(
-        self,
-        loss: Callable[..., Tensor],
-        *,
-        name: str = "loss",
-        memory: MemoryBank | None = None,
-    ) -> None:
-        self.loss, self.name = loss, name
-        self._set_memory(memory)
 
     def __call__(self, model: nn.Module, batch: Any) -> dict[str, Tensor]:
         """The loss of one batch of consecutive positive pairs."""
