@@ -93,3 +93,25 @@ def test_bad_memory_size_is_one_line_before_anything_is_written(
     status, _, err = call(capsys, "train", *SMALL, *extra, "-o", tmp_path / "run")
     assert_one_line_error(status, err, *named)
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize(("loss", "drawn"), [("supcon", 40), ("triplet", 40), ("infonce", 20)])
+def test_a_batch_larger_than_the_classes_can_fill_is_reported_as_drawn(
+    capsys, tmp_path: Path, loss: str, drawn: int
+) -> None:
+    """The digits have 10 classes: 4 (or 2) of each make batches of 40 (20), not 200."""
+    argv = ["train", "--epochs", "1", "--steps-per-epoch", "2", "--quiet", "--loss", loss]
+    argv += ["--no-batch-norm", "--micro-batch", "16"]
+    status, _, err = call(capsys, *argv, "--batch-size", "200", "-o", tmp_path / "run")
+    assert status == 0, err
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["train_batch"] == drawn
+    report = (tmp_path / "run" / "report.html").read_text()
+    assert f"training batches of {drawn} samples" in report
+    k = drawn // 10
+    assert (
+        f"the training batches hold {drawn} samples (10 classes × {k}), fewer than batch_size "
+        f"200: the loss takes {k} samples of each class, and the training split has 10 classes "
+        f"with {k} or more"
+    ) in metrics["notes"]
+    assert any(f"compared every row of each batch of {drawn} with" in n for n in metrics["notes"])

@@ -453,9 +453,7 @@ def loss_and_loaders(
         (train, "training", config.seed, batches),
         (val, "validation", config.seed + 1, 8),
     ):
-        sampler = _balanced_sampler(
-            part, split, kind.samples_per_class, config.batch_size, count, seed, notes
-        )
+        sampler = _balanced_sampler(part, split, kind, config.batch_size, count, seed, notes)
         loaders.append(
             DataLoader(TensorDataset(part.inputs, part.labels), batch_sampler=sampler)
             if sampler is not None
@@ -523,13 +521,19 @@ def _pair_draws(
 def _balanced_sampler(
     data: LabelledData,
     split: str,
-    per_class: int,
+    kind: LossKind,
     batch_size: int,
     batches: int,
     seed: int,
     notes: list[str],
 ) -> ClassBalancedBatchSampler | None:
-    """Class-balanced batches of a split; ``None`` for a validation split too small."""
+    """Class-balanced batches of a split; ``None`` for a validation split too small.
+
+    P classes of K samples each: K is the loss's ``samples_per_class``, P as many
+    classes as fill ``batch_size``; where the split has fewer classes the batches are
+    smaller, and the notes say so (the run's ``train_batch`` is what was drawn).
+    """
+    per_class = kind.samples_per_class
     counts = torch.bincount(data.labels)
     k = per_class if int((counts >= per_class).sum()) >= 2 else 2
     eligible = int((counts >= k).sum())
@@ -545,6 +549,12 @@ def _balanced_sampler(
             "the loss needs at least 2 classes with 2 samples each"
         )
     p = max(2, min(eligible, batch_size // k))
+    if p * k < batch_size and split == "training":
+        notes.append(
+            f"the {split} batches hold {p * k} samples ({p} classes × {k}), fewer than "
+            f"batch_size {batch_size}: the loss takes {k} samples of each class, and the "
+            f"{split} split has {eligible} classes with {k} or more"
+        )
     world = distributed.world_size()
     if p < world:  # each process takes whole classes of every batch
         why = (

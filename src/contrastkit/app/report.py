@@ -218,9 +218,9 @@ def _trained(result: RunResult) -> str:
     )
 
 
-def _batches(config: RunConfig) -> str:
+def _batches(config: RunConfig, drawn: int | None) -> str:
     """The batch of a step and what each anchor was compared with, as the run trained."""
-    b, memory = config.batch_size, config.memory_size
+    b, memory = drawn or config.batch_size, config.memory_size
     if config.objective == "reconstruction":
         text = f"training batches of {b} samples"
     elif config.loss == "contrastive":
@@ -311,7 +311,7 @@ def write_report(path: str | Path, result: RunResult, *, title: str = "contrastk
         + _best_text(result),
         f"data: {html.escape(data.source)}; {data.train} training, {data.validation} "
         f"validation and {data.test} test samples",
-        html.escape(_batches(config)),
+        html.escape(_batches(config, result.train_batch)),
         html.escape(result.environment.describe())
         + (f"; run time {seconds['total']:.1f} s" if "total" in seconds else ""),
     ]

@@ -257,6 +257,8 @@ class RunResult:
         best: the best epoch by ``monitor`` (whose weights were evaluated), or ``None``
             without a monitor (the last epoch's weights).
         seconds: ``training`` and ``total`` wall-clock seconds.
+        train_batch: the rows of each training batch as drawn (pairs or samples; fewer
+            than ``batch_size`` where the data cannot fill it), or ``None`` if unknown.
         figures: figure name → PNG file in the run folder.
     """
 
@@ -275,6 +277,7 @@ class RunResult:
     best: BestEpoch | None = None
     seconds: dict[str, float] = field(default_factory=dict)
     figures: dict[str, Path] = field(default_factory=dict)
+    train_batch: int | None = None
 
     @property
     def test(self) -> dict[str, float | None]:
@@ -289,6 +292,8 @@ class RunResult:
             out["anomaly"] = self.anomaly.to_dict()
         out["history"] = [dict(record) for record in self.history]
         out["data"] = self.data.to_dict()
+        if self.train_batch is not None:
+            out["train_batch"] = self.train_batch
         out["notes"] = list(self.notes)
         if self.extended_from is not None:
             out["extended_from"] = self.extended_from

@@ -171,6 +171,7 @@ from contrastkit.app.rundir import (
     take_default_run_folder,
     write_text_atomic,
 )
+from contrastkit.data import ClassBalancedBatchSampler
 from contrastkit.data.readers import DataError, LabelledData
 from contrastkit.training import (
     Trainer,
@@ -475,6 +476,7 @@ def _train_run(
         )
         notes += _unmeasured_notes(val, test)
         notes += _process_notes(config, model, device, processes)
+        drawn = drawn_batch(train_loader, config.batch_size)
         if config.micro_batch:
             combined = config.objective == "combined"
             decoder = ", the decoder reconstructing them" if combined else ""
@@ -483,7 +485,7 @@ def _train_run(
                 f"gradient caching: the encoder embedded {config.micro_batch} rows at a "
                 f"time{decoder} (without a graph, then again with one, {replayed} "
                 f"replayed), and the {config.loss} loss compared every row of each batch "
-                f"of {config.batch_size} with every other"
+                f"of {drawn} with every other"
             )
         if config.memory_size:
             notes.append(
@@ -577,6 +579,7 @@ def _train_run(
         notes=notes,
         extended_from=extended_from,
         best=best,
+        train_batch=drawn,
     )
     result.figures = figures(result)
     result.seconds = {"training": train_seconds, "total": time.perf_counter() - started}
@@ -584,6 +587,17 @@ def _train_run(
     with naming_write_errors(run / "report.html"):
         report.write_report(run / "report.html", result)
     return result
+
+
+def drawn_batch(loader: Any, batch_size: int) -> int:
+    """The rows of each training batch as its sampler draws them (global, all processes).
+
+    ``batch_size`` unless class-balanced batches hold fewer (few classes, or small ones).
+    """
+    sampler = getattr(loader, "batch_sampler", None)
+    if isinstance(sampler, ClassBalancedBatchSampler):
+        return sampler.classes_per_batch * sampler.samples_per_class
+    return batch_size
 
 
 def _silent(_: str) -> None:
