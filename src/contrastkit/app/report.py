@@ -79,6 +79,9 @@ _METRIC_NAMES = {
     "map_at_r": "MAP@R",
     "reconstruction_error": "mean reconstruction error",
     "average_precision": "average precision",
+    "spearman": "Spearman ρ (cosine vs gold)",
+    "pearson": "Pearson r (cosine vs gold)",
+    "mrr_at_10": "MRR@10",
     "loss": "loss",
 }
 
