@@ -900,6 +900,8 @@ def _evaluate_text(args: argparse.Namespace) -> int:
         if new is None or config.text_kind == "labelled_pairs":  # the threshold's pairs
             _, val, own_test = text_splits(config, *read_text_run_data(config))
             test = new if new is not None else own_test
+    if test is None:  # pragma: no cover - --text-model needs --data, a run has its test split
+        raise _Failure("nothing to evaluate on")
 
     def embed(texts: Any) -> Any:
         return embed_texts(model.encoder, model.tokenizer, model.max_length, texts)

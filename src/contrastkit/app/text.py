@@ -271,7 +271,7 @@ class TextModel:
     @property
     def embedding_dim(self) -> int:
         """The size of the encoder's embeddings (its token states' width)."""
-        return int(self.encoder.transformer.config.hidden_size)  # type: ignore[union-attr]
+        return int(cast(Any, self.encoder).transformer.config.hidden_size)
 
 
 def _without_pooler(encoder: nn.Module) -> None:
@@ -411,7 +411,7 @@ class TupleObjective:
         return {self.name: global_value(value, batch_size(texts[0]), self.loss)}
 
 
-def _samples(data: TextData, unit: Tensor | None) -> list[tuple[Any, ...]]:
+def _samples(data: TextData, unit: Tensor | None) -> Any:
     """The rows of a table as the collate's samples."""
     if isinstance(data, ScoredPairs):
         scores = cast(Tensor, unit).tolist()
@@ -507,9 +507,9 @@ def text_loss_and_loaders(
     draws = RandomBatchSampler(
         len(rows), batch_size=size, batches_per_epoch=config.steps_per_epoch, seed=config.seed
     )
-    train_loader = DataLoader(rows, batch_sampler=draws, collate_fn=collate)
+    train_loader: DataLoader[Any] = DataLoader(rows, batch_sampler=draws, collate_fn=collate)
     val_rows = _samples(val, unit(val) if unit else None)
-    val_loader = None
+    val_loader: DataLoader[Any] | None = None
     if len(val_rows) >= world:
         order = RandomBatchSampler(
             len(val_rows), batch_size=min(config.batch_size, len(val_rows)), shuffle=False
@@ -715,7 +715,7 @@ def evaluate_text(
             test_embeddings=torch.cat([anchors, positives]),
         )
         return evaluation, note
-    test_texts = cast(LabelledTexts, test)
+    test_texts = test
     emb = embed(test_texts.texts)
     skipped = None
     test_found: dict[str, float | None] = {}
