@@ -113,9 +113,24 @@ def test_module_exports():
         "plot_loss_curve",
         "plot_roc",
         "plot_score_histograms",
+        "plot_similarity_scatter",
         "save_figure",
         "subplots",
     ]
+
+
+def test_similarity_scatter_draws_each_pair_and_checks_its_inputs():
+    _, ax = plots.plot_similarity_scatter(
+        [0.5, -0.2], [4.0, 1.0], correlations={"spearman": 1.0, "pearson": 0.5}
+    )
+    assert ax.collections[0].get_offsets().tolist() == [[4.0, 0.5], [1.0, -0.2]]
+    assert ax.get_title() == "test pairs: Spearman 1.000, Pearson 0.500"
+    with pytest.raises(ValueError, match="one value per pair, got 2 and 3"):
+        plots.plot_similarity_scatter([0.5, 0.2], [1.0, 2.0, 3.0])
+    with pytest.raises(ValueError, match="gold must be finite"):
+        plots.plot_similarity_scatter([0.5, 0.2], [1.0, float("nan")])
+    with pytest.raises(TypeError, match="similarity"):
+        plots.plot_similarity_scatter(["a", "b"], [1.0, 2.0])
 
 
 # --- plot_loss_curve -------------------------------------------------------------

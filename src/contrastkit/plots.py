@@ -67,6 +67,7 @@ from contrastkit.evaluation._checks import (
     check_pairs,
     check_real_array,
     check_scores_and_labels,
+    check_values,
 )
 from contrastkit.evaluation.metrics import step_roc, tar_from_roc
 from contrastkit.functional import contrastive_loss
@@ -79,6 +80,7 @@ __all__ = [
     "plot_loss_curve",
     "plot_roc",
     "plot_score_histograms",
+    "plot_similarity_scatter",
     "save_figure",
     "subplots",
 ]
@@ -708,6 +710,62 @@ def plot_distance_histograms(
     _draw_histograms(ax, d, groups, edges, threshold)
     ax.set_xlabel("distance d")
     ax.set_title("distances of pairs")
+    _literal_text(ax)
+    return fig, ax
+
+
+def plot_similarity_scatter(
+    similarity: object,
+    gold: object,
+    *,
+    correlations: dict[str, float] | None = None,
+    ax: Axes | None = None,
+) -> tuple[Figure | SubFigure, Axes]:
+    """Draw the predicted similarity of each pair against its gold score (the STS view).
+
+    One point per pair: the gold score on the x axis, the cosine similarity of the two
+    embeddings on the y axis. A good encoder orders the points upwards (Spearman's ρ
+    measures exactly that order); ``correlations`` (such as ``{"spearman": 0.8,
+    "pearson": 0.7}``) go into the title.
+
+    Args:
+        similarity: ``(P,)`` finite predicted similarities.
+        gold: ``(P,)`` finite gold scores, as written.
+        correlations: name → value, shown in the title; ``None`` for none.
+        ax: the axes to draw into; a new figure when ``None``.
+
+    Returns:
+        ``(fig, ax)``; the points are ``ax.collections[0]`` (``get_offsets()`` gives
+        ``(gold, similarity)`` per pair).
+
+    Raises:
+        TypeError: non-numeric inputs, or a bad ``ax``.
+        ValueError: shapes that differ, or non-finite values.
+
+    Example:
+        >>> from contrastkit.plots import plot_similarity_scatter
+        >>> fig, ax = plot_similarity_scatter([0.9, 0.1, 0.5], [5.0, 0.0, 2.5])
+        >>> ax.collections[0].get_offsets().tolist()
+        [[5.0, 0.9], [0.0, 0.1], [2.5, 0.5]]
+    """
+    y = check_values("similarity", similarity, what="similarities")
+    x = check_values("gold", gold, what="scores")
+    if x.shape != y.shape:
+        raise ValueError(
+            f"similarity and gold must hold one value per pair, got {y.shape[0]} and {x.shape[0]}"
+        )
+    fig, ax = _figure_and_axes(ax, (6.0, 4.5))
+    ax.scatter(x, y, s=14, alpha=0.6, color=_DISSIMILAR_COLOR, edgecolors="none")
+    ax.set_xlabel("gold score")
+    ax.set_ylabel("cosine similarity of the embeddings")
+    title = "test pairs"
+    if correlations:
+        shown = ", ".join(
+            f"{name.capitalize()} {value:.3f}" for name, value in correlations.items()
+        )
+        title += f": {shown}"
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
     _literal_text(ax)
     return fig, ax
 

@@ -379,7 +379,7 @@ def test_the_help_lists_the_choices(capsys):
     assert stop.value.code == 0
     text = " ".join(capsys.readouterr().out.split())
     for shown in (
-        "--loss {contrastive,triplet,infonce,supcon}",
+        "--loss {contrastive,triplet,infonce,supcon,cosine}",
         "--objective {contrastive,reconstruction,combined}",
         "--reconstruction-loss {mse,bce}",
         "--distance {euclidean,squared_euclidean,cosine,manhattan}",

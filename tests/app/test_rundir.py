@@ -370,7 +370,10 @@ def test_valid_model_specs(spec):
         ({k: v for k, v in SPEC.items() if k != "in_features"}, "has no 'in_features'"),
         ({k: v for k, v in IMAGE_SPEC.items() if k != "channels"}, "has no 'channels'"),
         ({k: v for k, v in IMAGE_SPEC.items() if k != "image_size"}, "has no 'image_size'"),
-        ({**SPEC, "kind": "audio"}, "'kind' must be \"vectors\" or \"images\", got 'audio'"),
+        (
+            {**SPEC, "kind": "audio"},
+            '\'kind\' must be "vectors", "images" or "text", got \'audio\'',
+        ),
         ({**SPEC, "embedding_dim": "32"}, "'embedding_dim' must be a positive integer, got '32'"),
         ({**SPEC, "embedding_dim": True}, "'embedding_dim' must be a positive integer"),
         ({**SPEC, "in_features": 0}, "'in_features' must be a positive integer, got 0"),

@@ -42,6 +42,7 @@ from contrastkit.data.readers import (
     read_pairs,
     split_indices,
 )
+from contrastkit.data.text import LabelledTexts
 from contrastkit.models import (
     Autoencoder,
     ConvDecoder,
@@ -66,6 +67,7 @@ __all__ = [
     "LossKind",
     "OneCycleSchedule",
     "Split",
+    "balanced_sampler",
     "build_model",
     "build_objective",
     "inputs_of",
@@ -453,13 +455,15 @@ def loss_and_loaders(
         (train, "training", config.seed, batches),
         (val, "validation", config.seed + 1, 8),
     ):
-        sampler = _balanced_sampler(part, split, kind, config.batch_size, count, seed, notes)
+        sampler = balanced_sampler(
+            part, split, kind.samples_per_class, config.batch_size, count, seed, notes
+        )
         loaders.append(
             DataLoader(TensorDataset(part.inputs, part.labels), batch_sampler=sampler)
             if sampler is not None
             else None
         )
-    if loaders[0] is None:  # pragma: no cover - _balanced_sampler raises for training
+    if loaders[0] is None:  # pragma: no cover - balanced_sampler raises for training
         raise DataError(f"{train.source}: the training split cannot give a batch")
     return objective, loaders[0], loaders[1], notes
 
@@ -518,10 +522,10 @@ def _pair_draws(
     return pairs
 
 
-def _balanced_sampler(
-    data: LabelledData,
+def balanced_sampler(
+    data: LabelledData | LabelledTexts,
     split: str,
-    kind: LossKind,
+    per_class: int,
     batch_size: int,
     batches: int,
     seed: int,
@@ -529,11 +533,12 @@ def _balanced_sampler(
 ) -> ClassBalancedBatchSampler | None:
     """Class-balanced batches of a split; ``None`` for a validation split too small.
 
-    P classes of K samples each: K is the loss's ``samples_per_class``, P as many
-    classes as fill ``batch_size``; where the split has fewer classes the batches are
-    smaller, and the notes say so (the run's ``train_batch`` is what was drawn).
+    ``per_class`` samples of each class drawn (2 when too few classes have that many),
+    as many classes as fit in ``batch_size``; what cannot be drawn is added to ``notes``
+    (validation) or raised (training); training batches smaller than ``batch_size``
+    (fewer classes than would fill it) are said in ``notes`` too (the run's
+    ``train_batch`` is what was drawn). Text runs use it too.
     """
-    per_class = kind.samples_per_class
     counts = torch.bincount(data.labels)
     k = per_class if int((counts >= per_class).sum()) >= 2 else 2
     eligible = int((counts >= k).sum())

@@ -53,6 +53,7 @@ from contrastkit.app.config import (
     LOSSES,
     MODES,
     OBJECTIVES,
+    POOLINGS,
     PRECISIONS,
     RECONSTRUCTION_LOSSES,
     ConfigError,
@@ -81,6 +82,17 @@ def _widths(text: str) -> list[int]:
         raise argparse.ArgumentTypeError(
             f"expected comma-separated integers such as 512,256, got {text!r}"
         ) from None
+
+
+def _range(text: str) -> list[float]:
+    """``--score-range 0,5`` as ``[low, high]``."""
+    try:
+        values = [float(v) for v in text.split(",")]
+    except ValueError:
+        values = []
+    if len(values) != 2:
+        raise argparse.ArgumentTypeError(f"expected LOW,HIGH such as 0,5, got {text!r}")
+    return values
 
 
 def _columns(text: str) -> list[str]:
@@ -122,6 +134,58 @@ _TRAIN_OPTIONS: tuple[tuple[str, Callable[[str], Any], str, str | None], ...] = 
         "class, a .npz/.csv of features with a label column, or a .csv of pairs left,right,label",
         "DATA",
     ),
+    (
+        "test_data",
+        str,
+        "text data: a table of the kind of --data to test on (text benchmarks ship their "
+        "own test split); the rows a test split of --data would hold then train "
+        "(default: a test split of --data)",
+        "FILE",
+    ),
+    (
+        "text_model",
+        str,
+        "text data: a pretrained model folder (a Hugging Face encoder with its tokenizer; "
+        "nothing downloads) to fine-tune (default: an encoder trained from nothing on the "
+        "training texts)",
+        "DIR",
+    ),
+    (
+        "pooling",
+        str,
+        "text data: how token states become one embedding (default: the model folder's, else mean)",
+        _choices(POOLINGS),
+    ),
+    (
+        "max_length",
+        int,
+        "text data: tokens kept per text (default: 128 from nothing, else the model "
+        "folder's, at most 256)",
+        "N",
+    ),
+    (
+        "vocab_size",
+        int,
+        "text, from nothing: the most WordPiece tokens, learned from the training texts "
+        "(default: 8000)",
+        "N",
+    ),
+    (
+        "text_width",
+        int,
+        "text, from nothing: the width of the BERT, which is the embedding size (default: 128)",
+        "W",
+    ),
+    ("text_layers", int, "text, from nothing: transformer layers (default: 2)", "N"),
+    ("text_heads", int, "text, from nothing: attention heads (default: 2)", "N"),
+    (
+        "score_range",
+        _range,
+        "scored text pairs: the range of the gold scores, mapped linearly onto [-1, 1] for "
+        "the cosine-similarity loss (default: [0, 1] when every score lies there, else "
+        "[0, 5], the STS range)",
+        "LOW,HIGH",
+    ),
     ("label_column", str, "the label column of a feature file (default: label)", "NAME"),
     (
         "exclude_columns",
@@ -132,7 +196,14 @@ _TRAIN_OPTIONS: tuple[tuple[str, Callable[[str], Any], str, str | None], ...] = 
         "NAME1,NAME2,...",
     ),
     ("image_size", int, "resize images to this many pixels on a side (default: 32)", "PIXELS"),
-    ("loss", str, "the contrastive loss (default: contrastive)", _choices(LOSSES)),
+    (
+        "loss",
+        str,
+        "the contrastive loss (default: contrastive; for text data, cosine for scored pairs, "
+        "contrastive for labelled pairs, infonce for anchor-positive rows, supcon for "
+        "labelled texts)",
+        _choices([*LOSSES, "cosine"]),
+    ),
     (
         "objective",
         str,
@@ -175,7 +246,13 @@ _TRAIN_OPTIONS: tuple[tuple[str, Callable[[str], Any], str, str | None], ...] = 
         "euclidean; cosine for infonce and supcon, which always compare by cosine similarity)",
         _choices(DISTANCE_NAMES),
     ),
-    ("temperature", float, "temperature of infonce and supcon (default: 0.1)", None),
+    (
+        "temperature",
+        float,
+        "temperature of infonce and supcon (default: 0.1; 0.05 for text, "
+        "sentence-transformers' scale 20)",
+        None,
+    ),
     (
         "embedding_dim",
         int,
@@ -293,6 +370,28 @@ _INPUT_EXCLUDE_HELP = (
 )
 
 
+def _text_model_options(command: argparse.ArgumentParser, what: str) -> None:
+    command.add_argument(
+        "--text-model",
+        metavar="DIR",
+        help=f"a pretrained text model folder (a Hugging Face encoder and its tokenizer) to "
+        f"{what}; instead of RUN_DIR",
+    )
+    command.add_argument(
+        "--pooling",
+        choices=POOLINGS,
+        default=None,
+        help="with --text-model: the pooling (default: the folder's, else mean)",
+    )
+    command.add_argument(
+        "--max-length",
+        type=int,
+        default=None,
+        metavar="N",
+        help="with --text-model: tokens kept per text (default: the folder's, else at most 256)",
+    )
+
+
 def _parser() -> argparse.ArgumentParser:
     from contrastkit import __version__
 
@@ -337,6 +436,13 @@ def _parser() -> argparse.ArgumentParser:
         "without it, N CPU processes under torchrun train the model one process would)",
     )
     train.add_argument(
+        "--symmetric",
+        action="store_true",
+        default=None,
+        help="text, loss infonce: also each positive picks its anchor among the batch's "
+        "anchors (the mean of both directions)",
+    )
+    train.add_argument(
         "--tensorboard",
         action="store_true",
         default=None,
@@ -363,13 +469,18 @@ def _parser() -> argparse.ArgumentParser:
         "else there (progress lines go to standard error)",
     )
 
-    evaluate = commands.add_parser("evaluate", help="measure a trained run again")
-    evaluate.add_argument("run_dir", metavar="RUN_DIR")
+    evaluate = commands.add_parser(
+        "evaluate",
+        help="measure a trained run again, or a pretrained text model (--text-model)",
+    )
+    evaluate.add_argument("run_dir", metavar="RUN_DIR", nargs="?")
     evaluate.add_argument(
         "--data",
         help="labelled data to evaluate on instead of the run's own test split, of the run's "
-        "kind (feature vectors, images: read with the run's size and channels, or pairs)",
+        "kind (feature vectors, images: read with the run's size and channels, pairs, or a "
+        "text table)",
     )
+    _text_model_options(evaluate, "evaluate, on --data, with no run")
     evaluate.add_argument(
         "--label-column",
         metavar="NAME",
@@ -378,10 +489,14 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--json", action="store_true", help="print the metrics as JSON")
 
     embed = commands.add_parser("embed", help="write the embeddings of new inputs to a .npy file")
-    embed.add_argument("run_dir", metavar="RUN_DIR")
+    embed.add_argument("run_dir", metavar="RUN_DIR", nargs="?")
     embed.add_argument(
-        "input", metavar="INPUT", help="an image, a folder of images or a feature file"
+        "input",
+        metavar="INPUT",
+        help="an image, a folder of images or a feature file; for a text run or "
+        "--text-model, a text file of one text per line",
     )
+    _text_model_options(embed, "embed with, with no run")
     embed.add_argument("-o", "--output", required=True, metavar="OUT.npy")
     embed.add_argument("--label-column", metavar="NAME", help=_INPUT_LABEL_HELP)
     embed.add_argument(
@@ -521,6 +636,7 @@ def _config(args: argparse.Namespace) -> Any:
     flags["hidden"] = args.hidden
     flags["batch_norm"] = args.batch_norm
     flags["tensorboard"] = args.tensorboard
+    flags["symmetric"] = args.symmetric
     values.update({k: v for k, v in flags.items() if v is not None})
     try:
         return RunConfig.from_mapping(values, where=where)
@@ -563,6 +679,7 @@ def _train(args: argparse.Namespace) -> int:
         ]
         given += ["--hidden"] if args.hidden is not None else []
         given += ["--tensorboard"] if args.tensorboard else []
+        given += ["--symmetric"] if args.symmetric else []
         given += ["--no-batch-norm"] if args.batch_norm is not None else []
         given += ["--config"] if args.config else []
         given += ["--out"] if args.out else []
@@ -651,6 +768,9 @@ def _evaluate(args: argparse.Namespace) -> int:
     )
     from contrastkit.data.readers import LabelledData
 
+    if args.text_model or _is_text_run(args.run_dir):
+        return _evaluate_text(args)
+    _no_text_model_options(args)
     if args.label_column and not args.data:
         raise _Failure("--label-column names the label column of --data; give --data too")
     config, model = load_run(args.run_dir)
@@ -699,6 +819,129 @@ def _evaluate(args: argparse.Namespace) -> int:
         ):
             if why:
                 print(f"  {what}: not measurable: {why}")
+    return 0
+
+
+def _is_text_run(run_dir: str | None) -> bool:
+    """Whether ``run_dir`` is a text run, as its ``model.json`` says.
+
+    A damaged or missing one is for the command's own checks to name.
+    """
+    from contrastkit.app.rundir import RunFolderError, read_model_json
+
+    if run_dir is None:
+        raise _Failure("give RUN_DIR (a run folder), or --text-model DIR (a text model)")
+    try:
+        return read_model_json(run_dir)["kind"] == "text"
+    except RunFolderError:
+        return False
+
+
+def _no_text_model_options(args: argparse.Namespace) -> None:
+    given = [f for f, v in (("--pooling", args.pooling), ("--max-length", args.max_length)) if v]
+    if given:
+        raise _Failure(
+            f"{', '.join(given)} apply with --text-model; a run keeps the settings it trained with"
+        )
+
+
+def _text_model(args: argparse.Namespace) -> Any:
+    """The encoder of ``--text-model`` or of the text run ``RUN_DIR``, as a TextModel."""
+    from contrastkit.app.text import TextModel, load_text_run
+    from contrastkit.models.text import TextModelError, load_text_model
+
+    if args.text_model and args.run_dir:
+        raise _Failure("give RUN_DIR or --text-model DIR, not both")
+    if not args.text_model:
+        _no_text_model_options(args)
+        return load_text_run(args.run_dir)[1]
+    if args.max_length is not None and args.max_length < 2:
+        raise _Failure(f"--max-length must be >= 2 tokens, got {args.max_length}")
+    try:
+        encoder, tokenizer, length = load_text_model(
+            args.text_model, pooling=args.pooling, max_length=args.max_length
+        )
+    except TextModelError as error:
+        raise _Failure(str(error)) from None
+    return TextModel(encoder, tokenizer, length, args.text_model, False)
+
+
+def _evaluate_text(args: argparse.Namespace) -> int:
+    """``evaluate`` of a text run, or of a pretrained model with ``--text-model``."""
+    from contrastkit.app.report import metric_name, metric_text
+    from contrastkit.app.result import far_of
+    from contrastkit.app.text import (
+        embed_texts,
+        evaluate_text,
+        load_text_run,
+        read_text_run_data,
+        text_splits,
+    )
+    from contrastkit.data.text import read_text_data
+
+    if args.label_column:
+        raise _Failure("--label-column applies to feature files; a text table names its columns")
+    if args.text_model and not args.data:
+        raise _Failure("--text-model needs --data, a text table to evaluate the model on")
+    new = read_text_data(args.data) if args.data else None
+    val = None
+    if args.text_model:
+        model = _text_model(args)
+        test = new
+    else:
+        _no_text_model_options(args)
+        config, model = load_text_run(args.run_dir)
+        if new is not None and new.kind != config.text_kind:
+            raise _Failure(
+                f"--data {args.data} holds {new.kind.replace('_', ' ')}, but the run was "
+                f"trained on {config.text_kind.replace('_', ' ')}; evaluate it on data of that kind"
+            )
+        test = new
+        if new is None or config.text_kind == "labelled_pairs":  # the threshold's pairs
+            _, val, own_test = text_splits(config, *read_text_run_data(config))
+            test = new if new is not None else own_test
+    if test is None:  # pragma: no cover - --text-model needs --data, a run has its test split
+        raise _Failure("nothing to evaluate on")
+
+    def embed(texts: Any) -> Any:
+        return embed_texts(model.encoder, model.tokenizer, model.max_length, texts)
+
+    evaluation, note = evaluate_text(embed, val, test)
+    if args.json:
+        print(json.dumps(evaluation.test, indent=2))
+        return 0
+    source = args.data or "the run's test split"
+    print(f"evaluated {args.text_model or args.run_dir} on {source} ({len(test)} rows)")
+    negatives = evaluation.pairs.get("test_negative")
+    names = {key: metric_name(key) for key in evaluation.test}
+    width = max(18, *(len(name) for name in names.values()))
+    for key, value in evaluation.test.items():
+        shown = metric_text(value, negative_pairs=negatives if far_of(key) is not None else None)
+        print(f"  {names[key]:<{width}} {shown}")
+    for why in (note, evaluation.retrieval_skipped):
+        if why:
+            print(f"  note: {why}")
+    return 0
+
+
+def _embed_text(args: argparse.Namespace, output: Path) -> int:
+    """``embed`` of a text file, one text per line, by a text run or ``--text-model``."""
+    import numpy as np
+
+    from contrastkit.app.text import embed_texts
+    from contrastkit.data.text import read_lines
+
+    if args.label_column or args.exclude_columns:
+        raise _Failure(
+            "--label-column and --exclude-columns apply to feature files; a text file holds "
+            "one text per line"
+        )
+    texts = read_lines(args.input)
+    model = _text_model(args)
+    embeddings = embed_texts(model.encoder, model.tokenizer, model.max_length, texts).numpy()
+    with output.open("xb") as handle:
+        np.save(handle, embeddings)
+    print(f"wrote {embeddings.shape[0]} embeddings of size {embeddings.shape[1]} to {output}")
     return 0
 
 
@@ -767,6 +1010,9 @@ def _embed(args: argparse.Namespace) -> int:
         raise _Failure(f"{output} already exists; choose another -o")
     if not output.parent.exists():
         raise _Failure(f"folder {output.parent} does not exist")
+    if args.text_model or _is_text_run(args.run_dir):
+        return _embed_text(args, output)
+    _no_text_model_options(args)
     config, model = load_run(args.run_dir)
     spec = load_spec(args.run_dir)
     names_file = output.with_suffix(".txt")
@@ -802,6 +1048,11 @@ def _score(args: argparse.Namespace) -> int:
         raise _Failure(f"{output} already exists; choose another -o")
     if not output.parent.exists():
         raise _Failure(f"folder {output.parent} does not exist")
+    if _is_text_run(args.run_dir):
+        raise _Failure(
+            f"{args.run_dir} is a text run; score gives anomaly scores of feature vectors and "
+            "images (embed the texts with contrastkit embed)"
+        )
     check_run_folder(args.run_dir, need_reference=True)
     config, model = load_run(args.run_dir)
     spec = load_spec(args.run_dir)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import re
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -28,8 +29,11 @@ __all__ = [
     "MEMORY_LOSSES",
     "MODES",
     "OBJECTIVES",
+    "POOLINGS",
     "PRECISIONS",
     "RECONSTRUCTION_LOSSES",
+    "TEXT_KINDS",
+    "TEXT_LOSSES",
     "ConfigError",
     "LossName",
     "ModeName",
@@ -38,9 +42,10 @@ __all__ = [
     "ReconstructionLossName",
     "RunConfig",
     "read_config_file",
+    "text_kind",
 ]
 
-LossName = Literal["contrastive", "triplet", "infonce", "supcon"]
+LossName = Literal["contrastive", "triplet", "infonce", "supcon", "cosine"]
 ObjectiveName = Literal["contrastive", "reconstruction", "combined"]
 ReconstructionLossName = Literal["mse", "bce"]
 PrecisionName = Literal["32", "bf16", "fp16"]
@@ -64,9 +69,43 @@ PRECISIONS = ("32", "bf16", "fp16")
 MODES = ("min", "max")
 # The values of a run's history where higher is better (the default mode of a monitor);
 # every other value (a loss or loss term) is better lower.
-HIGHER_IS_BETTER = ("val_roc_auc", "val_precision_at_1")
+HIGHER_IS_BETTER = (
+    "val_roc_auc",
+    "val_precision_at_1",
+    "val_spearman",
+    "val_pearson",
+    "val_mrr_at_10",
+)
 _COSINE_LOSSES = ("infonce", "supcon")
 DEFAULT_HIDDEN = {"vectors": (512, 256, 128), "images": (32, 64)}
+# Text runs (see contrastkit.app.text): the kind of a text table → the losses it trains
+# with, the first being its default (the one the field uses for that kind of data).
+TEXT_LOSSES: dict[str, tuple[str, ...]] = {
+    "scored_pairs": ("cosine",),
+    "labelled_pairs": ("contrastive",),
+    "text_tuples": ("infonce", "triplet"),
+    "labelled_texts": ("supcon", "triplet", "infonce"),
+}
+TEXT_KINDS = tuple(TEXT_LOSSES)
+POOLINGS = ("mean", "cls", "max")  # those of contrastkit.models.text (a test checks it)
+TEXT_TEMPERATURE = 0.05  # sentence-transformers' scale 20
+DEFAULT_TEMPERATURE = 0.1
+# The column names of contrastkit.data.text (a test checks that the two agree): a .csv
+# whose header holds only these, one of them a text, is a text table.
+_TEXT_COLUMNS = {
+    "sentence1": "sentence1",
+    "text1": "sentence1",
+    "sentence2": "sentence2",
+    "text2": "sentence2",
+    "score": "score",
+    "label": "label",
+    "anchor": "anchor",
+    "query": "anchor",
+    "positive": "positive",
+    "text": "text",
+    "sentence": "text",
+}
+_TEXT_SUFFIXES = (".csv", ".tsv", ".jsonl")
 # torch seeds must fit in 64 bits, and the samplers seed each epoch with
 # seed * 1_000_003 + epoch: 32 bits leave room for both
 MAX_SEED = 2**32 - 1
@@ -83,14 +122,37 @@ class RunConfig:
     Attributes:
         data: ``"digits"`` (bundled), an image folder (one subfolder per class), a
             ``.npz``/``.csv`` of features with a label column, or a ``.csv`` of pairs.
+        text_kind: what a text table ``data`` holds (:data:`TEXT_KINDS`), found from its
+            header (:func:`text_kind`) and recorded so that a run is read back without
+            its data; empty for data that is not text.
+        test_data: a text table of the kind of ``data`` to test on instead of a test
+            split of ``data`` (text benchmarks ship their own test split); empty for none.
+            The rows a test split would hold then train.
+        text_model: a pretrained text model folder (a Hugging Face encoder and its
+            tokenizer) to fine-tune on text data; empty: an encoder trained from nothing
+            (a WordPiece vocabulary of the training texts and a small BERT).
+        pooling: how a text encoder pools its token states: ``"mean"``, ``"cls"`` or
+            ``"max"``; empty means the model folder's, else ``"mean"``.
+        max_length: the tokens kept per text; 0 means 128 from nothing, else the model
+            folder's (at most 256).
+        vocab_size, text_width, text_layers, text_heads: the size of an encoder trained
+            from nothing: the most WordPiece tokens, the width of its token states
+            (the embedding size), its transformer layers and attention heads.
+        score_range: ``[low, high]``, the range of the gold scores of scored text pairs
+            (mapped linearly onto ``[-1, 1]`` for the cosine-similarity loss); empty:
+            inferred, ``[0, 1]`` when every score lies there, else ``[0, 5]``.
+        symmetric: InfoNCE on anchor-positive texts in both directions (each positive
+            also picks its anchor among the batch's anchors).
         label_column: the label column (or array) of a feature file.
         exclude_columns: columns of a ``.csv`` feature file that are not features (an
             identifier, a date, …), left out wherever the run reads feature files (its
             data, ``evaluate --data``, ``embed``, ``score``).
         image_size: images are resized to this many pixels on a side.
-        loss: ``"contrastive"`` (pairs), ``"triplet"`` (batch-all triplets mined from
-            class-balanced batches), ``"infonce"`` (two samples per class, N-pair
-            setting), ``"supcon"`` (class-balanced batches).
+        loss: empty for the default (``"contrastive"``; for text, the default of its
+            kind, see :data:`TEXT_LOSSES`), ``"contrastive"`` (pairs), ``"triplet"``
+            (batch-all triplets mined from class-balanced batches), ``"infonce"`` (two
+            samples per class, N-pair setting), ``"supcon"`` (class-balanced batches),
+            ``"cosine"`` (the cosine-similarity loss of scored text pairs).
         objective: ``"contrastive"`` (a siamese network trained with ``loss``),
             ``"reconstruction"`` (an autoencoder) or ``"combined"`` (an autoencoder
             trained on both, weighted).
@@ -105,7 +167,8 @@ class RunConfig:
         distance: the distance of the contrastive and triplet losses and of evaluation
             (InfoNCE and SupCon always compare by cosine similarity); empty means
             ``"euclidean"`` for contrastive/triplet and ``"cosine"`` for InfoNCE/SupCon.
-        temperature: the temperature of InfoNCE and SupCon.
+        temperature: the temperature of InfoNCE and SupCon; 0 means 0.1, and 0.05 for
+            text (sentence-transformers' scale 20).
         embedding_dim: the size of each embedding (2 draws the network's own map).
         hidden: hidden layer widths (MLP) or channels per block (ConvNet); empty means
             ``[512, 256, 128]`` for feature vectors and ``[32, 64]`` for images.
@@ -159,10 +222,21 @@ class RunConfig:
     """
 
     data: str = "digits"
+    text_kind: str = ""
+    test_data: str = ""
+    text_model: str = ""
+    pooling: str = ""
+    max_length: int = 0
+    vocab_size: int = 8000
+    text_width: int = 128
+    text_layers: int = 2
+    text_heads: int = 2
+    score_range: list[float] = field(default_factory=list, metadata={"items": float})
+    symmetric: bool = False
     label_column: str = "label"
     exclude_columns: list[str] = field(default_factory=list, metadata={"items": str})
     image_size: int = 32
-    loss: LossName = "contrastive"
+    loss: LossName | Literal[""] = ""
     objective: ObjectiveName = "contrastive"
     reconstruction_loss: ReconstructionLossName = "mse"
     noise_std: float = 0.0
@@ -171,7 +245,7 @@ class RunConfig:
     anomaly_class: str = ""
     margin: float = 1.0
     distance: DistanceName | Literal[""] = ""
-    temperature: float = 0.1
+    temperature: float = 0.0
     embedding_dim: int = 32
     hidden: list[int] = field(default_factory=list, metadata={"items": int})
     batch_norm: bool = True
@@ -208,11 +282,17 @@ class RunConfig:
     def checked(self) -> RunConfig:
         """Check every value, resolve defaults that depend on others, return ``self``."""
         _typed(self)
-        if self.loss not in LOSSES:
+        kind = _check_text(self)
+        if not self.loss:
+            self.loss = "contrastive"
+        if self.loss not in LOSSES and not (kind and self.loss == "cosine"):
             raise ConfigError(f"loss must be one of {', '.join(LOSSES)}, got {self.loss!r}")
         _check_objective(self)
+        if not self.temperature:
+            self.temperature = TEXT_TEMPERATURE if kind else DEFAULT_TEMPERATURE
         if not self.distance:
-            self.distance = "cosine" if self.loss in _COSINE_LOSSES else "euclidean"
+            cosine = kind or self.loss in _COSINE_LOSSES
+            self.distance = "cosine" if cosine else "euclidean"
         if self.distance not in DISTANCE_NAMES:
             raise ConfigError(
                 f"distance must be one of {', '.join(DISTANCE_NAMES)}, got {self.distance!r}"
@@ -246,8 +326,15 @@ class RunConfig:
             )
         if self.device not in ("cpu", "cuda", "auto") and not self.device.startswith("cuda:"):
             raise ConfigError(f"device must be cpu, cuda, cuda:N or auto, got {self.device!r}")
-        _check_training(self)
+        _check_training(self, text=kind is not None)
         return self
+
+    @property
+    def text(self) -> str | None:
+        """The kind of text ``data`` holds (:func:`text_kind`, or as recorded), or ``None``."""
+        if self.text_kind:
+            return self.text_kind
+        return text_kind(self.data) if self.data != "digits" else None
 
     @property
     def distance_name(self) -> DistanceName:
@@ -262,6 +349,222 @@ class RunConfig:
         for f in dataclasses.fields(self):
             lines.append(f"{f.name} = {_toml_value(getattr(self, f.name))}")
         return "\n".join(lines) + "\n"
+
+
+_TEXT_ONLY = (
+    "test_data",
+    "text_model",
+    "pooling",
+    "max_length",
+    "vocab_size",
+    "text_width",
+    "text_layers",
+    "text_heads",
+    "score_range",
+    "symmetric",
+)
+_FROM_NOTHING = ("vocab_size", "text_width", "text_layers", "text_heads")
+_KIND_WORDS = {
+    "scored_pairs": "scored pairs (sentence1,sentence2,score)",
+    "labelled_pairs": "labelled pairs (sentence1,sentence2,label)",
+    "text_tuples": "anchor-positive rows (anchor,positive[,negative...])",
+    "labelled_texts": "labelled texts (text,label)",
+}
+
+
+def _changed(config: RunConfig, name: str) -> bool:
+    f = RunConfig.__dataclass_fields__[name]
+    default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+    return bool(getattr(config, name) != default)
+
+
+def _check_text(config: RunConfig) -> str | None:
+    """The text options: checked, the text defaults resolved; the kind of text, or None.
+
+    The kind is one of :data:`TEXT_KINDS`, or ``"unknown"`` for a text table whose
+    header tells no kind (the reader then names what is wrong, before anything runs).
+    """
+    if config.text_kind and config.text_kind not in TEXT_KINDS:
+        raise ConfigError(
+            f"text_kind must be one of {', '.join(TEXT_KINDS)} (or empty), got {config.text_kind!r}"
+        )
+    kind = config.text_kind or config.text
+    if kind is None:
+        given = [name for name in _TEXT_ONLY if _changed(config, name)]
+        if given:
+            raise ConfigError(
+                f"{given[0]} applies to text data (a .csv, .tsv or .jsonl of sentence pairs, "
+                f"anchor-positive rows or labelled texts), and data {config.data!r} is not "
+                "text; drop it or give text data"
+            )
+        if config.loss == "cosine":
+            raise ConfigError(
+                "loss 'cosine' (the cosine-similarity loss) trains on scored text pairs "
+                f"(sentence1,sentence2,score), and data {config.data!r} is not text"
+            )
+        return None
+    _check_text_options(config, kind)
+    if kind in TEXT_LOSSES:
+        config.text_kind = kind
+        allowed = TEXT_LOSSES[kind]
+        if not config.loss:
+            config.loss = allowed[0]  # type: ignore[assignment]
+        elif config.loss not in allowed:
+            raise ConfigError(
+                f"loss {config.loss!r} does not train on {_KIND_WORDS[kind]}; these train "
+                f"with {', '.join(allowed)} (default {allowed[0]})"
+            )
+        if kind == "text_tuples" and config.memory_size:
+            raise ConfigError(
+                "memory_size keeps labelled embeddings or shared keys, and anchor-positive "
+                "rows train against each row's own hard negatives; drop memory_size"
+            )
+        if kind != "scored_pairs" and config.score_range:
+            raise ConfigError(
+                f"score_range applies to scored pairs (sentence1,sentence2,score), not to "
+                f"{_KIND_WORDS[kind]}"
+            )
+    if config.symmetric and config.loss not in ("infonce", ""):
+        raise ConfigError(f"symmetric applies to loss infonce, got loss {config.loss!r}")
+    if config.symmetric and config.memory_size:
+        raise ConfigError(
+            "symmetric InfoNCE has no direction for remembered keys; drop memory_size or symmetric"
+        )
+    if config.test_data:
+        other = text_kind(config.test_data)
+        if not Path(config.test_data).is_file():
+            raise ConfigError(f"test_data {config.test_data} does not exist (give a file)")
+        if other != kind and "unknown" not in (kind, other):
+            shown = _KIND_WORDS.get(other or "", "no text table")
+            raise ConfigError(
+                f"test_data {config.test_data} holds {shown}, but data holds "
+                f"{_KIND_WORDS.get(kind, kind)}; test on data of the same kind"
+            )
+    return kind
+
+
+def _check_text_options(config: RunConfig, kind: str) -> None:
+    """The options a text run takes, and those it does not."""
+    if config.objective != "contrastive":
+        raise ConfigError(
+            f"objective {config.objective!r} needs feature vectors or images; text data "
+            "trains objective contrastive (a text encoder has no decoder)"
+        )
+    for name, why in (
+        ("anomaly_class", "text runs hold out no class"),
+        ("exclude_columns", "a text table's columns are named by what they hold"),
+        ("label_column", "a text table's label column is named label"),
+        (
+            "hidden",
+            "an encoder trained from nothing is sized by text_width, text_layers and text_heads",
+        ),
+    ):
+        if _changed(config, name):
+            raise ConfigError(f"{name} does not apply to text data ({why}); drop it")
+    if config.text_model:
+        given = [name for name in _FROM_NOTHING if _changed(config, name)]
+        if given:
+            raise ConfigError(
+                f"{given[0]} sizes an encoder trained from nothing; text_model "
+                f"{config.text_model} has its own size (drop one of them)"
+            )
+    if config.pooling not in ("", *POOLINGS):
+        raise ConfigError(f"pooling must be one of {', '.join(POOLINGS)}, got {config.pooling!r}")
+    if config.max_length != 0 and config.max_length < 2:
+        raise ConfigError(
+            f"max_length must be >= 2 tokens (0: the default), got {config.max_length}"
+        )
+    if config.vocab_size < 16:
+        raise ConfigError(f"vocab_size must be >= 16, got {config.vocab_size}")
+    for name in ("text_width", "text_layers", "text_heads"):
+        if getattr(config, name) < 1:
+            raise ConfigError(f"{name} must be >= 1, got {getattr(config, name)}")
+    if config.text_width % config.text_heads:
+        raise ConfigError(
+            f"text_width must be divisible by text_heads, got {config.text_width} and "
+            f"{config.text_heads}"
+        )
+    if config.score_range:
+        low_high = config.score_range
+        if (
+            len(low_high) != 2
+            or not all(map(math.isfinite, low_high))
+            or low_high[0] >= low_high[1]
+        ):
+            raise ConfigError(
+                f"score_range must be two finite numbers LOW,HIGH with LOW < HIGH, got {low_high}"
+            )
+
+
+def text_kind(data: str | Path) -> str | None:
+    """The kind of text table a data file is, from its suffix and header; ``None`` if none.
+
+    A ``.tsv`` or ``.jsonl`` file is always a text table (no other reader takes them);
+    a ``.csv`` file is one when its header holds only the column names of
+    :mod:`contrastkit.data.text` (``sentence1``, ``sentence2``, ``score``, ``label``,
+    ``anchor``, ``positive``, ``negative``…, ``text`` and their aliases), a text among
+    them, so that feature files and pair files (``left,right,label``) read as before.
+    The kind is ``"scored_pairs"``, ``"labelled_pairs"``, ``"text_tuples"`` or
+    ``"labelled_texts"``, or ``"unknown"`` for a text table whose header tells none
+    (the reader names what is wrong). Reads the header only; no torch.
+    """
+    path = Path(data)
+    suffix = path.suffix.lower()
+    if suffix not in _TEXT_SUFFIXES or not path.is_file():
+        return None
+    header = _header(path, suffix)
+    if suffix == ".csv" and (header is None or not _text_header(header)):
+        return None
+    return (_kind_of_header(header) if header else None) or "unknown"
+
+
+def _header(path: Path, suffix: str) -> list[str] | None:
+    import csv
+
+    try:
+        with path.open(newline="", encoding="utf-8-sig", errors="replace") as handle:
+            if suffix == ".csv":
+                for row in csv.reader(handle):
+                    if any(cell.strip() for cell in row):
+                        return [cell.strip() for cell in row]
+                return None
+            for line in handle:
+                if not line.strip():
+                    continue
+                if suffix == ".tsv":
+                    return [cell.strip() for cell in line.rstrip("\r\n").split("\t")]
+                row = json.loads(line)
+                return [str(k).strip() for k in row] if isinstance(row, dict) else None
+    except (OSError, csv.Error, ValueError):
+        return None
+    return None
+
+
+def _role(name: str) -> str | None:
+    if name in _TEXT_COLUMNS:
+        return _TEXT_COLUMNS[name]
+    if name == "negative" or re.fullmatch(r"negative_[1-9][0-9]*", name):
+        return "negative"
+    return None
+
+
+def _text_header(header: list[str]) -> bool:
+    roles = [_role(name) for name in header]
+    texts = {"sentence1", "sentence2", "anchor", "positive", "text"}
+    return None not in roles and bool(texts & set(roles))  # type: ignore[arg-type]
+
+
+def _kind_of_header(header: list[str]) -> str | None:
+    roles = {_role(name) for name in header}
+    if roles == {"sentence1", "sentence2", "score"}:
+        return "scored_pairs"
+    if roles == {"sentence1", "sentence2", "label"}:
+        return "labelled_pairs"
+    if {"anchor", "positive"} <= roles and roles <= {"anchor", "positive", "negative"}:
+        return "text_tuples"
+    if roles == {"text", "label"}:
+        return "labelled_texts"
+    return None
 
 
 def _check_objective(config: RunConfig) -> None:
@@ -296,7 +599,7 @@ def _check_objective(config: RunConfig) -> None:
             )
 
 
-def _check_training(config: RunConfig) -> None:
+def _check_training(config: RunConfig, *, text: bool = False) -> None:
     """The options of the trainer: precision, the monitored value, feature columns."""
     if config.micro_batch < 0:
         raise ConfigError(f"micro_batch must be >= 0 (0: no caching), got {config.micro_batch}")
@@ -318,7 +621,7 @@ def _check_training(config: RunConfig) -> None:
             f"({', '.join(MEMORY_LOSSES)}); the {config.loss} loss compares given pairs, "
             "got loss " + repr(config.loss)
         )
-    if config.micro_batch and config.batch_norm:
+    if config.micro_batch and config.batch_norm and not text:  # a transformer has none
         raise ConfigError(
             "micro_batch needs a model without batch normalization (each micro-batch would "
             "be normalized alone): set batch_norm = false (--no-batch-norm)"

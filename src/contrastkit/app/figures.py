@@ -17,7 +17,13 @@ from contrastkit.app.rundir import (
 __all__ = ["figures"]
 
 
-_VAL_METRICS = ("val_roc_auc", "val_precision_at_1")
+_VAL_METRICS = (
+    "val_spearman",
+    "val_pearson",
+    "val_mrr_at_10",
+    "val_roc_auc",
+    "val_precision_at_1",
+)
 
 
 def _history_keys(result: RunResult) -> list[str] | None:
@@ -49,6 +55,16 @@ def figures(result: RunResult) -> dict[str, Path]:
             result.test_labels,
             class_names=result.class_names,
             seed=config.seed,
+        )[0]
+    if evaluation.test_similarity is not None and evaluation.test_gold is not None:
+        drawn["similarity"] = plots.plot_similarity_scatter(
+            evaluation.test_similarity,
+            evaluation.test_gold,
+            correlations={
+                name: float(value)
+                for name, value in result.test.items()
+                if name in ("spearman", "pearson") and value is not None
+            },
         )[0]
     if evaluation.test_same.numel():  # not when the test split gives no pair of each kind
         drawn["roc"] = plots.plot_roc(

@@ -50,7 +50,9 @@ _CAPTIONS = {
     "the validation split.",
     "history": "Training and validation loss per epoch (solid: training, dashed: validation).",
     "val_metrics": "Validation metrics after each epoch: the ROC-AUC of the validation pairs "
-    "and the precision@1 of the validation samples (the test split is only used at the end).",
+    "and the precision@1 of the validation samples; for text, the Spearman and Pearson "
+    "correlations, the MRR@10, the ROC-AUC or the precision@1 of its kind (the test split is "
+    "only used at the end).",
     "anomaly_reconstruction": "Reconstruction errors of normal test samples and of the "
     "held-out class, with the threshold (95th percentile of the validation scores).",
     "anomaly_knn": "Mean distance to the nearest training embeddings, for normal test samples "
@@ -61,6 +63,9 @@ _CAPTIONS = {
     "anomaly_roc": "ROC curve of each anomaly score (a sample is flagged when its score is at "
     "least the threshold).",
     "maps": "The test digits in each 2-D map, coloured by class.",
+    "similarity": "Each test pair of texts: the cosine similarity of its embeddings against "
+    "its gold score, as written. Spearman's ρ measures how well the similarities order the "
+    "pairs as the scores do (the number the STS literature reports).",
 }
 
 _SCORE_LABELS = {
@@ -79,6 +84,9 @@ _METRIC_NAMES = {
     "map_at_r": "MAP@R",
     "reconstruction_error": "mean reconstruction error",
     "average_precision": "average precision",
+    "spearman": "Spearman ρ (cosine vs gold)",
+    "pearson": "Pearson r (cosine vs gold)",
+    "mrr_at_10": "MRR@10",
     "loss": "loss",
 }
 
@@ -205,6 +213,14 @@ def _trained(result: RunResult) -> str:
     """What was trained: the loss, or the autoencoder's objective and its weights."""
     config = result.config
     loss = html.escape(config.loss)
+    if config.text_kind:
+        name = "cosine-similarity" if config.loss == "cosine" else loss
+        encoder = (
+            f"fine-tuned from {html.escape(config.text_model)}"
+            if config.text_model
+            else "trained from nothing"
+        )
+        return f"text encoder ({encoder}, {html.escape(config.pooling)} pooling), {name} loss"
     if config.objective == "contrastive":
         return f"{loss} loss"
     kind = html.escape(config.reconstruction_loss)
@@ -221,7 +237,18 @@ def _trained(result: RunResult) -> str:
 def _batches(config: RunConfig, drawn: int | None) -> str:
     """The batch of a step and what each anchor was compared with, as the run trained."""
     b, memory = drawn or config.batch_size, config.memory_size
-    if config.objective == "reconstruction":
+    if config.text_kind in ("scored_pairs", "labelled_pairs"):
+        what = "scored against its gold score" if config.loss == "cosine" else "scored alone"
+        text = f"training batches of {b} pairs of texts, each pair {what} (no negatives)"
+    elif config.text_kind == "text_tuples" and config.loss == "infonce":
+        text = (
+            f"training batches of {b} anchor-positive rows: each anchor picked its positive "
+            f"among the {b} positives and its own hard negatives"
+            + (", and each positive its anchor among the anchors" if config.symmetric else "")
+        )
+    elif config.text_kind == "text_tuples":
+        text = f"training batches of {b} rows, each anchor against its own hard negatives"
+    elif config.objective == "reconstruction":
         text = f"training batches of {b} samples"
     elif config.loss == "contrastive":
         text = f"training batches of {b} pairs, each pair scored alone (no negatives beyond it)"
@@ -290,6 +317,32 @@ def _anomaly_section(anomaly: AnomalyResult) -> list[str]:
     ]
 
 
+def _text_sections(result: RunResult, rows: Any) -> list[str]:
+    """The test metrics of a text run that the field reports: correlations, MRR@10."""
+    test = result.test
+    if "spearman" in test:
+        return [
+            "<h2>Semantic similarity (test pairs)</h2>",
+            f"<p>The cosine similarity of the embeddings of each of the "
+            f"{result.evaluation.pairs.get('test', '?')} test pairs against its gold score: "
+            "Spearman's rank correlation ρ (the number the STS literature reports) and "
+            "Pearson's r, as sentence-transformers' EmbeddingSimilarityEvaluator computes "
+            "them.</p>",
+            _table(rows(["spearman", "pearson"])),
+        ]
+    if "mrr_at_10" in test:
+        keys = ["mrr_at_10", *(k for k in test if k.startswith("recall_at_"))]
+        return [
+            "<h2>Retrieval (test anchors)</h2>",
+            f"<p>Each of the {result.evaluation.pairs.get('test', '?')} test anchors ranks "
+            "every test positive by cosine similarity; its own positive is the one relevant "
+            "document (copies of a text count as one). MRR@10 and recall@k as "
+            "sentence-transformers' InformationRetrievalEvaluator computes them.</p>",
+            _table(rows(keys)),
+        ]
+    return []
+
+
 def write_report(path: str | Path, result: RunResult, *, title: str = "contrastkit run") -> Path:
     """Write the report of a run to ``path`` and return it.
 
@@ -335,19 +388,28 @@ def write_report(path: str | Path, result: RunResult, *, title: str = "contrastk
     retrieval = rows(
         [k for k in test if k in ("precision_at_1", "map_at_r") or k.startswith("recall_at_")]
     )
+    if "mrr_at_10" in test:  # anchor-positive texts: their own section
+        retrieval = []
     pairs = evaluation.pairs
     parts = [
         "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
         f"<title>{html.escape(title)}</title><style>{_STYLE}</style></head><body>",
         f"<h1>{html.escape(title)}</h1>",
         "".join(f"<p class='summary'>{s}</p>" for s in summary),
-        "<h2>Verification (test pairs)</h2>",
-        f"<p>{pairs.get('test', '?')} balanced test pairs ({negatives} of them dissimilar); "
-        f"the threshold is chosen on {pairs.get('validation', '?')} validation pairs and "
-        "applied unchanged to the test pairs. A true accept rate (TAR) at a false accept "
-        "rate (FAR) below 1 / (dissimilar pairs) cannot be measured from these pairs.</p>",
-        _table(verification),
     ]
+    parts += _text_sections(result, rows)
+    if verification:
+        given = "test pairs as given" if config.text_kind else "balanced test pairs"
+        parts += [
+            "<h2>Verification (test pairs)</h2>",
+            f"<p>{pairs.get('test', '?')} {given} ({negatives} of them dissimilar"
+            + (", by the cosine distance of their embeddings" if config.text_kind else "")
+            + f"); the threshold is chosen on {pairs.get('validation', '?')} validation pairs "
+            "and applied unchanged to the test pairs. A true accept rate (TAR) at a false "
+            "accept rate (FAR) below 1 / (dissimilar pairs) cannot be measured from these "
+            "pairs.</p>",
+            _table(verification),
+        ]
     if evaluation.verification_skipped:
         parts.append(f"<p>Not measurable: {html.escape(evaluation.verification_skipped)}.</p>")
     if retrieval:

@@ -75,6 +75,9 @@ class Evaluation:
         retrieval_skipped: why retrieval was not measured, or ``None``.
         verification_skipped: why verification metrics are ``None`` (held-out splits
             too small to give a similar or a dissimilar pair), or ``None``.
+        test_similarity: the cosine similarity of each scored test pair of texts
+            (``None`` for other data), for the scatter against ``test_gold``.
+        test_gold: the gold score of each scored test pair, as written.
     """
 
     distance: str
@@ -85,6 +88,8 @@ class Evaluation:
     test_embeddings: Tensor
     retrieval_skipped: str | None = None
     verification_skipped: str | None = None
+    test_similarity: Tensor | None = None
+    test_gold: Tensor | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The numbers, as ``metrics.json`` holds them."""
@@ -309,5 +314,15 @@ class RunResult:
 
     def summary(self) -> list[tuple[str, float | None]]:
         """The headline test metrics, key and value, in the order they are shown."""
-        keys = ("roc_auc", "eer", "accuracy", "precision_at_1", "map_at_r", "reconstruction_error")
+        keys = (
+            "spearman",
+            "pearson",
+            "mrr_at_10",
+            "roc_auc",
+            "eer",
+            "accuracy",
+            "precision_at_1",
+            "map_at_r",
+            "reconstruction_error",
+        )
         return [(key, self.test[key]) for key in keys if key in self.test]

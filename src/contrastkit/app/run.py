@@ -171,8 +171,23 @@ from contrastkit.app.rundir import (
     take_default_run_folder,
     write_text_atomic,
 )
+from contrastkit.app.text import (
+    TEXT_MODEL,
+    TextModel,
+    build_text_model,
+    embed_texts,
+    evaluate_text,
+    read_text_run_data,
+    save_text_folder,
+    text_evaluator,
+    text_history_values,
+    text_loss_and_loaders,
+    text_spec,
+    text_splits,
+)
 from contrastkit.data import ClassBalancedBatchSampler
 from contrastkit.data.readers import DataError, LabelledData
+from contrastkit.data.text import LabelledTexts
 from contrastkit.training import (
     Trainer,
     best_checkpoint,
@@ -434,7 +449,6 @@ def _train_run(
     progress: bool | None,
     log: Callable[[str], Any],
 ) -> RunResult | None:
-    from contrastkit.app import report
 
     started = time.perf_counter()
     processes, main = distributed.world_size(), distributed.rank() == 0
@@ -451,30 +465,52 @@ def _train_run(
             check_run_folder(run, for_resume=True)
         _check_tensorboard(config)
         extended_from = _check_resume(config, run) if resume else None
-        data = read_data(config)
-        if not resume:
-            if config.data != "digits":  # so that evaluate, embed and --resume work anywhere
-                config.data = str(Path(config.data).resolve())
-            if not config.hidden:
-                config.hidden = list(DEFAULT_HIDDEN[data.kind])
-        if isinstance(data, LabelledData) and len(data.class_names) < 2:
-            raise DataError(f"{data.source} has fewer than 2 classes")
-        train, val, test, anomalies = run_splits(config, data)
-        device = process_device(config.device) if processes > 1 else resolve_device(config.device)
-        if not resume:
-            config.device = str(device)  # the device used (rank 0's), never "auto"
-        torch.manual_seed(config.seed)
-        spec = model_spec(config, data, train)
-        train, val, test = (scale_split(spec, part) for part in (train, val, test))
-        anomalies = scale_split(spec, anomalies)
-        model = build_model(spec, standardize(inputs_of(train)))
-        contrastive, train_loader, val_loader, notes = loss_and_loaders(config, train, val)
+        text: TextModel | None = None
+        if config.text_kind:
+            data, train, val, test, text, device = _text_parts(config, run, resume, processes)
+            anomalies = None
+            spec = text_spec(config, text)
+            model = text.encoder
+            contrastive, train_loader, val_loader, notes = text_loss_and_loaders(
+                config, text, train, val
+            )
+            notes[:0] = _text_notes(config, text, train, test)
+        else:
+            data = read_data(config)
+            if not resume:
+                if config.data != "digits":  # so that evaluate, embed and --resume work anywhere
+                    config.data = str(Path(config.data).resolve())
+                if not config.hidden:
+                    config.hidden = list(DEFAULT_HIDDEN[data.kind])
+            if isinstance(data, LabelledData) and len(data.class_names) < 2:
+                raise DataError(f"{data.source} has fewer than 2 classes")
+            train, val, test, anomalies = run_splits(config, data)
+            device = (
+                process_device(config.device) if processes > 1 else resolve_device(config.device)
+            )
+            if not resume:
+                config.device = str(device)  # the device used (rank 0's), never "auto"
+            torch.manual_seed(config.seed)
+            spec = model_spec(config, data, train)
+            train, val, test = (scale_split(spec, part) for part in (train, val, test))
+            anomalies = scale_split(spec, anomalies)
+            model = build_model(spec, standardize(inputs_of(train)))
+            contrastive, train_loader, val_loader, notes = loss_and_loaders(config, train, val)
         objective = build_objective(config, contrastive)
         # every check of the trainer's options, before anything is written
         trainer = _trainer(
-            config, model, objective, (train_loader, val_loader), val, run, device, progress
+            config,
+            model,
+            objective,
+            (train_loader, val_loader),
+            val,
+            run,
+            device,
+            progress,
+            text=text,
         )
-        notes += _unmeasured_notes(val, test)
+        if text is None:
+            notes += _unmeasured_notes(val, test)
         notes += _process_notes(config, model, device, processes)
         drawn = drawn_batch(train_loader, config.batch_size)
         if config.micro_batch:
@@ -509,6 +545,10 @@ def _train_run(
             remove_stale_temporaries(run)
             _check_model_json(run, json.loads(spec_json))
             folder.path = run
+        if text is not None and not (run / TEXT_MODEL / "config.json").is_file():
+            with naming_write_errors(run / TEXT_MODEL):  # the encoder and tokenizer, first
+                save_text_folder(run, text)
+        if resume:
             checkpoint = latest_checkpoint(run)
             if checkpoint is not None:  # damaged or foreign: one line, not a traceback
                 load_weights_into(model, checkpoint / WEIGHTS, "the checkpoint weights")
@@ -545,6 +585,15 @@ def _train_run(
     if best is not None:
         notes.append(_best_note(best, config.epochs))
     save_tensors(run / WEIGHTS, model.state_dict())
+    if text is not None:
+        with naming_write_errors(run / TEXT_MODEL):  # the trained encoder, on its own
+            save_text_folder(run, text)
+        result = _text_result(
+            config, run, text, history, (data, train, val, test), notes, extended_from, best
+        )
+        result.environment = _environment(device, processes)
+        result.train_batch = drawn
+        return _finish(result, run, started, train_seconds)
     reference = embed(model, inputs_of(train))
     reference_labels = train.labels if isinstance(train, LabelledData) else None
     _save_reference(run / REFERENCE, reference, reference_labels)
@@ -581,6 +630,13 @@ def _train_run(
         best=best,
         train_batch=drawn,
     )
+    return _finish(result, run, started, train_seconds)
+
+
+def _finish(result: RunResult, run: Path, started: float, train_seconds: float) -> RunResult:
+    """Draw the figures, write ``metrics.json`` and the report; the result."""
+    from contrastkit.app import report
+
     result.figures = figures(result)
     result.seconds = {"training": train_seconds, "total": time.perf_counter() - started}
     write_text_atomic(run / "metrics.json", result.to_json())
@@ -598,6 +654,114 @@ def drawn_batch(loader: Any, batch_size: int) -> int:
     if isinstance(sampler, ClassBalancedBatchSampler):
         return sampler.classes_per_batch * sampler.samples_per_class
     return batch_size
+
+
+def _text_parts(
+    config: RunConfig, run: Path, resume: bool, processes: int
+) -> tuple[Any, Any, Any, Any, TextModel, torch.device]:
+    """A text run's data, splits, encoder and device; its options resolved when new.
+
+    A resumed run takes its encoder and tokenizer from its own ``text-model/`` (or
+    builds them again, alike, when a kill came before they were written).
+    """
+    from contrastkit.models.text import TextModelError
+
+    data, test_file = read_text_run_data(config)
+    if not resume:  # so that evaluate, embed and --resume work anywhere
+        config.data = str(Path(config.data).resolve())
+        if config.test_data:
+            config.test_data = str(Path(config.test_data).resolve())
+        if config.text_model and Path(config.text_model).exists():
+            config.text_model = str(Path(config.text_model).resolve())
+    train, val, test = text_splits(config, data, test_file)
+    device = process_device(config.device) if processes > 1 else resolve_device(config.device)
+    if not resume:
+        config.device = str(device)
+    saved = run / TEXT_MODEL if resume and (run / TEXT_MODEL / "config.json").is_file() else None
+    try:
+        text = build_text_model(config, train, saved)
+    except TextModelError as error:
+        raise ConfigError(str(error)) from None
+    if not resume:
+        default = RunConfig.__dataclass_fields__["embedding_dim"].default
+        if config.embedding_dim not in (default, text.embedding_dim):
+            raise ConfigError(
+                f"embedding_dim {config.embedding_dim}: a text run's embedding is its "
+                f"encoder's width, {text.embedding_dim} (text_width for an encoder trained "
+                "from nothing); drop embedding_dim"
+            )
+        config.embedding_dim = text.embedding_dim
+        config.max_length = text.max_length
+        config.pooling = cast(Any, text.encoder).pooling
+    return data, train, val, test, text, device
+
+
+def _text_notes(config: RunConfig, text: TextModel, train: Any, test: Any) -> list[str]:
+    """What a text run's encoder is and where its test rows came from."""
+    encoder = cast(Any, text.encoder)
+    parameters = sum(p.numel() for p in encoder.parameters())
+    how = f"{text.max_length} tokens per text, {encoder.pooling} pooling of the token states"
+    if text.trained_from_nothing:
+        notes = [
+            f"the encoder was trained from nothing: a WordPiece vocabulary of "
+            f"{len(text.tokenizer):,} tokens learned from the training texts only and a BERT "
+            f"of {config.text_layers} layers, width {config.text_width}, {config.text_heads} "
+            f"attention heads ({parameters:,} parameters); {how}"
+        ]
+    else:
+        notes = [
+            f"the encoder was fine-tuned from {config.text_model} ({parameters:,} parameters); "
+            f"{how}"
+        ]
+    if config.test_data:
+        notes.append(
+            f"the test rows are those of {test.source}; the rows a test split of the data "
+            "would have held trained"
+        )
+    return notes
+
+
+def _text_result(
+    config: RunConfig,
+    run: Path,
+    text: TextModel,
+    history: list[dict[str, float]],
+    parts: tuple[Any, Any, Any, Any],
+    notes: list[str],
+    extended_from: int | None,
+    best: BestEpoch | None,
+) -> RunResult:
+    """The result of a text run: its test metrics, as the field reports them."""
+    data, train, val, test = parts
+
+    def embed_fn(texts: Any) -> Tensor:
+        return embed_texts(text.encoder, text.tokenizer, text.max_length, texts)
+
+    evaluation, note = evaluate_text(embed_fn, val, test)
+    if note:
+        notes.append(note)
+    labelled = isinstance(test, LabelledTexts)
+    source = data.source if not config.test_data else f"{data.source}; test: {test.source}"
+    return RunResult(
+        run_dir=run,
+        config=config,
+        evaluation=evaluation,
+        terms=loss_terms(config),
+        history=history,
+        data=DataSummary(
+            source=source,
+            train=len(train),
+            validation=len(val),
+            test=len(test),
+            classes=len(data.class_names) if isinstance(data, LabelledTexts) else None,
+        ),
+        environment=_environment(torch.device("cpu")),
+        test_labels=test.labels if labelled else None,
+        class_names=list(test.class_names) if labelled else [],
+        notes=notes,
+        extended_from=extended_from,
+        best=best,
+    )
 
 
 def _silent(_: str) -> None:
@@ -706,10 +870,17 @@ def _trainer(
     run: Path,
     device: torch.device,
     progress: bool | None,
+    *,
+    text: TextModel | None = None,
 ) -> Trainer:
     """The run's trainer, its optimizer and schedule; every option checked, nothing written."""
     train_loader, val_loader = loaders
-    values = _history_values(config, val_loader, val)
+    if text is None:
+        values = _history_values(config, val_loader, val)
+        evaluate = _evaluator(config, val)
+    else:
+        values = text_history_values(config.text_kind, cast(Any, val), val_loader)
+        evaluate = text_evaluator(text, cast(Any, val))
     if config.monitor and values.get(config.monitor, "") is not None:
         available = ", ".join(k for k, why in values.items() if why is None)
         why = values.get(config.monitor)
@@ -727,7 +898,7 @@ def _trainer(
             train_loader,
             epochs=config.epochs,
             val_loader=val_loader,
-            evaluate=_evaluator(config, val),
+            evaluate=evaluate,
             scheduler=scheduler,
             run_dir=run,
             seed=config.seed,
@@ -804,7 +975,7 @@ def _announcer(config: RunConfig, log: Callable[[str], Any]) -> Callable[[Traine
                 )
         parts += [
             f"validation {metric_name(k)} {r[f'val_{k}']:.4f}"
-            for k in ("roc_auc", "precision_at_1")
+            for k in ("spearman", "pearson", "mrr_at_10", "roc_auc", "precision_at_1")
             if f"val_{k}" in r
         ]
         log(f"epoch {r['epoch']:>3}/{config.epochs}: {', '.join(parts)}")

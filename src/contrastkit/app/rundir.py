@@ -54,6 +54,7 @@ __all__ = [
     "MODEL_JSON",
     "REFERENCE",
     "STATE",
+    "TEXT_MODEL",
     "WEIGHTS",
     "RunFolderError",
     "WriteError",
@@ -81,6 +82,7 @@ WEIGHTS = "model.safetensors"
 REFERENCE = "reference.safetensors"
 CHECKPOINTS = "checkpoints"
 STATE = "state.pt"
+TEXT_MODEL = "text-model"  # a text run's encoder and tokenizer (contrastkit.app.text)
 
 # ``.NAME.tmp-PID`` (the trainer's checkpoint folders) or ``.NAME.tmp-PID-TOKEN`` (ours)
 _TEMPORARY = re.compile(r"^\.(?P<name>.+)\.tmp-(?P<pid>\d+)(?:-[0-9a-f]+)?$")
@@ -331,7 +333,8 @@ def discard_untrained_run_folder(run_dir: str | Path) -> bool:
 
     For a run that fails with an error (bad data found late, a full disk) before its
     first checkpoint, so that a failed command leaves nothing behind. The folder is
-    removed only if it holds nothing but ``config.toml``, ``model.json``, temporary files
+    removed only if it holds nothing but ``config.toml``, ``model.json``, a text run's
+    ``text-model/`` (its encoder as it started), temporary files
     and an empty ``checkpoints/`` (or one holding only temporaries); anything else (a
     checkpoint, a file of the user's) keeps it.
     """
@@ -341,6 +344,8 @@ def discard_untrained_run_folder(run_dir: str | Path) -> bool:
     for entry in run.iterdir():
         if entry.name in (CONFIG, MODEL_JSON) and entry.is_file():
             continue
+        if entry.name == TEXT_MODEL and entry.is_dir() and not entry.is_symlink():
+            continue  # a text run's encoder as it started: rebuilt alike by a new run
         if _TEMPORARY.match(entry.name):
             continue
         if entry.name == CHECKPOINTS and entry.is_dir() and not entry.is_symlink():
@@ -365,7 +370,10 @@ def _finite(value: Any) -> bool:
 def check_model_spec(spec: Any, where: str) -> dict[str, Any]:
     """Check a model spec (the content of ``model.json``); returns it.
 
-    It needs ``kind`` (``"vectors"`` or ``"images"``), ``embedding_dim`` and ``hidden``,
+    A text run's spec (``kind`` ``"text"``) needs ``embedding_dim`` and a ``text`` table
+    with ``pooling``, ``max_length`` and ``folder`` (the saved text model in the run
+    folder). Any other needs ``kind`` (``"vectors"`` or ``"images"``), ``embedding_dim``
+    and ``hidden``,
     then ``in_features`` (vectors) or ``channels`` and ``image_size`` (images); a
     ``batch_norm`` (true when absent) must be a bool; an autoencoder's ``autoencoder``
     table needs ``noise_std``, ``reconstruction_loss`` and
@@ -383,8 +391,23 @@ def check_model_spec(spec: Any, where: str) -> dict[str, Any]:
         if not ok(table[key]):
             raise RunFolderError(f"{where}: '{prefix}{key}' must be {expected}, got {table[key]!r}")
 
-    need(spec, "kind", lambda v: v in ("vectors", "images"), '"vectors" or "images"')
+    need(
+        spec, "kind", lambda v: v in ("vectors", "images", "text"), '"vectors", "images" or "text"'
+    )
     need(spec, "embedding_dim", _positive_int, "a positive integer")
+    if spec["kind"] == "text":
+        need(spec, "text", lambda v: isinstance(v, dict), "a JSON object")
+        table = spec["text"]
+        need(
+            table,
+            "pooling",
+            lambda v: v in ("mean", "cls", "max"),
+            '"mean", "cls" or "max"',
+            "text.",
+        )
+        need(table, "max_length", lambda v: _positive_int(v) and v >= 2, "an integer >= 2", "text.")
+        need(table, "folder", lambda v: isinstance(v, str) and bool(v), "a folder name", "text.")
+        return spec
     need(
         spec,
         "hidden",
