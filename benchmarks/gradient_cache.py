@@ -15,7 +15,8 @@ calls the objective as it is; **cached** wraps it in ``CachedObjective(...,
 micro_batch=256)``.
 
 What is measured, for each N and each of the two, in a fresh Python process (so that
-its peak memory is its own):
+its peak memory is its own) with ``--threads`` torch threads (default 1, steadier on a
+shared machine):
 
 1. **Peak memory**: the process builds the model and the optimizer, then the high-water
    mark of its resident memory (``VmHWM``) is reset (``/proc/self/clear_refs``; where
@@ -28,13 +29,16 @@ its peak memory is its own):
    exceed the live tensors; the settings are left as a user gets them.
 2. **Time per step**: that first step is the warm-up; then the median of ``repeats``
    further steps on the same batch (5 up to N = 4096, 3 up to 16384, 2 above; or
-   ``--repeats``).
+   ``--repeats``), in wall time and in the process's CPU time (user + system, from
+   ``getrusage``), which leaves out the time spent waiting for a core on a busy
+   machine.
 3. **Check**: the first step's loss and the norm of its parameter update, which must
    agree between the two (the cache is exact; they differ by float32 rounding).
 
 At each N the two run one after the other, so that a change in the machine's load
 touches both alike; with ``--rounds 2`` they run again in the other order (ABBA) and
-each time is the median over rounds. The load average is recorded around each process.
+each time is the median over rounds; ``--merge`` adds rounds to the results already in
+``--out`` (the sizes run again). The load average is recorded around each process.
 The uncached step stops at the first N whose predicted peak exceeds
 ``--memory-budget-gb`` (default 16): the prediction extends the growth per image
 measured between the two largest sizes that ran. The estimate for every larger N, the
@@ -45,6 +49,8 @@ Usage::
     python benchmarks/gradient_cache.py                  # N = 1024, 2048, ..., 65536
     python benchmarks/gradient_cache.py --quick          # N = 1024 and 2048, 2 repeats
     python benchmarks/gradient_cache.py --sizes 4096 16384 --rounds 2 --threads 2
+    python benchmarks/gradient_cache.py --merge --sizes 16384   # one more round at 16384
+    python benchmarks/gradient_cache.py --train --epochs 1 30 --seeds 0 1 2
 
 It writes ``gradient-cache-cpu.md`` (a Markdown table) and ``gradient-cache-cpu.json``
 (every number) into ``--out``, after each N, so that an interrupted run keeps what it
@@ -63,6 +69,7 @@ import dataclasses
 import datetime
 import json
 import os
+import resource
 import shlex
 import statistics
 import sys
@@ -138,16 +145,26 @@ def measure(mode: str, n: int, *, micro_batch: int, repeats: int) -> dict:
         )
         return loss, float(update), seconds
 
+    def cpu() -> tuple[float, float]:
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        return usage.ru_utime + usage.ru_stime, usage.ru_stime
+
     baseline = status_kb("VmRSS")
     peak, (loss, update, first_s) = peak_rss_bytes(first)
-    times = []
+    times, cpu_times, sys_times = [], [], []
     for _ in range(repeats):
-        start = time.perf_counter()
+        start, (cpu_start, sys_start) = time.perf_counter(), cpu()
         step()
-        times.append(time.perf_counter() - start)
+        (cpu_end, sys_end), end = cpu(), time.perf_counter()
+        times.append(end - start)
+        cpu_times.append(cpu_end - cpu_start)
+        sys_times.append(sys_end - sys_start)
     return {
         "step_s": statistics.median(times),
         "steps_s": times,
+        "cpu_s": statistics.median(cpu_times),
+        "cpu_steps_s": cpu_times,
+        "sys_s": statistics.median(sys_times),
         "first_step_s": first_s,
         "peak_mb": peak / MIB,
         "process_peak_mb": (status_kb("VmHWM") or 0) / 1024,
@@ -203,14 +220,26 @@ def combine(results: list[dict]) -> dict:
         return results[0] | {"rounds": results}
     out = dict(good[0])
     out["step_s"] = statistics.median(r["step_s"] for r in good)
+    with_cpu = [r for r in good if "cpu_s" in r]
+    for key in ("cpu_s", "sys_s"):
+        out.pop(key, None)
+        if with_cpu:
+            out[key] = statistics.median(r[key] for r in with_cpu)
     out["peak_mb"] = max(r["peak_mb"] for r in good)
     out["process_peak_mb"] = max(r["process_peak_mb"] for r in good)
     out["rounds"] = results
     return out
 
 
-def measure_size(n: int, rows: list[dict], args: argparse.Namespace) -> dict:
-    """Both modes at one N, interleaved over ``args.rounds`` (ABBA order)."""
+def measure_size(
+    n: int, rows: list[dict], args: argparse.Namespace, earlier: dict | None = None
+) -> dict:
+    """Both modes at one N, interleaved over ``args.rounds`` (ABBA order).
+
+    ``rows`` are the smaller sizes already measured (for the uncached prediction);
+    ``earlier`` a row of this N from an earlier run (``--merge``), whose rounds the new
+    ones join, continuing the ABBA order.
+    """
     repeats = args.repeats or default_repeats(n)
     budget = args.memory_budget_gb * 2**30
     row: dict = {"n": n, "repeats": repeats}
@@ -221,8 +250,11 @@ def measure_size(n: int, rows: list[dict], args: argparse.Namespace) -> dict:
         predicted is not None and predicted > budget
     )
     modes = [m for m in MODES if not (skip and m == "uncached")]
-    found: dict[str, list[dict]] = {m: [] for m in modes}
-    for i in range(args.rounds if len(modes) == 2 else 1):
+    found: dict[str, list[dict]] = {
+        m: list((earlier or {}).get(m, {}).get("rounds", [])) for m in modes
+    }
+    done = len(found[modes[0]])
+    for i in range(done, done + (args.rounds if len(modes) == 2 else 1)):
         for mode in modes if i % 2 == 0 else modes[::-1]:
             found[mode].append(run_case(mode, n, args, repeats))
     for mode in modes:
@@ -238,6 +270,8 @@ def measure_size(n: int, rows: list[dict], args: argparse.Namespace) -> dict:
             for u, c in zip(uncached["rounds"], cached["rounds"], strict=True)
             if "step_s" in u and "step_s" in c
         ]
+        if "cpu_s" in uncached and "cpu_s" in cached:
+            row["cpu_ratio"] = cached["cpu_s"] / uncached["cpu_s"]
         row["loss_rel_diff"] = abs(cached["first_loss"] - uncached["first_loss"]) / abs(
             uncached["first_loss"]
         )
@@ -256,8 +290,9 @@ def _cell(result: dict, key: str, fmt: str) -> str:
 
 
 HEADER = (
-    "| N | uncached s/step | cached s/step | cached / uncached | uncached peak MB "
-    "| cached peak MB | uncached process peak MB | cached process peak MB | batch MB |"
+    "| N | uncached s/step | cached s/step | cached / uncached | uncached CPU s/step "
+    "| cached CPU s/step | CPU cached / uncached | uncached peak MB | cached peak MB "
+    "| uncached process peak MB | cached process peak MB | batch MB |"
 )
 
 
@@ -274,6 +309,9 @@ def markdown_row(row: dict) -> str:
         _cell(u, "step_s", ".3g"),
         _cell(c, "step_s", ".3g"),
         ratio,
+        f"{u['cpu_s']:.3g}" if "cpu_s" in u else "",
+        f"{c['cpu_s']:.3g}" if "cpu_s" in c else "",
+        f"{row['cpu_ratio']:.2f}" if "cpu_ratio" in row else "",
         peak_u,
         _cell(c, "peak_mb", ",.0f"),
         "" if "skipped" in u else _cell(u, "process_peak_mb", ",.0f"),
@@ -319,6 +357,11 @@ def markdown(rows: list[dict], info: dict, settings: dict) -> str:
         f"- Software: Python {info['python']}, torch {info['torch']}.",
         f"- Date: {settings['date']}; command: `{settings['command']}`.",
         *([f"- Note: {settings['note']}"] if settings.get("note") else []),
+        *(
+            f"- Rounds added {m['date']} (N = {', '.join(f'{n:,}' for n in m['sizes'])}): "
+            f"`{m['command']}`" + (f"; {m['note']}" if m.get("note") else "")
+            for m in settings.get("merged", [])
+        ),
         f"- Step: `ConvEncoder(3, embedding_dim={EMBEDDING_DIM}, channels={CHANNELS}, "
         f'norm="group")`, `LabelObjective(SupConLoss(temperature={TEMPERATURE}))`, '
         "backward, SGD step, on N random 3×32×32 images with "
@@ -326,13 +369,11 @@ def markdown(rows: list[dict], info: dict, settings: dict) -> str:
         f"`CachedObjective(..., micro_batch={settings['micro_batch']})`.",
         "- **s/step**: median of the timed steps after a warm-up step (5 up to N = 4,096, "
         "3 up to 16,384, 2 above, unless `--repeats`), each mode in a fresh process"
-        + (
-            f"; {settings['rounds']} rounds in ABBA order where both run, the median over "
-            "rounds (each round's ratio in brackets)"
-            if settings["rounds"] > 1
-            else ""
-        )
-        + ".",
+        + "; where both run, the two alternate in ABBA order over the rounds, each "
+        "time is the median over rounds and each round's ratio is in brackets. **CPU "
+        "s/step**: the process's user + system CPU time per step, median of the same "
+        "steps (from the rounds that recorded it): it leaves out the time spent waiting "
+        "for a core, which a shared machine adds to the wall time.",
         "- **peak MB** (MiB): rise of the process's peak resident memory (VmHWM, reset "
         "just before) over its level with the model and optimizer built, while the batch "
         "is made and the first step taken: the batch (last column) is included. **process "
@@ -343,7 +384,7 @@ def markdown(rows: list[dict], info: dict, settings: dict) -> str:
         f"{info['cores']} cores: " + " · ".join(loads) + ".",
         "",
         HEADER,
-        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "|" + " ---: |" * (HEADER.count("|") - 1),
         *(markdown_row(r) for r in rows),
         "",
         "Checks (the cached step is the uncached one, up to float32 rounding):",
@@ -368,6 +409,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--out", default="benchmarks/results", help="folder for the results")
     parser.add_argument("--note", help="a line for the results (what was measured, and where)")
     parser.add_argument("--quick", action="store_true", help=f"N = {QUICK_SIZES}, 2 repeats")
+    parser.add_argument(
+        "--merge",
+        action="store_true",
+        help="add rounds to the results in --out (same threads): the sizes run again",
+    )
     parser.add_argument("--train", action="store_true", help="the digits training comparison")
     parser.add_argument(
         "--epochs", type=int, nargs="+", default=[30], help="--train: epochs (default 30)"
@@ -429,12 +475,24 @@ def main(argv: list[str] | None = None) -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     stem = out / "gradient-cache-cpu"
+    rows: list[dict] = []
+    if args.merge and stem.with_suffix(".json").exists():
+        earlier = json.loads(stem.with_suffix(".json").read_text())
+        if earlier["settings"]["threads"] != args.threads:
+            raise SystemExit(
+                f"--merge: {stem}.json was measured with {earlier['settings']['threads']} "
+                f"thread(s), not {args.threads}"
+            )
+        rows = earlier["results"]
+        merged = [*earlier["settings"].get("merged", []), settings]
+        settings = earlier["settings"] | {"merged": merged}
     print(f"{info['cpu']}, torch {info['torch']}, {args.threads} thread(s)", flush=True)
     print(HEADER, flush=True)
-    rows: list[dict] = []
     for n in args.sizes:
-        rows.append(measure_size(n, rows, args))
-        print(markdown_row(rows[-1]), flush=True)
+        before = next((r for r in rows if r["n"] == n), None)
+        row = measure_size(n, [r for r in rows if r["n"] < n], args, before)
+        rows = sorted([r for r in rows if r["n"] != n] + [row], key=lambda r: r["n"])
+        print(markdown_row(row), flush=True)
         document = {"machine": info, "settings": settings, "results": rows}
         stem.with_suffix(".json").write_text(json.dumps(document, indent=2) + "\n")
         stem.with_suffix(".md").write_text(markdown(rows, info, settings))
