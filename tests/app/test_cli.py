@@ -78,6 +78,21 @@ def same_weights(a, b):
     return wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
 
 
+def relative_difference(a, b, *, prefix=""):
+    """|w_b - w_a| / |w_a| over the floating weights of two runs (keys starting ``prefix``).
+
+    The measure of runs equal up to float32 sums in another order (several processes,
+    micro-batches), which Adam magnifies where a gradient is 0.
+    """
+    wa, wb = weights(a), weights(b)
+    assert wa.keys() == wb.keys()
+    keys = [k for k in wa if wa[k].is_floating_point() and k.startswith(prefix)]
+    assert keys, prefix
+    diff = torch.cat([(wb[k].double() - wa[k].double()).flatten() for k in keys])
+    scale = torch.cat([wa[k].double().flatten() for k in keys])
+    return float(diff.norm() / scale.norm())
+
+
 # --- data ----------------------------------------------------------------------------
 
 

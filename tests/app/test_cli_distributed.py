@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from safetensors.torch import load_file
+from test_cli import relative_difference
 
 import contrastkit
 from contrastkit.app import launch
@@ -39,15 +39,6 @@ def command(*argv: str) -> tuple[int, str, str]:
 
 def files(run: Path) -> list[str]:
     return sorted(str(p.relative_to(run)) for p in run.rglob("*") if p.is_file())
-
-
-def relative_difference(a: Path, b: Path) -> float:
-    wa, wb = load_file(str(a / "model.safetensors")), load_file(str(b / "model.safetensors"))
-    assert wa.keys() == wb.keys()
-    keys = [k for k in wa if wa[k].is_floating_point()]
-    diff = torch.cat([(wa[k].double() - wb[k].double()).flatten() for k in keys])
-    scale = torch.cat([wa[k].double().flatten() for k in keys])
-    return float(diff.norm() / scale.norm())
 
 
 def history(run: Path) -> list[dict[str, float]]:
