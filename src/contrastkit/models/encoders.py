@@ -299,10 +299,12 @@ class BasicBlock(nn.Module):
             )
         _init_resnet_weights(self)
         if zero_init_residual:
-            last = self.bn2 if norm != "none" else self.conv2
-            nn.init.zeros_(last.weight)
-            if norm == "none":
-                nn.init.zeros_(self.conv2.bias)
+            if isinstance(self.bn2, (nn.BatchNorm2d, nn.GroupNorm)):
+                nn.init.zeros_(self.bn2.weight)
+            else:  # no norm: the last convolution itself (as in Fixup)
+                nn.init.zeros_(self.conv2.weight)
+                if self.conv2.bias is not None:
+                    nn.init.zeros_(self.conv2.bias)
 
     def forward(self, x: Tensor) -> Tensor:
         """``relu(branch(x) + shortcut(x))``."""
@@ -338,12 +340,15 @@ class ResNetEncoder(nn.Module):
 
     With the defaults (3 channels, ``widths=(32, 64, 128)``, ``blocks=(2, 2, 2)``,
     batch norm, 128 dimensions) the network has 711,840 parameters in 15 convolutions
-    and the ``Linear`` (``ConvEncoder(3, embedding_dim=128)`` has 27,904). The module names are torchvision's
-    (``conv1``, ``bn1``, ``layer1``…, ``fc``), so ``ResNetEncoder(widths=(64, 128, 256,
-    512), blocks=(2, 2, 2, 2), stem="imagenet", embedding_dim=1000)`` is torchvision's
-    ResNet-18 key for key, and a ResNet-18 state dict loads into it with
-    :func:`~contrastkit.models.load_pretrained` (``strict=False`` leaves out an ``fc``
-    of another size).
+    and the ``Linear`` (``ConvEncoder(3, embedding_dim=128)`` has 27,904).
+
+    The module names are torchvision's (``conv1``, ``bn1``, ``layer1``…, ``fc``):
+    ``ResNetEncoder(widths=(64, 128, 256, 512), blocks=(2, 2, 2, 2), stem="imagenet",
+    embedding_dim=1000)`` is torchvision's ResNet-18 key for key (11,689,512
+    parameters), so a ResNet-18 state dict loads into it with
+    :func:`~contrastkit.models.load_pretrained`; ``strict=False`` leaves out an ``fc`` of
+    another size and the ``standardize.*`` buffers such a file lacks (give ImageNet's
+    per-channel mean and std as ``standardize`` for those weights).
 
     ``norm`` is as in :class:`ConvEncoder`: ``"group"`` (GroupNorm, up to 8 groups per
     layer) or ``"none"`` makes each image's embedding independent of the rest of its

@@ -92,8 +92,8 @@ def load_pretrained(
     with ``strict=True`` any missing key, unexpected key or shape mismatch raises and
     leaves the model untouched; with ``strict=False`` the keys present in both with the
     same shape are loaded and the rest is reported. A batch-norm layer's
-    ``num_batches_tracked``, absent from files written by older PyTorch, is not counted
-    as missing (PyTorch sets it to 0).
+    ``num_batches_tracked``, absent from files written by older PyTorch (torchvision's
+    ResNet weights among them), is not counted as missing: the model keeps its own.
 
     Args:
         model: the module to load into (an encoder, a :class:`SiameseNetwork`, …).
@@ -115,6 +115,7 @@ def load_pretrained(
             state dict, ``key`` or ``prefix`` selects nothing, or with ``strict=True``
             the keys or shapes do not match; the message is one line naming the file.
         TypeError: an argument of the wrong type.
+        ValueError: an empty ``prefix`` or ``key``.
 
     Example:
         >>> import tempfile, torch
@@ -135,8 +136,10 @@ def load_pretrained(
     if not isinstance(strict, bool):
         raise TypeError(f"strict must be a bool, got {type(strict).__name__} {strict!r}")
     for name, value in (("prefix", prefix), ("key", key)):
-        if value is not None and (not isinstance(value, str) or not value):
-            raise TypeError(f"{name} must be a non-empty str or None, got {value!r}")
+        if value is not None and not isinstance(value, str):
+            raise TypeError(f"{name} must be a str or None, got {type(value).__name__} {value!r}")
+        if value == "":
+            raise ValueError(f"{name} must be a non-empty str or None, got ''")
     if prefix is not None and not prefix.endswith("."):
         prefix += "."
     file = Path(path)
@@ -154,10 +157,10 @@ def load_pretrained(
         state = inside
 
     own = model.state_dict()
-    mismatched = tuple(
-        (k, tuple(v.shape), tuple(own[k].shape))
-        for k, v in state.items()
-        if k in own and tuple(v.shape) != tuple(own[k].shape)
+    mismatched = tuple(  # in the model's order, whatever the file's
+        (k, tuple(state[k].shape), tuple(v.shape))
+        for k, v in own.items()
+        if k in state and tuple(state[k].shape) != tuple(v.shape)
     )
     unexpected = tuple(k for k in state if k not in own)
     missing = tuple(k for k in own if k not in state and not _filled_by_torch(k, state))
