@@ -4,6 +4,9 @@
   embeddings, computed by the same weights; called on one batch it returns one.
 * :class:`MLPEncoder` embeds feature vectors, :class:`ConvEncoder` embeds images; both
   take the output dimension as ``embedding_dim`` (2 gives a DrLIM-style map directly).
+* :class:`ResNetEncoder` embeds images with a small residual network (torchvision's
+  module names); :func:`load_pretrained` loads weights from a local file into any model,
+  with a one-line :class:`WeightsError` naming the keys that do not match.
 * :class:`TextEncoder` embeds tokenized texts with a transformer and a pooling
   (:mod:`~contrastkit.models.text`: loading a Hugging Face model from a folder, and an
   encoder trained from nothing; needs ``contrastkit[text]``).
@@ -31,19 +34,24 @@ Example:
 """
 
 from contrastkit.models.autoencoder import Autoencoder, ConvDecoder, MLPDecoder
-from contrastkit.models.encoders import ConvEncoder, MLPEncoder, Standardize
+from contrastkit.models.encoders import ConvEncoder, MLPEncoder, ResNetEncoder, Standardize
 from contrastkit.models.siamese import SiameseNetwork
 from contrastkit.models.text import TextEncoder, load_text_model, save_text_model
+from contrastkit.models.weights import LoadReport, WeightsError, load_pretrained
 
 __all__ = [
     "Autoencoder",
     "ConvDecoder",
     "ConvEncoder",
+    "LoadReport",
     "MLPDecoder",
     "MLPEncoder",
+    "ResNetEncoder",
     "SiameseNetwork",
     "Standardize",
     "TextEncoder",
+    "WeightsError",
+    "load_pretrained",
     "load_text_model",
     "save_text_model",
 ]

@@ -1,7 +1,8 @@
-"""Small encoders: an MLP for feature vectors, a ConvNet for images, fixed standardization.
+"""Small encoders: an MLP for feature vectors, a ConvNet and a ResNet for images.
 
-:class:`MLPEncoder` embeds feature vectors, :class:`ConvEncoder` embeds images; both take
-the output dimension as ``embedding_dim`` (2 gives a DrLIM-style map directly).
+:class:`MLPEncoder` embeds feature vectors, :class:`ConvEncoder` and :class:`ResNetEncoder`
+embed images; all take the output dimension as ``embedding_dim`` (2 gives a DrLIM-style map
+directly).
 :class:`Standardize` holds fixed input statistics as buffers, so a saved model carries its
 own preprocessing.
 """
@@ -24,7 +25,18 @@ from contrastkit._validation import (
     check_positive_int,
 )
 
-__all__ = ["CONV_NORMS", "ConvEncoder", "ConvNorm", "MLPEncoder", "Standardize", "mlp_layers"]
+__all__ = [
+    "CONV_NORMS",
+    "RESNET_STEMS",
+    "BasicBlock",
+    "ConvEncoder",
+    "ConvNorm",
+    "MLPEncoder",
+    "ResNetEncoder",
+    "ResNetStem",
+    "Standardize",
+    "mlp_layers",
+]
 
 
 class Standardize(nn.Module):
@@ -226,3 +238,231 @@ class ConvEncoder(nn.Module):
             )
         h = self.features(self.standardize(x))
         return self.head(h.mean(dim=(2, 3)))
+
+
+ResNetStem = Literal["small", "imagenet"]
+RESNET_STEMS: tuple[ResNetStem, ...] = ("small", "imagenet")
+
+
+def _conv(in_channels: int, out_channels: int, kernel: int, stride: int, norm: str) -> nn.Conv2d:
+    """A square convolution padded to keep ``ceil(size / stride)``; a bias only without norm."""
+    return nn.Conv2d(
+        in_channels,
+        out_channels,
+        kernel_size=kernel,
+        stride=stride,
+        padding=kernel // 2,
+        bias=norm == "none",
+    )
+
+
+class BasicBlock(nn.Module):
+    """The basic residual unit of He et al. (2016): ``relu(branch(x) + shortcut(x))``.
+
+    The branch is ``Conv3×3 (stride) → norm → ReLU → Conv3×3 → norm``; the shortcut is
+    the identity, or ``Conv1×1 (stride) → norm`` (``downsample``) when the stride or the
+    width changes. The attribute names are torchvision's, so its ResNet-18/34 weights
+    map onto a :class:`ResNetEncoder` of the same shape key for key.
+
+    Args:
+        in_channels: channels of the input.
+        out_channels: channels of the output.
+        stride: 1, or 2 to halve the height and width (rounding up).
+        norm: ``"batch"``, ``"group"`` or ``"none"``, as in :class:`ConvEncoder`.
+        zero_init_residual: start the branch at zero (the last norm's scale, or without
+            a norm the last convolution), so that the block starts as
+            ``relu(shortcut(x))``.
+
+    Shape:
+        ``(N, in_channels, H, W) → (N, out_channels, ⌈H / stride⌉, ⌈W / stride⌉)``.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        *,
+        stride: int = 1,
+        norm: ConvNorm = "batch",
+        zero_init_residual: bool = False,
+    ) -> None:
+        super().__init__()
+        self.conv1 = _conv(in_channels, out_channels, 3, stride, norm)
+        self.bn1 = _norm_layer(norm, out_channels)
+        self.relu = nn.ReLU()
+        self.conv2 = _conv(out_channels, out_channels, 3, 1, norm)
+        self.bn2 = _norm_layer(norm, out_channels)
+        self.downsample: nn.Module | None = None
+        if stride != 1 or in_channels != out_channels:
+            self.downsample = nn.Sequential(
+                _conv(in_channels, out_channels, 1, stride, norm), _norm_layer(norm, out_channels)
+            )
+        _init_resnet_weights(self)
+        if zero_init_residual:
+            if isinstance(self.bn2, (nn.BatchNorm2d, nn.GroupNorm)):
+                nn.init.zeros_(self.bn2.weight)
+            else:  # no norm: the last convolution itself (as in Fixup)
+                nn.init.zeros_(self.conv2.weight)
+                if self.conv2.bias is not None:
+                    nn.init.zeros_(self.conv2.bias)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """``relu(branch(x) + shortcut(x))``."""
+        shortcut = x if self.downsample is None else self.downsample(x)
+        h = self.relu(self.bn1(self.conv1(x)))
+        return self.relu(self.bn2(self.conv2(h)) + shortcut)
+
+
+def _init_resnet_weights(module: nn.Module) -> None:
+    """He (fan-out) initialization of the convolutions, unit scale and zero shift of norms."""
+    for m in module.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, (nn.BatchNorm2d, nn.GroupNorm)):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+
+
+class ResNetEncoder(nn.Module):
+    """A small residual network (He et al. 2016) from images to embeddings.
+
+    A stem, then one stage of :class:`BasicBlock` units per entry of ``widths`` (each
+    stage after the first halves the height and width with a stride-2 first block),
+    global average pooling, and a final ``Linear`` to ``embedding_dim``.
+
+    ``stem="small"`` (the default, for images of 32×32 pixels or so, as He et al. used on
+    CIFAR-10) is one ``Conv3×3 → norm → ReLU`` at full resolution; ``stem="imagenet"``
+    is ``Conv7×7 stride 2 → norm → ReLU → MaxPool3×3 stride 2``, for photos of 100
+    pixels and more. Any image at least as large as the total stride (``min_size``: 4
+    for the default, 32 for the ImageNet stem with 4 stages) on each side is accepted.
+
+    With the defaults (3 channels, ``widths=(32, 64, 128)``, ``blocks=(2, 2, 2)``,
+    batch norm, 128 dimensions) the network has 711,840 parameters in 15 convolutions
+    and the ``Linear`` (``ConvEncoder(3, embedding_dim=128)`` has 27,904).
+
+    The module names are torchvision's (``conv1``, ``bn1``, ``layer1``…, ``fc``):
+    ``ResNetEncoder(widths=(64, 128, 256, 512), blocks=(2, 2, 2, 2), stem="imagenet",
+    embedding_dim=1000)`` is torchvision's ResNet-18 key for key (11,689,512
+    parameters), so a ResNet-18 state dict loads into it with
+    :func:`~contrastkit.models.load_pretrained`; ``strict=False`` leaves out an ``fc`` of
+    another size and the ``standardize.*`` buffers such a file lacks (give ImageNet's
+    per-channel mean and std as ``standardize`` for those weights).
+
+    ``norm`` is as in :class:`ConvEncoder`: ``"group"`` (GroupNorm, up to 8 groups per
+    layer) or ``"none"`` makes each image's embedding independent of the rest of its
+    batch, as gradient caching (:class:`~contrastkit.training.CachedObjective`) needs.
+
+    ``zero_init_residual`` (on by default) starts every residual branch at zero, so each
+    block starts as ``relu(shortcut(x))``: Goyal et al. (2017) found it eases the
+    first steps of training, and without a norm it is what keeps the activations'
+    scale from growing with depth at initialization (as in Fixup, Zhang et al. 2019).
+
+    There is no projection head here: the output is the embedding that the losses take
+    and that evaluation uses. SimCLR's MLP head, used only by the loss and dropped after
+    training, belongs to the training objective or to the caller
+    (``nn.Sequential(encoder, head)`` in training, ``encoder`` alone afterwards).
+
+    Args:
+        in_channels: 1 for grayscale, 3 for colour.
+        embedding_dim: size of each embedding.
+        widths: channels of each stage.
+        blocks: number of residual blocks in each stage (as many entries as ``widths``).
+        norm: ``"batch"`` (the default), ``"group"`` or ``"none"``.
+        standardize: an optional :class:`Standardize` (per channel) applied first.
+        stem: ``"small"`` (the default) or ``"imagenet"``.
+        zero_init_residual: start each residual branch at zero (default ``True``).
+
+    Shape:
+        ``(N, in_channels, H, W) → (N, embedding_dim)``.
+
+    Example:
+        >>> import torch
+        >>> model = ResNetEncoder(3, embedding_dim=16, widths=(8, 16), blocks=(1, 1))
+        >>> model(torch.rand(4, 3, 32, 32)).shape, model.min_size
+        (torch.Size([4, 16]), 2)
+    """
+
+    def __init__(
+        self,
+        in_channels: int = 3,
+        *,
+        embedding_dim: int = 128,
+        widths: Sequence[int] = (32, 64, 128),
+        blocks: Sequence[int] = (2, 2, 2),
+        norm: ConvNorm = "batch",
+        standardize: Standardize | None = None,
+        stem: ResNetStem = "small",
+        zero_init_residual: bool = True,
+    ) -> None:
+        super().__init__()
+        self.in_channels = check_positive_int("in_channels", in_channels)
+        self.embedding_dim = check_positive_int("embedding_dim", embedding_dim)
+        stage_widths = check_int_sequence("widths", widths, what="stage widths")
+        stage_blocks = check_int_sequence("blocks", blocks, what="numbers of blocks")
+        if not stage_widths:
+            raise ValueError("widths must name at least one stage, got ()")
+        if len(stage_blocks) != len(stage_widths):
+            raise ValueError(
+                f"blocks must have one entry per stage of widths ({len(stage_widths)}), "
+                f"got {len(stage_blocks)}: {stage_blocks}"
+            )
+        self.norm = check_choice("norm", norm, CONV_NORMS)
+        self.stem = check_choice("stem", stem, RESNET_STEMS)
+        zero_init = check_bool("zero_init_residual", zero_init_residual)
+        if standardize is not None and not isinstance(standardize, nn.Module):
+            raise TypeError(
+                f"standardize must be a Standardize module or None, got "
+                f"{type(standardize).__name__}"
+            )
+        self.widths, self.blocks = stage_widths, stage_blocks
+        self.standardize = standardize if standardize is not None else nn.Identity()
+
+        first = stage_widths[0]
+        if self.stem == "small":
+            self.conv1 = _conv(self.in_channels, first, 3, 1, self.norm)
+            self.maxpool: nn.Module = nn.Identity()
+        else:
+            self.conv1 = _conv(self.in_channels, first, 7, 2, self.norm)
+            self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
+        self.bn1 = _norm_layer(self.norm, first)
+        self.relu = nn.ReLU()
+        _init_resnet_weights(self)
+
+        width = first
+        for i, (w, n) in enumerate(zip(stage_widths, stage_blocks, strict=True)):
+            units = [
+                BasicBlock(
+                    width if j == 0 else w,
+                    w,
+                    stride=2 if (i > 0 and j == 0) else 1,
+                    norm=self.norm,
+                    zero_init_residual=zero_init,
+                )
+                for j in range(n)
+            ]
+            self.add_module(f"layer{i + 1}", nn.Sequential(*units))
+            width = w
+        self.fc = nn.Linear(width, self.embedding_dim)
+        self.min_size = (4 if self.stem == "imagenet" else 1) * 2 ** (len(stage_widths) - 1)
+
+    def stages(self) -> list[nn.Sequential]:
+        """The stages ``layer1``, ``layer2``, … in order."""
+        return [getattr(self, f"layer{i + 1}") for i in range(len(self.widths))]
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Embed a batch of images."""
+        if x.dim() != 4 or x.shape[1] != self.in_channels:
+            raise ValueError(
+                f"x must be images (N, {self.in_channels}, H, W), got {tuple(x.shape)}"
+            )
+        if min(x.shape[2:]) < self.min_size:
+            raise ValueError(
+                f"images must be at least {self.min_size}×{self.min_size} pixels, "
+                f"got {x.shape[2]}×{x.shape[3]}"
+            )
+        h = self.maxpool(self.relu(self.bn1(self.conv1(self.standardize(x)))))
+        for stage in self.stages():
+            h = stage(h)
+        return self.fc(h.mean(dim=(2, 3)))
