@@ -23,7 +23,9 @@ CORE = (
     "_version",
 )
 # the core's own modules, and data.sampling, which the core's users take with it
-TORCH_ONLY = [PACKAGE / f"{name}.py" for name in CORE] + [PACKAGE / "data" / "sampling.py"]
+TORCH_ONLY = [PACKAGE / f"{name}.py" for name in CORE] + [
+    PACKAGE / "data" / name for name in ("sampling.py", "collate.py", "augment.py")
+]
 
 
 def _imported(path: Path) -> set[str]:

@@ -3,6 +3,9 @@
 * :mod:`~contrastkit.data.sampling` (torch only): :class:`PairDataset`,
   :class:`TripletDataset`, and the batch samplers :class:`ClassBalancedBatchSampler`
   and :class:`RandomBatchSampler`, which split each global batch between processes.
+* :mod:`~contrastkit.data.augment` (torch only): :class:`Augment`, SimCLR's augmented
+  views of image batches (random resized crop, flip, colour jitter, grayscale, blur),
+  per sample, on the images' device, drawn from a given :class:`torch.Generator`.
 * :mod:`~contrastkit.data.collate` (torch only): :class:`TokenizeTexts`, the collate
   that turns samples of texts into token tensors for a text encoder.
 * :mod:`~contrastkit.data.readers` (numpy; Pillow imported on use): the bundled digits,
@@ -14,6 +17,14 @@
   a text are one sample (:func:`text_ids`, :func:`row_ids`).
 """
 
+from contrastkit.data.augment import (
+    Augment,
+    ColorJitter,
+    GaussianBlur,
+    RandomGrayscale,
+    RandomHorizontalFlip,
+    RandomResizedCrop,
+)
 from contrastkit.data.collate import TokenizeTexts
 from contrastkit.data.sampling import (
     ClassBalancedBatchSampler,
@@ -34,11 +45,17 @@ from contrastkit.data.text import (
 )
 
 __all__ = [
+    "Augment",
     "ClassBalancedBatchSampler",
+    "ColorJitter",
+    "GaussianBlur",
     "LabelledPairs",
     "LabelledTexts",
     "PairDataset",
     "RandomBatchSampler",
+    "RandomGrayscale",
+    "RandomHorizontalFlip",
+    "RandomResizedCrop",
     "ScoredPairs",
     "TextTuples",
     "TokenizeTexts",
