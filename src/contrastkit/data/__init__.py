@@ -9,7 +9,9 @@
 * :mod:`~contrastkit.data.collate` (torch only): :class:`TokenizeTexts`, the collate
   that turns samples of texts into token tensors for a text encoder.
 * :mod:`~contrastkit.data.readers` (numpy; Pillow imported on use): the bundled digits,
-  image folders, feature files and pair files, and a stratified split.
+  image folders, feature files and pair files, a stratified split, an open-set split
+  that holds whole classes out (:func:`~contrastkit.data.readers.split_classes`), and
+  standard pairs lists (:func:`~contrastkit.data.readers.read_pairs_list`).
 * :mod:`~contrastkit.data.text` (torch and the standard library): sentence pairs with a
   score or a 0/1 label, anchor-positive(-negative) tuples and labelled texts from CSV,
   TSV or JSONL (:func:`read_text_data`), one text per line (:func:`read_lines`), gold

@@ -9,7 +9,11 @@
 * :func:`read_pairs` — a ``.csv`` of explicit pairs ``left,right,label`` whose ``left``
   and ``right`` are image paths relative to the CSV file; :func:`is_pair_file` tells a
   pair file from a feature file (its header is exactly those three columns).
+* :func:`read_pairs_list` — a standard pairs list (``left,right,label`` and optionally
+  ``fold``) naming samples by path, loading nothing: an evaluation protocol.
 * :func:`split_indices` — a stratified, seeded train / validation / test split.
+* :func:`split_classes` — an open-set split: whole classes (identities) held out for
+  validation and test.
 
 Every reader checks its input before loading it and raises :class:`DataError` (a
 :class:`ValueError`) with a one-line message that names the file or folder (and the line
@@ -36,12 +40,15 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from contrastkit._validation import check_int
+
 __all__ = [
     "IMAGE_SUFFIXES",
     "PAIR_COLUMNS",
     "DataError",
     "LabelledData",
     "PairData",
+    "PairsList",
     "is_pair_file",
     "load_digits",
     "read_feature_vectors",
@@ -49,6 +56,8 @@ __all__ = [
     "read_image_folder",
     "read_images",
     "read_pairs",
+    "read_pairs_list",
+    "split_classes",
     "split_indices",
 ]
 
@@ -607,44 +616,18 @@ def read_pairs(path: str | Path, *, image_size: int = 64, channels: int | None =
     ignored here, but :func:`is_pair_file` only recognises a file of exactly these three.)
     """
     file = Path(path)
-    _exists(file, "pair file")
-    try:
-        with file.open(newline="", encoding="utf-8-sig") as handle:
-            rows = list(csv.DictReader(handle))
-            columns = [c.strip() for c in (rows[0].keys() if rows else [])]
-    except (OSError, UnicodeDecodeError, csv.Error) as error:
-        raise DataError(f"cannot read {file}: {error}") from None
-    if not rows:
-        raise DataError(f"pair file {file} has no pairs (expected a header left,right,label)")
-    missing = [c for c in ("left", "right", "label") if c not in columns]
-    if missing:
-        raise DataError(
-            f"pair file {file} has no column {', '.join(missing)} "
-            f"(columns: {', '.join(columns)}; expected left,right,label)"
-        )
-    rows = [{k.strip(): (v or "").strip() for k, v in row.items() if k} for row in rows]
-    same = []
-    for line, row in enumerate(rows, start=2):
-        for side in ("left", "right"):
-            if not row[side]:
-                raise DataError(f"pair file {file} line {line}: the {side} image path is empty")
-        if row["label"] not in ("0", "1"):
-            raise DataError(
-                f"pair file {file} line {line}: label must be 0 or 1, got {row['label']!r}"
-            )
-        same.append(int(row["label"]))
-    if len(set(same)) < 2:
-        raise DataError(f"pair file {file} needs both matching (1) and non-matching (0) pairs")
+    rows = _pair_table(file, "pair file", strict=False)
+    left_names, right_names, same = _pair_rows(file, "pair file", rows, item="image path")
     base = file.parent
-    files = sorted({row[side] for row in rows for side in ("left", "right")})
+    files = sorted(set(left_names) | set(right_names))
     resolved = {name: (base / name) for name in files}
     for name, p in resolved.items():
         if not p.is_file():
             raise DataError(f"pair file {file} names {name}, which does not exist ({p})")
     images = read_images(list(resolved.values()), image_size=image_size, channels=channels)
     position = {name: i for i, name in enumerate(files)}
-    left = torch.tensor([position[row["left"]] for row in rows])
-    right = torch.tensor([position[row["right"]] for row in rows])
+    left = torch.tensor([position[name] for name in left_names])
+    right = torch.tensor([position[name] for name in right_names])
     return PairData(
         images[left],
         images[right],
@@ -652,6 +635,182 @@ def read_pairs(path: str | Path, *, image_size: int = 64, channels: int | None =
         "images",
         f"pair file {file} ({len(rows)} pairs of {len(files)} images)",
     )
+
+
+@dataclass
+class PairsList:
+    """Pairs of samples named by path, as a verification protocol lists them.
+
+    ``same[i] = 1`` if ``left[i]`` and ``right[i]`` are of one identity, else 0. The
+    paths are those of the CSV resolved against its folder (``str(folder / name)``;
+    an absolute name is kept as it is), the keys under which
+    :func:`contrastkit.evaluation.pairs_list_verification` looks up embeddings.
+
+    Attributes:
+        left: the first path of each pair.
+        right: the second path of each pair.
+        same: ``(n,)`` int64 labels, 1 = same identity, 0 = different.
+        folds: ``(n,)`` int64 fold of each pair, from the CSV's ``fold`` column, or
+            ``None`` when it has none.
+        source: where the pairs came from, for a report.
+    """
+
+    left: list[str]
+    right: list[str]
+    same: Tensor
+    folds: Tensor | None
+    source: str
+
+    def __len__(self) -> int:
+        return int(self.same.shape[0])
+
+    def paths(self) -> list[str]:
+        """Every path named by a pair, once each, sorted: the samples to embed."""
+        return sorted(set(self.left) | set(self.right))
+
+
+def read_pairs_list(path: str | Path, *, must_exist: bool = True) -> PairsList:
+    r"""A standard pairs list: a ``.csv`` of ``left,right,label`` (and ``fold``) rows.
+
+    As for :func:`read_pairs`, ``left`` and ``right`` name samples by path, relative to
+    the CSV's folder unless absolute, and ``label`` is 1 for a pair of one identity
+    and 0 for a pair of two; but nothing is loaded: the pairs are an evaluation
+    protocol for any embedding (:func:`contrastkit.evaluation.pairs_list_verification`),
+    as LFW's ``pairs.txt`` is. An optional integer column ``fold`` gives each pair's
+    cross-validation fold (LFW's ten sets); other columns are ignored. Both kinds of
+    pair must occur.
+
+    Every row must have one field per column of the header, and every mistake is a
+    one-line :class:`DataError` naming the file, the line and the column: an empty
+    path, a label other than ``0``/``1``, a fold that is not an integer, a file that
+    does not exist (with ``must_exist``; pass ``False`` when the embeddings were
+    computed elsewhere and only the names matter).
+
+    Args:
+        path: the ``.csv`` file.
+        must_exist: check that every named file exists.
+
+    Example:
+        >>> import pathlib, tempfile
+        >>> folder = pathlib.Path(tempfile.mkdtemp())
+        >>> rows = ["a/1.png,a/2.png,1,1", "a/1.png,b/1.png,0,1", "b/1.png,b/2.png,1,2",
+        ...         "a/2.png,b/2.png,0,2"]
+        >>> _ = (folder / "pairs.csv").write_text("left,right,label,fold\n" + "\n".join(rows))
+        >>> pairs = read_pairs_list(folder / "pairs.csv", must_exist=False)
+        >>> pairs.same.tolist(), pairs.folds.tolist(), len(pairs.paths())
+        ([1, 0, 1, 0], [1, 1, 2, 2], 4)
+        >>> pairs.left[0] == str(folder / "a" / "1.png")
+        True
+    """
+    file = Path(path)
+    what = "pairs list"
+    rows = _pair_table(file, what, strict=True)
+    left_names, right_names, same = _pair_rows(file, what, rows)
+    base = file.parent
+    if must_exist:
+        checked: set[str] = set()
+        for (line, _), names in zip(rows, zip(left_names, right_names, strict=True), strict=True):
+            for side, name in zip(("left", "right"), names, strict=True):
+                if name not in checked and not (base / name).is_file():
+                    raise DataError(
+                        f"{what} {file} line {line}: {name} does not exist ({base / name}; "
+                        f"column '{side}')"
+                    )
+                checked.add(name)
+    folds = None
+    if rows and "fold" in rows[0][1]:
+        values = []
+        for line, row in rows:
+            try:
+                values.append(int(row["fold"]))
+            except ValueError:
+                raise DataError(
+                    f"{what} {file} line {line}: fold must be an integer, got {row['fold']!r} "
+                    "(column 'fold')"
+                ) from None
+        if len(set(values)) < 2:
+            raise DataError(
+                f"{what} {file} has one fold ({values[0]}) in column 'fold'; "
+                "cross-validation needs at least 2"
+            )
+        folds = torch.tensor(values, dtype=torch.int64)
+    left = [str(base / name) for name in left_names]
+    right = [str(base / name) for name in right_names]
+    return PairsList(
+        left,
+        right,
+        torch.tensor(same, dtype=torch.int64),
+        folds,
+        f"pairs list {file} ({len(rows)} pairs of {len(set(left) | set(right))} samples"
+        + (f", {len(set(folds.tolist()))} folds)" if folds is not None else ")"),
+    )
+
+
+def _pair_table(file: Path, what: str, *, strict: bool) -> list[tuple[int, dict[str, str]]]:
+    """The rows of a pairs CSV with their line numbers, its header checked.
+
+    ``strict`` (a pairs list): every row has one field per column and no column repeats.
+    Else as :class:`csv.DictReader` reads (a pair file): a missing field is empty, an
+    extra one dropped, and a repeated column takes its last value.
+    """
+    _exists(file, what)
+    try:
+        with file.open(newline="", encoding="utf-8-sig") as handle:
+            reader = csv.reader(handle)
+            header = [h.strip() for h in next(reader, [])]
+            body = [(reader.line_num, row) for row in reader if row]
+    except (OSError, UnicodeDecodeError, csv.Error) as error:
+        raise DataError(f"cannot read {file}: {error}") from None
+    expected = "left,right,label" + (" and optionally fold" if strict else "")
+    if not body:
+        raise DataError(f"{what} {file} has no pairs (expected a header {expected})")
+    named = [h for h in header if h]
+    missing = [c for c in PAIR_COLUMNS if c not in named]
+    if missing:
+        raise DataError(
+            f"{what} {file} has no column {', '.join(missing)} "
+            f"(columns: {', '.join(named)}; expected {expected})"
+        )
+    if strict:
+        twice = sorted({h for h in named if named.count(h) > 1})
+        if twice:
+            raise DataError(f"{what} {file} line 1 names the column {twice[0]!r} twice")
+        for line, row in body:
+            if len(row) != len(header):
+                raise DataError(
+                    f"{what} {file} line {line} has {len(row)} fields, expected {len(header)} "
+                    f"({', '.join(header)})"
+                )
+    rows = []
+    for line, row in body:
+        values = [v.strip() for v in row[: len(header)]]
+        values += [""] * (len(header) - len(values))
+        rows.append((line, {h: v for h, v in zip(header, values, strict=True) if h}))
+    return rows
+
+
+def _pair_rows(
+    file: Path, what: str, rows: list[tuple[int, dict[str, str]]], *, item: str = "path"
+) -> tuple[list[str], list[str], list[int]]:
+    """The left names, right names and 0/1 labels of checked pair rows (``item``: a path)."""
+    left, right, same = [], [], []
+    for line, row in rows:
+        for side in ("left", "right"):
+            if not row[side]:
+                raise DataError(
+                    f"{what} {file} line {line}: the {side} {item} is empty (column '{side}')"
+                )
+        if row["label"] not in ("0", "1"):
+            raise DataError(
+                f"{what} {file} line {line}: label must be 0 or 1, got {row['label']!r} "
+                "(column 'label')"
+            )
+        left.append(row["left"])
+        right.append(row["right"])
+        same.append(int(row["label"]))
+    if len(set(same)) < 2:
+        raise DataError(f"{what} {file} needs both matching (1) and non-matching (0) pairs")
+    return left, right, same
 
 
 def split_indices(
@@ -704,3 +863,89 @@ def split_indices(
         parts[0].append(members[n_val + n_test :])
     train, val, test = (torch.sort(torch.cat(p)).values for p in parts)
     return train, val, test
+
+
+def split_classes(
+    labels: Tensor, *, fractions: tuple[float, float] = (0.2, 0.2), seed: int = 0
+) -> tuple[Tensor, Tensor, Tensor]:
+    """An open-set train / validation / test split: whole classes (identities) held out.
+
+    Every class lies in exactly one split, so the validation and test samples are of
+    identities the model never trained on, and a threshold chosen on validation is
+    applied to still other identities in test (the protocol of face and signature
+    verification, as LFW's identity-disjoint folds). For the closed-set split, where each
+    class's samples are spread over the three splits, see :func:`split_indices`.
+
+    The fractions count **classes**, not samples: about ``fractions[0]`` of the
+    classes that can be held out go to validation and ``fractions[1]`` to test. An
+    open-set estimate is as good as the number of unseen identities it averages over,
+    and identities differ wildly in size (a few people have hundreds of photos, most a
+    handful), so counting samples would let one large class fill a split. The number of
+    held-out samples follows from the sizes of the classes drawn.
+
+    Only a class with at least two samples can be held out (it gives a same-identity
+    pair there); a class with one sample always goes to training, where it still
+    serves as a negative, and is not counted in the fractions. Validation and test get
+    at least two classes each (so that different-identity pairs exist) and training
+    keeps at least two classes of two or more samples (same- and different-class pairs
+    to train on): ``round(E * fraction)`` classes each, raised to two, out of the ``E``
+    classes with two or more samples, then lowered (validation first on a tie) until
+    two such classes stay in training. Which classes go where is drawn from a
+    :class:`torch.Generator` seeded with ``seed``.
+
+    Args:
+        labels: ``(N,)`` integer class labels.
+        fractions: ``(validation, test)``, two positive numbers summing below 1.
+        seed: the seed of the draw; the same labels and seed give the same split.
+
+    Returns:
+        Sorted int64 index tensors ``(train, val, test)`` into ``labels``.
+
+    Raises:
+        ValueError: fewer than six classes with two or more samples (two for each
+            split), labels that are not 1-D or empty, or bad ``fractions``.
+        TypeError: labels that are not an integer tensor, or a seed that is not an int.
+
+    Example:
+        >>> import torch
+        >>> labels = torch.arange(100) % 10  # 10 classes of 10 samples
+        >>> train, val, test = split_classes(labels, seed=0)
+        >>> len(train), len(val), len(test)
+        (60, 20, 20)
+        >>> set(labels[val].tolist()) & set(labels[train].tolist())
+        set()
+    """
+    val_fraction, test_fraction = fractions
+    if not (0 < val_fraction < 1 and 0 < test_fraction < 1 and val_fraction + test_fraction < 1):
+        raise ValueError(f"fractions must be two positive numbers summing below 1, got {fractions}")
+    seed = check_int("seed", seed)
+    if not isinstance(labels, Tensor):
+        raise TypeError(f"labels must be a tensor of class labels, got {type(labels).__name__}")
+    if labels.dtype == torch.bool or labels.dtype.is_floating_point or labels.dtype.is_complex:
+        raise TypeError(f"labels must be integer class labels, got dtype {labels.dtype}")
+    if labels.ndim != 1 or labels.numel() == 0:
+        raise ValueError(f"labels must be a non-empty 1-D tensor, got shape {tuple(labels.shape)}")
+    classes, counts = torch.unique(labels.cpu(), return_counts=True)
+    eligible = classes[counts >= 2]
+    n_eligible = eligible.numel()
+    if n_eligible < 6:
+        raise ValueError(
+            f"labels have {n_eligible} classes with at least 2 samples ({classes.numel()} "
+            f"classes in all, {int((counts == 1).sum())} of one sample); holding whole "
+            "classes out needs at least 6: 2 for validation, 2 for test and 2 for training"
+        )
+    n_val = max(2, math.floor(n_eligible * val_fraction + 0.5))
+    n_test = max(2, math.floor(n_eligible * test_fraction + 0.5))
+    while n_val + n_test > n_eligible - 2:
+        if n_val >= n_test and n_val > 2:
+            n_val -= 1
+        else:
+            n_test -= 1
+    g = torch.Generator().manual_seed(seed)
+    drawn = eligible[torch.randperm(n_eligible, generator=g)]
+    val_classes, test_classes = drawn[:n_val], drawn[n_val : n_val + n_test]
+    cpu = labels.cpu()
+    in_val = torch.isin(cpu, val_classes)
+    in_test = torch.isin(cpu, test_classes)
+    every = torch.arange(cpu.numel())
+    return every[~(in_val | in_test)], every[in_val], every[in_test]
