@@ -2,6 +2,9 @@
 
 * :mod:`~contrastkit.evaluation.metrics`: ROC, EER, TAR at FAR, a threshold chosen on
   validation pairs; precision@1, recall@k and MAP@R (checked against scikit-learn).
+* :mod:`~contrastkit.evaluation.pairs_list`: verification on a standard pairs list by
+  LFW's protocol: the threshold of each of 10 folds chosen on the other 9, the mean and
+  standard deviation of the folds' accuracies.
 * :mod:`~contrastkit.evaluation.anomaly`: reconstruction, k-nearest-neighbour and
   centroid scores, with their ROC-AUC and average precision.
 * :mod:`~contrastkit.evaluation.text`: sentence embeddings: the STS correlations
@@ -29,6 +32,13 @@ from contrastkit.evaluation.metrics import (
     verification_metrics,
     verification_pairs,
 )
+from contrastkit.evaluation.pairs_list import (
+    CrossValidatedAccuracy,
+    cross_validated_accuracy,
+    cross_validated_verification,
+    pair_folds,
+    pairs_list_verification,
+)
 from contrastkit.evaluation.text import (
     anchor_positive_retrieval,
     cosine_similarities,
@@ -37,16 +47,21 @@ from contrastkit.evaluation.text import (
 )
 
 __all__ = [
+    "CrossValidatedAccuracy",
     "accuracy_at_threshold",
     "anchor_positive_retrieval",
     "anomaly_metrics",
     "best_threshold",
     "centroid_scores",
     "cosine_similarities",
+    "cross_validated_accuracy",
+    "cross_validated_verification",
     "equal_error_rate",
     "knn_scores",
     "map_at_r",
+    "pair_folds",
     "pair_verification_metrics",
+    "pairs_list_verification",
     "precision_at_1",
     "recall_at_k",
     "reconstruction_errors",
