@@ -131,7 +131,9 @@ _TRAIN_OPTIONS: tuple[tuple[str, Callable[[str], Any], str, str | None], ...] = 
         "data",
         str,
         "'digits' (bundled, the default), an image folder with one subfolder per "
-        "class, a .npz/.csv of features with a label column, or a .csv of pairs left,right,label",
+        "class, a .npz/.csv of features with a label column, a .csv of pairs left,right,label, "
+        "a text table (.csv, .tsv, .jsonl), or 'lee' (the Lee corpus of an installed gensim, "
+        "or lee:FOLDER: background sentences to train on, 1,225 rated document pairs to test)",
         "DATA",
     ),
     (
@@ -478,7 +480,7 @@ def _parser() -> argparse.ArgumentParser:
         "--data",
         help="labelled data to evaluate on instead of the run's own test split, of the run's "
         "kind (feature vectors, images: read with the run's size and channels, pairs, or a "
-        "text table)",
+        "text table, or lee: the Lee corpus's rated document pairs)",
     )
     _text_model_options(evaluate, "evaluate, on --data, with no run")
     evaluate.add_argument(
@@ -656,7 +658,10 @@ def _named_as_given(message: str, where: str, given: list[str], config_file: str
 
 def _run_stem(config: Any) -> str:
     """The name of a run's default folder, ``runs/STEM-N``: its data, then its loss."""
-    stem = "digits" if config.data == "digits" else Path(config.data).stem or "data"
+    if config.data in ("digits", "lee") or config.data.startswith("lee:"):
+        stem = config.data.split(":")[0]
+    else:
+        stem = Path(config.data).stem or "data"
     what = config.loss if config.objective == "contrastive" else config.objective
     return f"{stem}-{what}"
 
@@ -868,6 +873,7 @@ def _text_model(args: argparse.Namespace) -> Any:
 
 def _evaluate_text(args: argparse.Namespace) -> int:
     """``evaluate`` of a text run, or of a pretrained model with ``--text-model``."""
+    from contrastkit.app.config import lee_source
     from contrastkit.app.report import metric_name, metric_text
     from contrastkit.app.result import far_of
     from contrastkit.app.text import (
@@ -883,7 +889,13 @@ def _evaluate_text(args: argparse.Namespace) -> int:
         raise _Failure("--label-column applies to feature files; a text table names its columns")
     if args.text_model and not args.data:
         raise _Failure("--text-model needs --data, a text table to evaluate the model on")
-    new = read_text_data(args.data) if args.data else None
+    lee = lee_source(args.data) if args.data else None
+    if lee is not None:  # the rated pairs of the Lee corpus, whatever the run trained on
+        from contrastkit.data.lee import lee_test_pairs, read_lee
+
+        new: Any = lee_test_pairs(read_lee(lee or None))
+    else:
+        new = read_text_data(args.data) if args.data else None
     val = None
     if args.text_model:
         model = _text_model(args)
@@ -891,7 +903,7 @@ def _evaluate_text(args: argparse.Namespace) -> int:
     else:
         _no_text_model_options(args)
         config, model = load_text_run(args.run_dir)
-        if new is not None and new.kind != config.text_kind:
+        if new is not None and new.kind != config.text_kind and lee is None:
             raise _Failure(
                 f"--data {args.data} holds {new.kind.replace('_', ' ')}, but the run was "
                 f"trained on {config.text_kind.replace('_', ' ')}; evaluate it on data of that kind"

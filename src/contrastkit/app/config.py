@@ -41,6 +41,7 @@ __all__ = [
     "PrecisionName",
     "ReconstructionLossName",
     "RunConfig",
+    "lee_source",
     "read_config_file",
     "text_kind",
 ]
@@ -121,7 +122,11 @@ class RunConfig:
 
     Attributes:
         data: ``"digits"`` (bundled), an image folder (one subfolder per class), a
-            ``.npz``/``.csv`` of features with a label column, or a ``.csv`` of pairs.
+            ``.npz``/``.csv`` of features with a label column, a ``.csv`` of pairs, a
+            text table, or ``"lee"`` (the Lee corpus of an installed gensim; ``"lee:FOLDER"``
+            reads its files from FOLDER): sentences of 300 news documents labelled by
+            document to train on, and the 1,225 rated pairs of 50 documents to test on
+            (:mod:`contrastkit.data.lee`).
         text_kind: what a text table ``data`` holds (:data:`TEXT_KINDS`), found from its
             header (:func:`text_kind`) and recorded so that a run is read back without
             its data; empty for data that is not text.
@@ -334,6 +339,8 @@ class RunConfig:
         """The kind of text ``data`` holds (:func:`text_kind`, or as recorded), or ``None``."""
         if self.text_kind:
             return self.text_kind
+        if lee_source(self.data) is not None:
+            return "labelled_texts"
         return text_kind(self.data) if self.data != "digits" else None
 
     @property
@@ -430,6 +437,14 @@ def _check_text(config: RunConfig) -> str | None:
         raise ConfigError(
             "symmetric InfoNCE has no direction for remembered keys; drop memory_size or symmetric"
         )
+    lee = lee_source(config.data)
+    if lee is not None and config.test_data:
+        raise ConfigError(
+            "test_data: data lee brings its own test, the rated pairs of its 50 documents; "
+            "drop test_data"
+        )
+    if lee and not Path(lee).is_dir():
+        raise ConfigError(f"data {config.data}: {lee} is not a folder (give lee or lee:FOLDER)")
     if config.test_data:
         other = text_kind(config.test_data)
         if not Path(config.test_data).is_file():
@@ -494,6 +509,24 @@ def _check_text_options(config: RunConfig, kind: str) -> None:
             raise ConfigError(
                 f"score_range must be two finite numbers LOW,HIGH with LOW < HIGH, got {low_high}"
             )
+
+
+def lee_source(data: str | Path) -> str | None:
+    """Where ``data`` reads the Lee corpus from: ``""`` (gensim), a folder, or ``None``.
+
+    ``"lee"`` is the corpus of an installed gensim, ``"lee:FOLDER"`` its files in
+    FOLDER; any other data is not the Lee corpus (``None``).
+
+    Example:
+        >>> lee_source("lee"), lee_source("lee:/data/lee"), lee_source("lee.csv")
+        ('', '/data/lee', None)
+    """
+    text = str(data)
+    if text == "lee":
+        return ""
+    if text.startswith("lee:") and len(text) > 4:
+        return text[4:]
+    return None
 
 
 def text_kind(data: str | Path) -> str | None:

@@ -130,6 +130,7 @@ from contrastkit.app.config import (
     OBJECTIVES,
     ConfigError,
     RunConfig,
+    lee_source,
     read_config_file,
 )
 from contrastkit.app.evaluate import (
@@ -668,7 +669,11 @@ def _text_parts(
 
     data, test_file = read_text_run_data(config)
     if not resume:  # so that evaluate, embed and --resume work anywhere
-        config.data = str(Path(config.data).resolve())
+        lee = lee_source(config.data)
+        if lee is None:
+            config.data = str(Path(config.data).resolve())
+        elif lee:
+            config.data = f"lee:{Path(lee).resolve()}"
         if config.test_data:
             config.test_data = str(Path(config.test_data).resolve())
         if config.text_model and Path(config.text_model).exists():
@@ -718,6 +723,13 @@ def _text_notes(config: RunConfig, text: TextModel, train: Any, test: Any) -> li
             f"the test rows are those of {test.source}; the rows a test split of the data "
             "would have held trained"
         )
+    elif lee_source(config.data) is not None:
+        notes.append(
+            f"the Lee corpus: trained on sentences of its background documents, those of one "
+            f"document positives of each other (a validation share of each document's "
+            f"sentences held out); tested on {test.source}, the cosine similarity of each "
+            "pair correlated with its mean human rating"
+        )
     return notes
 
 
@@ -741,7 +753,8 @@ def _text_result(
     if note:
         notes.append(note)
     labelled = isinstance(test, LabelledTexts)
-    source = data.source if not config.test_data else f"{data.source}; test: {test.source}"
+    own_test = config.test_data or lee_source(config.data) is not None
+    source = f"{data.source}; test: {test.source}" if own_test else data.source
     return RunResult(
         run_dir=run,
         config=config,

@@ -58,7 +58,7 @@ from torch.utils.data import DataLoader
 
 from contrastkit import distributed, losses
 from contrastkit.app.build import LOSS_KINDS, balanced_sampler
-from contrastkit.app.config import ConfigError, RunConfig, read_config_file
+from contrastkit.app.config import ConfigError, RunConfig, lee_source, read_config_file
 from contrastkit.app.result import Evaluation, far_of, measurable
 from contrastkit.app.rundir import (
     CONFIG,
@@ -127,11 +127,21 @@ _WORDS = {
 def read_text_run_data(config: RunConfig) -> tuple[TextData, TextData | None]:
     """The run's text table and its ``test_data`` table (``None`` without one), checked.
 
+    For ``data = "lee"`` (or ``"lee:FOLDER"``) the data are the Lee corpus's background
+    sentences labelled by document and the test table its rated document pairs
+    (:mod:`contrastkit.data.lee`): a test of another kind than the training data.
+
     Raises:
         DataError: a table that cannot be read (the reader's one line: file, line,
             column), or a test table of another kind.
         ConfigError: the table is not of the kind recorded in the config.
     """
+    lee = lee_source(config.data)
+    if lee is not None:
+        from contrastkit.data.lee import lee_test_pairs, lee_training_texts, read_lee
+
+        corpus = read_lee(lee or None)
+        return lee_training_texts(corpus), lee_test_pairs(corpus)
     data = read_text_data(config.data)
     if config.text_kind and data.kind != config.text_kind:
         raise ConfigError(
@@ -577,7 +587,10 @@ Embedder = Callable[[Sequence[str]], Tensor]
 
 
 def _pair_embeddings(embed: Embedder, data: ScoredPairs | LabelledPairs) -> tuple[Tensor, Tensor]:
-    both = embed([*data.sentence1, *data.sentence2])
+    """The embeddings of both sides of each pair; each distinct text is embedded once."""
+    index: dict[str, int] = {}
+    rows = [index.setdefault(t, len(index)) for t in (*data.sentence1, *data.sentence2)]
+    both = embed(list(index))[torch.tensor(rows, dtype=torch.int64)]
     return both[: len(data)], both[len(data) :]
 
 
