@@ -331,7 +331,8 @@ def image_pixels(
         raise ValueError(f"channels must be 1 or 3, got {channels!r}")
     array = _pixels(image, "L" if channels == 1 else "RGB", image_size, Path(path))
     array = array[None] if channels == 1 else array.transpose(2, 0, 1)
-    return np.ascontiguousarray(array)
+    # a new, writable array (16-bit grayscale can come back as a read-only view)
+    return np.require(array, dtype=np.float32, requirements=["C_CONTIGUOUS", "WRITEABLE"])
 
 
 @contextmanager
