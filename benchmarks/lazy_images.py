@@ -406,7 +406,8 @@ def markdown(rows: list[dict], info: dict, settings: dict) -> str:
         "epoch; each batch summed, nothing trained.",
         "- **eager**: `read_image_folder`, then a DataLoader over the tensor; **lazy-K**: "
         "`DataLoader(ImageFolderDataset(...), num_workers=K)`. Each mode at each N in a "
-        "fresh process.",
+        f"fresh process, {settings['rounds']} round(s), the modes in ABBA order: each "
+        "time is the median over rounds, each memory the largest.",
         "- **main peak MB**: rise of the main process's peak resident memory (VmHWM, "
         "reset after the imports) while reading and iterating; **main process MB**: its "
         "whole VmHWM. **worker peak MB**: each worker's own VmHWM when the last batch has "
