@@ -8,6 +8,9 @@
   per sample, on the images' device, drawn from a given :class:`torch.Generator`.
 * :mod:`~contrastkit.data.collate` (torch only): :class:`TokenizeTexts`, the collate
   that turns samples of texts into token tensors for a text encoder.
+* :mod:`~contrastkit.data.images` (numpy; Pillow imported on use):
+  :class:`ImageFolderDataset`, an image folder listed once and decoded image by image
+  in ``__getitem__`` (DataLoader workers), for folders bigger than memory.
 * :mod:`~contrastkit.data.readers` (numpy; Pillow imported on use): the bundled digits,
   image folders, feature files and pair files, a stratified split, an open-set split
   that holds whole classes out (:func:`~contrastkit.data.readers.split_classes`), and
@@ -28,6 +31,7 @@ from contrastkit.data.augment import (
     RandomResizedCrop,
 )
 from contrastkit.data.collate import TokenizeTexts
+from contrastkit.data.images import UNLABELLED, ImageFileError, ImageFolderDataset
 from contrastkit.data.sampling import (
     ClassBalancedBatchSampler,
     PairDataset,
@@ -47,10 +51,13 @@ from contrastkit.data.text import (
 )
 
 __all__ = [
+    "UNLABELLED",
     "Augment",
     "ClassBalancedBatchSampler",
     "ColorJitter",
     "GaussianBlur",
+    "ImageFileError",
+    "ImageFolderDataset",
     "LabelledPairs",
     "LabelledTexts",
     "PairDataset",

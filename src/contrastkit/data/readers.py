@@ -3,7 +3,10 @@
 * :func:`load_digits` — scikit-learn's handwritten digits (1,797 images of 8×8 pixels,
   10 classes), bundled with scikit-learn: nothing is downloaded.
 * :func:`read_image_folder` — a folder with one subfolder of images per class
-  (identity), as for face or signature verification.
+  (identity), as for face or signature verification. Its parts serve the lazy
+  :class:`~contrastkit.data.images.ImageFolderDataset` too: :func:`list_image_folder`
+  lists the files (and their classes) without reading them, :func:`open_image` decodes
+  one file and :func:`image_pixels` resizes it.
 * :func:`read_features` — a ``.npz`` or ``.csv`` of feature vectors with a label column
   (:func:`read_feature_vectors` — the vectors alone, labelled or not).
 * :func:`read_pairs` — a ``.csv`` of explicit pairs ``left,right,label`` whose ``left``
@@ -45,12 +48,20 @@ from contrastkit._validation import check_int
 __all__ = [
     "IMAGE_SUFFIXES",
     "PAIR_COLUMNS",
+    "UNLABELLED",
     "DataError",
+    "ImageFiles",
     "LabelledData",
     "PairData",
     "PairsList",
+    "image_mode",
+    "image_pixels",
+    "is_grayscale_mode",
     "is_pair_file",
+    "list_image_folder",
+    "list_images",
     "load_digits",
+    "open_image",
     "read_feature_vectors",
     "read_features",
     "read_image_folder",
@@ -64,6 +75,8 @@ __all__ = [
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm")
 _NPZ_FEATURES = ("features", "x", "X")
 PAIR_COLUMNS = ("left", "right", "label")
+UNLABELLED = -1
+"""The label of every image of a flat folder (no class subfolders): no class."""
 
 
 class DataError(ValueError):
@@ -151,6 +164,83 @@ def _is_image(path: Path) -> bool:
     )
 
 
+def list_images(folder: str | Path) -> list[Path]:
+    """The image files directly in ``folder`` (not in its subfolders), sorted by name.
+
+    An image file is one whose suffix, in any case, is one of :data:`IMAGE_SUFFIXES` and
+    whose name does not start with a dot; other files are ignored. A folder that does not
+    exist, or a file, is a :class:`DataError` naming it.
+    """
+    root = Path(folder)
+    _exists(root, "image folder")
+    if not root.is_dir():
+        raise DataError(f"{root} is not a folder")
+    return sorted(p for p in root.iterdir() if _is_image(p))
+
+
+@dataclass(frozen=True)
+class ImageFiles:
+    """The image files of a folder, listed but not read.
+
+    Attributes:
+        paths: every image file, class by class (classes sorted by name), sorted by name
+            within each class.
+        labels: the class of each file, an index into ``class_names``; :data:`UNLABELLED`
+            for every file of a flat folder.
+        class_names: the class subfolders' names, sorted; empty for a flat folder.
+    """
+
+    paths: list[Path]
+    labels: list[int]
+    class_names: list[str]
+
+
+def list_image_folder(folder: str | Path, *, flat: bool = False) -> ImageFiles:
+    """The image files of a folder with one subfolder per class, without reading them.
+
+    The rules of :func:`read_image_folder`: ``folder/alice/1.jpg, folder/bob/1.jpg, …``,
+    the non-hidden subfolders are the classes (sorted), their image files
+    (:func:`list_images`) the samples; every class needs at least two images and there
+    must be two classes, else a :class:`DataError` names the folder.
+
+    With ``flat=True``, a folder without class subfolders is read as one of unlabelled
+    images: its own image files, each labelled :data:`UNLABELLED`, with no class names.
+    It needs at least one image. A folder with class subfolders is read by class either
+    way (image files beside the subfolders are then ignored).
+    """
+    root = Path(folder)
+    _exists(root, "image folder")
+    if not root.is_dir():
+        raise DataError(f"{root} is not a folder (expected one subfolder of images per class)")
+    classes = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not classes and flat:
+        files = list_images(root)
+        if not files:
+            raise DataError(
+                f"image folder {root} has no images and no class subfolders "
+                f"({', '.join(IMAGE_SUFFIXES)})"
+            )
+        return ImageFiles(files, [UNLABELLED] * len(files), [])
+    if not classes:
+        raise DataError(f"image folder {root} has no class subfolders (expected root/CLASS/IMAGE)")
+    paths: list[Path] = []
+    labels: list[int] = []
+    for index, class_dir in enumerate(classes):
+        files = list_images(class_dir)
+        if not files:
+            raise DataError(f"class folder {class_dir} has no images ({', '.join(IMAGE_SUFFIXES)})")
+        if len(files) < 2:
+            raise DataError(
+                f"class folder {class_dir} has 1 image; each class needs at least 2 "
+                "(a same-identity pair)"
+            )
+        paths += files
+        labels += [index] * len(files)
+    if len(classes) < 2:
+        raise DataError(f"image folder {root} has 1 class; at least 2 are needed")
+    return ImageFiles(paths, labels, [p.name for p in classes])
+
+
 def read_images(paths: Sequence[Path], *, image_size: int, channels: int | None = None) -> Tensor:
     """Load image files as one ``(N, C, S, S)`` float tensor with values in [0, 1].
 
@@ -159,10 +249,9 @@ def read_images(paths: Sequence[Path], *, image_size: int, channels: int | None 
     """
     if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 1:
         raise DataError(f"image size must be a positive integer, got {image_size!r}")
-    images = [_load_image(Path(path)) for path in paths]
+    images = [open_image(path) for path in paths]
     if channels is None:
-        gray = all(image.mode in ("1", "L", "LA", "F") or _wide(image) for image in images)
-        channels = 1 if gray else 3
+        channels = 1 if all(is_grayscale_mode(image.mode) for image in images) else 3
     mode = "L" if channels == 1 else "RGB"
     array = np.stack(
         [_pixels(image, mode, image_size, path) for image, path in zip(images, paths, strict=True)]
@@ -179,8 +268,8 @@ def read_images(paths: Sequence[Path], *, image_size: int, channels: int | None 
 _DAMAGED = (OSError, ValueError, SyntaxError, EOFError, struct.error, zlib.error, MemoryError)
 
 
-def _load_image(path: Path) -> Any:
-    """One image file, decoded, or a :class:`DataError` naming it.
+def open_image(path: str | Path) -> Any:
+    """One image file, decoded (a ``PIL.Image.Image``), or a :class:`DataError` naming it.
 
     An image with more pixels than ``PIL.Image.MAX_IMAGE_PIXELS`` is refused before it is
     decoded (Pillow warns above that limit and refuses above twice it): images are
@@ -189,6 +278,7 @@ def _load_image(path: Path) -> Any:
     """
     from PIL import Image
 
+    path = Path(path)
     with _named_warnings(path):
         try:
             with Image.open(path) as image:
@@ -202,6 +292,56 @@ def _load_image(path: Path) -> Any:
             raise DataError(
                 f"cannot read image {path}: {str(error) or type(error).__name__}"
             ) from None
+
+
+def image_mode(path: str | Path) -> str:
+    """The Pillow mode of an image file (``"L"``, ``"RGB"``, …), from its header alone.
+
+    Cheap: the pixels are not decoded. A file Pillow cannot identify is a
+    :class:`DataError` naming it.
+    """
+    from PIL import Image
+
+    path = Path(path)
+    with _named_warnings(path):
+        try:
+            with Image.open(path) as image:
+                return str(image.mode)
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
+            raise DataError(
+                f"image {path} is too large to read ({str(error).rstrip('.')}); shrink it first"
+            ) from None
+        except _DAMAGED as error:
+            raise DataError(
+                f"cannot read image {path}: {str(error) or type(error).__name__}"
+            ) from None
+
+
+def is_grayscale_mode(mode: str) -> bool:
+    """Whether a Pillow mode is grayscale (``1``, ``L``, ``LA``, ``F``, ``I``, ``I;16``, …).
+
+    The rule :func:`read_images` follows with ``channels=None``: such images give one
+    channel, any other (``RGB``, ``RGBA``, ``P``, ``CMYK``, …) three.
+    """
+    return mode in ("1", "L", "LA", "F", "I") or mode.startswith("I;16")
+
+
+def image_pixels(
+    image: Any, *, image_size: int, channels: int, path: str | Path = "image"
+) -> np.ndarray:
+    """One decoded image resized to ``image_size`` × ``image_size``: ``(C, S, S)`` in [0, 1].
+
+    ``channels`` is 1 (grayscale) or 3 (RGB; an alpha channel is dropped); 16-bit
+    grayscale is scaled, not clipped. The float32 values are those :func:`read_images`
+    gives. ``path`` names the file in the :class:`DataError` of a mode Pillow cannot
+    convert.
+    """
+    if channels not in (1, 3):
+        raise ValueError(f"channels must be 1 or 3, got {channels!r}")
+    array = _pixels(image, "L" if channels == 1 else "RGB", image_size, Path(path))
+    array = array[None] if channels == 1 else array.transpose(2, 0, 1)
+    # a new, writable array (16-bit grayscale can come back as a read-only view)
+    return np.require(array, dtype=np.float32, requirements=["C_CONTIGUOUS", "WRITEABLE"])
 
 
 @contextmanager
@@ -266,34 +406,14 @@ def read_image_folder(
         channels: 1 (grayscale) or 3 (RGB); ``None`` keeps grayscale when every image is.
     """
     root = Path(folder)
-    _exists(root, "image folder")
-    if not root.is_dir():
-        raise DataError(f"{root} is not a folder (expected one subfolder of images per class)")
-    classes = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
-    if not classes:
-        raise DataError(f"image folder {root} has no class subfolders (expected root/CLASS/IMAGE)")
-    paths: list[Path] = []
-    labels: list[int] = []
-    for index, class_dir in enumerate(classes):
-        files = sorted(p for p in class_dir.iterdir() if _is_image(p))
-        if not files:
-            raise DataError(f"class folder {class_dir} has no images ({', '.join(IMAGE_SUFFIXES)})")
-        if len(files) < 2:
-            raise DataError(
-                f"class folder {class_dir} has 1 image; each class needs at least 2 "
-                "(a same-identity pair)"
-            )
-        paths += files
-        labels += [index] * len(files)
-    if len(classes) < 2:
-        raise DataError(f"image folder {root} has 1 class; at least 2 are needed")
+    files = list_image_folder(root)
     return LabelledData(
-        inputs=read_images(paths, image_size=image_size, channels=channels),
-        labels=torch.tensor(labels, dtype=torch.int64),
-        class_names=[p.name for p in classes],
+        inputs=read_images(files.paths, image_size=image_size, channels=channels),
+        labels=torch.tensor(files.labels, dtype=torch.int64),
+        class_names=files.class_names,
         kind="images",
-        source=f"image folder {root} ({len(classes)} classes, {len(paths)} images)",
-        paths=[str(p) for p in paths],
+        source=f"image folder {root} ({len(files.class_names)} classes, {len(files.paths)} images)",
+        paths=[str(p) for p in files.paths],
     )
 
 
