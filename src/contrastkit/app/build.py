@@ -40,6 +40,7 @@ from contrastkit.data.readers import (
     read_features,
     read_image_folder,
     read_pairs,
+    split_classes,
     split_indices,
 )
 from contrastkit.data.text import LabelledTexts
@@ -74,6 +75,8 @@ __all__ = [
     "loss_and_loaders",
     "loss_terms",
     "model_spec",
+    "open_set_note",
+    "open_set_split",
     "optimizer_and_schedule",
     "optimizer_steps_per_epoch",
     "read_data",
@@ -126,7 +129,17 @@ def _no_excluded_columns(config: RunConfig, what: str) -> None:
 
 def _split(config: RunConfig, data: Split) -> tuple[Split, Split, Split]:
     fractions = (config.val_fraction, config.test_fraction)
-    if isinstance(data, PairData):
+    if config.split_by == "classes":
+        if isinstance(data, PairData):
+            raise ConfigError(
+                f"split_by classes holds whole classes out, but {data.source} is a pair "
+                "file, whose pairs name no classes; use split_by samples"
+            )
+        try:
+            index = split_classes(data.labels, fractions=fractions, seed=config.seed)
+        except ValueError as error:
+            raise DataError(f"{data.source}: split_by classes: {error}") from None
+    elif isinstance(data, PairData):
         index = split_indices(data.same, fractions=fractions, seed=config.seed)
     else:
         index = split_indices(data.labels, fractions=fractions, seed=config.seed)
@@ -189,6 +202,38 @@ def run_splits(config: RunConfig, data: Split) -> tuple[Split, Split, Split, Lab
     train, val, test = (_without(cast(LabelledData, part), anomaly) for part in parts)
     anomalies = data.subset(torch.nonzero(data.labels == anomaly).flatten())
     return train, val, test, anomalies
+
+
+def open_set_split(train: Split, val: Split, test: Split) -> dict[str, Any]:
+    """The classes of each split of an open-set run, as ``metrics.json`` records them.
+
+    ``{"by": "classes", "train_classes": [...], "validation_classes": [...],
+    "test_classes": [...]}``, each list the sorted names of the classes in that split.
+    """
+    out: dict[str, Any] = {"by": "classes"}
+    for name, part in (("train", train), ("validation", val), ("test", test)):
+        if not isinstance(part, LabelledData):
+            raise ValueError("an open-set split holds labelled data")
+        held = sorted(set(part.labels.tolist()))
+        out[f"{name}_classes"] = [part.class_names[i] for i in held]
+    return out
+
+
+def open_set_note(split: Mapping[str, Any]) -> str:
+    """The sentence of the report that states an open-set split (:func:`open_set_split`)."""
+    train, val, test = (set(split[f"{k}_classes"]) for k in ("train", "validation", "test"))
+    unseen = not (test & train) and not (val & train)
+    return (
+        f"open set: {len(train)} training identities, {len(val)} validation, {len(test)} "
+        "test; "
+        + (
+            "no test identity was seen in training"
+            if unseen
+            else "some held-out identities were seen in training"
+        )
+        + " (the threshold is chosen on the validation identities and applied to the test "
+        "identities)"
+    )
 
 
 def _without(part: LabelledData, label: int) -> LabelledData:

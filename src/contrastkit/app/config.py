@@ -32,6 +32,7 @@ __all__ = [
     "POOLINGS",
     "PRECISIONS",
     "RECONSTRUCTION_LOSSES",
+    "SPLIT_BY",
     "TEXT_KINDS",
     "TEXT_LOSSES",
     "ConfigError",
@@ -41,6 +42,7 @@ __all__ = [
     "PrecisionName",
     "ReconstructionLossName",
     "RunConfig",
+    "SplitByName",
     "lee_source",
     "read_config_file",
     "text_kind",
@@ -51,6 +53,7 @@ ObjectiveName = Literal["contrastive", "reconstruction", "combined"]
 ReconstructionLossName = Literal["mse", "bce"]
 PrecisionName = Literal["32", "bf16", "fp16"]
 ModeName = Literal["min", "max"]
+SplitByName = Literal["samples", "classes"]
 
 # The names of contrastkit.distances.DISTANCES, kept here so that this module does not
 # import torch (a test checks that the two agree).
@@ -67,6 +70,8 @@ ANOMALY_SCORES = ("reconstruction", "knn", "centroid")
 ANOMALY_K = 5
 # The precisions of contrastkit.training.Trainer (a test checks that the two agree).
 PRECISIONS = ("32", "bf16", "fp16")
+SPLIT_BY = ("samples", "classes")
+"""How a run is split: each class's samples spread over the splits, or whole classes."""
 MODES = ("min", "max")
 # The values of a run's history where higher is better (the default mode of a monitor);
 # every other value (a loss or loss term) is better lower.
@@ -205,7 +210,13 @@ class RunConfig:
             MoCo). Used from the first step, saved in every checkpoint, not used for
             the validation loss; 0 (the default) for none.
         val_fraction, test_fraction: the held-out shares of each class (of the pairs,
-            for a pair file): validation, then test; training gets the rest.
+            for a pair file): validation, then test; training gets the rest. With
+            ``split_by = "classes"``, the shares of the classes instead.
+        split_by: ``"samples"`` (the default: each class's samples are spread over the
+            three splits, a closed set) or ``"classes"`` (whole classes held out for
+            validation and test, :func:`~contrastkit.data.readers.split_classes`: the
+            threshold is chosen on identities never trained on and applied to still
+            others, an open set). Labelled data only, without ``anomaly_class``.
         seed: the seed of the split, the draws and the initialisation.
         device: ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"auto"``; a run writes the device
             it actually used to its ``config.toml``, never ``"auto"``.
@@ -264,6 +275,7 @@ class RunConfig:
     weight_decay: float = 0.0
     val_fraction: float = 0.15
     test_fraction: float = 0.15
+    split_by: SplitByName = "samples"
     seed: int = 0
     device: str = "cpu"
     precision: PrecisionName = "32"
@@ -329,6 +341,7 @@ class RunConfig:
             raise ConfigError(
                 f"val_fraction and test_fraction must be positive and sum below 1, got {fractions}"
             )
+        _check_split_by(self)
         if self.device not in ("cpu", "cuda", "auto") and not self.device.startswith("cuda:"):
             raise ConfigError(f"device must be cpu, cuda, cuda:N or auto, got {self.device!r}")
         _check_training(self, text=kind is not None)
@@ -356,6 +369,18 @@ class RunConfig:
         for f in dataclasses.fields(self):
             lines.append(f"{f.name} = {_toml_value(getattr(self, f.name))}")
         return "\n".join(lines) + "\n"
+
+
+def _check_split_by(config: RunConfig) -> None:
+    """``split_by`` is one of :data:`SPLIT_BY`, and ``"classes"`` goes without an anomaly."""
+    if config.split_by not in SPLIT_BY:
+        raise ConfigError(f"split_by must be one of {', '.join(SPLIT_BY)}, got {config.split_by!r}")
+    if config.split_by == "classes" and config.anomaly_class:
+        raise ConfigError(
+            "split_by classes holds whole classes out of training, so the normal test "
+            "samples would be of classes never trained on, as the anomaly is; drop "
+            "anomaly_class or split_by"
+        )
 
 
 _TEXT_ONLY = (
@@ -467,6 +492,7 @@ def _check_text_options(config: RunConfig, kind: str) -> None:
         )
     for name, why in (
         ("anomaly_class", "text runs hold out no class"),
+        ("split_by", "a text run splits its rows"),
         ("exclude_columns", "a text table's columns are named by what they hold"),
         ("label_column", "a text table's label column is named label"),
         (

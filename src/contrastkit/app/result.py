@@ -191,16 +191,24 @@ class DataSummary:
     validation: int
     test: int
     classes: int | None
+    split: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        """The numbers, as ``metrics.json`` holds them."""
-        return {
+        """The numbers, as ``metrics.json`` holds them.
+
+        An open-set run (``split_by = "classes"``) adds ``"split"``: the classes of each
+        split (:func:`contrastkit.app.build.open_set_split`).
+        """
+        out: dict[str, Any] = {
             "source": self.source,
             "train": self.train,
             "validation": self.validation,
             "test": self.test,
             "classes": self.classes,
         }
+        if self.split is not None:
+            out["split"] = self.split
+        return out
 
 
 @dataclass(frozen=True)

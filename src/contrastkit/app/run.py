@@ -115,6 +115,8 @@ from contrastkit.app.build import (
     loss_and_loaders,
     loss_terms,
     model_spec,
+    open_set_note,
+    open_set_split,
     optimizer_and_schedule,
     read_data,
     resolve_device,
@@ -467,6 +469,7 @@ def _train_run(
         _check_tensorboard(config)
         extended_from = _check_resume(config, run) if resume else None
         text: TextModel | None = None
+        split: dict[str, Any] | None = None  # the classes of an open-set split
         if config.text_kind:
             data, train, val, test, text, device = _text_parts(config, run, resume, processes)
             anomalies = None
@@ -497,6 +500,9 @@ def _train_run(
             anomalies = scale_split(spec, anomalies)
             model = build_model(spec, standardize(inputs_of(train)))
             contrastive, train_loader, val_loader, notes = loss_and_loaders(config, train, val)
+            if config.split_by == "classes":
+                split = open_set_split(train, val, test)
+                notes.insert(0, open_set_note(split))
         objective = build_objective(config, contrastive)
         # every check of the trainer's options, before anything is written
         trainer = _trainer(
@@ -621,6 +627,7 @@ def _train_run(
             validation=len(val),
             test=len(test),
             classes=len(data.class_names) if isinstance(data, LabelledData) else None,
+            split=split,
         ),
         environment=_environment(device, processes),
         anomaly=anomaly,
