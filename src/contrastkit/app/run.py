@@ -109,6 +109,7 @@ from torch import Tensor, nn
 from contrastkit import distributed
 from contrastkit.app.build import (
     Split,
+    batch_augment,
     build_model,
     build_objective,
     inputs_of,
@@ -117,6 +118,7 @@ from contrastkit.app.build import (
     model_spec,
     optimizer_and_schedule,
     read_data,
+    resolve_augment,
     resolve_device,
     run_splits,
     scale_inputs,
@@ -476,8 +478,10 @@ def _train_run(
                 config, text, train, val
             )
             notes[:0] = _text_notes(config, text, train, test)
+            config.augment = resolve_augment(config, "text", resume=resume)
         else:
             data = read_data(config)
+            config.augment = resolve_augment(config, data.kind, resume=resume)
             if not resume:
                 if config.data != "digits":  # so that evaluate, embed and --resume work anywhere
                     config.data = str(Path(config.data).resolve())
@@ -497,6 +501,20 @@ def _train_run(
             anomalies = scale_split(spec, anomalies)
             model = build_model(spec, standardize(inputs_of(train)))
             contrastive, train_loader, val_loader, notes = loss_and_loaders(config, train, val)
+        transform = (
+            None if text is not None else batch_augment(config, int(spec.get("image_size", 0)))
+        )
+        if transform is not None:
+            notes.append(
+                f"training batches augmented on the fly ({config.augment}: "
+                + (
+                    "crops, flips, colour jitter, grayscale, blur"
+                    if config.augment == "simclr"
+                    else "crops of half the image or more, flips"
+                )
+                + "), each step drawing from a generator seeded by (seed, epoch, step); "
+                "validation and evaluation see the images as they are"
+            )
         objective = build_objective(config, contrastive)
         # every check of the trainer's options, before anything is written
         trainer = _trainer(
@@ -509,6 +527,7 @@ def _train_run(
             device,
             progress,
             text=text,
+            transform=transform,
         )
         if text is None:
             notes += _unmeasured_notes(val, test)
@@ -885,6 +904,7 @@ def _trainer(
     progress: bool | None,
     *,
     text: TextModel | None = None,
+    transform: Any = None,
 ) -> Trainer:
     """The run's trainer, its optimizer and schedule; every option checked, nothing written."""
     train_loader, val_loader = loaders
@@ -926,6 +946,7 @@ def _trainer(
             # several processes: synchronized BatchNorm where torch has it (CUDA); on
             # the CPU the layers stay per process, which _process_notes says
             sync_batch_norm=device.type == "cuda",
+            transform=transform,
         )
     except (ValueError, TypeError, ImportError) as error:  # an option this device cannot take
         raise ConfigError(str(error)) from None
