@@ -139,6 +139,28 @@ def test_ntxent_on_a_labelled_folder_reports_precision_at_1(tmp_path, capsys, im
     assert "1-NN" in (run / "report.html").read_text()
 
 
+def test_ntxent_trains_on_a_flat_folder_and_says_there_is_nothing_to_measure(tmp_path, capsys):
+    folder = tmp_path / "flat"
+    folder.mkdir()
+    for path in colour_images(tmp_path / "labelled").rglob("*.png"):
+        path.rename(folder / f"{path.parent.name}-{path.name}")
+    run = tmp_path / "run"
+    status, _, err = call(
+        capsys, "train", *SMALL, "--data", folder, "--image-size", "16", "--loss", "ntxent",
+        "-o", run,
+    )  # fmt: skip
+    assert status == 0, err
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["data"]["classes"] is None or metrics["data"]["classes"] == 0
+    assert sum(metrics["data"][k] for k in ("train", "validation", "test")) == 24
+    assert not any(v is not None for v in metrics["test"].values())
+    assert any("no labels" in note for note in metrics["notes"])
+    assert "no labels" in (run / "report.html").read_text()
+    # the same flat folder is refused by a loss that needs labels
+    status, _, err = call(capsys, "train", *SMALL, "--data", folder, "-o", tmp_path / "x")
+    assert_one_line_error(status, err, "class subfolders")
+
+
 @pytest.mark.parametrize(
     ("extra", "named"),
     [

@@ -90,6 +90,7 @@ __all__ = [
     "scale_inputs",
     "scale_split",
     "standardize",
+    "unlabelled",
 ]
 
 Split = LabelledData | PairData
@@ -110,7 +111,8 @@ def read_data(config: RunConfig, *, channels: int | None = None) -> Split:
     path = Path(config.data)
     if path.is_dir():
         _no_excluded_columns(config, f"image folder {path}")
-        return read_image_folder(path, image_size=config.image_size, channels=channels)
+        flat = config.loss == "ntxent"  # needs no labels: a flat folder is valid for it
+        return read_image_folder(path, image_size=config.image_size, channels=channels, flat=flat)
     if not path.exists():
         raise DataError(f"data {path} does not exist (give 'digits', a folder or a file)")
     if is_pair_file(path):
@@ -136,8 +138,9 @@ def _split(config: RunConfig, data: Split) -> tuple[Split, Split, Split]:
     fractions = (config.val_fraction, config.test_fraction)
     if isinstance(data, PairData):
         index = split_indices(data.same, fractions=fractions, seed=config.seed)
-    else:
-        index = split_indices(data.labels, fractions=fractions, seed=config.seed)
+    else:  # unlabelled images (NT-Xent): one group, split at random
+        keys = data.labels if not unlabelled(data) else torch.zeros_like(data.labels)
+        index = split_indices(keys, fractions=fractions, seed=config.seed)
     train, val, test = (data.subset(i) for i in index)
     for name, part in (("train", train), ("validation", val), ("test", test)):
         if len(part) == 0:
@@ -204,6 +207,11 @@ def _without(part: LabelledData, label: int) -> LabelledData:
 
 
 # ----------------------------------------------------------------------------- the network
+
+
+def unlabelled(data: Split | None) -> bool:
+    """Whether ``data`` holds samples without labels (a flat image folder, for NT-Xent)."""
+    return isinstance(data, LabelledData) and not data.class_names
 
 
 def inputs_of(data: Split) -> Tensor:

@@ -124,6 +124,7 @@ from contrastkit.app.build import (
     scale_inputs,
     scale_split,
     standardize,
+    unlabelled,
 )
 from contrastkit.app.config import (
     ANOMALY_SCORES,
@@ -487,7 +488,7 @@ def _train_run(
                     config.data = str(Path(config.data).resolve())
                 if not config.hidden:
                     config.hidden = list(DEFAULT_HIDDEN[data.kind])
-            if isinstance(data, LabelledData) and len(data.class_names) < 2:
+            if isinstance(data, LabelledData) and 0 < len(data.class_names) < 2:
                 raise DataError(f"{data.source} has fewer than 2 classes")
             train, val, test, anomalies = run_splits(config, data)
             device = (
@@ -529,7 +530,13 @@ def _train_run(
             text=text,
             transform=transform,
         )
-        if text is None:
+        if text is None and unlabelled(data):
+            notes.append(
+                "the images have no labels (a flat folder): NT-Xent trained without any, and "
+                "no retrieval, verification or k-NN accuracy can be measured; give class "
+                "subfolders for them"
+            )
+        elif text is None:
             notes += _unmeasured_notes(val, test)
         notes += _process_notes(config, model, device, processes)
         drawn = drawn_batch(train_loader, config.batch_size)
@@ -616,6 +623,8 @@ def _train_run(
         return _finish(result, run, started, train_seconds)
     reference = embed(model, inputs_of(train))
     reference_labels = train.labels if isinstance(train, LabelledData) else None
+    if unlabelled(train):
+        reference_labels = None
     _save_reference(run / REFERENCE, reference, reference_labels)
     anomaly = None
     if anomalies is not None:  # held out of labelled data only
@@ -643,7 +652,9 @@ def _train_run(
         ),
         environment=_environment(device, processes),
         anomaly=anomaly,
-        test_labels=test.labels if isinstance(test, LabelledData) else None,
+        test_labels=test.labels
+        if isinstance(test, LabelledData) and not unlabelled(test)
+        else None,
         class_names=list(test.class_names) if isinstance(test, LabelledData) else [],
         notes=notes,
         extended_from=extended_from,
@@ -855,6 +866,9 @@ def _history_values(config: RunConfig, val_loader: Any, val: Split) -> dict[str,
     out: dict[str, str | None] = {f"train_{t}": None for t in terms}
     for t in terms:
         out[f"val_{t}"] = None if val_loader is not None else "the validation split gives no batch"
+    if unlabelled(val):
+        out["val_roc_auc"] = out["val_precision_at_1"] = "the images have no labels"
+        return out
     why = no_pairs(val)
     out["val_roc_auc"] = None if why is None else f"the validation split: {why}"
     out["val_precision_at_1"] = (
@@ -867,6 +881,8 @@ def _evaluator(config: RunConfig, val: Split) -> Callable[[nn.Module], dict[str,
     """The validation metrics after each epoch: ROC-AUC and precision@1, where measurable."""
     from contrastkit.evaluation.metrics import precision_at_1, roc_auc
 
+    if unlabelled(val):
+        return lambda m: {}
     val_pairs = pairs_of(val, config.seed + 2)
     verify, retrieve = no_pairs(val) is None, has_retrieval(val)
 
