@@ -379,7 +379,8 @@ def test_the_help_lists_the_choices(capsys):
     assert stop.value.code == 0
     text = " ".join(capsys.readouterr().out.split())
     for shown in (
-        "--loss {contrastive,triplet,infonce,supcon,cosine}",
+        "--loss {contrastive,triplet,infonce,supcon,ntxent,cosine}",
+        "--augment {none,light,simclr}",
         "--objective {contrastive,reconstruction,combined}",
         "--reconstruction-loss {mse,bce}",
         "--distance {euclidean,squared_euclidean,cosine,manhattan}",
@@ -431,7 +432,7 @@ def test_every_loss_has_its_kind():
     for loss, kind in build.LOSS_KINDS.items():
         objective = kind.objective(dataclasses.replace(config, loss=loss, distance="cosine"))
         assert callable(objective)
-        assert (kind.batches == "pairs") == (kind.samples_per_class == 0)
+        assert (kind.batches in ("pairs", "random")) == (kind.samples_per_class == 0)
 
 
 def test_a_result_holds_no_tensor_in_its_json(result):

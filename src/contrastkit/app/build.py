@@ -30,7 +30,12 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from contrastkit import distributed, losses
 from contrastkit.app.config import RECONSTRUCTION_LOSSES, ConfigError, RunConfig
-from contrastkit.data import ClassBalancedBatchSampler, PairDataset, RandomBatchSampler
+from contrastkit.data import (
+    Augment,
+    ClassBalancedBatchSampler,
+    PairDataset,
+    RandomBatchSampler,
+)
 from contrastkit.data.readers import (
     DataError,
     LabelledData,
@@ -65,10 +70,12 @@ from contrastkit.training import (
 
 __all__ = [
     "LOSS_KINDS",
+    "BatchAugment",
     "LossKind",
     "OneCycleSchedule",
     "Split",
     "balanced_sampler",
+    "batch_augment",
     "build_model",
     "build_objective",
     "inputs_of",
@@ -80,11 +87,13 @@ __all__ = [
     "optimizer_and_schedule",
     "optimizer_steps_per_epoch",
     "read_data",
+    "resolve_augment",
     "resolve_device",
     "run_splits",
     "scale_inputs",
     "scale_split",
     "standardize",
+    "unlabelled",
 ]
 
 Split = LabelledData | PairData
@@ -105,7 +114,8 @@ def read_data(config: RunConfig, *, channels: int | None = None) -> Split:
     path = Path(config.data)
     if path.is_dir():
         _no_excluded_columns(config, f"image folder {path}")
-        return read_image_folder(path, image_size=config.image_size, channels=channels)
+        flat = config.loss == "ntxent"  # needs no labels: a flat folder is valid for it
+        return read_image_folder(path, image_size=config.image_size, channels=channels, flat=flat)
     if not path.exists():
         raise DataError(f"data {path} does not exist (give 'digits', a folder or a file)")
     if is_pair_file(path):
@@ -141,8 +151,9 @@ def _split(config: RunConfig, data: Split) -> tuple[Split, Split, Split]:
             raise DataError(f"{data.source}: split_by classes: {error}") from None
     elif isinstance(data, PairData):
         index = split_indices(data.same, fractions=fractions, seed=config.seed)
-    else:
-        index = split_indices(data.labels, fractions=fractions, seed=config.seed)
+    else:  # unlabelled images (NT-Xent): one group, split at random
+        keys = data.labels if not unlabelled(data) else torch.zeros_like(data.labels)
+        index = split_indices(keys, fractions=fractions, seed=config.seed)
     train, val, test = (data.subset(i) for i in index)
     for name, part in (("train", train), ("validation", val), ("test", test)):
         if len(part) == 0:
@@ -241,6 +252,11 @@ def _without(part: LabelledData, label: int) -> LabelledData:
 
 
 # ----------------------------------------------------------------------------- the network
+
+
+def unlabelled(data: Split | None) -> bool:
+    """Whether ``data`` holds samples without labels (a flat image folder, for NT-Xent)."""
+    return isinstance(data, LabelledData) and not data.class_names
 
 
 def inputs_of(data: Split) -> Tensor:
@@ -370,13 +386,16 @@ class LossKind:
     Attributes:
         batches: ``"pairs"`` (random balanced pairs, :class:`~contrastkit.data.PairDataset`)
             or ``"balanced"`` (class-balanced batches of ``samples_per_class`` samples of
-            each class drawn, :class:`~contrastkit.data.ClassBalancedBatchSampler`).
-        samples_per_class: the samples of each class in a balanced batch (0 for pairs).
+            each class drawn, :class:`~contrastkit.data.ClassBalancedBatchSampler`), or
+            ``"random"`` (random samples, labels unused: NT-Xent's two views come from
+            :class:`BatchAugment`).
+        samples_per_class: the samples of each class in a balanced batch (0 for pairs and
+            random batches).
         objective: the training objective of the loss, from the run's config.
         pair_files: whether the loss also trains on a pair file (pairs given by the user).
     """
 
-    batches: Literal["pairs", "balanced"]
+    batches: Literal["pairs", "balanced", "random"]
     samples_per_class: int
     objective: Callable[[RunConfig], Any]
     pair_files: bool = False
@@ -421,8 +440,78 @@ LOSS_KINDS: dict[str, LossKind] = {
             memory=_memory(c),
         ),
     ),
+    "ntxent": LossKind(
+        "random",
+        0,
+        lambda c: TwoViewObjective(
+            losses.NTXentLoss(temperature=c.temperature, gather=distributed.is_distributed())
+        ),
+    ),
 }
 """Every ``loss`` of :data:`~contrastkit.app.config.LOSSES`: how it batches and trains."""
+
+
+def resolve_augment(config: RunConfig, kind: str, *, resume: bool) -> str:
+    """The augmentation preset of a run on data of ``kind``; a config error if it has none.
+
+    Empty: ``"light"`` for image data (``"simclr"`` with loss ntxent), ``"none"`` for
+    other data and for a resumed run made before the option (trained without).
+    """
+    what = {"vectors": "feature vectors", "images": "image data"}.get(kind, f"{kind} data")
+    if config.loss == "ntxent" and kind != "images":
+        raise ConfigError(
+            f"loss ntxent trains on two augmented views of each image: it needs image data, "
+            f"got {what}"
+        )
+    if config.augment:
+        if config.augment != "none" and kind != "images":
+            raise ConfigError(
+                f"augment {config.augment} applies to image data, got {what} (use augment none)"
+            )
+        return config.augment
+    if resume or kind != "images":
+        return "none"
+    return "simclr" if config.loss == "ntxent" else "light"
+
+
+class BatchAugment:
+    """The trainer's ``transform`` of image batches: a fresh augmented view of each image.
+
+    Every 4-D tensor of a batch (the images: ``(x, labels)``, or the two sides of pairs)
+    is augmented with ``augment`` (pixels in ``[0, 1]``, before the network's own
+    standardization), each image with its own draws from the step's generator. With
+    ``two_views`` (NT-Xent), a batch ``(x, labels)`` becomes two views of each image in
+    consecutive rows, labelled by the image (the positives of
+    :class:`~contrastkit.training.TwoViewObjective`); the labels are not used.
+    """
+
+    def __init__(self, augment: Augment, *, two_views: bool = False) -> None:
+        self.augment = augment
+        self.two_views = two_views
+
+    def __repr__(self) -> str:
+        return f"BatchAugment({self.augment!r}, two_views={self.two_views})"
+
+    def __call__(self, batch: Any, generator: torch.Generator) -> Any:
+        """The augmented batch."""
+        if self.two_views:
+            x = batch[0]
+            first, second = self.augment.two_views(x, generator)
+            views = torch.stack((first, second), dim=1).flatten(0, 1)
+            ids = torch.arange(x.shape[0], device=x.device).repeat_interleave(2)
+            return views, ids
+        return type(batch)(
+            self.augment(t, generator) if isinstance(t, Tensor) and t.dim() == 4 else t
+            for t in batch
+        )
+
+
+def batch_augment(config: RunConfig, image_size: int) -> BatchAugment | None:
+    """The training batches' transform of ``config.augment`` (resolved), or ``None``."""
+    if config.augment in ("", "none"):
+        return None
+    preset = Augment.simclr(image_size) if config.augment == "simclr" else Augment.light(image_size)
+    return BatchAugment(preset, two_views=config.loss == "ntxent")
 
 
 def loss_and_loaders(
@@ -481,6 +570,17 @@ def loss_and_loaders(
         )
     val = cast(LabelledData, val)
     objective = kind.objective(config)
+    if kind.batches == "random":
+        images = TensorDataset(train.inputs, train.labels)
+        size = min(config.batch_size, len(images))
+        draws = RandomBatchSampler(
+            images, batch_size=size, batches_per_epoch=batches, seed=config.seed
+        )
+        notes.append(
+            f"NT-Xent (SimCLR): batches of {size} random training images, two augmented views "
+            "of each, labels unused; no validation loss (views are drawn in training only)"
+        )
+        return objective, DataLoader(images, batch_sampler=draws), None, notes
     if kind.batches == "pairs":
         train_pairs = _pair_draws(
             train, "training", batches * config.batch_size, config.seed, notes

@@ -49,6 +49,7 @@ from typing import Any, NoReturn
 
 from contrastkit.app.config import (
     ANOMALY_SCORES,
+    AUGMENTS,
     DISTANCE_NAMES,
     LOSSES,
     MODES,
@@ -208,6 +209,14 @@ _TRAIN_OPTIONS: tuple[tuple[str, Callable[[str], Any], str, str | None], ...] = 
         _choices([*LOSSES, "cosine"]),
     ),
     (
+        "augment",
+        str,
+        "augment the training batches of image data on the fly: none, light (crops and "
+        "flips) or simclr (crops, flips, colour jitter, grayscale, blur); never validation "
+        "or evaluation (default: light for image data, simclr with --loss ntxent)",
+        _choices(AUGMENTS),
+    ),
+    (
         "objective",
         str,
         "contrastive (default: a siamese network trained with --loss), reconstruction (an "
@@ -252,7 +261,7 @@ _TRAIN_OPTIONS: tuple[tuple[str, Callable[[str], Any], str, str | None], ...] = 
     (
         "temperature",
         float,
-        "temperature of infonce and supcon (default: 0.1; 0.05 for text, "
+        "temperature of infonce, supcon and ntxent (default: 0.1; 0.5 for ntxent; 0.05 for text, "
         "sentence-transformers' scale 20)",
         None,
     ),

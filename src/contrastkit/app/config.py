@@ -22,12 +22,14 @@ if TYPE_CHECKING:  # the core imports torch; this module must not
 __all__ = [
     "ANOMALY_K",
     "ANOMALY_SCORES",
+    "AUGMENTS",
     "DEFAULT_HIDDEN",
     "DISTANCE_NAMES",
     "HIGHER_IS_BETTER",
     "LOSSES",
     "MEMORY_LOSSES",
     "MODES",
+    "NTXENT_TEMPERATURE",
     "OBJECTIVES",
     "POOLINGS",
     "PRECISIONS",
@@ -48,7 +50,7 @@ __all__ = [
     "text_kind",
 ]
 
-LossName = Literal["contrastive", "triplet", "infonce", "supcon", "cosine"]
+LossName = Literal["contrastive", "triplet", "infonce", "supcon", "ntxent", "cosine"]
 ObjectiveName = Literal["contrastive", "reconstruction", "combined"]
 ReconstructionLossName = Literal["mse", "bce"]
 PrecisionName = Literal["32", "bf16", "fp16"]
@@ -58,7 +60,9 @@ SplitByName = Literal["samples", "classes"]
 # The names of contrastkit.distances.DISTANCES, kept here so that this module does not
 # import torch (a test checks that the two agree).
 DISTANCE_NAMES = ("euclidean", "squared_euclidean", "cosine", "manhattan")
-LOSSES = ("contrastive", "triplet", "infonce", "supcon")
+LOSSES = ("contrastive", "triplet", "infonce", "supcon", "ntxent")
+AUGMENTS = ("none", "light", "simclr")  # contrastkit.data.Augment's presets
+NTXENT_TEMPERATURE = 0.5  # SimCLR's on CIFAR-10 (NTXentLoss's default)
 MEMORY_LOSSES = ("supcon", "triplet", "infonce")  # the losses that take a memory
 OBJECTIVES = ("contrastive", "reconstruction", "combined")
 # the option's name -> the kind of contrastkit.losses.ReconstructionLoss
@@ -82,7 +86,7 @@ HIGHER_IS_BETTER = (
     "val_pearson",
     "val_mrr_at_10",
 )
-_COSINE_LOSSES = ("infonce", "supcon")
+_COSINE_LOSSES = ("infonce", "supcon", "ntxent")
 DEFAULT_HIDDEN = {"vectors": (512, 256, 128), "images": (32, 64)}
 # Text runs (see contrastkit.app.text): the kind of a text table → the losses it trains
 # with, the first being its default (the one the field uses for that kind of data).
@@ -162,7 +166,14 @@ class RunConfig:
             kind, see :data:`TEXT_LOSSES`), ``"contrastive"`` (pairs), ``"triplet"``
             (batch-all triplets mined from class-balanced batches), ``"infonce"`` (two
             samples per class, N-pair setting), ``"supcon"`` (class-balanced batches),
-            ``"cosine"`` (the cosine-similarity loss of scored text pairs).
+            ``"cosine"`` (the cosine-similarity loss of scored text pairs), ``"ntxent"``
+            (SimCLR: NT-Xent on two augmented views of each image, no labels used;
+            image data only).
+        augment: ``"none"``, ``"light"`` or ``"simclr"``: the training batches of image
+            data are augmented on the fly (:class:`~contrastkit.data.Augment`'s
+            presets; never validation or evaluation); empty: ``"light"`` for image
+            data (``"simclr"`` with loss ntxent), ``"none"`` otherwise. A run records
+            the preset it used.
         objective: ``"contrastive"`` (a siamese network trained with ``loss``),
             ``"reconstruction"`` (an autoencoder) or ``"combined"`` (an autoencoder
             trained on both, weighted).
@@ -177,8 +188,8 @@ class RunConfig:
         distance: the distance of the contrastive and triplet losses and of evaluation
             (InfoNCE and SupCon always compare by cosine similarity); empty means
             ``"euclidean"`` for contrastive/triplet and ``"cosine"`` for InfoNCE/SupCon.
-        temperature: the temperature of InfoNCE and SupCon; 0 means 0.1, and 0.05 for
-            text (sentence-transformers' scale 20).
+        temperature: the temperature of InfoNCE, SupCon and NT-Xent; 0 means 0.1 (0.5 for
+            NT-Xent, SimCLR's), and 0.05 for text (sentence-transformers' scale 20).
         embedding_dim: the size of each embedding (2 draws the network's own map).
         hidden: hidden layer widths (MLP) or channels per block (ConvNet); empty means
             ``[512, 256, 128]`` for feature vectors and ``[32, 64]`` for images.
@@ -253,6 +264,7 @@ class RunConfig:
     exclude_columns: list[str] = field(default_factory=list, metadata={"items": str})
     image_size: int = 32
     loss: LossName | Literal[""] = ""
+    augment: str = ""
     objective: ObjectiveName = "contrastive"
     reconstruction_loss: ReconstructionLossName = "mse"
     noise_std: float = 0.0
@@ -305,8 +317,16 @@ class RunConfig:
         if self.loss not in LOSSES and not (kind and self.loss == "cosine"):
             raise ConfigError(f"loss must be one of {', '.join(LOSSES)}, got {self.loss!r}")
         _check_objective(self)
+        if self.augment not in ("", *AUGMENTS):
+            raise ConfigError(f"augment must be one of {', '.join(AUGMENTS)}, got {self.augment!r}")
+        if self.loss == "ntxent" and self.augment == "none":
+            raise ConfigError(
+                "loss ntxent needs augment light or simclr: its two views of an image must "
+                "differ, got augment 'none'"
+            )
         if not self.temperature:
-            self.temperature = TEXT_TEMPERATURE if kind else DEFAULT_TEMPERATURE
+            default = NTXENT_TEMPERATURE if self.loss == "ntxent" else DEFAULT_TEMPERATURE
+            self.temperature = TEXT_TEMPERATURE if kind else default
         if not self.distance:
             cosine = kind or self.loss in _COSINE_LOSSES
             self.distance = "cosine" if cosine else "euclidean"

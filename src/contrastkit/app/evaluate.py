@@ -15,6 +15,7 @@ from torch import Tensor, nn
 from contrastkit.app.build import (
     Split,
     inputs_of,
+    unlabelled,
 )
 from contrastkit.app.config import (
     ANOMALY_K,
@@ -173,6 +174,19 @@ def evaluate_run(model: nn.Module, config: RunConfig, val: Split, test: Split) -
     from contrastkit.evaluation.metrics import retrieval_metrics
 
     test_emb = embed_split(model, test)
+    if unlabelled(test):  # a flat image folder (NT-Xent): nothing to compare with
+        why = "the images have no labels (a flat folder; give class subfolders to measure it)"
+        empty = torch.zeros(0)
+        return Evaluation(
+            distance=config.distance_name,
+            test={},
+            pairs={"validation": 0, "test": 0, "test_negative": 0},
+            test_distances=empty,
+            test_same=empty.long(),
+            test_embeddings=test_emb,
+            retrieval_skipped=why,
+            verification_skipped=why,
+        )
     found, test_d, test_same, val_count, verification_skipped = _verification(
         model, config, val, test, test_emb
     )

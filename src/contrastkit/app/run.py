@@ -109,6 +109,7 @@ from torch import Tensor, nn
 from contrastkit import distributed
 from contrastkit.app.build import (
     Split,
+    batch_augment,
     build_model,
     build_objective,
     inputs_of,
@@ -119,11 +120,13 @@ from contrastkit.app.build import (
     open_set_split,
     optimizer_and_schedule,
     read_data,
+    resolve_augment,
     resolve_device,
     run_splits,
     scale_inputs,
     scale_split,
     standardize,
+    unlabelled,
 )
 from contrastkit.app.config import (
     ANOMALY_SCORES,
@@ -479,14 +482,16 @@ def _train_run(
                 config, text, train, val
             )
             notes[:0] = _text_notes(config, text, train, test)
+            config.augment = resolve_augment(config, "text", resume=resume)
         else:
             data = read_data(config)
+            config.augment = resolve_augment(config, data.kind, resume=resume)
             if not resume:
                 if config.data != "digits":  # so that evaluate, embed and --resume work anywhere
                     config.data = str(Path(config.data).resolve())
                 if not config.hidden:
                     config.hidden = list(DEFAULT_HIDDEN[data.kind])
-            if isinstance(data, LabelledData) and len(data.class_names) < 2:
+            if isinstance(data, LabelledData) and 0 < len(data.class_names) < 2:
                 raise DataError(f"{data.source} has fewer than 2 classes")
             train, val, test, anomalies = run_splits(config, data)
             device = (
@@ -503,6 +508,20 @@ def _train_run(
             if config.split_by == "classes":
                 split = open_set_split(train, val, test)
                 notes.insert(0, open_set_note(split))
+        transform = (
+            None if text is not None else batch_augment(config, int(spec.get("image_size", 0)))
+        )
+        if transform is not None:
+            notes.append(
+                f"training batches augmented on the fly ({config.augment}: "
+                + (
+                    "crops, flips, colour jitter, grayscale, blur"
+                    if config.augment == "simclr"
+                    else "crops of half the image or more, flips"
+                )
+                + "), each step drawing from a generator seeded by (seed, epoch, step); "
+                "validation and evaluation see the images as they are"
+            )
         objective = build_objective(config, contrastive)
         # every check of the trainer's options, before anything is written
         trainer = _trainer(
@@ -515,8 +534,15 @@ def _train_run(
             device,
             progress,
             text=text,
+            transform=transform,
         )
-        if text is None:
+        if text is None and unlabelled(data):
+            notes.append(
+                "the images have no labels (a flat folder): NT-Xent trained without any, and "
+                "no retrieval, verification or k-NN accuracy can be measured; give class "
+                "subfolders for them"
+            )
+        elif text is None:
             notes += _unmeasured_notes(val, test)
         notes += _process_notes(config, model, device, processes)
         drawn = drawn_batch(train_loader, config.batch_size)
@@ -603,6 +629,8 @@ def _train_run(
         return _finish(result, run, started, train_seconds)
     reference = embed(model, inputs_of(train))
     reference_labels = train.labels if isinstance(train, LabelledData) else None
+    if unlabelled(train):
+        reference_labels = None
     _save_reference(run / REFERENCE, reference, reference_labels)
     anomaly = None
     if anomalies is not None:  # held out of labelled data only
@@ -631,7 +659,9 @@ def _train_run(
         ),
         environment=_environment(device, processes),
         anomaly=anomaly,
-        test_labels=test.labels if isinstance(test, LabelledData) else None,
+        test_labels=test.labels
+        if isinstance(test, LabelledData) and not unlabelled(test)
+        else None,
         class_names=list(test.class_names) if isinstance(test, LabelledData) else [],
         notes=notes,
         extended_from=extended_from,
@@ -843,6 +873,9 @@ def _history_values(config: RunConfig, val_loader: Any, val: Split) -> dict[str,
     out: dict[str, str | None] = {f"train_{t}": None for t in terms}
     for t in terms:
         out[f"val_{t}"] = None if val_loader is not None else "the validation split gives no batch"
+    if unlabelled(val):
+        out["val_roc_auc"] = out["val_precision_at_1"] = "the images have no labels"
+        return out
     why = no_pairs(val)
     out["val_roc_auc"] = None if why is None else f"the validation split: {why}"
     out["val_precision_at_1"] = (
@@ -855,6 +888,8 @@ def _evaluator(config: RunConfig, val: Split) -> Callable[[nn.Module], dict[str,
     """The validation metrics after each epoch: ROC-AUC and precision@1, where measurable."""
     from contrastkit.evaluation.metrics import precision_at_1, roc_auc
 
+    if unlabelled(val):
+        return lambda m: {}
     val_pairs = pairs_of(val, config.seed + 2)
     verify, retrieve = no_pairs(val) is None, has_retrieval(val)
 
@@ -892,6 +927,7 @@ def _trainer(
     progress: bool | None,
     *,
     text: TextModel | None = None,
+    transform: Any = None,
 ) -> Trainer:
     """The run's trainer, its optimizer and schedule; every option checked, nothing written."""
     train_loader, val_loader = loaders
@@ -933,6 +969,7 @@ def _trainer(
             # several processes: synchronized BatchNorm where torch has it (CUDA); on
             # the CPU the layers stay per process, which _process_notes says
             sync_batch_norm=device.type == "cuda",
+            transform=transform,
         )
     except (ValueError, TypeError, ImportError) as error:  # an option this device cannot take
         raise ConfigError(str(error)) from None

@@ -390,7 +390,7 @@ def _resized(image: Any, mode: str, size: int) -> np.ndarray:
 
 
 def read_image_folder(
-    folder: str | Path, *, image_size: int = 64, channels: int | None = None
+    folder: str | Path, *, image_size: int = 64, channels: int | None = None, flat: bool = False
 ) -> LabelledData:
     """A folder with one subfolder of images per class (identity).
 
@@ -404,9 +404,21 @@ def read_image_folder(
         folder: the root folder.
         image_size: every image is resized to ``image_size`` × ``image_size`` pixels.
         channels: 1 (grayscale) or 3 (RGB); ``None`` keeps grayscale when every image is.
+        flat: a folder without class subfolders is read as unlabelled images, each
+            labelled :data:`~contrastkit.data.UNLABELLED`, with no class names (see
+            :func:`list_image_folder`).
     """
     root = Path(folder)
-    files = list_image_folder(root)
+    files = list_image_folder(root, flat=flat)
+    if not files.class_names:
+        return LabelledData(
+            inputs=read_images(files.paths, image_size=image_size, channels=channels),
+            labels=torch.tensor(files.labels, dtype=torch.int64),
+            class_names=[],
+            kind="images",
+            source=f"image folder {root} (unlabelled, {len(files.paths)} images)",
+            paths=[str(p) for p in files.paths],
+        )
     return LabelledData(
         inputs=read_images(files.paths, image_size=image_size, channels=channels),
         labels=torch.tensor(files.labels, dtype=torch.int64),

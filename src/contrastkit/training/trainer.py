@@ -135,6 +135,14 @@ def _epoch_seed(seed: int, epoch: int, rank: int = 0) -> int:
     return (seed * 1_000_003 + epoch + rank * _RANK_STREAM) % (2**63 - 1)
 
 
+_STEP_STREAM = 0xD1B54A32D192ED03  # the transform's seeds lie far from the epochs' own
+
+
+def _step_seed(seed: int, epoch: int, step: int, rank: int = 0) -> int:
+    """The seed of a training batch's ``transform`` generator: (seed, epoch, step, rank)."""
+    return (_epoch_seed(seed, epoch, rank) * 1_000_033 + step + _STEP_STREAM) % (2**63 - 1)
+
+
 class _Methods(nn.Module):
     """The model, with each of its methods callable through ``forward``.
 
@@ -381,6 +389,12 @@ class Trainer:
             :class:`~torch.nn.parallel.DistributedDataParallel`, such as
             ``{"find_unused_parameters": True}`` for a model whose steps leave some
             parameters without a gradient.
+        transform: called as ``transform(batch, generator)`` on every training batch once
+            it is on the device, before :meth:`training_step`; what it returns is the
+            batch trained on (augmented views, for example
+            :class:`~contrastkit.data.Augment`). ``generator`` is a CPU
+            :class:`torch.Generator` seeded from (seed, epoch, step, rank), so a resumed
+            run draws the same numbers. Validation batches are never transformed.
 
     **The step.** :meth:`fit` runs epochs; each batch goes through :meth:`train_batch`,
     which moves it to the device, computes the loss terms with :meth:`training_step`
@@ -462,8 +476,14 @@ class Trainer:
         distributed: bool | None = None,
         sync_batch_norm: bool | None = None,
         ddp_options: Mapping[str, Any] | None = None,
+        transform: Callable[[Any, torch.Generator], Any] | None = None,
     ) -> None:
         _positive_int("epochs", epochs)
+        if transform is not None and not callable(transform):
+            raise TypeError(
+                f"transform must be a callable (batch, generator) or None, got "
+                f"{type(transform).__name__}"
+            )
         if max_grad_norm is not None and not max_grad_norm > 0:
             raise ValueError(f"max_grad_norm must be positive, got {max_grad_norm!r}")
         _positive_int("accumulate", accumulate)
@@ -532,6 +552,7 @@ class Trainer:
         self.accumulate, self.precision, self.log_every = accumulate, precision, log_every
         self.monitor, self.mode, self.patience = monitor, mode, patience
         self.tensorboard = tensorboard
+        self.transform = transform
         self.scaler = torch.amp.GradScaler("cuda") if precision == "fp16" else None
         self.callbacks: dict[str, list[Callback]] = {event: [] for event in EVENTS}
         self.history: list[dict[str, float]] = []
@@ -636,7 +657,8 @@ class Trainer:
     def train_batch(self, batch: Any) -> dict[str, Tensor]:
         """One training batch: forward, backward, and the optimizer step ending a group.
 
-        Moves the batch to the device, computes its terms with :meth:`training_step`
+        Moves the batch to the device (and applies ``transform``), computes its terms with
+        :meth:`training_step`
         under :meth:`autocast`, back-propagates their total divided by the size of the
         accumulation group and, after the group's last batch, calls
         :meth:`optimizer_step`.
@@ -646,6 +668,11 @@ class Trainer:
             ``"loss"``.
         """
         batch = to_device(batch, self.device)
+        if self.transform is not None:
+            generator = torch.Generator().manual_seed(
+                _step_seed(self.seed, self.epoch, self.step, self.rank)
+            )
+            batch = self.transform(batch, generator)
         size, done = self._group
         if done >= size:  # the last group is complete: this batch opens the next one
             left = self._batches_left  # None, or below 1 if the loader's length was wrong
