@@ -268,6 +268,25 @@ def read_images(paths: Sequence[Path], *, image_size: int, channels: int | None 
 _DAMAGED = (OSError, ValueError, SyntaxError, EOFError, struct.error, zlib.error, MemoryError)
 
 
+@contextmanager
+def _opened(path: Path) -> Iterator[Any]:
+    """``PIL.Image.open(path)``, its failures (and Pillow's warnings) naming the file."""
+    from PIL import Image
+
+    with _named_warnings(path):
+        try:
+            with Image.open(path) as image:
+                yield image
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
+            raise DataError(
+                f"image {path} is too large to read ({str(error).rstrip('.')}); shrink it first"
+            ) from None
+        except _DAMAGED as error:
+            raise DataError(
+                f"cannot read image {path}: {str(error) or type(error).__name__}"
+            ) from None
+
+
 def open_image(path: str | Path) -> Any:
     """One image file, decoded (a ``PIL.Image.Image``), or a :class:`DataError` naming it.
 
@@ -276,22 +295,10 @@ def open_image(path: str | Path) -> Any:
     resized to a few dozen pixels, so such a file is a mistake or a decompression bomb.
     Pillow's other warnings (corrupt metadata, …) are passed on with the file's name.
     """
-    from PIL import Image
-
     path = Path(path)
-    with _named_warnings(path):
-        try:
-            with Image.open(path) as image:
-                image.load()
-                return image.copy()
-        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
-            raise DataError(
-                f"image {path} is too large to read ({str(error).rstrip('.')}); shrink it first"
-            ) from None
-        except _DAMAGED as error:
-            raise DataError(
-                f"cannot read image {path}: {str(error) or type(error).__name__}"
-            ) from None
+    with _opened(path) as image:
+        image.load()
+        return image.copy()
 
 
 def image_mode(path: str | Path) -> str:
@@ -300,21 +307,9 @@ def image_mode(path: str | Path) -> str:
     Cheap: the pixels are not decoded. A file Pillow cannot identify is a
     :class:`DataError` naming it.
     """
-    from PIL import Image
-
     path = Path(path)
-    with _named_warnings(path):
-        try:
-            with Image.open(path) as image:
-                return str(image.mode)
-        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
-            raise DataError(
-                f"image {path} is too large to read ({str(error).rstrip('.')}); shrink it first"
-            ) from None
-        except _DAMAGED as error:
-            raise DataError(
-                f"cannot read image {path}: {str(error) or type(error).__name__}"
-            ) from None
+    with _opened(path) as image:
+        return str(image.mode)
 
 
 def is_grayscale_mode(mode: str) -> bool:
