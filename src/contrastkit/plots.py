@@ -770,6 +770,19 @@ def plot_similarity_scatter(
     return fig, ax
 
 
+def _heavy_tail(s: np.ndarray) -> bool:
+    """Whether the largest scores lie far beyond the bulk: max - min > 20 × the 90% range."""
+    bulk = float(np.percentile(s, 90) - s.min())
+    return bulk > 0 and float(s.max() - s.min()) > 20 * bulk
+
+
+def _wrapped(title: str, width: int = 60) -> str:
+    """A long title broken into lines of at most ``width`` characters (never cut off)."""
+    import textwrap
+
+    return title if len(title) <= width else "\n".join(textwrap.wrap(title, width))
+
+
 def plot_score_histograms(
     scores: object,
     is_anomaly: object,
@@ -778,6 +791,7 @@ def plot_score_histograms(
     bins: int | Sequence[float] = 40,
     title: str | None = None,
     threshold: float | None = None,
+    scale: str = "auto",
 ) -> tuple[Figure | SubFigure, Axes]:
     """Draw the distributions of the anomaly scores of normal samples and anomalies.
 
@@ -788,6 +802,17 @@ def plot_score_histograms(
     (higher = more anomalous, as :mod:`contrastkit.evaluation.anomaly` scores); ``threshold``, drawn
     as a vertical line, is where the rule "anomaly if score ≥ t" cuts.
 
+    Heavy tails (a few anomalies scoring a thousand times the normal samples, as
+    reconstruction errors do) would squeeze every normal sample into the first bin.
+    ``scale`` chooses the x axis: ``"linear"``; ``"log"`` (positive scores only: a log
+    axis with bins of equal width on it); ``"clip"`` (the range of the lowest 99% of the
+    scores, the rest counted in the x label, ``"N scores above X not shown"``); or
+    ``"auto"`` (the default): ``"log"`` when the largest score lies more than 20 times
+    the width of the lowest 90% beyond the smallest and every score is positive,
+    ``"clip"`` for such a tail with a score of 0 or less, else ``"linear"``. Explicit
+    bin edges are drawn as given (``"auto"`` is then ``"linear"``). A title longer than
+    60 characters is wrapped onto several lines, never cut off.
+
     Args:
         scores: ``(n,)`` finite anomaly scores, higher = more anomalous.
         is_anomaly: ``(n,)`` labels, 1 (or ``True``) = anomaly, 0 = normal.
@@ -795,6 +820,7 @@ def plot_score_histograms(
         bins: the number of bins over the range of all scores, or the bin edges.
         title: the axes title; ``"anomaly scores"`` when ``None``.
         threshold: a finite score threshold to mark, or ``None``.
+        scale: ``"auto"``, ``"linear"``, ``"log"`` or ``"clip"``, as above.
 
     Returns:
         ``(fig, ax)``; each histogram is a :class:`matplotlib.patches.StepPatch` in
@@ -805,7 +831,8 @@ def plot_score_histograms(
         TypeError: non-numeric or boolean scores, or a bad ``threshold``, ``title``,
             ``bins`` or ``ax``.
         ValueError: shapes that differ, empty or non-finite scores, labels other than
-            0/1, or bins that are not positive or not increasing.
+            0/1, bins that are not positive or not increasing, an unknown ``scale``, or
+            ``scale="log"`` with a score of 0 or less.
 
     Example:
         >>> from contrastkit.plots import plot_score_histograms
@@ -815,13 +842,40 @@ def plot_score_histograms(
         ['normal (n = 3)', 'anomalies (n = 1)']
         >>> ax.patches[1].get_data().values.tolist()  # densities: each integrates to 1
         [0.0, 0.0, 2.0]
+        >>> tail = [0.01 * (i + 1) for i in range(99)] + [500.0]
+        >>> _, ax = plot_score_histograms(tail, [0] * 99 + [1])
+        >>> ax.get_xscale()
+        'log'
     """
     s, anomalous = check_scores_and_labels(scores, is_anomaly, both=False)
     if threshold is not None:
         threshold = check_real("threshold", threshold)
     if title is not None and not isinstance(title, str):
         raise TypeError(f"title must be a str or None, got {type(title).__name__} {title!r}")
+    if scale not in ("auto", "linear", "log", "clip"):
+        raise ValueError(f"scale must be one of auto, linear, log, clip, got {scale!r}")
     edges = _check_bins(bins, s)
+    counted = isinstance(bins, (int, np.integer))
+    if scale == "auto":
+        tail = counted and _heavy_tail(s)
+        scale = "linear" if not tail else "log" if s.min() > 0 else "clip"
+    if scale == "log" and s.min() <= 0:
+        raise ValueError(
+            f"scale='log' needs positive scores, got a minimum of {float(s.min()):.4g}"
+        )
+    xlabel = "anomaly score (higher = more anomalous)"
+    if scale == "log" and counted:
+        if s.max() > s.min():
+            edges = np.geomspace(s.min(), s.max(), edges.size)
+            edges[0], edges[-1] = s.min(), s.max()  # every score inside, whatever the rounding
+    elif scale == "clip":
+        top = float(np.percentile(s, 99))
+        if counted and top > s.min():
+            edges = np.linspace(s.min(), top, edges.size)
+        top = float(edges[-1])
+        hidden = int((s > top).sum())
+        if hidden:
+            xlabel += f"; {hidden} score{'s' if hidden > 1 else ''} above {top:.4g} not shown"
     fig, ax = _figure_and_axes(ax, (6.0, 4.0))
 
     n_anomalies = int(anomalous.sum())
@@ -830,8 +884,11 @@ def plot_score_histograms(
         (anomalous, _ANOMALY_COLOR, f"anomalies (n = {n_anomalies})"),
     )
     _draw_histograms(ax, s, groups, edges, threshold)
-    ax.set_xlabel("anomaly score (higher = more anomalous)")
-    ax.set_title("anomaly scores" if title is None else title)
+    if scale == "log":
+        ax.set_xscale("log")
+        xlabel += ", log scale"
+    ax.set_xlabel(xlabel)
+    ax.set_title(_wrapped("anomaly scores" if title is None else title))
     _literal_text(ax)
     return fig, ax
 
