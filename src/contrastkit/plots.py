@@ -770,10 +770,15 @@ def plot_similarity_scatter(
     return fig, ax
 
 
-def _heavy_tail(s: np.ndarray) -> bool:
-    """Whether the largest scores lie far beyond the bulk: max - min > 20 × the 90% range."""
-    bulk = float(np.percentile(s, 90) - s.min())
-    return bulk > 0 and float(s.max() - s.min()) > 20 * bulk
+def _heavy_tail(s: np.ndarray, normal: np.ndarray) -> bool:
+    """Whether the scores span over 10 times the lowest 90% of the normal samples' scores.
+
+    Those normal scores would then share a tenth of a linear axis (with no normal
+    sample, the lowest 90% of all scores count).
+    """
+    bulk_of = normal if normal.size else s
+    bulk = float(np.percentile(bulk_of, 90) - s.min())
+    return bulk > 0 and float(s.max() - s.min()) > 10 * bulk
 
 
 def _wrapped(title: str, width: int = 60) -> str:
@@ -807,9 +812,10 @@ def plot_score_histograms(
     ``scale`` chooses the x axis: ``"linear"``; ``"log"`` (positive scores only: a log
     axis with bins of equal width on it); ``"clip"`` (the range of the lowest 99% of the
     scores, the rest counted in the x label, ``"N scores above X not shown"``); or
-    ``"auto"`` (the default): ``"log"`` when the largest score lies more than 20 times
-    the width of the lowest 90% beyond the smallest and every score is positive,
-    ``"clip"`` for such a tail with a score of 0 or less, else ``"linear"``. Explicit
+    ``"auto"`` (the default): ``"log"`` when the scores span more than 10 times the
+    range of the lowest 90% of the normal samples' scores (which would then share a
+    tenth of a linear axis) and every score is positive, ``"clip"`` for such a tail
+    with a score of 0 or less, else ``"linear"``. Explicit
     bin edges are drawn as given (``"auto"`` is then ``"linear"``). A title longer than
     60 characters is wrapped onto several lines, never cut off.
 
@@ -857,7 +863,7 @@ def plot_score_histograms(
     edges = _check_bins(bins, s)
     counted = isinstance(bins, (int, np.integer))
     if scale == "auto":
-        tail = counted and _heavy_tail(s)
+        tail = counted and _heavy_tail(s, s[~anomalous])
         scale = "linear" if not tail else "log" if s.min() > 0 else "clip"
     if scale == "log" and s.min() <= 0:
         raise ValueError(

@@ -548,7 +548,11 @@ def resolve_augment(config: RunConfig, kind: str, *, resume: bool) -> str:
         if config.augment == "noise" and kind != "vectors":
             raise ConfigError(f"augment noise applies to feature vectors, got {what}")
         if config.augment in ("light", "simclr") and kind != "images":
-            use = "use augment noise or none" if kind == "vectors" else "use augment none"
+            use = (
+                "use augment none; loss ntxent makes noisy views of rows itself"
+                if kind == "vectors"
+                else "use augment none"
+            )
             raise ConfigError(f"augment {config.augment} applies to image data, got {what} ({use})")
         return config.augment
     if kind == "vectors" and config.loss == "ntxent":

@@ -213,9 +213,8 @@ _TRAIN_OPTIONS: tuple[tuple[str, Callable[[str], Any], str, str | None], ...] = 
         str,
         "augment the training batches of image data on the fly: none, light (crops and "
         "flips) or simclr (crops, flips, colour jitter, grayscale, blur); never validation "
-        "or evaluation (default: light for image data, simclr with --loss ntxent); noise "
-        "for feature vectors (Gaussian noise and dropped features; the default with --loss "
-        "ntxent there)",
+        "or evaluation (default: light for image data, simclr with --loss ntxent; feature "
+        "vectors with --loss ntxent get noise: Gaussian noise and dropped features)",
         _choices(AUGMENTS),
     ),
     (

@@ -26,6 +26,7 @@ __all__ = [
     "AUGMENTS",
     "DEFAULT_HIDDEN",
     "DISTANCE_NAMES",
+    "FEATURE_AUGMENTS",
     "HIGHER_IS_BETTER",
     "LOSSES",
     "MEMORY_LOSSES",
@@ -62,7 +63,8 @@ SplitByName = Literal["samples", "classes"]
 # import torch (a test checks that the two agree).
 DISTANCE_NAMES = ("euclidean", "squared_euclidean", "cosine", "manhattan")
 LOSSES = ("contrastive", "triplet", "infonce", "supcon", "ntxent")
-AUGMENTS = ("none", "light", "simclr", "noise")  # Augment's presets; FeatureNoise (vectors)
+AUGMENTS = ("none", "light", "simclr")  # contrastkit.data.Augment's presets
+FEATURE_AUGMENTS = ("noise",)  # contrastkit.data.FeatureNoise: resolved for vectors + ntxent
 NTXENT_TEMPERATURE = 0.5  # SimCLR's on CIFAR-10 (NTXentLoss's default)
 MEMORY_LOSSES = ("supcon", "triplet", "infonce")  # the losses that take a memory
 OBJECTIVES = ("contrastive", "reconstruction", "combined")
@@ -174,10 +176,10 @@ class RunConfig:
         augment: ``"none"``, ``"light"`` or ``"simclr"``: the training batches of image
             data are augmented on the fly (:class:`~contrastkit.data.Augment`'s
             presets; never validation or evaluation); empty: ``"light"`` for image
-            data (``"simclr"`` with loss ntxent), ``"none"`` otherwise. ``"noise"``:
-            feature vectors get Gaussian noise and dropped features
-            (:class:`~contrastkit.data.FeatureNoise`), the default with loss ntxent
-            there. A run records the preset it used.
+            data (``"simclr"`` with loss ntxent), ``"none"`` otherwise. ``"noise"``
+            (a config file's value, not a flag): feature vectors get Gaussian noise
+            and dropped features (:class:`~contrastkit.data.FeatureNoise`), what loss
+            ntxent resolves to there. A run records the preset it used.
         objective: ``"contrastive"`` (a siamese network trained with ``loss``),
             ``"reconstruction"`` (an autoencoder) or ``"combined"`` (an autoencoder
             trained on both, weighted).
@@ -321,8 +323,9 @@ class RunConfig:
         if self.loss not in LOSSES and not (kind and self.loss == "cosine"):
             raise ConfigError(f"loss must be one of {', '.join(LOSSES)}, got {self.loss!r}")
         _check_objective(self)
-        if self.augment not in ("", *AUGMENTS):
-            raise ConfigError(f"augment must be one of {', '.join(AUGMENTS)}, got {self.augment!r}")
+        if self.augment not in ("", *AUGMENTS, *FEATURE_AUGMENTS):
+            choices = ", ".join((*AUGMENTS, *FEATURE_AUGMENTS))
+            raise ConfigError(f"augment must be one of {choices}, got {self.augment!r}")
         if self.loss == "ntxent" and self.augment == "none":
             raise ConfigError(
                 "loss ntxent needs augment light or simclr (images) or noise (feature "

@@ -332,17 +332,20 @@ def raw_baseline(
     training split's mean and deviation (:func:`standardized_rows`). Each gives its
     ``roc_auc`` and ``average_precision`` with the anomalies as the positive class.
     """
-    from contrastkit.evaluation.anomaly import anomaly_metrics, knn_scores, lof_scores
+    from sklearn.neighbors import LocalOutlierFactor  # type: ignore[import-untyped]
+
+    from contrastkit.evaluation.anomaly import anomaly_metrics, knn_scores
 
     reference, normal, odd = standardized_rows(train, test, anomalies)
     inputs = torch.cat([normal, odd])
     is_anomaly = torch.cat([torch.zeros(len(normal)), torch.ones(len(odd))]).long()
     scores = {
         "raw_knn": knn_scores(reference, inputs, k=min(k, reference.shape[0])),
-        "raw_lof": lof_scores(
-            reference, inputs, n_neighbors=min(ANOMALY_LOF_NEIGHBORS, reference.shape[0] - 1)
-        ),
     }
+    lof = LocalOutlierFactor(
+        n_neighbors=min(ANOMALY_LOF_NEIGHBORS, reference.shape[0] - 1), novelty=True
+    ).fit(reference.numpy())
+    scores["raw_lof"] = torch.from_numpy(-lof.score_samples(inputs.numpy()))
     out = {}
     for name, values in scores.items():
         found = anomaly_metrics(values, is_anomaly)

@@ -716,9 +716,11 @@ def _raw_anomaly_data(
     raw: tuple[Split, Split, LabelledData | None] | None,
 ) -> tuple[Tensor, Tensor, Tensor] | None:
     """The raw training rows, normal test rows and anomalies, for the baseline."""
-    if raw is None or raw[2] is None:
+    if raw is None:
         return None
     train, test, anomalies = raw
+    if anomalies is None:
+        return None
     return inputs_of(train), inputs_of(test), anomalies.inputs
 
 

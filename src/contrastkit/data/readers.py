@@ -504,11 +504,11 @@ def has_label_column(path: str | Path, label_column: str = "label") -> bool:
     candidates = [label_column] + (["labels", "y"] if label_column == "label" else [])
     try:
         if suffix == ".csv":
-            with file.open(newline="", encoding="utf-8-sig") as handle:
-                header = next(csv.reader(handle), [])
+            with file.open(newline="", encoding="utf-8-sig") as text:
+                header = next(csv.reader(text), [])
             return label_column in [h.strip() for h in header]
         if suffix == ".npz":
-            with file.open("rb") as handle, np.load(handle, allow_pickle=False) as archive:
+            with file.open("rb") as binary, np.load(binary, allow_pickle=False) as archive:
                 return any(k in archive.files for k in candidates)
     except (OSError, UnicodeDecodeError, csv.Error, ValueError, EOFError, zipfile.BadZipFile):
         return False

@@ -8,10 +8,7 @@ higher the score, the more anomalous the sample. Three scores:
 * :func:`knn_scores`: the mean distance from the sample's embedding to its ``k``
   nearest embeddings of normal (reference) data;
 * :func:`centroid_scores`: the distance from the sample's embedding to the nearest
-  class centroid of the reference data;
-* :func:`lof_scores`: the local outlier factor of the sample among the reference data
-  (scikit-learn's :class:`~sklearn.neighbors.LocalOutlierFactor`, ``novelty=True``), a
-  density-based baseline on raw (standardized) inputs.
+  class centroid of the reference data.
 
 :func:`anomaly_metrics` then checks the scores against known anomalies: the area under
 the ROC curve and the average precision, with the anomalies as the positive class.
@@ -77,7 +74,6 @@ __all__ = [
     "anomaly_metrics",
     "centroid_scores",
     "knn_scores",
-    "lof_scores",
     "reconstruction_errors",
 ]
 
@@ -416,55 +412,6 @@ def centroid_scores(
         centroids = sums / counts.to(rows.dtype)[:, None]
         d = distance_matrix(embeddings, centroids, metric.name)  # type: ignore[arg-type]
         return d.min(dim=1).values
-
-
-def lof_scores(reference: Tensor, embeddings: Tensor, *, n_neighbors: int = 20) -> Tensor:
-    r"""The local outlier factor of each embedding among the reference: a density score.
-
-    scikit-learn's :class:`~sklearn.neighbors.LocalOutlierFactor` with ``novelty=True``
-    is fitted on the reference (normal) rows and scores new rows: the ratio of the
-    local reachability density of a row's ``n_neighbors`` nearest reference rows to
-    its own (Euclidean distances). About 1 inside the normal data, larger in sparse
-    regions: higher = more anomalous (``-score_samples``).
-
-    Args:
-        reference: ``(M, D)`` finite rows of normal data, ``M >= 2``.
-        embeddings: ``(N, D)`` finite rows to score.
-        n_neighbors: the neighbourhood size, a positive int below ``M``.
-
-    Returns:
-        ``(N,)`` float64 scores on the CPU, without gradient.
-
-    Raises:
-        TypeError: non-tensor or non-floating-point rows, or a non-int ``n_neighbors``.
-        ValueError: bad shapes, different feature sizes or devices, NaN or infinity, or
-            ``n_neighbors`` not below the number of reference rows.
-
-    Example:
-        >>> import torch
-        >>> from contrastkit.evaluation.anomaly import lof_scores
-        >>> grid = torch.tensor([[float(i), float(j)] for i in range(4) for j in range(4)])
-        >>> scores = lof_scores(grid, torch.tensor([[1.5, 1.5], [9.0, 9.0]]), n_neighbors=4)
-        >>> bool(scores[0] < 1.2), bool(scores[1] > 3)
-        (True, True)
-
-    Reference:
-        M. M. Breunig, H.-P. Kriegel, R. T. Ng, J. Sander. *LOF: Identifying
-        Density-Based Local Outliers.* SIGMOD 2000.
-    """
-    from sklearn.neighbors import LocalOutlierFactor  # type: ignore[import-untyped]
-
-    n_neighbors = check_positive_int("n_neighbors", n_neighbors)
-    reference, embeddings = _check_reference_and_embeddings(reference, embeddings)
-    if n_neighbors >= reference.shape[0]:
-        raise ValueError(
-            f"n_neighbors must be below the number of reference rows ({reference.shape[0]}), "
-            f"got {n_neighbors}"
-        )
-    fit = reference.detach().cpu().double().numpy()
-    lof = LocalOutlierFactor(n_neighbors=n_neighbors, novelty=True).fit(fit)
-    scores = -lof.score_samples(embeddings.detach().cpu().double().numpy())
-    return torch.from_numpy(np.ascontiguousarray(scores, dtype=np.float64))
 
 
 # --------------------------------------------------------------------------------------
