@@ -629,17 +629,24 @@ def _draw_histograms(
     groups: Sequence[tuple[np.ndarray, str, str]],
     edges: np.ndarray,
     threshold: float | None,
+    *,
+    shares: bool = False,
 ) -> None:
     """Overlaid density histograms, one per ``(mask, color, label)`` group, and legend.
 
     Each group's ``values[mask]`` is drawn on the shared ``edges`` (an empty group is
     left out), then the ``threshold`` line if any; sets the y label and the legend.
+    With ``shares`` each bar is the share of the group's values in its bin (the bars of
+    a group sum to 1), as bins of unequal width on a log axis need.
     """
     for mask, color, label in groups:
         selected = values[mask]
         if selected.size == 0:
             continue
-        density, _ = np.histogram(selected, bins=edges, density=True)
+        if shares:
+            density = np.histogram(selected, bins=edges)[0] / selected.size
+        else:
+            density = np.histogram(selected, bins=edges, density=True)[0]
         ax.stairs(
             density,
             edges,
@@ -652,7 +659,7 @@ def _draw_histograms(
         )
     if threshold is not None:
         ax.axvline(threshold, color="black", linestyle="--", label=f"threshold = {threshold:.4g}")
-    ax.set_ylabel("density")
+    ax.set_ylabel("share of samples per bin" if shares else "density")
     ax.legend(loc="best")
 
 
@@ -815,9 +822,11 @@ def plot_score_histograms(
     ``"auto"`` (the default): ``"log"`` when the scores span more than 10 times the
     range of the lowest 90% of the normal samples' scores (which would then share a
     tenth of a linear axis) and every score is positive, ``"clip"`` for such a tail
-    with a score of 0 or less, else ``"linear"``. Explicit
-    bin edges are drawn as given (``"auto"`` is then ``"linear"``). A title longer than
-    60 characters is wrapped onto several lines, never cut off.
+    with a score of 0 or less, else ``"linear"``. On a log axis each bar is the share
+    of its group's samples in the bin (the bins widen to the right, so a density would
+    mislead), and the y label says so. Explicit bin edges are drawn as given
+    (``"auto"`` is then ``"linear"``). A title longer than 60 characters is wrapped onto
+    several lines, never cut off.
 
     Args:
         scores: ``(n,)`` finite anomaly scores, higher = more anomalous.
@@ -889,7 +898,7 @@ def plot_score_histograms(
         (~anomalous, _NORMAL_COLOR, f"normal (n = {s.size - n_anomalies})"),
         (anomalous, _ANOMALY_COLOR, f"anomalies (n = {n_anomalies})"),
     )
-    _draw_histograms(ax, s, groups, edges, threshold)
+    _draw_histograms(ax, s, groups, edges, threshold, shares=scale == "log")
     if scale == "log":
         ax.set_xscale("log")
         xlabel += ", log scale"

@@ -173,6 +173,14 @@ def test_an_unlabelled_table_is_refused_by_a_loss_that_needs_labels(tables, tmp_
         "reconstruction", "--anomaly-class", "benign", "-o", run,
     )  # fmt: skip
     assert_one_line_error(status, err, "anomaly_class")
+    only = tables / "only_malignant.csv"
+    lines = (tables / "cancer.csv").read_text().splitlines()
+    only.write_text("\n".join([lines[0], *(x for x in lines[1:] if x.endswith("malignant"))]))
+    status, _, err = call(
+        capsys, "train", *TINY, "--data", only, "--objective", "reconstruction",
+        "--anomaly-class", "malignant", "-o", run,
+    )  # fmt: skip
+    assert_one_line_error(status, err, "no normal sample")
     assert not run.exists()
 
 
@@ -275,6 +283,8 @@ def test_heavy_tailed_scores_are_drawn_on_a_log_axis_or_clipped_with_the_count()
     normal = list(np.linspace(0.01, 0.1, 95))
     _, ax = plot_score_histograms(normal + [50.0] * 5, [0] * 95 + [1] * 5)
     assert ax.get_xscale() == "log" and "log scale" in ax.get_xlabel()
+    for patch in ax.patches:  # shares of each group, summing to 1
+        assert patch.get_data().values.sum() == pytest.approx(1.0)
     _, ax = plot_score_histograms(
         [0.0, *normal[1:], 50.0, 60.0, 70.0, 80.0, 90.0], [0] * 95 + [1] * 5
     )
