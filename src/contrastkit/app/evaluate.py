@@ -206,10 +206,10 @@ def evaluate_run(model: nn.Module, config: RunConfig, val: Split, test: Split) -
     )
     negatives = int((test_same == 0).sum())
     skipped = None
-    if isinstance(test, LabelledData) and int((torch.bincount(test.labels) >= 1).sum()) < 2:
-        skipped = "the test split holds one class, so every neighbour matches: nothing to rank"
-    elif isinstance(test, LabelledData) and not has_retrieval(test):
+    if isinstance(test, LabelledData) and not (torch.bincount(test.labels) >= 2).any():
         skipped = "no class has 2 samples in the test split, so no query has a match to find"
+    elif isinstance(test, LabelledData) and not has_retrieval(test):  # one class
+        skipped = "the test split holds one class, so every neighbour matches: nothing to rank"
     elif isinstance(test, LabelledData):
         ks = tuple(k for k in (1, 5, 10) if k < len(test))
         try:

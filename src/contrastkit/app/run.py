@@ -927,16 +927,18 @@ def _history_values(config: RunConfig, val_loader: Any, val: Split) -> dict[str,
     for t in terms:
         out[f"val_{t}"] = None if val_loader is not None else "the validation split gives no batch"
     if unlabelled(val):
-        out["val_roc_auc"] = out["val_precision_at_1"] = "the images have no labels"
+        out["val_roc_auc"] = out["val_precision_at_1"] = (
+            "the rows have no labels" if val.kind == "vectors" else "the images have no labels"
+        )
         return out
     why = no_pairs(val)
     out["val_roc_auc"] = None if why is None else f"the validation split: {why}"
-    one_class = isinstance(val, LabelledData) and int((torch.bincount(val.labels) >= 1).sum()) < 2
+    paired = isinstance(val, LabelledData) and bool((torch.bincount(val.labels) >= 2).any())
     out["val_precision_at_1"] = (
         None
         if has_retrieval(val)
         else "the validation split holds one class"
-        if one_class
+        if paired
         else "no class has 2 samples in the validation split"
     )
     return out
