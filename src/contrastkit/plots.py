@@ -898,7 +898,10 @@ def plot_score_histograms(
         (~anomalous, _NORMAL_COLOR, f"normal (n = {s.size - n_anomalies})"),
         (anomalous, _ANOMALY_COLOR, f"anomalies (n = {n_anomalies})"),
     )
-    _draw_histograms(ax, s, groups, edges, threshold, shares=scale == "log")
+    if scale == "log":  # bins widen to the right: shares per bin, not densities
+        _draw_histograms(ax, s, groups, edges, threshold, shares=True)
+    else:
+        _draw_histograms(ax, s, groups, edges, threshold)
     if scale == "log":
         ax.set_xscale("log")
         xlabel += ", log scale"
