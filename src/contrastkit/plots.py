@@ -629,17 +629,24 @@ def _draw_histograms(
     groups: Sequence[tuple[np.ndarray, str, str]],
     edges: np.ndarray,
     threshold: float | None,
+    *,
+    shares: bool = False,
 ) -> None:
     """Overlaid density histograms, one per ``(mask, color, label)`` group, and legend.
 
     Each group's ``values[mask]`` is drawn on the shared ``edges`` (an empty group is
     left out), then the ``threshold`` line if any; sets the y label and the legend.
+    With ``shares`` each bar is the share of the group's values in its bin (the bars of
+    a group sum to 1), as bins of unequal width on a log axis need.
     """
     for mask, color, label in groups:
         selected = values[mask]
         if selected.size == 0:
             continue
-        density, _ = np.histogram(selected, bins=edges, density=True)
+        if shares:
+            density = np.histogram(selected, bins=edges)[0] / selected.size
+        else:
+            density = np.histogram(selected, bins=edges, density=True)[0]
         ax.stairs(
             density,
             edges,
@@ -652,7 +659,7 @@ def _draw_histograms(
         )
     if threshold is not None:
         ax.axvline(threshold, color="black", linestyle="--", label=f"threshold = {threshold:.4g}")
-    ax.set_ylabel("density")
+    ax.set_ylabel("share of samples per bin" if shares else "density")
     ax.legend(loc="best")
 
 
@@ -770,6 +777,24 @@ def plot_similarity_scatter(
     return fig, ax
 
 
+def _heavy_tail(s: np.ndarray, normal: np.ndarray) -> bool:
+    """Whether the scores span over 10 times the lowest 90% of the normal samples' scores.
+
+    Those normal scores would then share a tenth of a linear axis (with no normal
+    sample, the lowest 90% of all scores count).
+    """
+    bulk_of = normal if normal.size else s
+    bulk = float(np.percentile(bulk_of, 90) - s.min())
+    return bulk > 0 and float(s.max() - s.min()) > 10 * bulk
+
+
+def _wrapped(title: str, width: int = 60) -> str:
+    """A long title broken into lines of at most ``width`` characters (never cut off)."""
+    import textwrap
+
+    return title if len(title) <= width else "\n".join(textwrap.wrap(title, width))
+
+
 def plot_score_histograms(
     scores: object,
     is_anomaly: object,
@@ -778,6 +803,7 @@ def plot_score_histograms(
     bins: int | Sequence[float] = 40,
     title: str | None = None,
     threshold: float | None = None,
+    scale: str = "auto",
 ) -> tuple[Figure | SubFigure, Axes]:
     """Draw the distributions of the anomaly scores of normal samples and anomalies.
 
@@ -788,6 +814,20 @@ def plot_score_histograms(
     (higher = more anomalous, as :mod:`contrastkit.evaluation.anomaly` scores); ``threshold``, drawn
     as a vertical line, is where the rule "anomaly if score ≥ t" cuts.
 
+    Heavy tails (a few anomalies scoring a thousand times the normal samples, as
+    reconstruction errors do) would squeeze every normal sample into the first bin.
+    ``scale`` chooses the x axis: ``"linear"``; ``"log"`` (positive scores only: a log
+    axis with bins of equal width on it); ``"clip"`` (the range of the lowest 99% of the
+    scores, the rest counted in the x label, ``"N scores above X not shown"``); or
+    ``"auto"`` (the default): ``"log"`` when the scores span more than 10 times the
+    range of the lowest 90% of the normal samples' scores (which would then share a
+    tenth of a linear axis) and every score is positive, ``"clip"`` for such a tail
+    with a score of 0 or less, else ``"linear"``. On a log axis each bar is the share
+    of its group's samples in the bin (the bins widen to the right, so a density would
+    mislead), and the y label says so. Explicit bin edges are drawn as given
+    (``"auto"`` is then ``"linear"``). A title longer than 60 characters is wrapped onto
+    several lines, never cut off.
+
     Args:
         scores: ``(n,)`` finite anomaly scores, higher = more anomalous.
         is_anomaly: ``(n,)`` labels, 1 (or ``True``) = anomaly, 0 = normal.
@@ -795,6 +835,7 @@ def plot_score_histograms(
         bins: the number of bins over the range of all scores, or the bin edges.
         title: the axes title; ``"anomaly scores"`` when ``None``.
         threshold: a finite score threshold to mark, or ``None``.
+        scale: ``"auto"``, ``"linear"``, ``"log"`` or ``"clip"``, as above.
 
     Returns:
         ``(fig, ax)``; each histogram is a :class:`matplotlib.patches.StepPatch` in
@@ -805,7 +846,8 @@ def plot_score_histograms(
         TypeError: non-numeric or boolean scores, or a bad ``threshold``, ``title``,
             ``bins`` or ``ax``.
         ValueError: shapes that differ, empty or non-finite scores, labels other than
-            0/1, or bins that are not positive or not increasing.
+            0/1, bins that are not positive or not increasing, an unknown ``scale``, or
+            ``scale="log"`` with a score of 0 or less.
 
     Example:
         >>> from contrastkit.plots import plot_score_histograms
@@ -815,13 +857,40 @@ def plot_score_histograms(
         ['normal (n = 3)', 'anomalies (n = 1)']
         >>> ax.patches[1].get_data().values.tolist()  # densities: each integrates to 1
         [0.0, 0.0, 2.0]
+        >>> tail = [0.01 * (i + 1) for i in range(99)] + [500.0]
+        >>> _, ax = plot_score_histograms(tail, [0] * 99 + [1])
+        >>> ax.get_xscale()
+        'log'
     """
     s, anomalous = check_scores_and_labels(scores, is_anomaly, both=False)
     if threshold is not None:
         threshold = check_real("threshold", threshold)
     if title is not None and not isinstance(title, str):
         raise TypeError(f"title must be a str or None, got {type(title).__name__} {title!r}")
+    if scale not in ("auto", "linear", "log", "clip"):
+        raise ValueError(f"scale must be one of auto, linear, log, clip, got {scale!r}")
     edges = _check_bins(bins, s)
+    counted = isinstance(bins, (int, np.integer))
+    if scale == "auto":
+        tail = counted and _heavy_tail(s, s[~anomalous])
+        scale = "linear" if not tail else "log" if s.min() > 0 else "clip"
+    if scale == "log" and s.min() <= 0:
+        raise ValueError(
+            f"scale='log' needs positive scores, got a minimum of {float(s.min()):.4g}"
+        )
+    xlabel = "anomaly score (higher = more anomalous)"
+    if scale == "log" and counted:
+        if s.max() > s.min():
+            edges = np.geomspace(s.min(), s.max(), edges.size)
+            edges[0], edges[-1] = s.min(), s.max()  # every score inside, whatever the rounding
+    elif scale == "clip":
+        top = float(np.percentile(s, 99))
+        if counted and top > s.min():
+            edges = np.linspace(s.min(), top, edges.size)
+        top = float(edges[-1])
+        hidden = int((s > top).sum())
+        if hidden:
+            xlabel += f"; {hidden} score{'s' if hidden > 1 else ''} above {top:.4g} not shown"
     fig, ax = _figure_and_axes(ax, (6.0, 4.0))
 
     n_anomalies = int(anomalous.sum())
@@ -829,9 +898,15 @@ def plot_score_histograms(
         (~anomalous, _NORMAL_COLOR, f"normal (n = {s.size - n_anomalies})"),
         (anomalous, _ANOMALY_COLOR, f"anomalies (n = {n_anomalies})"),
     )
-    _draw_histograms(ax, s, groups, edges, threshold)
-    ax.set_xlabel("anomaly score (higher = more anomalous)")
-    ax.set_title("anomaly scores" if title is None else title)
+    if scale == "log":  # bins widen to the right: shares per bin, not densities
+        _draw_histograms(ax, s, groups, edges, threshold, shares=True)
+    else:
+        _draw_histograms(ax, s, groups, edges, threshold)
+    if scale == "log":
+        ax.set_xscale("log")
+        xlabel += ", log scale"
+    ax.set_xlabel(xlabel)
+    ax.set_title(_wrapped("anomaly scores" if title is None else title))
     _literal_text(ax)
     return fig, ax
 

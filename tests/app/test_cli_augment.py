@@ -167,7 +167,7 @@ def test_ntxent_trains_on_a_flat_folder_and_says_there_is_nothing_to_measure(tmp
         (["--augment", "heavy"], ["augment", "heavy"]),
         (["--loss", "ntxent", "--augment", "none"], ["ntxent", "augment"]),
         (["--augment", "simclr"], ["augment simclr", "image data"]),
-        (["--loss", "ntxent"], ["ntxent", "image data"]),
+        (["--loss", "ntxent", "--augment", "simclr"], ["augment simclr", "image data"]),
     ],
     ids=["unknown", "ntxent-without", "features", "ntxent-features"],
 )

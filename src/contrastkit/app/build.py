@@ -33,15 +33,19 @@ from contrastkit.app.config import RECONSTRUCTION_LOSSES, ConfigError, RunConfig
 from contrastkit.data import (
     Augment,
     ClassBalancedBatchSampler,
+    FeatureNoise,
     PairDataset,
     RandomBatchSampler,
 )
 from contrastkit.data.readers import (
+    UNLABELLED,
     DataError,
     LabelledData,
     PairData,
+    has_label_column,
     is_pair_file,
     load_digits,
+    read_feature_vectors,
     read_features,
     read_image_folder,
     read_pairs,
@@ -69,7 +73,10 @@ from contrastkit.training import (
 )
 
 __all__ = [
+    "FEATURE_DROP",
+    "FEATURE_NOISE",
     "LOSS_KINDS",
+    "ONE_CLASS_HINT",
     "BatchAugment",
     "LossKind",
     "OneCycleSchedule",
@@ -78,7 +85,9 @@ __all__ = [
     "batch_augment",
     "build_model",
     "build_objective",
+    "class_count",
     "inputs_of",
+    "learns_without_labels",
     "loss_and_loaders",
     "loss_terms",
     "model_spec",
@@ -121,12 +130,39 @@ def read_data(config: RunConfig, *, channels: int | None = None) -> Split:
     if is_pair_file(path):
         _no_excluded_columns(config, f"pair file {path}")
         return read_pairs(path, image_size=config.image_size, channels=channels)
+    one_class = learns_without_labels(config)
+    if one_class and not has_label_column(path, config.label_column):
+        inputs = read_feature_vectors(
+            path, label_column=config.label_column, exclude_columns=config.exclude_columns
+        )
+        labels = torch.full((inputs.shape[0],), UNLABELLED, dtype=torch.int64)
+        source = f"feature file {path} ({inputs.shape[0]} × {inputs.shape[1]}, unlabelled)"
+        return LabelledData(inputs, labels, [], "vectors", source)
     data = read_features(
-        path, label_column=config.label_column, exclude_columns=config.exclude_columns
+        path,
+        label_column=config.label_column,
+        exclude_columns=config.exclude_columns,
+        min_classes=1 if one_class else 2,
     )
     if not isinstance(data, LabelledData):  # only without a label column
         raise DataError(f"feature file {path} has no labels")
     return data
+
+
+def learns_without_labels(config: RunConfig) -> bool:
+    """Whether a run's objective needs no classes: reconstruction, or loss ntxent.
+
+    Such a run trains on one class (the normal data of anomaly detection) or on a
+    feature file without a label column; the others need two classes to contrast.
+    """
+    return config.objective == "reconstruction" or config.loss == "ntxent"
+
+
+ONE_CLASS_HINT = (
+    "with one class (or none) train --objective reconstruction (an autoencoder) or "
+    "--loss ntxent (two noisy views of each row, no labels)"
+)
+"""What a run of one class can train, for the errors that refuse the others."""
 
 
 def _no_excluded_columns(config: RunConfig, what: str) -> None:
@@ -205,10 +241,17 @@ def run_splits(config: RunConfig, data: Split) -> tuple[Split, Split, Split, Lab
             f"its classes are {shown}"
         )
     anomaly = data.class_names.index(config.anomaly_class)
-    if len(data.class_names) < 3:
+    if len(data.class_names) < 3 and not learns_without_labels(config):
         raise DataError(
             f"{data.source}: holding out class {config.anomaly_class!r} leaves "
-            f"{len(data.class_names) - 1} class; at least 2 normal classes are needed"
+            f"{len(data.class_names) - 1} class, and loss {config.loss} needs at least 2 normal "
+            f"classes; {ONE_CLASS_HINT}"
+        )
+    present = set(data.labels.tolist()) - {anomaly}
+    if not present:
+        raise DataError(
+            f"{data.source}: every sample is of class {config.anomaly_class!r}; holding it "
+            "out leaves no normal sample to train on"
         )
     train, val, test = (_without(cast(LabelledData, part), anomaly) for part in parts)
     anomalies = data.subset(torch.nonzero(data.labels == anomaly).flatten())
@@ -266,12 +309,19 @@ def inputs_of(data: Split) -> Tensor:
     return data.inputs
 
 
-def model_spec(config: RunConfig, data: Split, train: Split | None = None) -> dict[str, Any]:
+def model_spec(
+    config: RunConfig, data: Split, train: Split | None = None, *, feature_scaling: bool = True
+) -> dict[str, Any]:
     """What :func:`build_model` needs to rebuild the network, saved as ``model.json``.
 
     An autoencoder's spec also holds its ``noise_std``, its reconstruction loss and the
-    input range of the training split ``train`` (which it then needs). An MLP without
-    batch normalization says ``"batch_norm": false``.
+    input range of the training split ``train`` (which it then needs). An autoencoder of
+    a feature file (not the bundled digits, whose pixels share one unit) also holds
+    ``feature_scaling`` (with ``feature_scaling=True``, the default; a run resumed from
+    before it passes ``False``): each feature's own centre and scale on the training
+    split, so that no column dominates the reconstruction error by its units (see
+    :func:`scale_inputs`). An MLP without batch normalization says
+    ``"batch_norm": false``.
     """
     sample = data.inputs if isinstance(data, LabelledData) else data.left
     spec: dict[str, Any] = {
@@ -300,7 +350,26 @@ def model_spec(config: RunConfig, data: Split, train: Split | None = None) -> di
             "reconstruction_loss": config.reconstruction_loss,
             "input_range": [float(x.min()), float(x.max())],
         }
+        if feature_scaling and data.kind == "vectors" and config.data != "digits":
+            spec["autoencoder"]["feature_scaling"] = _feature_scaling(x, config.reconstruction_loss)
     return spec
+
+
+def _feature_scaling(x: Tensor, reconstruction_loss: str) -> dict[str, Any]:
+    """Each feature's centre and scale on the training rows ``x``, for :func:`scale_inputs`.
+
+    ``"standardize"`` (mean and standard deviation) for the squared error; ``"min_max"``
+    (smallest value and range) for binary cross-entropy, whose targets lie in [0, 1]. A
+    feature constant in training gets scale 1.
+    """
+    x = x.double()
+    if reconstruction_loss == "bce":
+        kind, center, scale = "min_max", x.min(dim=0).values, x.max(dim=0).values
+        scale = scale - center
+    else:
+        kind, center, scale = "standardize", x.mean(dim=0), x.std(dim=0, correction=0)
+    scale = torch.where(scale > 0, scale, torch.ones_like(scale))
+    return {"kind": kind, "center": center.tolist(), "scale": scale.tolist()}
 
 
 def build_model(spec: Mapping[str, Any], standardize: Standardize | None = None) -> nn.Module:
@@ -337,16 +406,27 @@ def build_model(spec: Mapping[str, Any], standardize: Standardize | None = None)
 
 
 def scale_inputs(spec: Mapping[str, Any], x: Tensor) -> Tensor:
-    """Inputs as the run's network takes them: an autoencoder's are scaled to [0, 1].
+    """Inputs as the run's network takes them: an autoencoder's are scaled.
 
-    The scale is the training split's range (``input_range`` in the spec); with
-    ``reconstruction_loss="bce"`` values outside it are clipped to [0, 1], since binary
-    cross-entropy needs targets there. A siamese network's inputs are unchanged.
+    With ``feature_scaling`` in the spec (autoencoders of feature files), each feature
+    on its own: ``(x - center) / scale`` with the training split's mean and standard
+    deviation of that feature (``"standardize"``, for the squared error) or its smallest
+    value and range (``"min_max"``, for binary cross-entropy). Without it (images, the
+    bundled digits, and runs made before it) one range for every value: the training
+    split's ``input_range`` becomes [0, 1]. With ``reconstruction_loss="bce"`` values
+    outside [0, 1] are clipped, since binary cross-entropy needs targets there. A
+    siamese network's inputs are unchanged.
     """
     if "autoencoder" not in spec:
         return x
-    low, high = (float(v) for v in spec["autoencoder"]["input_range"])
-    x = (x - low) / (high - low if high > low else 1.0)
+    scaling = spec["autoencoder"].get("feature_scaling")
+    if scaling is not None:
+        center = torch.tensor(scaling["center"], dtype=torch.float64)
+        scale = torch.tensor(scaling["scale"], dtype=torch.float64)
+        x = ((x.double() - center) / scale).to(x.dtype)
+    else:
+        low, high = (float(v) for v in spec["autoencoder"]["input_range"])
+        x = (x - low) / (high - low if high > low else 1.0)
     if spec["autoencoder"]["reconstruction_loss"] == "bce":
         x = x.clamp(0.0, 1.0)
     return x
@@ -454,21 +534,29 @@ LOSS_KINDS: dict[str, LossKind] = {
 def resolve_augment(config: RunConfig, kind: str, *, resume: bool) -> str:
     """The augmentation preset of a run on data of ``kind``; a config error if it has none.
 
-    Empty: ``"light"`` for image data (``"simclr"`` with loss ntxent), ``"none"`` for
-    other data and for a resumed run made before the option (trained without).
+    Empty: ``"light"`` for image data (``"simclr"`` with loss ntxent), ``"noise"`` for
+    feature vectors with loss ntxent, ``"none"`` for other data and for a resumed run
+    made before the option (trained without).
     """
     what = {"vectors": "feature vectors", "images": "image data"}.get(kind, f"{kind} data")
-    if config.loss == "ntxent" and kind != "images":
+    if config.loss == "ntxent" and kind not in ("images", "vectors"):
         raise ConfigError(
-            f"loss ntxent trains on two augmented views of each image: it needs image data, "
-            f"got {what}"
+            "loss ntxent trains on two augmented views of each image (or noisy views of each "
+            f"row of a feature file): it needs image data or feature vectors, got {what}"
         )
     if config.augment:
-        if config.augment != "none" and kind != "images":
-            raise ConfigError(
-                f"augment {config.augment} applies to image data, got {what} (use augment none)"
+        if config.augment == "noise" and kind != "vectors":
+            raise ConfigError(f"augment noise applies to feature vectors, got {what}")
+        if config.augment in ("light", "simclr") and kind != "images":
+            use = (
+                "use augment none; loss ntxent makes noisy views of rows itself"
+                if kind == "vectors"
+                else "use augment none"
             )
+            raise ConfigError(f"augment {config.augment} applies to image data, got {what} ({use})")
         return config.augment
+    if kind == "vectors" and config.loss == "ntxent":
+        return "noise"
     if resume or kind != "images":
         return "none"
     return "simclr" if config.loss == "ntxent" else "light"
@@ -485,9 +573,10 @@ class BatchAugment:
     :class:`~contrastkit.training.TwoViewObjective`); the labels are not used.
     """
 
-    def __init__(self, augment: Augment, *, two_views: bool = False) -> None:
+    def __init__(self, augment: Augment | FeatureNoise, *, two_views: bool = False) -> None:
         self.augment = augment
         self.two_views = two_views
+        self.dim = 2 if isinstance(augment, FeatureNoise) else 4  # rows, or images
 
     def __repr__(self) -> str:
         return f"BatchAugment({self.augment!r}, two_views={self.two_views})"
@@ -501,15 +590,34 @@ class BatchAugment:
             ids = torch.arange(x.shape[0], device=x.device).repeat_interleave(2)
             return views, ids
         return type(batch)(
-            self.augment(t, generator) if isinstance(t, Tensor) and t.dim() == 4 else t
+            self.augment(t, generator) if isinstance(t, Tensor) and t.dim() == self.dim else t
             for t in batch
         )
 
 
-def batch_augment(config: RunConfig, image_size: int) -> BatchAugment | None:
-    """The training batches' transform of ``config.augment`` (resolved), or ``None``."""
+FEATURE_NOISE = 0.3
+"""The noise of ``augment="noise"``, in standard deviations of each feature."""
+FEATURE_DROP = 0.2
+"""The share of features ``augment="noise"`` drops to their training mean."""
+
+
+def batch_augment(
+    config: RunConfig, image_size: int, rows: Tensor | None = None
+) -> BatchAugment | None:
+    """The training batches' transform of ``config.augment`` (resolved), or ``None``.
+
+    ``augment="noise"`` needs the training ``rows`` (feature vectors): its noise is in
+    units of their per-feature standard deviation (:class:`~contrastkit.data.FeatureNoise`
+    with :data:`FEATURE_NOISE` and :data:`FEATURE_DROP`).
+    """
     if config.augment in ("", "none"):
         return None
+    two_views = config.loss == "ntxent" and config.objective != "reconstruction"
+    if config.augment == "noise":
+        if rows is None:
+            raise ValueError("augment noise needs the training rows for its scale")
+        noise = FeatureNoise.from_data(rows, noise=FEATURE_NOISE, drop=FEATURE_DROP)
+        return BatchAugment(noise, two_views=two_views)
     preset = Augment.simclr(image_size) if config.augment == "simclr" else Augment.light(image_size)
     return BatchAugment(preset, two_views=config.loss == "ntxent")
 
@@ -569,18 +677,40 @@ def loss_and_loaders(
             notes,
         )
     val = cast(LabelledData, val)
+    one_class = class_count(train) < 2
+    if one_class and not learns_without_labels(config):
+        held = "no labels" if unlabelled(train) else "one class"
+        raise DataError(
+            f"{train.source}: the training split holds {held}, and loss {config.loss} needs "
+            f"2 classes to contrast; {ONE_CLASS_HINT}"
+        )
     objective = kind.objective(config)
-    if kind.batches == "random":
-        images = TensorDataset(train.inputs, train.labels)
-        size = min(config.batch_size, len(images))
+    if kind.batches == "random" or one_class:
+        rows = TensorDataset(train.inputs, train.labels)
+        size = min(config.batch_size, len(rows))
         draws = RandomBatchSampler(
-            images, batch_size=size, batches_per_epoch=batches, seed=config.seed
+            rows, batch_size=size, batches_per_epoch=batches, seed=config.seed
+        )
+        what = "images" if train.kind == "images" else "rows"
+        if kind.batches != "random":  # an autoencoder of one class: the rows as they are
+            notes.append(
+                f"one class (or no labels): batches of {size} random training {what}, "
+                "reconstructed; no contrastive pairs"
+            )
+            return (
+                objective,
+                DataLoader(rows, batch_sampler=draws),
+                _rows_in_order(val, notes),
+                notes,
+            )
+        views = (
+            "augmented" if train.kind == "images" else "noisy (Gaussian noise, dropped features)"
         )
         notes.append(
-            f"NT-Xent (SimCLR): batches of {size} random training images, two augmented views "
+            f"NT-Xent (SimCLR): batches of {size} random training {what}, two {views} views "
             "of each, labels unused; no validation loss (views are drawn in training only)"
         )
-        return objective, DataLoader(images, batch_sampler=draws), None, notes
+        return objective, DataLoader(rows, batch_sampler=draws), None, notes
     if kind.batches == "pairs":
         train_pairs = _pair_draws(
             train, "training", batches * config.batch_size, config.seed, notes
@@ -611,6 +741,18 @@ def loss_and_loaders(
     if loaders[0] is None:  # pragma: no cover - balanced_sampler raises for training
         raise DataError(f"{train.source}: the training split cannot give a batch")
     return objective, loaders[0], loaders[1], notes
+
+
+def class_count(data: LabelledData) -> int:
+    """The classes a labelled split holds samples of (0 for unlabelled data)."""
+    if unlabelled(data):
+        return 0
+    return len(set(data.labels.tolist()))
+
+
+def _rows_in_order(val: LabelledData, notes: list[str]) -> DataLoader[Any] | None:
+    """The validation rows in order, for the reconstruction loss of a one-class run."""
+    return _in_order(TensorDataset(val.inputs, val.labels), "validation", notes)
 
 
 def _in_order(data: Any, split: str, notes: list[str]) -> DataLoader[Any] | None:

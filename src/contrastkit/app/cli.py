@@ -213,7 +213,8 @@ _TRAIN_OPTIONS: tuple[tuple[str, Callable[[str], Any], str, str | None], ...] = 
         str,
         "augment the training batches of image data on the fly: none, light (crops and "
         "flips) or simclr (crops, flips, colour jitter, grayscale, blur); never validation "
-        "or evaluation (default: light for image data, simclr with --loss ntxent)",
+        "or evaluation (default: light for image data, simclr with --loss ntxent; feature "
+        "vectors with --loss ntxent get noise: Gaussian noise and dropped features)",
         _choices(AUGMENTS),
     ),
     (
@@ -781,6 +782,15 @@ def _train(args: argparse.Namespace) -> int:
             for name, m in result.anomaly.scores.items()
         )
         print(f"anomaly (class {result.anomaly.class_name}): {shown}")
+        if result.anomaly.baseline:
+            from contrastkit.app.evaluate import BASELINE_NAMES
+
+            raw = "; ".join(
+                f"{BASELINE_NAMES[name]}: ROC-AUC {m['roc_auc']:.4f}, "
+                f"average precision {m['average_precision']:.4f}"
+                for name, m in result.anomaly.baseline.items()
+            )
+            print(f"anomaly baseline, no training: {raw}")
     print(f"took {result.seconds['total']:.1f} s; report: {run / 'report.html'}")
     return 0
 

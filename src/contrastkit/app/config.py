@@ -21,10 +21,12 @@ if TYPE_CHECKING:  # the core imports torch; this module must not
 
 __all__ = [
     "ANOMALY_K",
+    "ANOMALY_LOF_NEIGHBORS",
     "ANOMALY_SCORES",
     "AUGMENTS",
     "DEFAULT_HIDDEN",
     "DISTANCE_NAMES",
+    "FEATURE_AUGMENTS",
     "HIGHER_IS_BETTER",
     "LOSSES",
     "MEMORY_LOSSES",
@@ -62,6 +64,7 @@ SplitByName = Literal["samples", "classes"]
 DISTANCE_NAMES = ("euclidean", "squared_euclidean", "cosine", "manhattan")
 LOSSES = ("contrastive", "triplet", "infonce", "supcon", "ntxent")
 AUGMENTS = ("none", "light", "simclr")  # contrastkit.data.Augment's presets
+FEATURE_AUGMENTS = ("noise",)  # contrastkit.data.FeatureNoise: resolved for vectors + ntxent
 NTXENT_TEMPERATURE = 0.5  # SimCLR's on CIFAR-10 (NTXentLoss's default)
 MEMORY_LOSSES = ("supcon", "triplet", "infonce")  # the losses that take a memory
 OBJECTIVES = ("contrastive", "reconstruction", "combined")
@@ -72,6 +75,7 @@ RECONSTRUCTION_LOSSES: dict[str, Literal["mse", "bce_with_logits"]] = {
 }
 ANOMALY_SCORES = ("reconstruction", "knn", "centroid")
 ANOMALY_K = 5
+ANOMALY_LOF_NEIGHBORS = 20  # the raw-input baseline's LocalOutlierFactor (scikit-learn's default)
 # The precisions of contrastkit.training.Trainer (a test checks that the two agree).
 PRECISIONS = ("32", "bf16", "fp16")
 SPLIT_BY = ("samples", "classes")
@@ -167,13 +171,15 @@ class RunConfig:
             (batch-all triplets mined from class-balanced batches), ``"infonce"`` (two
             samples per class, N-pair setting), ``"supcon"`` (class-balanced batches),
             ``"cosine"`` (the cosine-similarity loss of scored text pairs), ``"ntxent"``
-            (SimCLR: NT-Xent on two augmented views of each image, no labels used;
-            image data only).
+            (SimCLR: NT-Xent on two augmented views of each image, or two noisy views
+            of each row of a feature file, no labels used).
         augment: ``"none"``, ``"light"`` or ``"simclr"``: the training batches of image
             data are augmented on the fly (:class:`~contrastkit.data.Augment`'s
             presets; never validation or evaluation); empty: ``"light"`` for image
-            data (``"simclr"`` with loss ntxent), ``"none"`` otherwise. A run records
-            the preset it used.
+            data (``"simclr"`` with loss ntxent), ``"none"`` otherwise. ``"noise"``
+            (a config file's value, not a flag): feature vectors get Gaussian noise
+            and dropped features (:class:`~contrastkit.data.FeatureNoise`), what loss
+            ntxent resolves to there. A run records the preset it used.
         objective: ``"contrastive"`` (a siamese network trained with ``loss``),
             ``"reconstruction"`` (an autoencoder) or ``"combined"`` (an autoencoder
             trained on both, weighted).
@@ -317,12 +323,13 @@ class RunConfig:
         if self.loss not in LOSSES and not (kind and self.loss == "cosine"):
             raise ConfigError(f"loss must be one of {', '.join(LOSSES)}, got {self.loss!r}")
         _check_objective(self)
-        if self.augment not in ("", *AUGMENTS):
-            raise ConfigError(f"augment must be one of {', '.join(AUGMENTS)}, got {self.augment!r}")
+        if self.augment not in ("", *AUGMENTS, *FEATURE_AUGMENTS):
+            choices = ", ".join((*AUGMENTS, *FEATURE_AUGMENTS))
+            raise ConfigError(f"augment must be one of {choices}, got {self.augment!r}")
         if self.loss == "ntxent" and self.augment == "none":
             raise ConfigError(
-                "loss ntxent needs augment light or simclr: its two views of an image must "
-                "differ, got augment 'none'"
+                "loss ntxent needs augment light or simclr (images) or noise (feature "
+                "vectors): its two views of a sample must differ, got augment 'none'"
             )
         if not self.temperature:
             default = NTXENT_TEMPERATURE if self.loss == "ntxent" else DEFAULT_TEMPERATURE

@@ -19,6 +19,7 @@ from contrastkit.app.build import (
 )
 from contrastkit.app.config import (
     ANOMALY_K,
+    ANOMALY_LOF_NEIGHBORS,
     ANOMALY_SCORES,
     RECONSTRUCTION_LOSSES,
     ConfigError,
@@ -37,6 +38,7 @@ from contrastkit.training import (
 )
 
 __all__ = [
+    "BASELINE_NAMES",
     "SCORE_NAMES",
     "anomaly_scores",
     "available_scores",
@@ -47,6 +49,8 @@ __all__ = [
     "no_pairs",
     "pair_distances",
     "pairs_of",
+    "raw_baseline",
+    "standardized_rows",
 ]
 
 SCORE_NAMES = {
@@ -78,8 +82,14 @@ def no_pairs(data: Split) -> str | None:
 
 
 def has_retrieval(data: Split) -> bool:
-    """Whether a split can measure retrieval: labelled, with a class of 2 samples."""
-    return isinstance(data, LabelledData) and bool((torch.bincount(data.labels) >= 2).any())
+    """Whether a split can measure retrieval: labelled, with a class of 2 samples.
+
+    A split of one class measures nothing (every neighbour is of the query's class).
+    """
+    if not isinstance(data, LabelledData) or unlabelled(data):
+        return False
+    counts = torch.bincount(data.labels)
+    return bool((counts >= 2).any()) and int((counts >= 1).sum()) >= 2
 
 
 def pairs_of(data: Split, seed: int) -> Tensor | None:
@@ -174,8 +184,12 @@ def evaluate_run(model: nn.Module, config: RunConfig, val: Split, test: Split) -
     from contrastkit.evaluation.metrics import retrieval_metrics
 
     test_emb = embed_split(model, test)
-    if unlabelled(test):  # a flat image folder (NT-Xent): nothing to compare with
-        why = "the images have no labels (a flat folder; give class subfolders to measure it)"
+    if unlabelled(test):  # a flat image folder or a table without labels: nothing to compare
+        why = (
+            "the rows have no labels (no label column)"
+            if test.kind == "vectors"
+            else "the images have no labels (a flat folder; give class subfolders to measure it)"
+        )
         empty = torch.zeros(0)
         return Evaluation(
             distance=config.distance_name,
@@ -192,8 +206,10 @@ def evaluate_run(model: nn.Module, config: RunConfig, val: Split, test: Split) -
     )
     negatives = int((test_same == 0).sum())
     skipped = None
-    if isinstance(test, LabelledData) and not has_retrieval(test):
+    if isinstance(test, LabelledData) and not (torch.bincount(test.labels) >= 2).any():
         skipped = "no class has 2 samples in the test split, so no query has a match to find"
+    elif isinstance(test, LabelledData) and not has_retrieval(test):  # one class
+        skipped = "the test split holds one class, so every neighbour matches: nothing to rank"
     elif isinstance(test, LabelledData):
         ks = tuple(k for k in (1, 5, 10) if k < len(test))
         try:
@@ -281,6 +297,62 @@ def anomaly_scores(
     return {method: out[method] for method in chosen}
 
 
+BASELINE_NAMES = {
+    "raw_knn": f"mean distance to the {ANOMALY_K} nearest training rows (raw inputs)",
+    "raw_lof": f"local outlier factor, {ANOMALY_LOF_NEIGHBORS} neighbours (raw inputs)",
+}
+"""Each score of the raw-input baseline of anomaly detection, in words."""
+
+
+def standardized_rows(train: Tensor, *others: Tensor) -> list[Tensor]:
+    """``train`` and ``others`` as float64 rows, standardized with ``train``'s statistics.
+
+    Each feature (each pixel of flattened images) minus its training mean, over its
+    training standard deviation; a feature constant in training is divided by 1. For
+    images a pixel that hardly varies (a border) is scaled like an average pixel
+    instead (its deviation raised to the mean deviation), as the networks do.
+    """
+    x = train.flatten(1).double()
+    mean, std = x.mean(dim=0), x.std(dim=0, correction=0)
+    if train.dim() > 2:
+        std = std.clamp_min(float(std.mean()))
+    std = torch.where(std > 0, std, torch.ones_like(std))
+    return [(t.flatten(1).double() - mean) / std for t in (train, *others)]
+
+
+def raw_baseline(
+    train: Tensor, test: Tensor, anomalies: Tensor, *, k: int = ANOMALY_K
+) -> dict[str, dict[str, float]]:
+    """The anomaly metrics of nearest neighbours on the raw, standardized inputs.
+
+    What training bought: on the same split as the run, with no network, ``"raw_knn"``
+    is the mean Euclidean distance to the ``k`` nearest training rows and ``"raw_lof"``
+    scikit-learn's local outlier factor (``novelty=True``, fitted on the training rows,
+    :data:`ANOMALY_LOF_NEIGHBORS` neighbours), each on the rows standardized with the
+    training split's mean and deviation (:func:`standardized_rows`). Each gives its
+    ``roc_auc`` and ``average_precision`` with the anomalies as the positive class.
+    """
+    from sklearn.neighbors import LocalOutlierFactor  # type: ignore[import-untyped]
+
+    from contrastkit.evaluation.anomaly import anomaly_metrics, knn_scores
+
+    reference, normal, odd = standardized_rows(train, test, anomalies)
+    inputs = torch.cat([normal, odd])
+    is_anomaly = torch.cat([torch.zeros(len(normal)), torch.ones(len(odd))]).long()
+    scores = {
+        "raw_knn": knn_scores(reference, inputs, k=min(k, reference.shape[0])),
+    }
+    lof = LocalOutlierFactor(
+        n_neighbors=min(ANOMALY_LOF_NEIGHBORS, reference.shape[0] - 1), novelty=True
+    ).fit(reference.numpy())
+    scores["raw_lof"] = torch.from_numpy(-lof.score_samples(inputs.numpy()))
+    out = {}
+    for name, values in scores.items():
+        found = anomaly_metrics(values, is_anomaly)
+        out[name] = {"roc_auc": found["roc_auc"], "average_precision": found["average_precision"]}
+    return out
+
+
 def evaluate_anomalies(
     model: nn.Module,
     config: RunConfig,
@@ -289,11 +361,16 @@ def evaluate_anomalies(
     val: LabelledData,
     test: LabelledData,
     anomalies: LabelledData,
+    *,
+    raw: tuple[Tensor, Tensor, Tensor] | None = None,
 ) -> AnomalyResult:
     """ROC-AUC and average precision of each score on normal test samples + anomalies.
 
     The threshold of each score is the 95th percentile of the validation split's scores
-    (normal samples only): 5% false alarms expected on normal data.
+    (normal samples only): 5% false alarms expected on normal data. With ``raw``, the
+    training rows, normal test rows and anomalies as read (before any scaling), the
+    result also holds the :func:`raw_baseline` of the same split, when the training
+    split has 2 rows or more.
     """
     from contrastkit.evaluation.anomaly import anomaly_metrics
 
@@ -321,4 +398,5 @@ def evaluate_anomalies(
         scores=measured,
         values=scores,
         is_anomaly=is_anomaly,
+        baseline=raw_baseline(*raw) if raw is not None and len(raw[0]) >= 2 else {},
     )

@@ -124,6 +124,10 @@ class AnomalyResult:
             above it) and ``false_alarms`` (share of normal test samples at or above it).
         values: score name → the score of each normal test sample, then of each anomaly.
         is_anomaly: 0 for each normal test sample, then 1 for each anomaly.
+        baseline: the same split scored without the network, on the raw standardized
+            inputs: ``raw_knn`` (mean distance to the ``k`` nearest training rows) and
+            ``raw_lof`` (local outlier factor) → ``roc_auc`` and ``average_precision``;
+            empty when not computed.
     """
 
     class_name: str
@@ -133,6 +137,7 @@ class AnomalyResult:
     scores: dict[str, dict[str, float]]
     values: dict[str, Tensor]
     is_anomaly: Tensor
+    baseline: dict[str, dict[str, float]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """The numbers, as ``metrics.json`` holds them."""
@@ -142,6 +147,11 @@ class AnomalyResult:
             "anomalies": self.anomalies,
             "k": self.k,
             "scores": {name: dict(values) for name, values in self.scores.items()},
+            **(
+                {"baseline": {name: dict(v) for name, v in self.baseline.items()}}
+                if self.baseline
+                else {}
+            ),
         }
 
 

@@ -108,11 +108,15 @@ from torch import Tensor, nn
 
 from contrastkit import distributed
 from contrastkit.app.build import (
+    FEATURE_DROP,
+    FEATURE_NOISE,
+    ONE_CLASS_HINT,
     Split,
     batch_augment,
     build_model,
     build_objective,
     inputs_of,
+    learns_without_labels,
     loss_and_loaders,
     loss_terms,
     model_spec,
@@ -475,7 +479,7 @@ def _train_run(
         split: dict[str, Any] | None = None  # the classes of an open-set split
         if config.text_kind:
             data, train, val, test, text, device = _text_parts(config, run, resume, processes)
-            anomalies = None
+            anomalies = raw = None
             spec = text_spec(config, text)
             model = text.encoder
             contrastive, train_loader, val_loader, notes = text_loss_and_loaders(
@@ -491,16 +495,21 @@ def _train_run(
                     config.data = str(Path(config.data).resolve())
                 if not config.hidden:
                     config.hidden = list(DEFAULT_HIDDEN[data.kind])
-            if isinstance(data, LabelledData) and 0 < len(data.class_names) < 2:
-                raise DataError(f"{data.source} has fewer than 2 classes")
+            if (
+                isinstance(data, LabelledData)
+                and 0 < len(data.class_names) < 2
+                and not learns_without_labels(config)
+            ):
+                raise DataError(f"{data.source} has fewer than 2 classes; {ONE_CLASS_HINT}")
             train, val, test, anomalies = run_splits(config, data)
+            raw = (train, test, anomalies)  # as read: the anomaly baseline's raw inputs
             device = (
                 process_device(config.device) if processes > 1 else resolve_device(config.device)
             )
             if not resume:
                 config.device = str(device)  # the device used (rank 0's), never "auto"
             torch.manual_seed(config.seed)
-            spec = model_spec(config, data, train)
+            spec = model_spec(config, data, train, feature_scaling=_feature_scaling(run, resume))
             train, val, test = (scale_split(spec, part) for part in (train, val, test))
             anomalies = scale_split(spec, anomalies)
             model = build_model(spec, standardize(inputs_of(train)))
@@ -509,9 +518,22 @@ def _train_run(
                 split = open_set_split(train, val, test)
                 notes.insert(0, open_set_note(split))
         transform = (
-            None if text is not None else batch_augment(config, int(spec.get("image_size", 0)))
+            None
+            if text is not None
+            else batch_augment(
+                config,
+                int(spec.get("image_size", 0)),
+                inputs_of(train) if config.augment == "noise" else None,
+            )
         )
-        if transform is not None:
+        if transform is not None and config.augment == "noise":
+            notes.append(
+                f"training rows made noisy on the fly (augment noise: Gaussian noise of "
+                f"{FEATURE_NOISE:g} standard deviations of each feature, {FEATURE_DROP:.0%} of "
+                "the features set to their training mean), each step drawing from a generator "
+                "seeded by (seed, epoch, step); validation and evaluation see the rows as they are"
+            )
+        elif transform is not None:
             notes.append(
                 f"training batches augmented on the fly ({config.augment}: "
                 + (
@@ -536,7 +558,13 @@ def _train_run(
             text=text,
             transform=transform,
         )
-        if text is None and unlabelled(data):
+        if text is None and unlabelled(data) and data.kind == "vectors":
+            notes.append(
+                "the rows have no labels (no label column): trained without any, and no "
+                "retrieval, verification or k-NN accuracy can be measured; score new rows "
+                "with contrastkit score"
+            )
+        elif text is None and unlabelled(data):
             notes.append(
                 "the images have no labels (a flat folder): NT-Xent trained without any, and "
                 "no retrieval, verification or k-NN accuracy can be measured; give class "
@@ -642,6 +670,7 @@ def _train_run(
             cast(LabelledData, val),
             cast(LabelledData, test),
             anomalies,
+            raw=_raw_anomaly_data(raw),
         )
     result = RunResult(
         run_dir=run,
@@ -669,6 +698,30 @@ def _train_run(
         train_batch=drawn,
     )
     return _finish(result, run, started, train_seconds)
+
+
+def _feature_scaling(run: Path, resume: bool) -> bool:
+    """Whether an autoencoder scales each feature on its own (for :func:`model_spec`).
+
+    Yes, unless a resumed run's ``model.json`` was written before per-feature scaling:
+    that run keeps its one range.
+    """
+    if not resume or not (run / MODEL_JSON).is_file():
+        return True
+    table = read_model_json(run).get("autoencoder")
+    return not isinstance(table, dict) or "feature_scaling" in table
+
+
+def _raw_anomaly_data(
+    raw: tuple[Split, Split, LabelledData | None] | None,
+) -> tuple[Tensor, Tensor, Tensor] | None:
+    """The raw training rows, normal test rows and anomalies, for the baseline."""
+    if raw is None:
+        return None
+    train, test, anomalies = raw
+    if anomalies is None:
+        return None
+    return inputs_of(train), inputs_of(test), anomalies.inputs
 
 
 def _finish(result: RunResult, run: Path, started: float, train_seconds: float) -> RunResult:
@@ -874,12 +927,19 @@ def _history_values(config: RunConfig, val_loader: Any, val: Split) -> dict[str,
     for t in terms:
         out[f"val_{t}"] = None if val_loader is not None else "the validation split gives no batch"
     if unlabelled(val):
-        out["val_roc_auc"] = out["val_precision_at_1"] = "the images have no labels"
+        out["val_roc_auc"] = out["val_precision_at_1"] = (
+            "the rows have no labels" if val.kind == "vectors" else "the images have no labels"
+        )
         return out
     why = no_pairs(val)
     out["val_roc_auc"] = None if why is None else f"the validation split: {why}"
+    paired = isinstance(val, LabelledData) and bool((torch.bincount(val.labels) >= 2).any())
     out["val_precision_at_1"] = (
-        None if has_retrieval(val) else "no class has 2 samples in the validation split"
+        None
+        if has_retrieval(val)
+        else "the validation split holds one class"
+        if paired
+        else "no class has 2 samples in the validation split"
     )
     return out
 

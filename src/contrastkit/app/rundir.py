@@ -377,7 +377,8 @@ def check_model_spec(spec: Any, where: str) -> dict[str, Any]:
     then ``in_features`` (vectors) or ``channels`` and ``image_size`` (images); a
     ``batch_norm`` (true when absent) must be a bool; an autoencoder's ``autoencoder``
     table needs ``noise_std``, ``reconstruction_loss`` and
-    ``input_range``. Other keys are allowed.
+    ``input_range``, and its ``feature_scaling``, when present, a ``kind`` and a
+    ``center`` and positive ``scale`` per feature. Other keys are allowed.
 
     Raises:
         RunFolderError: naming ``where`` and the key that is missing or wrong.
@@ -439,7 +440,40 @@ def check_model_spec(spec: Any, where: str) -> dict[str, Any]:
             "[low, high], two numbers with low <= high",
             "autoencoder.",
         )
+        if "feature_scaling" in table:
+            _check_feature_scaling(table["feature_scaling"], spec, need)
     return spec
+
+
+def _check_feature_scaling(scaling: Any, spec: dict[str, Any], need: Any) -> None:
+    """An autoencoder's per-feature scaling: a kind, and a centre and scale per feature."""
+    prefix = "autoencoder.feature_scaling."
+    need(
+        {"feature_scaling": scaling},
+        "feature_scaling",
+        lambda v: isinstance(v, dict),
+        "a JSON object",
+        "autoencoder.",
+    )
+    need(
+        scaling,
+        "kind",
+        lambda v: v in ("standardize", "min_max"),
+        '"standardize" or "min_max"',
+        prefix,
+    )
+    n = spec.get("in_features")
+
+    def numbers(positive: bool) -> Any:
+        return lambda v: (
+            isinstance(v, list)
+            and len(v) == n
+            and all(map(_finite, v))
+            and (not positive or all(x > 0 for x in v))
+        )
+
+    need(scaling, "center", numbers(False), f"a list of {n} numbers", prefix)
+    need(scaling, "scale", numbers(True), f"a list of {n} positive numbers", prefix)
 
 
 def read_model_json(run_dir: str | Path) -> dict[str, Any]:

@@ -5,7 +5,8 @@
   and :class:`RandomBatchSampler`, which split each global batch between processes.
 * :mod:`~contrastkit.data.augment` (torch only): :class:`Augment`, SimCLR's augmented
   views of image batches (random resized crop, flip, colour jitter, grayscale, blur),
-  per sample, on the images' device, drawn from a given :class:`torch.Generator`.
+  per sample, on the images' device, drawn from a given :class:`torch.Generator`;
+  :class:`FeatureNoise`, noisy views of feature vectors (noise, dropped features).
 * :mod:`~contrastkit.data.collate` (torch only): :class:`TokenizeTexts`, the collate
   that turns samples of texts into token tensors for a text encoder.
 * :mod:`~contrastkit.data.images` (numpy; Pillow imported on use):
@@ -25,6 +26,7 @@
 from contrastkit.data.augment import (
     Augment,
     ColorJitter,
+    FeatureNoise,
     GaussianBlur,
     RandomGrayscale,
     RandomHorizontalFlip,
@@ -55,6 +57,7 @@ __all__ = [
     "Augment",
     "ClassBalancedBatchSampler",
     "ColorJitter",
+    "FeatureNoise",
     "GaussianBlur",
     "ImageFileError",
     "ImageFolderDataset",

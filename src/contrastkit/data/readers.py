@@ -54,6 +54,7 @@ __all__ = [
     "LabelledData",
     "PairData",
     "PairsList",
+    "has_label_column",
     "image_mode",
     "image_pixels",
     "is_grayscale_mode",
@@ -488,6 +489,32 @@ def read_features(
         "vectors",
         f"feature file {file} ({inputs.shape[0]} × {inputs.shape[1]})",
     )
+
+
+def has_label_column(path: str | Path, label_column: str = "label") -> bool:
+    """Whether a ``.csv`` or ``.npz`` feature file has the label column ``label_column``.
+
+    A ``.csv`` file's header row names it; a ``.npz`` archive holds an array of that name
+    (with the default ``"label"``, also ``labels`` or ``y``, as :func:`read_features`
+    accepts). A file that cannot be read, or of another suffix, gives ``False`` here; the
+    reader then says what is wrong with it.
+    """
+    file = Path(path)
+    suffix = file.suffix.lower()
+    candidates = [label_column] + (["labels", "y"] if label_column == "label" else [])
+    try:
+        if suffix == ".csv":
+            with file.open(newline="", encoding="utf-8-sig") as text:
+                header = next(csv.reader(text), [])
+            return label_column in [h.strip() for h in header]
+        if suffix == ".npz":
+            with file.open("rb") as binary, np.load(binary, allow_pickle=False) as archive:
+                return any(k in archive.files for k in candidates)
+    except (OSError, UnicodeDecodeError, csv.Error, ValueError, EOFError, zipfile.BadZipFile):
+        return False
+    except (TypeError, AttributeError):  # a lone .npy array renamed .npz
+        return False
+    return False
 
 
 def read_feature_vectors(
