@@ -13,6 +13,7 @@ import json
 import pytest
 import tomllib
 import torch
+from PIL import Image
 from test_cli import SMALL, assert_one_line_error, call, kill_after_first_epoch, weights
 from test_cli_augment import colour_images
 from test_cli_open_set import make_faces
@@ -45,6 +46,7 @@ def assert_same_run(eager, lazy):
     assert not different, different
     me, ml = metrics(eager), metrics(lazy)
     assert me["test"] == ml["test"] and me["pairs"] == ml["pairs"]
+    assert me.get("anomaly") == ml.get("anomaly")
     # each epoch's losses and validation metrics (not its time)
     timeless = [[{k: v for k, v in h.items() if k != "epoch_seconds"} for h in m["history"]]
                 for m in (me, ml)]  # fmt: skip
@@ -58,13 +60,14 @@ def assert_same_run(eager, lazy):
         ["--loss", "supcon", "--augment", "simclr"],
         ["--loss", "ntxent"],  # two augmented views of each image
         ["--loss", "triplet", "--split-by", "classes"],  # on faces: 8 identities
+        ["--anomaly-class", "person7"],  # on faces: torch.cat of two lazy splits
     ],
-    ids=["contrastive", "supcon", "ntxent", "triplet-open-set"],
+    ids=["contrastive", "supcon", "ntxent", "triplet-open-set", "anomaly"],
 )
 def test_a_lazy_run_is_the_eager_run(tmp_path, capsys, images, options):
     eager = tmp_path / "eager"
     lazy = tmp_path / "lazy"
-    if "--split-by" in options:
+    if "--split-by" in options or "--anomaly-class" in options:
         images = make_faces(tmp_path / "faces")
     found = train(capsys, eager, "--data", images, "--image-loading", "eager", *options)
     assert "read lazily" not in found["data"]["source"]
@@ -171,3 +174,18 @@ def test_bad_image_loading_options_are_one_line(tmp_path, capsys, images):
         )
         assert_one_line_error(status, err, named)
         assert not (tmp_path / "x").exists()
+
+
+def test_a_colour_image_after_a_grayscale_first_one_makes_the_lazy_folder_rgb(tmp_path):
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        for i in range(3):
+            grey = (name, i) == ("a", 0)
+            Image.new("L" if grey else "RGB", (6, 6), 90 if grey else (30 * i, 0, 200)).save(
+                tmp_path / name / f"{i}.png"
+            )
+    config = RunConfig(data=str(tmp_path), image_size=4, image_loading="lazy").checked()
+    data = lazy_image_folder(config, tmp_path)
+    eager = read_image_folder(tmp_path, image_size=4)
+    assert data is not None and data.inputs.shape == eager.inputs.shape == (6, 3, 4, 4)
+    assert torch.equal(data.inputs[0:6], eager.inputs)

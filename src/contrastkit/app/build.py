@@ -50,6 +50,8 @@ from contrastkit.data.readers import (
     DataError,
     LabelledData,
     PairData,
+    image_mode,
+    is_grayscale_mode,
     is_pair_file,
     load_digits,
     read_features,
@@ -155,18 +157,25 @@ def lazy_image_folder(
     decoded images (N × C × ``image_size``² float32) would take more than
     :data:`~contrastkit.app.config.LAZY_ABOVE_BYTES`, and the objective is contrastive.
     The inputs are then a :class:`~contrastkit.data.images.LazyImages` view, which
-    decodes the images it is indexed with (the same values as the eager reader's).
+    decodes the images it is indexed with (the same values as the eager reader's). With
+    ``channels=None`` the images are grayscale only if every one is, as the eager
+    reader has it: when the first is, every file's header is read to check the others.
     """
     if config.image_loading == "eager" or (
         config.image_loading == "auto" and config.objective != "contrastive"
     ):
         return None
-    try:
-        dataset = ImageFolderDataset(
-            path, image_size=config.image_size, channels=channels, allow_unlabelled=flat
+    dataset = ImageFolderDataset(
+        path, image_size=config.image_size, channels=channels, allow_unlabelled=flat
+    )
+    if channels is None and dataset.channels == 1:  # grayscale only if every image is
+        colour = any(
+            not is_grayscale_mode(image_mode(dataset.path(i))) for i in range(len(dataset))
         )
-    except ValueError as error:  # an ImageFolderDataset argument
-        raise ConfigError(str(error)) from None
+        if colour:
+            dataset = ImageFolderDataset(
+                path, image_size=config.image_size, channels=3, allow_unlabelled=flat
+            )
     decoded = len(dataset) * dataset.channels * config.image_size**2 * 4
     if config.image_loading == "auto" and decoded <= LAZY_ABOVE_BYTES:
         return None
