@@ -84,7 +84,7 @@ def run_train(mode: str, folder: Path, run: Path, args: argparse.Namespace) -> d
     process = subprocess.Popen(
         command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=environment, text=True
     )
-    peak = {"pss_kb": 0, "processes": 1}
+    peak = {"pss_kb": 0, "processes": 1, "trained_kb": 0, "trained_pss_kb": 0}
     done = threading.Event()
 
     def sample() -> None:
@@ -93,6 +93,10 @@ def run_train(mode: str, folder: Path, run: Path, args: argparse.Namespace) -> d
             total = sum(proc_kb(pid, "Pss", "smaps_rollup") or 0 for pid in pids)
             peak["pss_kb"] = max(peak["pss_kb"], total)
             peak["processes"] = max(peak["processes"], len(pids))
+            if not peak["trained_kb"]:
+                peak["trained_pss_kb"] = peak["pss_kb"]
+                if (run / "model.safetensors").exists():  # trained: evaluation starts
+                    peak["trained_kb"] = proc_kb(process.pid, "VmHWM") or 0
 
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
@@ -109,6 +113,8 @@ def run_train(mode: str, folder: Path, run: Path, args: argparse.Namespace) -> d
     metrics = json.loads((run / "metrics.json").read_text())
     return result | {
         "train_process_mb": usage.ru_maxrss / 1024,
+        "until_trained_mb": peak["trained_kb"] / 1024,
+        "until_trained_pss_mb": peak["trained_pss_kb"] / 1024,
         "total_pss_mb": peak["pss_kb"] / 1024,
         "processes": peak["processes"],
         "precision_at_1": metrics["test"]["precision_at_1"],
@@ -118,17 +124,20 @@ def run_train(mode: str, folder: Path, run: Path, args: argparse.Namespace) -> d
 
 
 HEADER = (
-    "| N | mode | train process MB | total PSS MB | processes | seconds "
+    "| N | mode | until trained MB | until trained PSS MB | train process MB "
+    "| total PSS MB | processes | seconds "
     "| test precision@1 | last train loss | load before → after |"
 )
 
 
 def row(n: int, r: dict) -> str:
     if "error" in r:
-        return f"| {n:,} | {r['mode']} | failed: {r['error']} |" + " |" * 6
+        return f"| {n:,} | {r['mode']} | failed: {r['error']} |" + " |" * 8
     loads = f"{r['load_before'][0]:.1f} → {r['load_after'][0]:.1f}" if r["load_before"] else ""
     return (
-        f"| {n:,} | {r['mode']} | {r['train_process_mb']:,.0f} | {r['total_pss_mb']:,.0f} "
+        f"| {n:,} | {r['mode']} | {r['until_trained_mb']:,.0f} "
+        f"| {r['until_trained_pss_mb']:,.0f} "
+        f"| {r['train_process_mb']:,.0f} | {r['total_pss_mb']:,.0f} "
         f"| {r['processes']} | {r['seconds']:.1f} | {r['precision_at_1']:.4f} "
         f"| {r['train_loss']:.6f} | {loads} |"
     )
@@ -138,13 +147,14 @@ def markdown(rows: list[dict], info: dict, settings: dict) -> str:
     modes = settings["modes"]
     growth = []
     for mode in modes:
-        points = [(r["n"], r[mode]["train_process_mb"]) for r in rows if "error" not in r[mode]]
-        if len(points) >= 2:
-            (n1, m1), (n2, m2) = points[0], points[-1]
-            growth.append(
-                f"- {mode}: train process {m1:,.0f} → {m2:,.0f} MB from {n1:,} to {n2:,} "
-                f"images, {1000 * (m2 - m1) / (n2 - n1):+.2f} MB per 1,000 images"
-            )
+        for key, what in (("until_trained_mb", "until trained"), ("train_process_mb", "whole run")):
+            points = [(r["n"], r[mode][key]) for r in rows if "error" not in r[mode]]
+            if len(points) >= 2:
+                (n1, m1), (n2, m2) = points[0], points[-1]
+                growth.append(
+                    f"- {mode}, {what}: {m1:,.0f} → {m2:,.0f} MB from {n1:,} to {n2:,} "
+                    f"images, {1000 * (m2 - m1) / (n2 - n1):+.2f} MB per 1,000 images"
+                )
     same = []
     for r in rows:
         results = [
@@ -169,15 +179,21 @@ def markdown(rows: list[dict], info: dict, settings: dict) -> str:
         f"--image-loading eager|lazy --workers K --epochs {settings['epochs']} "
         f"--steps-per-epoch {settings['steps']} --batch-size {settings['batch_size']} "
         "--quiet`, the default loss (contrastive pairs) and network, in a fresh process.",
-        "- **train process MB**: the peak resident memory of the `contrastkit` process "
-        "(`ru_maxrss`), torch's libraries included; **total PSS MB**: the largest sum of "
+        "- **until trained MB**: the peak resident memory (`VmHWM`) of the `contrastkit` "
+        "process when the trained weights appear (reading the data, the standardization, "
+        "training; sampled every 0.05 s, so up to 0.05 s of the evaluation too); **until "
+        "trained PSS MB**: the largest total PSS (below) until then. "
+        "**train process MB**: the peak resident memory of the `contrastkit` process over "
+        "the whole command (`ru_maxrss`), evaluation and report included (the test "
+        "split's all-pairs distances grow with N in every mode), torch's libraries "
+        "included; **total PSS MB**: the largest sum of "
         "the proportional set sizes of the process and its DataLoader workers, sampled "
         "every 0.05 s; **processes**: the most seen at once. **seconds**: the whole "
         "command (reading, training, evaluating every image, the report); the times "
         "depend on the machine's load, the memory does not. MB are MiB.",
         "",
         HEADER,
-        "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+        "| ---: | --- |" + " ---: |" * 8 + " --- |",
         *(row(r["n"], r[m]) for r in rows for m in modes),
         "",
         "Growth with N:",

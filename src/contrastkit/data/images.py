@@ -9,6 +9,12 @@ not the pixels: a folder far bigger than memory trains through a
 :class:`torch.utils.data.DataLoader`, whose worker processes decode the next batches
 while the model trains on this one.
 
+:class:`LazyImages` is a view of such a dataset that stands in for the ``(N, C, S, S)``
+tensor where code reads images by batches (a split's ``inputs``): it has the tensor's
+shape, takes subsets without decoding, and decodes what it is indexed with.
+:func:`image_statistics` gives per-channel means and standard deviations batch by batch,
+the same from a tensor as from a lazy view of the same images.
+
 Determinism: decoding draws no random numbers, so ``dataset[i]`` is the same in every
 process and every run, and the batches depend only on the order the sampler draws, in
 the main process. A :class:`~torch.utils.data.DataLoader` with ``shuffle=True`` and a
