@@ -81,8 +81,9 @@ def run_train(mode: str, folder: Path, run: Path, args: argparse.Namespace) -> d
     environment = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
     before = load()
     start = time.perf_counter()
+    errors = tempfile.TemporaryFile("w+")  # a file, not a pipe: a full pipe would block
     process = subprocess.Popen(
-        command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=environment, text=True
+        command, stdout=subprocess.DEVNULL, stderr=errors, env=environment, text=True
     )
     peak = {"pss_kb": 0, "processes": 1, "trained_kb": 0, "trained_pss_kb": 0}
     done = threading.Event()
@@ -104,7 +105,9 @@ def run_train(mode: str, folder: Path, run: Path, args: argparse.Namespace) -> d
     seconds = time.perf_counter() - start
     done.set()
     sampler.join()
-    err = process.stderr.read() if process.stderr else ""
+    with errors:
+        errors.seek(0)
+        err = errors.read()
     process.returncode = os.waitstatus_to_exitcode(status)
     result = {"mode": mode, "seconds": seconds, "load_before": before}
     result["load_after"] = load()
@@ -117,7 +120,7 @@ def run_train(mode: str, folder: Path, run: Path, args: argparse.Namespace) -> d
         "until_trained_pss_mb": peak["trained_pss_kb"] / 1024,
         "total_pss_mb": peak["pss_kb"] / 1024,
         "processes": peak["processes"],
-        "precision_at_1": metrics["test"]["precision_at_1"],
+        "precision_at_1": metrics["test"].get("precision_at_1"),  # None: not measurable
         "train_loss": metrics["history"][-1]["train_loss"],
         "source": metrics["data"]["source"],
     }
@@ -130,6 +133,10 @@ HEADER = (
 )
 
 
+def _value(x: float | None) -> str:
+    return "–" if x is None else f"{x:.4f}"
+
+
 def row(n: int, r: dict) -> str:
     if "error" in r:
         return f"| {n:,} | {r['mode']} | failed: {r['error']} |" + " |" * 8
@@ -138,7 +145,7 @@ def row(n: int, r: dict) -> str:
         f"| {n:,} | {r['mode']} | {r['until_trained_mb']:,.0f} "
         f"| {r['until_trained_pss_mb']:,.0f} "
         f"| {r['train_process_mb']:,.0f} | {r['total_pss_mb']:,.0f} "
-        f"| {r['processes']} | {r['seconds']:.1f} | {r['precision_at_1']:.4f} "
+        f"| {r['processes']} | {r['seconds']:.1f} | {_value(r['precision_at_1'])} "
         f"| {r['train_loss']:.6f} | {loads} |"
     )
 
