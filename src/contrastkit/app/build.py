@@ -29,7 +29,12 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from contrastkit import distributed, losses
-from contrastkit.app.config import RECONSTRUCTION_LOSSES, ConfigError, RunConfig
+from contrastkit.app.config import (
+    LAZY_ABOVE_BYTES,
+    RECONSTRUCTION_LOSSES,
+    ConfigError,
+    RunConfig,
+)
 from contrastkit.data import (
     Augment,
     ClassBalancedBatchSampler,
@@ -37,12 +42,19 @@ from contrastkit.data import (
     PairDataset,
     RandomBatchSampler,
 )
+from contrastkit.data.images import (
+    ImageFolderDataset,
+    LazyImages,
+    image_statistics,
+)
 from contrastkit.data.readers import (
     UNLABELLED,
     DataError,
     LabelledData,
     PairData,
     has_label_column,
+    image_mode,
+    is_grayscale_mode,
     is_pair_file,
     load_digits,
     read_feature_vectors,
@@ -88,6 +100,9 @@ __all__ = [
     "class_count",
     "inputs_of",
     "learns_without_labels",
+    "is_lazy",
+    "lazy_image_folder",
+    "lazy_note",
     "loss_and_loaders",
     "loss_terms",
     "model_spec",
@@ -99,6 +114,7 @@ __all__ = [
     "resolve_augment",
     "resolve_device",
     "run_splits",
+    "samples_of",
     "scale_inputs",
     "scale_split",
     "standardize",
@@ -124,6 +140,9 @@ def read_data(config: RunConfig, *, channels: int | None = None) -> Split:
     if path.is_dir():
         _no_excluded_columns(config, f"image folder {path}")
         flat = config.loss == "ntxent"  # needs no labels: a flat folder is valid for it
+        lazy = lazy_image_folder(config, path, channels=channels, flat=flat)
+        if lazy is not None:
+            return lazy
         return read_image_folder(path, image_size=config.image_size, channels=channels, flat=flat)
     if not path.exists():
         raise DataError(f"data {path} does not exist (give 'digits', a folder or a file)")
@@ -163,6 +182,52 @@ ONE_CLASS_HINT = (
     "--loss ntxent (two noisy views of each row, no labels)"
 )
 """What a run of one class can train, for the errors that refuse the others."""
+def lazy_image_folder(
+    config: RunConfig, path: Path, *, channels: int | None = None, flat: bool = False
+) -> LabelledData | None:
+    """The image folder ``path`` read lazily, or ``None`` when it is to be read eagerly.
+
+    ``config.image_loading``: ``"lazy"`` always, ``"eager"`` never, ``"auto"`` when the
+    decoded images (N × C × ``image_size``² float32) would take more than
+    :data:`~contrastkit.app.config.LAZY_ABOVE_BYTES`, and the objective is contrastive.
+    The inputs are then a :class:`~contrastkit.data.images.LazyImages` view, which
+    decodes the images it is indexed with (the same values as the eager reader's). With
+    ``channels=None`` the images are grayscale only if every one is, as the eager
+    reader has it: when the first is, every file's header is read to check the others.
+    """
+    if config.image_loading == "eager" or (
+        config.image_loading == "auto" and config.objective != "contrastive"
+    ):
+        return None
+    dataset = ImageFolderDataset(
+        path, image_size=config.image_size, channels=channels, allow_unlabelled=flat
+    )
+    if channels is None and dataset.channels == 1:  # grayscale only if every image is
+        colour = any(
+            not is_grayscale_mode(image_mode(dataset.path(i))) for i in range(len(dataset))
+        )
+        if colour:
+            dataset = ImageFolderDataset(
+                path, image_size=config.image_size, channels=3, allow_unlabelled=flat
+            )
+    decoded = len(dataset) * dataset.channels * config.image_size**2 * 4
+    if config.image_loading == "auto" and decoded <= LAZY_ABOVE_BYTES:
+        return None
+    images = LazyImages(dataset)
+    labels = dataset.labels.clone()
+    what = f"{len(dataset.class_names)} classes" if dataset.labelled else "unlabelled"
+    return LabelledData(
+        inputs=cast(Tensor, images),  # a view with the tensor's shape, decoded when indexed
+        labels=labels,
+        class_names=list(dataset.class_names),
+        kind="images",
+        source=f"image folder {path} ({what}, {len(dataset)} images, read lazily)",
+    )
+
+
+def is_lazy(data: Split | None) -> bool:
+    """Whether ``data`` holds images read lazily (a :class:`LazyImages` view)."""
+    return isinstance(data, LabelledData) and isinstance(data.inputs, LazyImages)
 
 
 def _no_excluded_columns(config: RunConfig, what: str) -> None:
@@ -446,8 +511,17 @@ def scale_split(spec: Mapping[str, Any], data: _S) -> _S:
     return dataclasses.replace(data, inputs=scale_inputs(spec, data.inputs))
 
 
-def standardize(x: Tensor) -> Standardize:
-    """The input standardisation of a network, from its training inputs ``x``."""
+def standardize(x: Tensor, *, workers: int = 0) -> Standardize:
+    """The input standardisation of a network, from its training inputs ``x``.
+
+    Images (a tensor or a lazy view) are standardized per channel by
+    :func:`~contrastkit.data.images.image_statistics`: computed batch by batch, from at
+    most 10,000 training images (evenly spaced), so that an eager and a lazy run get the
+    same statistics without holding every image; ``workers`` decode a lazy view.
+    """
+    if isinstance(x, LazyImages) or x.dim() == 4:
+        images = image_statistics(x, workers=workers)
+        return Standardize(images.mean, images.std)
     stats = Standardize.from_data(x)
     if x.dim() == 2:
         # Per feature, but a feature that hardly varies in training (a border pixel that
@@ -685,8 +759,11 @@ def loss_and_loaders(
             f"2 classes to contrast; {ONE_CLASS_HINT}"
         )
     objective = kind.objective(config)
+    workers = config.workers if is_lazy(train) else 0
+    if is_lazy(train):
+        notes.append(lazy_note(train, workers))
     if kind.batches == "random" or one_class:
-        rows = TensorDataset(train.inputs, train.labels)
+        rows = samples_of(train)
         size = min(config.batch_size, len(rows))
         draws = RandomBatchSampler(
             rows, batch_size=size, batches_per_epoch=batches, seed=config.seed
@@ -710,7 +787,7 @@ def loss_and_loaders(
             f"NT-Xent (SimCLR): batches of {size} random training {what}, two {views} views "
             "of each, labels unused; no validation loss (views are drawn in training only)"
         )
-        return objective, DataLoader(rows, batch_sampler=draws), None, notes
+        return objective, _loader(rows, draws, workers), None, notes
     if kind.batches == "pairs":
         train_pairs = _pair_draws(
             train, "training", batches * config.batch_size, config.seed, notes
@@ -721,8 +798,8 @@ def loss_and_loaders(
         order = RandomBatchSampler(train_pairs, batch_size=config.batch_size, seed=config.seed)
         return (
             objective,
-            DataLoader(train_pairs, batch_sampler=order),
-            _in_order(val_pairs, "validation", notes) if val_pairs is not None else None,
+            _loader(train_pairs, order, workers),
+            _in_order(val_pairs, "validation", notes, workers) if val_pairs is not None else None,
             notes,
         )
     loaders: list[DataLoader[Any] | None] = []
@@ -733,11 +810,7 @@ def loss_and_loaders(
         sampler = balanced_sampler(
             part, split, kind.samples_per_class, config.batch_size, count, seed, notes
         )
-        loaders.append(
-            DataLoader(TensorDataset(part.inputs, part.labels), batch_sampler=sampler)
-            if sampler is not None
-            else None
-        )
+        loaders.append(_loader(samples_of(part), sampler, workers) if sampler is not None else None)
     if loaders[0] is None:  # pragma: no cover - balanced_sampler raises for training
         raise DataError(f"{train.source}: the training split cannot give a batch")
     return objective, loaders[0], loaders[1], notes
@@ -755,7 +828,44 @@ def _rows_in_order(val: LabelledData, notes: list[str]) -> DataLoader[Any] | Non
     return _in_order(TensorDataset(val.inputs, val.labels), "validation", notes)
 
 
-def _in_order(data: Any, split: str, notes: list[str]) -> DataLoader[Any] | None:
+def samples_of(data: LabelledData) -> Any:
+    """The ``(input, label)`` items of a labelled split: its tensors, or a lazy view's.
+
+    A lazy view's items are decoded when a batch takes them (in the DataLoader's
+    workers); they hold the same values as the eager tensors' rows.
+    """
+    if isinstance(data.inputs, LazyImages):
+        return data.inputs.samples(data.labels)
+    return TensorDataset(data.inputs, data.labels)
+
+
+def lazy_note(data: LabelledData, workers: int) -> str:
+    """The run's note on images read lazily (for the log and the report)."""
+    where = (
+        f"{workers} DataLoader worker process{'es' if workers != 1 else ''}"
+        if workers
+        else "the training process (workers 0)"
+    )
+    return (
+        f"images read lazily: each training batch decoded from the files by {where}, "
+        "validation and test images a batch at a time; memory holds the file list, not "
+        "the pixels. Inputs standardized per channel with the mean and standard "
+        "deviation of the training images (up to 10,000, evenly spaced), summed batch by "
+        "batch"
+    )
+
+
+def _loader(data: Any, sampler: Any, workers: int) -> DataLoader[Any]:
+    """Batches of ``data`` in the order of ``sampler``, decoded by ``workers`` processes.
+
+    The workers start afresh each epoch (not persistent), so that they see the items
+    the epoch drew (:class:`~contrastkit.data.PairDataset` draws its pairs in
+    ``set_epoch``); the batches are the same with any number of workers.
+    """
+    return DataLoader(data, batch_sampler=sampler, num_workers=workers)
+
+
+def _in_order(data: Any, split: str, notes: list[str], workers: int = 0) -> DataLoader[Any] | None:
     """Batches of up to 512 items of ``data`` in order, each split between processes.
 
     ``None``, with a note, when the processes outnumber the items.
@@ -768,7 +878,7 @@ def _in_order(data: Any, split: str, notes: list[str]) -> DataLoader[Any] | None
         )
         return None
     size = min(512, len(data))
-    return DataLoader(data, batch_sampler=RandomBatchSampler(data, batch_size=size, shuffle=False))
+    return _loader(data, RandomBatchSampler(data, batch_size=size, shuffle=False), workers)
 
 
 def _pair_draws(
@@ -799,7 +909,7 @@ def _pair_draws(
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         pairs = PairDataset(
-            data.inputs,
+            samples_of(data) if is_lazy(data) else data.inputs,
             data.labels,
             positive_fraction=fraction,
             pairs_per_epoch=count,

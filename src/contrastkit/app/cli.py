@@ -51,6 +51,8 @@ from contrastkit.app.config import (
     ANOMALY_SCORES,
     AUGMENTS,
     DISTANCE_NAMES,
+    EXECUTION_OPTIONS,
+    IMAGE_LOADINGS,
     LOSSES,
     MODES,
     OBJECTIVES,
@@ -200,6 +202,22 @@ _TRAIN_OPTIONS: tuple[tuple[str, Callable[[str], Any], str, str | None], ...] = 
         "NAME1,NAME2,...",
     ),
     ("image_size", int, "resize images to this many pixels on a side (default: 32)", "PIXELS"),
+    (
+        "image_loading",
+        str,
+        "how an image folder is read: eager (every image decoded into memory at start), "
+        "lazy (each batch decoded from the files when needed: memory does not grow with "
+        "the folder) or auto (default: lazy when the decoded images would take more than "
+        "1 GiB); both give the same run",
+        _choices(IMAGE_LOADINGS),
+    ),
+    (
+        "workers",
+        int,
+        "DataLoader worker processes that decode the batches of an image folder read "
+        "lazily (default: 0, the training process decodes them); may change on --resume",
+        "N",
+    ),
     (
         "loss",
         str,
@@ -706,7 +724,7 @@ def _train(args: argparse.Namespace) -> int:
         given = [
             f"--{n.replace('_', '-')}"
             for n, *_ in _TRAIN_OPTIONS
-            if n != "epochs" and getattr(args, n) is not None
+            if n not in ("epochs", *EXECUTION_OPTIONS) and getattr(args, n) is not None
         ]
         given += ["--hidden"] if args.hidden is not None else []
         given += ["--tensorboard"] if args.tensorboard else []
@@ -732,6 +750,9 @@ def _train(args: argparse.Namespace) -> int:
                     "--resume can extend a run, not shorten it"
                 )
             config.epochs = args.epochs
+        for name in EXECUTION_OPTIONS:  # how the run is computed, never what it computes
+            if getattr(args, name) is not None:
+                setattr(config, name, getattr(args, name))
         resume = True
     else:
         config = _config(args)

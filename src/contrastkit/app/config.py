@@ -27,7 +27,10 @@ __all__ = [
     "DEFAULT_HIDDEN",
     "DISTANCE_NAMES",
     "FEATURE_AUGMENTS",
+    "EXECUTION_OPTIONS",
     "HIGHER_IS_BETTER",
+    "IMAGE_LOADINGS",
+    "LAZY_ABOVE_BYTES",
     "LOSSES",
     "MEMORY_LOSSES",
     "MODES",
@@ -79,6 +82,12 @@ ANOMALY_LOF_NEIGHBORS = 20  # the raw-input baseline's LocalOutlierFactor (sciki
 # The precisions of contrastkit.training.Trainer (a test checks that the two agree).
 PRECISIONS = ("32", "bf16", "fp16")
 SPLIT_BY = ("samples", "classes")
+IMAGE_LOADINGS = ("auto", "eager", "lazy")
+"""How an image folder is read: by its size, all at start, or image by image per batch."""
+LAZY_ABOVE_BYTES = 2**30
+"""image_loading auto reads a folder lazily when its decoded images would take more."""
+EXECUTION_OPTIONS = ("image_loading", "workers")
+"""Options that change how a run is computed, never its result: a resumed run may change them."""
 """How a run is split: each class's samples spread over the splits, or whole classes."""
 MODES = ("min", "max")
 # The values of a run's history where higher is better (the default mode of a monitor);
@@ -166,6 +175,16 @@ class RunConfig:
             identifier, a date, …), left out wherever the run reads feature files (its
             data, ``evaluate --data``, ``embed``, ``score``).
         image_size: images are resized to this many pixels on a side.
+        image_loading: how an image folder is read: ``"eager"`` decodes every image
+            into one tensor at start; ``"lazy"`` lists the files and decodes each
+            image when a batch (or an evaluation batch) needs it, so that memory does not
+            grow with the number of images; ``"auto"`` (the default) is lazy when the
+            decoded images would take more than :data:`LAZY_ABOVE_BYTES` (1 GiB: N × C ×
+            image_size² × 4 bytes), else eager. Both give the same run, bit for bit.
+            Objective contrastive only (an autoencoder's run is eager).
+        workers: the DataLoader worker processes that decode the batches of an image
+            folder read lazily (0: the training process decodes them). Neither this nor
+            ``image_loading`` changes a run's result: a resumed run may change them.
         loss: empty for the default (``"contrastive"``; for text, the default of its
             kind, see :data:`TEXT_LOSSES`), ``"contrastive"`` (pairs), ``"triplet"``
             (batch-all triplets mined from class-balanced batches), ``"infonce"`` (two
@@ -269,6 +288,8 @@ class RunConfig:
     label_column: str = "label"
     exclude_columns: list[str] = field(default_factory=list, metadata={"items": str})
     image_size: int = 32
+    image_loading: str = "auto"
+    workers: int = 0
     loss: LossName | Literal[""] = ""
     augment: str = ""
     objective: ObjectiveName = "contrastive"
@@ -369,6 +390,19 @@ class RunConfig:
                 f"val_fraction and test_fraction must be positive and sum below 1, got {fractions}"
             )
         _check_split_by(self)
+        if self.image_loading not in IMAGE_LOADINGS:
+            raise ConfigError(
+                f"image_loading must be one of {', '.join(IMAGE_LOADINGS)}, "
+                f"got {self.image_loading!r}"
+            )
+        if self.workers < 0:
+            raise ConfigError(f"workers must be >= 0, got {self.workers}")
+        if self.image_loading == "lazy" and self.objective != "contrastive":
+            raise ConfigError(
+                f"image_loading lazy trains objective contrastive; an autoencoder "
+                f"(objective {self.objective}) reads its images eagerly: use image_loading "
+                "eager or auto"
+            )
         if self.device not in ("cpu", "cuda", "auto") and not self.device.startswith("cuda:"):
             raise ConfigError(f"device must be cpu, cuda, cuda:N or auto, got {self.device!r}")
         _check_training(self, text=kind is not None)

@@ -117,6 +117,7 @@ from contrastkit.app.build import (
     build_objective,
     inputs_of,
     learns_without_labels,
+    is_lazy,
     loss_and_loaders,
     loss_terms,
     model_spec,
@@ -135,6 +136,7 @@ from contrastkit.app.build import (
 from contrastkit.app.config import (
     ANOMALY_SCORES,
     DEFAULT_HIDDEN,
+    EXECUTION_OPTIONS,
     LOSSES,
     OBJECTIVES,
     ConfigError,
@@ -311,7 +313,8 @@ def _check_resume(config: RunConfig, run: Path) -> int | None:
     changed = [
         f.name
         for f in dataclasses.fields(RunConfig)
-        if f.name != "epochs" and getattr(config, f.name) != getattr(saved, f.name)
+        if f.name not in ("epochs", *EXECUTION_OPTIONS)
+        and getattr(config, f.name) != getattr(saved, f.name)
     ]
     if changed:
         raise ConfigError(
@@ -512,7 +515,8 @@ def _train_run(
             spec = model_spec(config, data, train, feature_scaling=_feature_scaling(run, resume))
             train, val, test = (scale_split(spec, part) for part in (train, val, test))
             anomalies = scale_split(spec, anomalies)
-            model = build_model(spec, standardize(inputs_of(train)))
+            workers = config.workers if is_lazy(train) else 0
+            model = build_model(spec, standardize(inputs_of(train), workers=workers))
             contrastive, train_loader, val_loader, notes = loss_and_loaders(config, train, val)
             if config.split_by == "classes":
                 split = open_set_split(train, val, test)

@@ -11,7 +11,10 @@
   that turns samples of texts into token tensors for a text encoder.
 * :mod:`~contrastkit.data.images` (numpy; Pillow imported on use):
   :class:`ImageFolderDataset`, an image folder listed once and decoded image by image
-  in ``__getitem__`` (DataLoader workers), for folders bigger than memory.
+  in ``__getitem__`` (DataLoader workers), for folders bigger than memory;
+  :class:`~contrastkit.data.images.LazyImages`, a view of one standing in for the
+  images' tensor, and :func:`~contrastkit.data.images.image_statistics`, per-channel
+  statistics computed batch by batch.
 * :mod:`~contrastkit.data.readers` (numpy; Pillow imported on use): the bundled digits,
   image folders, feature files and pair files, a stratified split, an open-set split
   that holds whole classes out (:func:`~contrastkit.data.readers.split_classes`), and

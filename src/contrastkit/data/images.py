@@ -9,6 +9,12 @@ not the pixels: a folder far bigger than memory trains through a
 :class:`torch.utils.data.DataLoader`, whose worker processes decode the next batches
 while the model trains on this one.
 
+:class:`LazyImages` is a view of such a dataset that stands in for the ``(N, C, S, S)``
+tensor where code reads images by batches (a split's ``inputs``): it has the tensor's
+shape, takes subsets without decoding, and decodes what it is indexed with.
+:func:`image_statistics` gives per-channel means and standard deviations batch by batch,
+the same from a tensor as from a lazy view of the same images.
+
 Determinism: decoding draws no random numbers, so ``dataset[i]`` is the same in every
 process and every run, and the batches depend only on the order the sampler draws, in
 the main process. A :class:`~torch.utils.data.DataLoader` with ``shuffle=True`` and a
@@ -32,16 +38,19 @@ once, rather than when the garbage collector comes to it, which takes seconds.
 
 from __future__ import annotations
 
+import math
 import numbers
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor
-from torch.utils.data import Dataset
+from torch.utils.data import DataLoader, Dataset
 
 from contrastkit._validation import check_bool, check_int
 from contrastkit.data.readers import (
@@ -54,7 +63,14 @@ from contrastkit.data.readers import (
     open_image,
 )
 
-__all__ = ["UNLABELLED", "ImageFileError", "ImageFolderDataset"]
+__all__ = [
+    "UNLABELLED",
+    "ImageFileError",
+    "ImageFolderDataset",
+    "ImageStatistics",
+    "LazyImages",
+    "image_statistics",
+]
 
 # torch's report of an exception raised in a DataLoader worker, given as the message of
 # a new exception of the same type in the main process (torch._utils.ExceptionWrapper)
@@ -254,3 +270,246 @@ class ImageFolderDataset(Dataset[tuple[Tensor, int]]):
         if not -n <= position < n:
             raise IndexError(f"index {position} is out of range for {n} images")
         return position % n
+
+
+class LazyImages:
+    """Images of an :class:`ImageFolderDataset` that are decoded only when indexed.
+
+    A stand-in for the ``(N, C, S, S)`` float32 tensor
+    :func:`~contrastkit.data.readers.read_image_folder` returns, for the code that
+    reads images by batches: :attr:`shape`, :meth:`dim`, :meth:`size` and ``len`` are
+    those of that tensor, and indexing decodes (``images[i]`` is ``(C, S, S)``;
+    ``images[a:b]`` and ``images[index]``, an integer tensor, array or list, are
+    ``(K, C, S, S)``: the same values as the eager tensor's rows). Nothing is held but
+    the dataset's file list and an index of positions into it (8 bytes per image).
+
+    :meth:`subset` takes a view of some images (no decoding), as a split does;
+    ``torch.cat`` of views of one dataset is a view too (no other torch function takes
+    one: index it first). :meth:`samples` is the map-style dataset of ``(pixels,
+    label)`` items a :class:`~torch.utils.data.DataLoader` decodes in its workers.
+
+    Args:
+        dataset: the images of a folder.
+        index: the positions in ``dataset`` of the images of this view, in order (all of
+            them by default).
+
+    Example:
+        >>> import tempfile, pathlib, torch
+        >>> from PIL import Image
+        >>> root = pathlib.Path(tempfile.mkdtemp())
+        >>> for name in ("cat", "dog"):
+        ...     (root / name).mkdir()
+        ...     for i in range(3):
+        ...         Image.new("RGB", (10, 8), (40 * i, 0, 200)).save(root / name / f"{i}.png")
+        >>> images = LazyImages(ImageFolderDataset(root, image_size=4))
+        >>> view = images.subset(torch.tensor([5, 0]))
+        >>> tuple(view.shape), tuple(view[0:2].shape), len(torch.cat([view, images]))
+        ((2, 3, 4, 4), (2, 3, 4, 4), 8)
+    """
+
+    dtype = torch.float32
+    device = torch.device("cpu")
+
+    def __init__(self, dataset: ImageFolderDataset, index: Any = None) -> None:
+        if not isinstance(dataset, ImageFolderDataset):
+            raise TypeError(f"dataset must be an ImageFolderDataset, got {type(dataset).__name__}")
+        self.dataset = dataset
+        positions = np.arange(len(dataset)) if index is None else _positions(index)
+        if positions.size and (positions.min() < 0 or positions.max() >= len(dataset)):
+            raise IndexError(f"index holds positions outside the {len(dataset)} images")
+        self.index = positions.astype(np.int64, copy=False)
+
+    def __repr__(self) -> str:
+        return f"LazyImages({len(self)} of {self.dataset.root}, shape {tuple(self.shape)})"
+
+    @property
+    def shape(self) -> torch.Size:
+        """``(N, C, S, S)``, as the decoded tensor's."""
+        size = self.dataset.image_size
+        return torch.Size((len(self), self.dataset.channels, size, size))
+
+    def dim(self) -> int:
+        """4, as the decoded tensor's."""
+        return 4
+
+    def size(self, dim: int | None = None) -> Any:
+        """The shape, or its ``dim``-th size."""
+        return self.shape if dim is None else self.shape[dim]
+
+    def __len__(self) -> int:
+        return int(self.index.shape[0])
+
+    def __getitem__(self, key: Any) -> Tensor:
+        """The pixels of one image ``(C, S, S)`` or of several ``(K, C, S, S)``, decoded."""
+        if isinstance(key, numbers.Integral) and not isinstance(key, bool):
+            n = len(self)
+            if not -n <= int(key) < n:
+                raise IndexError(f"index {int(key)} is out of range for {n} images")
+            return self.dataset[int(self.index[int(key)])][0]
+        positions = self.index[key] if isinstance(key, slice) else self.index[_positions(key)]
+        if positions.size == 0:
+            return torch.zeros((0, *self.shape[1:]))
+        return torch.stack([self.dataset[int(p)][0] for p in positions])
+
+    def subset(self, index: Any) -> LazyImages:
+        """The images at ``index`` (integers), as a view: nothing is decoded."""
+        return LazyImages(self.dataset, self.index[_positions(index)])
+
+    def samples(self, labels: Tensor | None = None) -> Dataset[tuple[Tensor, int]]:
+        """A map-style dataset of ``(pixels, label)``: image ``i`` decoded in ``[i]``.
+
+        ``labels`` (one per image; default: the folder's) are what the items carry.
+        """
+        if labels is None:
+            labels = self.dataset.labels[torch.from_numpy(self.index)]
+        if len(labels) != len(self):
+            raise ValueError(f"labels must hold {len(self)} labels, got {len(labels)}")
+        return _Samples(self, labels)
+
+    def batches(self, batch_size: int = 256, *, workers: int = 0) -> Iterator[Tensor]:
+        """The images in order, ``batch_size`` at a time, decoded by ``workers`` processes.
+
+        The batches are those of ``images[i : i + batch_size]``, with any ``workers``;
+        torch's global random state is left as it was.
+        """
+        check_int("batch_size", batch_size, minimum=1)
+        check_int("workers", workers, minimum=0)
+        # a generator of its own: iterating a DataLoader draws its workers' base seed, which
+        # would otherwise come from (and move) torch's global random state
+        loader = DataLoader(
+            self.samples(),
+            batch_size=batch_size,
+            num_workers=workers,
+            generator=torch.Generator(),
+        )
+        for pixels, _ in loader:
+            yield pixels
+
+    @classmethod
+    def __torch_function__(
+        cls,
+        func: Callable[..., Any],
+        types: Any,
+        args: Sequence[Any] = (),
+        kwargs: dict[str, Any] | None = None,
+    ) -> Any:
+        """``torch.cat`` of views of one dataset is a view; nothing else takes one."""
+        kwargs = kwargs or {}
+        if func is torch.cat and args and not kwargs.get("dim") and not kwargs.get("out"):
+            parts = list(args[0])
+            if all(isinstance(p, LazyImages) for p in parts) and len(args) == 1:
+                if all(p.dataset is parts[0].dataset for p in parts):
+                    return LazyImages(parts[0].dataset, np.concatenate([p.index for p in parts]))
+        name = getattr(func, "__name__", str(func))
+        raise TypeError(
+            f"{name} does not take images read lazily (LazyImages): index them to decode "
+            "a batch of pixels (torch.cat joins views of one folder)"
+        )
+
+
+class _Samples(Dataset[tuple[Tensor, int]]):
+    """``(pixels, label)`` of a :class:`LazyImages` view, decoded one by one."""
+
+    def __init__(self, images: LazyImages, labels: Tensor) -> None:
+        self.images = images
+        self.labels = labels.to(torch.int64)
+        self.targets = self.labels  # read by samplers that take a Dataset's labels
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index: int) -> tuple[Tensor, int]:
+        return self.images[index], int(self.labels[index])
+
+
+def _positions(index: Any) -> np.ndarray:
+    """Integer positions from a tensor, array, list or range (no booleans)."""
+    if isinstance(index, Tensor):
+        index = index.cpu().numpy()
+    array = np.asarray(index)
+    if array.dtype == np.bool_ or (array.size and not np.issubdtype(array.dtype, np.integer)):
+        raise TypeError(f"index must hold integers, got {array.dtype}")
+    return array.astype(np.int64, copy=False).reshape(-1)
+
+
+@dataclass(frozen=True)
+class ImageStatistics:
+    """Per-channel statistics of images, from :func:`image_statistics`.
+
+    Attributes:
+        mean, std: ``(C, 1, 1)`` float32: each channel's mean and standard deviation
+            (population) over the pixels of the images counted.
+        low, high: the smallest and largest pixel value.
+        count: the images counted.
+        total: the images there were (``count`` < ``total``: a sample of them).
+    """
+
+    mean: Tensor
+    std: Tensor
+    low: float
+    high: float
+    count: int
+    total: int
+
+
+def image_statistics(
+    images: Tensor | LazyImages, *, limit: int = 10_000, batch_size: int = 256, workers: int = 0
+) -> ImageStatistics:
+    """Per-channel mean and standard deviation of images, computed batch by batch.
+
+    The images are read ``batch_size`` at a time (a :class:`LazyImages` view decoded by
+    ``workers`` DataLoader processes) and summed in float64, so that only one batch is
+    in memory: the statistics of a folder bigger than memory. At most ``limit`` images
+    are counted: all of them when there are no more, else ``limit`` evenly spaced ones
+    (positions ``round(k (N - 1) / (limit - 1))``). A tensor and a lazy view of the same
+    images give the same statistics, bit for bit: the same batches, summed alike.
+
+    Raises:
+        TypeError: ``images`` is neither a 4-D tensor nor a :class:`LazyImages`.
+        ValueError: no image, or ``limit``, ``batch_size`` or ``workers`` out of range.
+    """
+    if not isinstance(images, LazyImages) and not (
+        isinstance(images, Tensor) and images.dim() == 4
+    ):
+        got = type(images).__name__
+        if isinstance(images, Tensor):
+            got = f"shape {tuple(images.shape)}"
+        raise TypeError(f"images must be a (N, C, H, W) tensor or LazyImages, got {got}")
+    check_int("limit", limit, minimum=2)
+    check_int("batch_size", batch_size, minimum=1)
+    check_int("workers", workers, minimum=0)
+    total = int(images.shape[0])
+    if total == 0:
+        raise ValueError("images must hold at least one image, got 0")
+    chosen = None
+    if total > limit:
+        chosen = torch.linspace(0, total - 1, limit, dtype=torch.float64).round().long()
+    if isinstance(images, LazyImages):
+        view = images if chosen is None else images.subset(chosen)
+        batches: Iterator[Tensor] = view.batches(batch_size, workers=workers)
+    else:
+        picked = images if chosen is None else images[chosen]
+        batches = (picked[i : i + batch_size] for i in range(0, picked.shape[0], batch_size))
+    channels = int(images.shape[1])
+    first = torch.zeros(channels, dtype=torch.float64)
+    second = torch.zeros(channels, dtype=torch.float64)
+    low, high, count, pixels = math.inf, -math.inf, 0, 0
+    for batch in batches:
+        x = batch.to(torch.float64)
+        first += x.sum(dim=(0, 2, 3))
+        second += (x * x).sum(dim=(0, 2, 3))
+        low, high = min(low, float(x.min())), max(high, float(x.max()))
+        count += int(x.shape[0])
+        pixels += int(x.shape[0] * x.shape[2] * x.shape[3])
+    mean = first / pixels
+    std = (second / pixels - mean * mean).clamp_min(0.0).sqrt()
+    std = torch.where(std > 1e-6 * std.max().clamp_min(1e-12), std, torch.ones_like(std))
+    shape = (channels, 1, 1)
+    return ImageStatistics(
+        mean=mean.float().reshape(shape),
+        std=std.float().reshape(shape),
+        low=low,
+        high=high,
+        count=count,
+        total=total,
+    )

@@ -89,7 +89,9 @@ class LabelledData:
     """Samples with integer class labels.
 
     Attributes:
-        inputs: ``(N, F)`` feature vectors or ``(N, C, H, W)`` images, float32.
+        inputs: ``(N, F)`` feature vectors or ``(N, C, H, W)`` images, float32; for
+            an image folder read lazily, a :class:`~contrastkit.data.images.LazyImages`
+            view that has the tensor's shape and decodes the images it is indexed with.
         labels: ``(N,)`` int64 class indices into ``class_names``.
         class_names: the name of each class.
         kind: ``"vectors"`` or ``"images"``.
@@ -109,8 +111,10 @@ class LabelledData:
     def subset(self, index: Tensor) -> LabelledData:
         """The samples at ``index``, keeping every class name."""
         paths = [self.paths[i] for i in index.tolist()] if self.paths else []
+        view = getattr(self.inputs, "subset", None)  # images read lazily: a view, not pixels
+        inputs = view(index) if callable(view) else self.inputs[index]
         return LabelledData(
-            self.inputs[index], self.labels[index], self.class_names, self.kind, self.source, paths
+            inputs, self.labels[index], self.class_names, self.kind, self.source, paths
         )
 
 
