@@ -99,10 +99,10 @@ __all__ = [
     "build_objective",
     "class_count",
     "inputs_of",
-    "learns_without_labels",
     "is_lazy",
     "lazy_image_folder",
     "lazy_note",
+    "learns_without_labels",
     "loss_and_loaders",
     "loss_terms",
     "model_spec",
@@ -182,6 +182,8 @@ ONE_CLASS_HINT = (
     "--loss ntxent (two noisy views of each row, no labels)"
 )
 """What a run of one class can train, for the errors that refuse the others."""
+
+
 def lazy_image_folder(
     config: RunConfig, path: Path, *, channels: int | None = None, flat: bool = False
 ) -> LabelledData | None:
