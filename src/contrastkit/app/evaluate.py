@@ -7,7 +7,9 @@ reason, never as a number.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
+from typing import Any, cast
 
 import torch
 from torch import Tensor, nn
@@ -21,6 +23,7 @@ from contrastkit.app.config import (
     ANOMALY_K,
     ANOMALY_LOF_NEIGHBORS,
     ANOMALY_SCORES,
+    LAZY_ABOVE_BYTES,
     RECONSTRUCTION_LOSSES,
     ConfigError,
     RunConfig,
@@ -46,6 +49,7 @@ __all__ = [
     "evaluate_anomalies",
     "evaluate_run",
     "has_retrieval",
+    "in_memory",
     "no_pairs",
     "pair_distances",
     "pairs_of",
@@ -302,6 +306,21 @@ BASELINE_NAMES = {
     "raw_lof": f"local outlier factor, {ANOMALY_LOF_NEIGHBORS} neighbours (raw inputs)",
 }
 """Each score of the raw-input baseline of anomaly detection, in words."""
+
+
+def in_memory(inputs: Any) -> Tensor | None:
+    """A split's raw inputs as one tensor, for a baseline on the raw inputs.
+
+    A tensor as it is; images read lazily (a :class:`~contrastkit.data.images.LazyImages`
+    view) decoded, when their pixels take at most
+    :data:`~contrastkit.app.config.LAZY_ABOVE_BYTES` (the size above which ``auto``
+    reads lazily), else ``None``: a folder bigger than memory has no raw baseline.
+    """
+    if isinstance(inputs, Tensor):
+        return inputs
+    if math.prod(inputs.shape) * 4 > LAZY_ABOVE_BYTES:
+        return None
+    return cast(Tensor, inputs[0 : len(inputs)])
 
 
 def standardized_rows(train: Tensor, *others: Tensor) -> list[Tensor]:

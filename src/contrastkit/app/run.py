@@ -152,6 +152,7 @@ from contrastkit.app.evaluate import (
     evaluate_anomalies,
     evaluate_run,
     has_retrieval,
+    in_memory,
     no_pairs,
     pair_distances,
     pairs_of,
@@ -725,7 +726,10 @@ def _raw_anomaly_data(
     train, test, anomalies = raw
     if anomalies is None:
         return None
-    return inputs_of(train), inputs_of(test), anomalies.inputs
+    rows = [in_memory(x) for x in (inputs_of(train), inputs_of(test), anomalies.inputs)]
+    if rows[0] is None or rows[1] is None or rows[2] is None:
+        return None  # images read lazily, too many to hold: no raw baseline
+    return rows[0], rows[1], rows[2]
 
 
 def _finish(result: RunResult, run: Path, started: float, train_seconds: float) -> RunResult:
