@@ -54,6 +54,7 @@ from contrastkit.app.config import (
     LOSSES,
     MODES,
     OBJECTIVES,
+    PAIR_SPLITS,
     POOLINGS,
     PRECISIONS,
     RECONSTRUCTION_LOSSES,
@@ -336,6 +337,15 @@ _TRAIN_OPTIONS: tuple[tuple[str, Callable[[str], Any], str, str | None], ...] = 
         "or classes (whole classes held out: validation and test identities are never "
         "trained on, an open set; the fractions then count classes)",
         _choices(SPLIT_BY),
+    ),
+    (
+        "pair_split",
+        str,
+        "how a pair file (left,right,label) is split: images (default: its images are split, "
+        "a pair kept where both fall in one split, so no validation or test image is in a "
+        "training pair; pairs across splits are dropped) or pairs (the pairs split at "
+        "random, as runs made before the option)",
+        _choices(PAIR_SPLITS),
     ),
     ("seed", int, "seed of the split, the draws and the initialisation (default: 0)", None),
     (

@@ -31,6 +31,7 @@ __all__ = [
     "MODES",
     "NTXENT_TEMPERATURE",
     "OBJECTIVES",
+    "PAIR_SPLITS",
     "POOLINGS",
     "PRECISIONS",
     "RECONSTRUCTION_LOSSES",
@@ -76,6 +77,8 @@ ANOMALY_K = 5
 PRECISIONS = ("32", "bf16", "fp16")
 SPLIT_BY = ("samples", "classes")
 """How a run is split: each class's samples spread over the splits, or whole classes."""
+PAIR_SPLITS = ("images", "pairs")
+"""How a pair file is split: by its images (no held-out image in training) or by its pairs."""
 MODES = ("min", "max")
 # The values of a run's history where higher is better (the default mode of a monitor);
 # every other value (a loss or loss term) is better lower.
@@ -228,6 +231,14 @@ class RunConfig:
             validation and test, :func:`~contrastkit.data.readers.split_classes`: the
             threshold is chosen on identities never trained on and applied to still
             others, an open set). Labelled data only, without ``anomaly_class``.
+        pair_split: how a pair file (``left,right,label``) is split: ``"images"`` (its
+            images are split and a pair is kept where both its images fall in one
+            split, so no validation or test image is in a training pair;
+            :func:`~contrastkit.data.readers.split_pairs_by_image`) or ``"pairs"`` (its
+            pairs are split at random, as runs made before the option were: an image
+            can then be in a training pair and a test pair). Empty: ``"images"`` for a
+            new run; a run made before the option (whose ``config.toml`` has none) is
+            resumed and evaluated with ``"pairs"``, its own split. A run records it.
         seed: the seed of the split, the draws and the initialisation.
         device: ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"auto"``; a run writes the device
             it actually used to its ``config.toml``, never ``"auto"``.
@@ -288,6 +299,7 @@ class RunConfig:
     val_fraction: float = 0.15
     test_fraction: float = 0.15
     split_by: SplitByName = "samples"
+    pair_split: str = ""
     seed: int = 0
     device: str = "cpu"
     precision: PrecisionName = "32"
@@ -362,6 +374,10 @@ class RunConfig:
                 f"val_fraction and test_fraction must be positive and sum below 1, got {fractions}"
             )
         _check_split_by(self)
+        if self.pair_split not in ("", *PAIR_SPLITS):
+            raise ConfigError(
+                f"pair_split must be one of {', '.join(PAIR_SPLITS)}, got {self.pair_split!r}"
+            )
         if self.device not in ("cpu", "cuda", "auto") and not self.device.startswith("cuda:"):
             raise ConfigError(f"device must be cpu, cuda, cuda:N or auto, got {self.device!r}")
         _check_training(self, text=kind is not None)
@@ -513,6 +529,7 @@ def _check_text_options(config: RunConfig, kind: str) -> None:
     for name, why in (
         ("anomaly_class", "text runs hold out no class"),
         ("split_by", "a text run splits its rows"),
+        ("pair_split", "it applies to a pair file of images"),
         ("exclude_columns", "a text table's columns are named by what they hold"),
         ("label_column", "a text table's label column is named label"),
         (

@@ -119,8 +119,11 @@ from contrastkit.app.build import (
     open_set_note,
     open_set_split,
     optimizer_and_schedule,
+    pair_split_note,
+    pair_split_summary,
     read_data,
     resolve_augment,
+    resolve_pair_split,
     resolve_device,
     run_splits,
     scale_inputs,
@@ -192,7 +195,7 @@ from contrastkit.app.text import (
     text_splits,
 )
 from contrastkit.data import ClassBalancedBatchSampler
-from contrastkit.data.readers import DataError, LabelledData
+from contrastkit.data.readers import DataError, LabelledData, PairData
 from contrastkit.data.text import LabelledTexts
 from contrastkit.training import (
     Trainer,
@@ -472,7 +475,7 @@ def _train_run(
         _check_tensorboard(config)
         extended_from = _check_resume(config, run) if resume else None
         text: TextModel | None = None
-        split: dict[str, Any] | None = None  # the classes of an open-set split
+        split: dict[str, Any] | None = None  # an open-set split's classes, a pair file's split
         if config.text_kind:
             data, train, val, test, text, device = _text_parts(config, run, resume, processes)
             anomalies = None
@@ -486,6 +489,7 @@ def _train_run(
         else:
             data = read_data(config)
             config.augment = resolve_augment(config, data.kind, resume=resume)
+            config.pair_split = resolve_pair_split(config, data, resume=resume)
             if not resume:
                 if config.data != "digits":  # so that evaluate, embed and --resume work anywhere
                     config.data = str(Path(config.data).resolve())
@@ -508,6 +512,11 @@ def _train_run(
             if config.split_by == "classes":
                 split = open_set_split(train, val, test)
                 notes.insert(0, open_set_note(split))
+            elif isinstance(data, PairData):
+                split = pair_split_summary(
+                    config, data, cast(PairData, train), cast(PairData, val), cast(PairData, test)
+                )
+                notes.insert(0, pair_split_note(split))
         transform = (
             None if text is not None else batch_augment(config, int(spec.get("image_size", 0)))
         )
