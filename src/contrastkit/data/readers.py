@@ -1149,7 +1149,8 @@ def split_pairs_by_image(
     most pairs is taken (the one keeping the most of all when none is valid).
 
     Args:
-        left, right: ``(n,)`` integer ids of the two images of each pair.
+        left: ``(n,)`` integer id of the first image of each pair.
+        right: ``(n,)`` integer id of the second image of each pair.
         fractions: ``(validation, test)`` shares of the pairs kept, two positive
             numbers summing below 1.
         seed: the seed of the draws; the same pairs and seed give the same split.
