@@ -87,7 +87,6 @@ __all__ = [
     "open_set_split",
     "optimizer_and_schedule",
     "optimizer_steps_per_epoch",
-    "pair_split_note",
     "pair_split_summary",
     "read_data",
     "resolve_augment",
@@ -229,31 +228,6 @@ def pair_split_summary(
             "validation_test": len(sets["validation"] & sets["test"]),
         }
     return out
-
-
-def pair_split_note(split: Mapping[str, Any]) -> str:
-    """The sentence of the report and notes that states how a pair file was split."""
-    pairs, images = split["pairs"], split.get("images")
-    counts = ", ".join(
-        f"{pairs[k]} {k} pairs" + (f" of {images[k]} images" if images else "")
-        for k in ("train", "validation", "test")
-    )
-    if split["by"] == "images":
-        dropped = split["dropped_pairs"]
-        return (
-            f"pair file split by image: {counts}; no validation or test image is in a "
-            f"training pair; {dropped} pair{'s' if dropped != 1 else ''} whose two images "
-            "fell in different splits dropped"
-        )
-    shared = split.get("shared_images", {})
-    seen = shared.get("train_test", 0) + shared.get("train_validation", 0)
-    return f"pair file split by pair (pair_split pairs): {counts}; " + (
-        f"{shared.get('train_test', 0)} test and {shared.get('train_validation', 0)} "
-        "validation images are also in training pairs, so the held-out scores are "
-        "optimistic for unseen images"
-        if seen
-        else "no held-out image is in a training pair"
-    )
 
 
 def _check_pair_splits(

@@ -774,6 +774,12 @@ def _train(args: argparse.Namespace) -> int:
         return 0
     shown = ", ".join(f"{metric_name(k)} {metric_text(v)}" for k, v in result.summary())
     print(f"test: {shown}")
+    raw = result.raw_summary()
+    if raw:
+        shown = ", ".join(f"{metric_name(k)} {metric_text(v)}" for k, v in raw)
+        print(f"raw inputs (baseline, no training): {shown}")
+    elif result.raw_skipped:
+        print(f"raw inputs (baseline): not measured: {result.raw_skipped}")
     for what, why in (
         ("verification", result.evaluation.verification_skipped),
         ("retrieval", result.evaluation.retrieval_skipped),

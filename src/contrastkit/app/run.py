@@ -119,7 +119,6 @@ from contrastkit.app.build import (
     open_set_note,
     open_set_split,
     optimizer_and_schedule,
-    pair_split_note,
     pair_split_summary,
     read_data,
     resolve_augment,
@@ -147,6 +146,7 @@ from contrastkit.app.evaluate import (
     available_scores,
     embed_split,
     evaluate_anomalies,
+    evaluate_raw,
     evaluate_run,
     has_retrieval,
     no_pairs,
@@ -160,6 +160,7 @@ from contrastkit.app.result import (
     DataSummary,
     Environment,
     RunResult,
+    pair_split_note,
 )
 from contrastkit.app.rundir import (
     CONFIG,
@@ -635,6 +636,7 @@ def _train_run(
         )
         result.environment = _environment(device, processes)
         result.train_batch = drawn
+        result.raw_skipped = "texts have no raw input vector to compare (tokens, not features)"
         return _finish(result, run, started, train_seconds)
     reference = embed(model, inputs_of(train))
     reference_labels = train.labels if isinstance(train, LabelledData) else None
@@ -652,10 +654,14 @@ def _train_run(
             cast(LabelledData, test),
             anomalies,
         )
+    raw, raw_skipped = evaluate_raw(config, train, val, test)  # the baseline: no training
     result = RunResult(
         run_dir=run,
         config=config,
         evaluation=evaluate_run(model, config, val, test),
+        raw=raw,
+        raw_skipped=raw_skipped,
+        raw_kind=data.kind,
         terms=loss_terms(config),
         history=history,
         data=DataSummary(
