@@ -287,3 +287,27 @@ def test_pair_split_applies_to_pair_files_only(tmp_path, capsys, data):
     assert not (tmp_path / "run").exists()
     status, _, err = call(capsys, "train", "--pair-split", "faces", "-o", tmp_path / "run")
     assert status == 2 and "faces" in err and not (tmp_path / "run").exists()
+
+
+@pytest.mark.slow
+def test_a_text_run_says_it_has_no_raw_baseline(tmp_path, capsys):
+    from test_cli_text import TINY
+
+    words = ["cat", "dog", "bird", "fish", "home", "river", "park", "road", "runs", "eats"]
+    rows = ["sentence1\tsentence2\tlabel"]
+    for i in range(40):
+        a = " ".join(words[(i + k) % 10] for k in range(3))
+        b = " ".join(words[(i + k + (0 if i % 2 else 5)) % 10] for k in range(3))
+        rows.append(f"{a}\t{b}\t{int(i % 2 == 1)}")
+    (tmp_path / "pairs.tsv").write_text("\n".join(rows) + "\n")
+    run = tmp_path / "run"
+    status, out, err = call(capsys, "train", "--data", tmp_path / "pairs.tsv", *TINY, "-o", run)
+    assert status == 0, err
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["raw_inputs"] == {
+        "skipped": "texts have no raw input vector to compare (tokens, not features)"
+    }
+    assert "raw inputs (baseline): not measured: texts have no raw input vector" in out
+    assert (
+        "No raw-input baseline: texts have no raw input vector" in (run / "report.html").read_text()
+    )
