@@ -419,13 +419,12 @@ def write_report(path: str | Path, result: RunResult, *, title: str = "contrastk
     def table(keys: list[str]) -> str:  # beside the raw-input baseline, when there is one
         if raw is None:
             return _table(rows(keys))
-        raw_negatives = raw.pairs.get("test_negative")
         body = "".join(
             f"<tr><td>{html.escape(metric_name(k))}</td><td class='num'>"
             + html.escape(metric_text(test[k], negative_pairs=_negatives(k, negatives)))
             + "</td><td class='num'>"
             + html.escape(
-                metric_text(raw.test[k], negative_pairs=_negatives(k, raw_negatives))
+                metric_text(raw.test[k])  # the same pairs: their count is in the column before
                 if k in raw.test
                 else "—"
             )
