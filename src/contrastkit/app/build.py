@@ -63,6 +63,7 @@ from contrastkit.data.readers import (
     read_pairs,
     split_classes,
     split_indices,
+    split_pairs_by_image,
 )
 from contrastkit.data.text import LabelledTexts
 from contrastkit.models import (
@@ -110,9 +111,11 @@ __all__ = [
     "open_set_split",
     "optimizer_and_schedule",
     "optimizer_steps_per_epoch",
+    "pair_split_summary",
     "read_data",
     "resolve_augment",
     "resolve_device",
+    "resolve_pair_split",
     "run_splits",
     "samples_of",
     "scale_inputs",
@@ -252,7 +255,12 @@ def _split(config: RunConfig, data: Split) -> tuple[Split, Split, Split]:
             index = split_classes(data.labels, fractions=fractions, seed=config.seed)
         except ValueError as error:
             raise DataError(f"{data.source}: split_by classes: {error}") from None
-    elif isinstance(data, PairData):
+    elif isinstance(data, PairData) and _by_image(config, data):
+        assert data.left_image is not None and data.right_image is not None
+        index = split_pairs_by_image(
+            data.left_image, data.right_image, fractions=fractions, seed=config.seed, same=data.same
+        )
+    elif isinstance(data, PairData):  # the pairs at random (runs made before pair_split)
         index = split_indices(data.same, fractions=fractions, seed=config.seed)
     else:  # unlabelled images (NT-Xent): one group, split at random
         keys = data.labels if not unlabelled(data) else torch.zeros_like(data.labels)
@@ -262,27 +270,106 @@ def _split(config: RunConfig, data: Split) -> tuple[Split, Split, Split]:
         if len(part) == 0:
             raise DataError(f"{data.source}: the {name} split is empty; more data is needed")
     if isinstance(data, PairData):
-        _check_pair_splits(data, cast(PairData, train), cast(PairData, val), cast(PairData, test))
+        _check_pair_splits(
+            data,
+            cast(PairData, train),
+            cast(PairData, val),
+            cast(PairData, test),
+            by_image=_by_image(config, data),
+        )
     return train, val, test
 
 
-def _check_pair_splits(data: PairData, train: PairData, val: PairData, test: PairData) -> None:
+def _by_image(config: RunConfig, data: PairData) -> bool:
+    """Whether a pair file is split by its images: ``pair_split`` images (empty: pairs)."""
+    if config.pair_split == "images" and data.left_image is None:
+        raise ConfigError(f"pair_split images needs the image of each pair of {data.source}")
+    return config.pair_split == "images"
+
+
+def resolve_pair_split(config: RunConfig, data: Split, *, resume: bool) -> str:
+    """The ``pair_split`` of a run on ``data``; a config error where it does not apply.
+
+    Empty: ``"images"`` for a new run on a pair file, ``"pairs"`` for a resumed run made
+    before the option (its own split, reproduced), and empty for other data.
+    """
+    if not isinstance(data, PairData):
+        if config.pair_split:
+            raise ConfigError(
+                f"pair_split applies to a pair file (left,right,label), not to {data.source}"
+            )
+        return ""
+    if config.pair_split:
+        return config.pair_split
+    return "pairs" if resume else "images"
+
+
+def pair_split_summary(
+    config: RunConfig, data: PairData, train: PairData, val: PairData, test: PairData
+) -> dict[str, Any]:
+    """How a pair file was split, as ``metrics.json`` records it (``data.split``).
+
+    ``{"by": "images" | "pairs", "pairs": {split: n}, "images": {split: n},
+    "dropped_pairs": n, "shared_images": {"train_test": n, ...}}``: the images each
+    split's pairs name, the pairs of the file in no split (their two images fell in two
+    splits), and the images two splits share (0 when split by image).
+    """
+    parts = {"train": train, "validation": val, "test": test}
+    kept = sum(len(p) for p in parts.values())
+    out: dict[str, Any] = {
+        "by": "images" if config.pair_split == "images" else "pairs",
+        "pairs": {name: len(p) for name, p in parts.items()},
+        "dropped_pairs": len(data) - kept,
+    }
+    images = {name: p.images() for name, p in parts.items()}
+    if all(i is not None for i in images.values()):
+        sets = {name: set(cast(Tensor, i).tolist()) for name, i in images.items()}
+        out["images"] = {name: len(i) for name, i in sets.items()}
+        out["shared_images"] = {
+            "train_validation": len(sets["train"] & sets["validation"]),
+            "train_test": len(sets["train"] & sets["test"]),
+            "validation_test": len(sets["validation"] & sets["test"]),
+        }
+    return out
+
+
+def _check_pair_splits(
+    data: PairData, train: PairData, val: PairData, test: PairData, *, by_image: bool = False
+) -> None:
     """Each split of a pair file needs a matching and a non-matching pair.
 
     Training needs both kinds to learn from, validation to choose the threshold, test to
-    measure verification (a pair file's only evaluation).
+    measure verification (a pair file's only evaluation). A kind the file has fewer than
+    3 of is named first (the file needs more of it).
     """
     splits = (("training", train), ("validation", val), ("test", test))
-    for label, kind in ((1, "matching (label 1)"), (0, "non-matching (label 0)")):
+    kinds = sorted(
+        ((1, "matching (label 1)"), (0, "non-matching (label 0)")),
+        key=lambda kind: int((data.same == kind[0]).sum()) >= 3,
+    )
+    for label, kind in kinds:
         counts = {name: int((part.same == label).sum()) for name, part in splits}
         empty = [name for name, n in counts.items() if n == 0]
         if empty:
             shares = ", ".join(f"{n} to {name}" for name, n in counts.items())
+            total = int((data.same == label).sum())
+            dropped = total - sum(counts.values())
+            why = (
+                f"({total} in the file: {shares}"
+                + (f", {dropped} dropped across splits" if dropped else "")
+                + ")"
+            )
+            hint = (
+                "; split by image, every held-out split needs such a pair between images "
+                "of its own: give more pairs, or pair_split pairs (an image can then be in a "
+                "training and a test pair)"
+                if by_image and total >= 3
+                else ""
+            )
             raise DataError(
                 f"{data.source}: the {' and '.join(empty)} split{'s' if len(empty) > 1 else ''} "
-                f"would have no {kind} pair ({sum(counts.values())} in the file: {shares}); "
-                f"each split needs a matching and a non-matching pair, so the file needs at "
-                "least 3 of each"
+                f"would have no {kind} pair {why}; each split needs a matching and a "
+                f"non-matching pair, so the file needs at least 3 of each{hint}"
             )
 
 

@@ -56,6 +56,7 @@ from contrastkit.app.config import (
     LOSSES,
     MODES,
     OBJECTIVES,
+    PAIR_SPLITS,
     POOLINGS,
     PRECISIONS,
     RECONSTRUCTION_LOSSES,
@@ -355,6 +356,15 @@ _TRAIN_OPTIONS: tuple[tuple[str, Callable[[str], Any], str, str | None], ...] = 
         "or classes (whole classes held out: validation and test identities are never "
         "trained on, an open set; the fractions then count classes)",
         _choices(SPLIT_BY),
+    ),
+    (
+        "pair_split",
+        str,
+        "how a pair file (left,right,label) is split: images (default: its images are split, "
+        "a pair kept where both fall in one split, so no validation or test image is in a "
+        "training pair; pairs across splits are dropped) or pairs (the pairs split at "
+        "random, as runs made before the option)",
+        _choices(PAIR_SPLITS),
     ),
     ("seed", int, "seed of the split, the draws and the initialisation (default: 0)", None),
     (
@@ -786,6 +796,12 @@ def _train(args: argparse.Namespace) -> int:
         return 0
     shown = ", ".join(f"{metric_name(k)} {metric_text(v)}" for k, v in result.summary())
     print(f"test: {shown}")
+    raw = result.raw_summary()
+    if raw:
+        shown = ", ".join(f"{metric_name(k)} {metric_text(v)}" for k, v in raw)
+        print(f"raw inputs (baseline, no training): {shown}")
+    elif result.raw_skipped:
+        print(f"raw inputs (baseline): not measured: {result.raw_skipped}")
     for what, why in (
         ("verification", result.evaluation.verification_skipped),
         ("retrieval", result.evaluation.retrieval_skipped),
@@ -806,12 +822,12 @@ def _train(args: argparse.Namespace) -> int:
         if result.anomaly.baseline:
             from contrastkit.app.evaluate import BASELINE_NAMES
 
-            raw = "; ".join(
+            baseline = "; ".join(
                 f"{BASELINE_NAMES[name]}: ROC-AUC {m['roc_auc']:.4f}, "
                 f"average precision {m['average_precision']:.4f}"
                 for name, m in result.anomaly.baseline.items()
             )
-            print(f"anomaly baseline, no training: {raw}")
+            print(f"anomaly baseline, no training: {baseline}")
     print(f"took {result.seconds['total']:.1f} s; report: {run / 'report.html'}")
     return 0
 

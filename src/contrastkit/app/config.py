@@ -36,6 +36,7 @@ __all__ = [
     "MODES",
     "NTXENT_TEMPERATURE",
     "OBJECTIVES",
+    "PAIR_SPLITS",
     "POOLINGS",
     "PRECISIONS",
     "RECONSTRUCTION_LOSSES",
@@ -82,13 +83,15 @@ ANOMALY_LOF_NEIGHBORS = 20  # the raw-input baseline's LocalOutlierFactor (sciki
 # The precisions of contrastkit.training.Trainer (a test checks that the two agree).
 PRECISIONS = ("32", "bf16", "fp16")
 SPLIT_BY = ("samples", "classes")
+"""How a run is split: each class's samples spread over the splits, or whole classes."""
 IMAGE_LOADINGS = ("auto", "eager", "lazy")
 """How an image folder is read: by its size, all at start, or image by image per batch."""
 LAZY_ABOVE_BYTES = 2**30
 """image_loading auto reads a folder lazily when its decoded images would take more."""
 EXECUTION_OPTIONS = ("image_loading", "workers")
 """Options that change how a run is computed, never its result: a resumed run may change them."""
-"""How a run is split: each class's samples spread over the splits, or whole classes."""
+PAIR_SPLITS = ("images", "pairs")
+"""How a pair file is split: by its images (no held-out image in training) or by its pairs."""
 MODES = ("min", "max")
 # The values of a run's history where higher is better (the default mode of a monitor);
 # every other value (a loss or loss term) is better lower.
@@ -253,6 +256,14 @@ class RunConfig:
             validation and test, :func:`~contrastkit.data.readers.split_classes`: the
             threshold is chosen on identities never trained on and applied to still
             others, an open set). Labelled data only, without ``anomaly_class``.
+        pair_split: how a pair file (``left,right,label``) is split: ``"images"`` (its
+            images are split and a pair is kept where both its images fall in one
+            split, so no validation or test image is in a training pair;
+            :func:`~contrastkit.data.readers.split_pairs_by_image`) or ``"pairs"`` (its
+            pairs are split at random, as runs made before the option were: an image
+            can then be in a training pair and a test pair). Empty: ``"images"`` for a
+            new run; a run made before the option (whose ``config.toml`` has none) is
+            resumed and evaluated with ``"pairs"``, its own split. A run records it.
         seed: the seed of the split, the draws and the initialisation.
         device: ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"auto"``; a run writes the device
             it actually used to its ``config.toml``, never ``"auto"``.
@@ -315,6 +326,7 @@ class RunConfig:
     val_fraction: float = 0.15
     test_fraction: float = 0.15
     split_by: SplitByName = "samples"
+    pair_split: str = ""
     seed: int = 0
     device: str = "cpu"
     precision: PrecisionName = "32"
@@ -402,6 +414,10 @@ class RunConfig:
                 f"image_loading lazy trains objective contrastive; an autoencoder "
                 f"(objective {self.objective}) reads its images eagerly: use image_loading "
                 "eager or auto"
+            )
+        if self.pair_split not in ("", *PAIR_SPLITS):
+            raise ConfigError(
+                f"pair_split must be one of {', '.join(PAIR_SPLITS)}, got {self.pair_split!r}"
             )
         if self.device not in ("cpu", "cuda", "auto") and not self.device.startswith("cuda:"):
             raise ConfigError(f"device must be cpu, cuda, cuda:N or auto, got {self.device!r}")
@@ -554,6 +570,7 @@ def _check_text_options(config: RunConfig, kind: str) -> None:
     for name, why in (
         ("anomaly_class", "text runs hold out no class"),
         ("split_by", "a text run splits its rows"),
+        ("pair_split", "it applies to a pair file of images"),
         ("exclude_columns", "a text table's columns are named by what they hold"),
         ("label_column", "a text table's label column is named label"),
         (

@@ -7,6 +7,7 @@ reason, never as a number.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 from typing import Any, cast
@@ -35,18 +36,22 @@ from contrastkit.app.result import (
     measurable,
 )
 from contrastkit.data.readers import LabelledData, PairData
-from contrastkit.distances import paired_distance
+from contrastkit.distances import DistanceName, paired_distance
+from contrastkit.models import Standardize
 from contrastkit.training import (
     embed,
 )
 
 __all__ = [
     "BASELINE_NAMES",
+    "RAW_DISTANCE",
     "SCORE_NAMES",
+    "RawInputs",
     "anomaly_scores",
     "available_scores",
     "embed_split",
     "evaluate_anomalies",
+    "evaluate_raw",
     "evaluate_run",
     "has_retrieval",
     "in_memory",
@@ -419,3 +424,65 @@ def evaluate_anomalies(
         is_anomaly=is_anomaly,
         baseline=raw_baseline(*raw) if raw is not None and len(raw[0]) >= 2 else {},
     )
+
+
+# ----------------------------------------------------------------------------- the baseline
+
+RAW_DISTANCE: DistanceName = "euclidean"
+"""The distance of the raw-input baseline: nearest neighbours on the standardized inputs."""
+
+
+class RawInputs(nn.Module):
+    """The "embedding" of the raw-input baseline: each input standardized, then flattened.
+
+    The statistics are those of the training split (:meth:`Standardize.from_data`): per
+    feature for feature vectors (z-scores), per channel for images (so the Euclidean
+    distance is that of the raw pixels, up to one scale per channel). Nothing is
+    trained: it is what a nearest-neighbour search on the inputs themselves measures.
+
+    Example:
+        >>> x = torch.tensor([[0.0, 10.0], [2.0, 30.0]])
+        >>> RawInputs.fitted(x)(x)
+        tensor([[-1., -1.],
+                [ 1.,  1.]])
+    """
+
+    def __init__(self, scale: Standardize) -> None:
+        super().__init__()
+        self.scale = scale
+
+    @classmethod
+    def fitted(cls, train_inputs: Tensor) -> RawInputs:
+        """The baseline whose statistics are those of ``train_inputs``."""
+        return cls(Standardize.from_data(train_inputs))
+
+    def forward(self, x: Tensor) -> Tensor:
+        """``(N, …)`` inputs → ``(N, D)`` standardized, flattened inputs."""
+        return self.scale(x).flatten(1)
+
+
+def evaluate_raw(
+    config: RunConfig, train: Split, val: Split, test: Split
+) -> tuple[Evaluation | None, str | None]:
+    """The run's retrieval and verification metrics on the raw inputs, or why not.
+
+    The same test metrics as :func:`evaluate_run` (the threshold chosen on the same
+    validation pairs, the same test pairs and retrieval queries), with the inputs
+    standardized by the training split's statistics (:class:`RawInputs`) in place of
+    the trained embeddings, and the Euclidean distance (:data:`RAW_DISTANCE`): what the
+    data give without any training. For a pair file, the distance between the two
+    raw images of each pair. Nothing is trained; retrieval goes through the same tiled
+    distance code as the embeddings'.
+
+    Returns:
+        ``(evaluation, None)``, or ``(None, why)`` when the split has no labels to
+        measure anything with (a flat image folder).
+    """
+    if unlabelled(test):
+        return None, "the images have no labels (a flat folder): nothing to measure"
+    pixels = in_memory(inputs_of(train))
+    if pixels is None:
+        return None, "the images were read lazily and are too many to hold in memory"
+    model = RawInputs.fitted(pixels)
+    raw_config = dataclasses.replace(config, distance=RAW_DISTANCE)
+    return evaluate_run(model, raw_config, val, test), None

@@ -25,7 +25,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from contrastkit.app.result import far_of
+from contrastkit.app.result import far_of, pair_split_note
 
 if TYPE_CHECKING:
     from contrastkit.app.config import RunConfig
@@ -390,6 +390,37 @@ def _text_sections(result: RunResult, rows: Any) -> list[str]:
     return []
 
 
+def _pair_split(split: Mapping[str, Any] | None) -> bool:
+    """Whether a run's recorded split is that of a pair file (by images or by pairs)."""
+    return split is not None and split.get("by") in ("images", "pairs")
+
+
+def _raw_paragraph(result: RunResult) -> str:
+    """What the raw-inputs column of the tables is, and how the embedding compares."""
+    raw = result.raw
+    assert raw is not None
+    kind = {
+        "images": "the pixels of each image, standardized per channel by the training "
+        "split's mean and spread, then flattened",
+        "vectors": "the features, each standardized by the training split's mean and spread",
+    }
+    what = kind.get(result.raw_kind, "the inputs as read")
+    pairs = " (for a pair file, the distance between the two raw images of each pair)"
+    gains = []
+    for key in ("precision_at_1", "map_at_r", "roc_auc"):
+        mine, base = result.test.get(key), raw.test.get(key)
+        if mine is not None and base is not None:
+            gains.append(f"{metric_name(key)} {mine - base:+.4f}")
+    gained = f" Training changed {', '.join(gains)} against the raw inputs." if gains else ""
+    return (
+        "<p>The <em>raw inputs</em> column is the baseline of what training bought: the "
+        f"same metrics on the same validation and test splits, with {what}, compared by "
+        f"{html.escape(raw.distance)} distance{pairs if result.config.pair_split else ''}; "
+        "its threshold is chosen on the validation pairs as the embedding's is. Nothing is "
+        f"trained for it.{gained}</p>"
+    )
+
+
 def write_report(path: str | Path, result: RunResult, *, title: str = "contrastkit run") -> Path:
     """Write the report of a run to ``path`` and return it.
 
@@ -410,7 +441,13 @@ def write_report(path: str | Path, result: RunResult, *, title: str = "contrastk
         f"{html.escape(evaluation.distance)} distance, {config.epochs} epochs{extended}"
         + _best_text(result),
         f"data: {html.escape(data.source)}; {data.train} training, {data.validation} "
-        f"validation and {data.test} test samples",
+        f"validation and {data.test} test "
+        + ("pairs" if config.pair_split else "samples")
+        + (
+            f" ({html.escape(pair_split_note(data.split))})"
+            if data.split is not None and _pair_split(data.split)
+            else ""
+        ),
         html.escape(_batches(config, result.train_batch)),
         html.escape(result.environment.describe())
         + (f"; run time {seconds['total']:.1f} s" if "total" in seconds else ""),
@@ -424,19 +461,39 @@ def write_report(path: str | Path, result: RunResult, *, title: str = "contrastk
             for k in keys
         ]
 
-    verification = rows(
-        [
-            k
-            for k in test
-            if k in ("roc_auc", "eer", "threshold", "accuracy", "val_accuracy")
-            or far_of(k) is not None
-        ]
-    )
-    retrieval = rows(
-        [k for k in test if k in ("precision_at_1", "map_at_r") or k.startswith("recall_at_")]
-    )
+    raw = result.raw
+
+    def table(keys: list[str]) -> str:  # beside the raw-input baseline, when there is one
+        if raw is None:
+            return _table(rows(keys))
+        body = "".join(
+            f"<tr><td>{html.escape(metric_name(k))}</td><td class='num'>"
+            + html.escape(metric_text(test[k], negative_pairs=_negatives(k, negatives)))
+            + "</td><td class='num'>"
+            + html.escape(
+                metric_text(raw.test[k])  # the same pairs: their count is in the column before
+                if k in raw.test
+                else "—"
+            )
+            + "</td></tr>"
+            for k in keys
+        )
+        return (
+            "<table><tr><th>metric</th><th>trained embedding</th><th>raw inputs</th></tr>"
+            f"{body}</table>"
+        )
+
+    verification_keys = [
+        k
+        for k in test
+        if k in ("roc_auc", "eer", "threshold", "accuracy", "val_accuracy") or far_of(k) is not None
+    ]
+    retrieval_keys = [
+        k for k in test if k in ("precision_at_1", "map_at_r") or k.startswith("recall_at_")
+    ]
     if "mrr_at_10" in test:  # anchor-positive texts: their own section
-        retrieval = []
+        retrieval_keys = []
+    verification, retrieval = rows(verification_keys), rows(retrieval_keys)
     pairs = evaluation.pairs
     parts = [
         "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
@@ -455,7 +512,7 @@ def write_report(path: str | Path, result: RunResult, *, title: str = "contrastk
             "and applied unchanged to the test pairs. A true accept rate (TAR) at a false "
             "accept rate (FAR) below 1 / (dissimilar pairs) cannot be measured from these "
             "pairs.</p>",
-            _table(verification),
+            table(verification_keys),
         ]
     if evaluation.verification_skipped:
         parts.append(f"<p>Not measurable: {html.escape(evaluation.verification_skipped)}.</p>")
@@ -465,10 +522,14 @@ def write_report(path: str | Path, result: RunResult, *, title: str = "contrastk
             "<p>Each test sample queries all the others. Precision@1 is the accuracy of "
             "a 1-nearest-neighbour (1-NN) classifier on the embeddings, leave-one-out over "
             "the test samples: the k-NN accuracy that self-supervised learning reports.</p>",
-            _table(retrieval),
+            table(retrieval_keys),
         ]
     if evaluation.retrieval_skipped:
         parts.append(f"<p>Retrieval not measured: {html.escape(evaluation.retrieval_skipped)}</p>")
+    if raw is not None and (verification or retrieval):
+        parts.append(_raw_paragraph(result))
+    elif result.raw_skipped:
+        parts.append(f"<p>No raw-input baseline: {html.escape(result.raw_skipped)}.</p>")
     if "reconstruction_error" in test:
         parts += [
             "<h2>Reconstruction (test samples)</h2>",

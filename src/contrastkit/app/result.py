@@ -15,6 +15,7 @@ Imports no torch (the tensors are only annotated), like :mod:`~contrastkit.app.c
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -33,6 +34,7 @@ __all__ = [
     "RunResult",
     "far_of",
     "measurable",
+    "pair_split_note",
 ]
 
 _TAR_PREFIX = "tar@far="
@@ -56,6 +58,31 @@ def measurable(far: float, negative_pairs: int) -> bool:
     (it would read the TAR of accepting no negative pair at all).
     """
     return negative_pairs > 0 and negative_pairs * far >= 1.0 - 1e-9
+
+
+def pair_split_note(split: Mapping[str, Any]) -> str:
+    """The sentence of the report and notes that states how a pair file was split."""
+    pairs, images = split["pairs"], split.get("images")
+    counts = ", ".join(
+        f"{pairs[k]} {k} pairs" + (f" of {images[k]} images" if images else "")
+        for k in ("train", "validation", "test")
+    )
+    if split["by"] == "images":
+        dropped = split["dropped_pairs"]
+        return (
+            f"pair file split by image: {counts}; no validation or test image is in a "
+            f"training pair; {dropped} pair{'s' if dropped != 1 else ''} whose two images "
+            "fell in different splits dropped"
+        )
+    shared = split.get("shared_images", {})
+    seen = shared.get("train_test", 0) + shared.get("train_validation", 0)
+    return f"pair file split by pair (pair_split pairs): {counts}; " + (
+        f"{shared.get('train_test', 0)} test and {shared.get('train_validation', 0)} "
+        "validation images are also in training pairs, so the held-out scores are "
+        "optimistic for unseen images"
+        if seen
+        else "no held-out image is in a training pair"
+    )
 
 
 @dataclass(frozen=True)
@@ -283,6 +310,12 @@ class RunResult:
         train_batch: the rows of each training batch as drawn (pairs or samples; fewer
             than ``batch_size`` where the data cannot fill it), or ``None`` if unknown.
         figures: figure name → PNG file in the run folder.
+        raw: the same test metrics on the raw inputs (standardized, Euclidean; see
+            :func:`contrastkit.app.evaluate.evaluate_raw`), the baseline of the trained
+            embedding, or ``None``.
+        raw_skipped: why there is no raw-input baseline (text, unlabelled images), or
+            ``None``.
+        raw_kind: ``"images"`` or ``"vectors"``: what the baseline's raw inputs were.
     """
 
     run_dir: Path
@@ -301,6 +334,9 @@ class RunResult:
     seconds: dict[str, float] = field(default_factory=dict)
     figures: dict[str, Path] = field(default_factory=dict)
     train_batch: int | None = None
+    raw: Evaluation | None = None
+    raw_skipped: str | None = None
+    raw_kind: str = ""
 
     @property
     def test(self) -> dict[str, float | None]:
@@ -310,6 +346,10 @@ class RunResult:
     def metrics(self) -> dict[str, Any]:
         """Everything ``metrics.json`` holds: numbers and text only, no tensors."""
         out = self.evaluation.to_dict()
+        if self.raw is not None:
+            out["raw_inputs"] = {"inputs": self.raw_kind, **self.raw.to_dict()}
+        elif self.raw_skipped is not None:
+            out["raw_inputs"] = {"skipped": self.raw_skipped}
         out["objective"] = {"name": self.config.objective, "terms": dict(self.terms)}
         if self.anomaly is not None:
             out["anomaly"] = self.anomaly.to_dict()
@@ -344,3 +384,10 @@ class RunResult:
             "reconstruction_error",
         )
         return [(key, self.test[key]) for key in keys if key in self.test]
+
+    def raw_summary(self) -> list[tuple[str, float | None]]:
+        """The headline metrics of the raw-input baseline, as :meth:`summary` (empty: none)."""
+        if self.raw is None:
+            return []
+        shown = [key for key, _ in self.summary() if key != "reconstruction_error"]
+        return [(key, self.raw.test.get(key)) for key in shown if key in self.raw.test]

@@ -124,9 +124,11 @@ from contrastkit.app.build import (
     open_set_note,
     open_set_split,
     optimizer_and_schedule,
+    pair_split_summary,
     read_data,
     resolve_augment,
     resolve_device,
+    resolve_pair_split,
     run_splits,
     scale_inputs,
     scale_split,
@@ -150,6 +152,7 @@ from contrastkit.app.evaluate import (
     available_scores,
     embed_split,
     evaluate_anomalies,
+    evaluate_raw,
     evaluate_run,
     has_retrieval,
     in_memory,
@@ -164,6 +167,7 @@ from contrastkit.app.result import (
     DataSummary,
     Environment,
     RunResult,
+    pair_split_note,
 )
 from contrastkit.app.rundir import (
     CONFIG,
@@ -199,7 +203,7 @@ from contrastkit.app.text import (
     text_splits,
 )
 from contrastkit.data import ClassBalancedBatchSampler
-from contrastkit.data.readers import DataError, LabelledData
+from contrastkit.data.readers import DataError, LabelledData, PairData
 from contrastkit.data.text import LabelledTexts
 from contrastkit.training import (
     Trainer,
@@ -480,10 +484,10 @@ def _train_run(
         _check_tensorboard(config)
         extended_from = _check_resume(config, run) if resume else None
         text: TextModel | None = None
-        split: dict[str, Any] | None = None  # the classes of an open-set split
+        split: dict[str, Any] | None = None  # an open-set split's classes, a pair file's split
         if config.text_kind:
             data, train, val, test, text, device = _text_parts(config, run, resume, processes)
-            anomalies = raw = None
+            anomalies = read_splits = None
             spec = text_spec(config, text)
             model = text.encoder
             contrastive, train_loader, val_loader, notes = text_loss_and_loaders(
@@ -494,6 +498,7 @@ def _train_run(
         else:
             data = read_data(config)
             config.augment = resolve_augment(config, data.kind, resume=resume)
+            config.pair_split = resolve_pair_split(config, data, resume=resume)
             if not resume:
                 if config.data != "digits":  # so that evaluate, embed and --resume work anywhere
                     config.data = str(Path(config.data).resolve())
@@ -506,7 +511,7 @@ def _train_run(
             ):
                 raise DataError(f"{data.source} has fewer than 2 classes; {ONE_CLASS_HINT}")
             train, val, test, anomalies = run_splits(config, data)
-            raw = (train, test, anomalies)  # as read: the anomaly baseline's raw inputs
+            read_splits = (train, test, anomalies)  # as read: the anomaly baseline's inputs
             device = (
                 process_device(config.device) if processes > 1 else resolve_device(config.device)
             )
@@ -522,6 +527,11 @@ def _train_run(
             if config.split_by == "classes":
                 split = open_set_split(train, val, test)
                 notes.insert(0, open_set_note(split))
+            elif isinstance(data, PairData):
+                split = pair_split_summary(
+                    config, data, cast(PairData, train), cast(PairData, val), cast(PairData, test)
+                )
+                notes.insert(0, pair_split_note(split))
         transform = (
             None
             if text is not None
@@ -659,6 +669,7 @@ def _train_run(
         )
         result.environment = _environment(device, processes)
         result.train_batch = drawn
+        result.raw_skipped = "texts have no raw input vector to compare (tokens, not features)"
         return _finish(result, run, started, train_seconds)
     reference = embed(model, inputs_of(train))
     reference_labels = train.labels if isinstance(train, LabelledData) else None
@@ -675,12 +686,16 @@ def _train_run(
             cast(LabelledData, val),
             cast(LabelledData, test),
             anomalies,
-            raw=_raw_anomaly_data(raw),
+            raw=_raw_anomaly_data(read_splits),
         )
+    raw, raw_skipped = evaluate_raw(config, train, val, test)  # the baseline: no training
     result = RunResult(
         run_dir=run,
         config=config,
         evaluation=evaluate_run(model, config, val, test),
+        raw=raw,
+        raw_skipped=raw_skipped,
+        raw_kind=data.kind,
         terms=loss_terms(config),
         history=history,
         data=DataSummary(

@@ -15,6 +15,8 @@
 * :func:`read_pairs_list` — a standard pairs list (``left,right,label`` and optionally
   ``fold``) naming samples by path, loading nothing: an evaluation protocol.
 * :func:`split_indices` — a stratified, seeded train / validation / test split.
+* :func:`split_pairs_by_image` — a split of explicit pairs in which no image of a
+  validation or test pair is in a training pair.
 * :func:`split_classes` — an open-set split: whole classes (identities) held out for
   validation and test.
 
@@ -71,6 +73,7 @@ __all__ = [
     "read_pairs_list",
     "split_classes",
     "split_indices",
+    "split_pairs_by_image",
 ]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm")
@@ -120,22 +123,36 @@ class LabelledData:
 
 @dataclass
 class PairData:
-    """Explicit pairs: ``same[i] = 1`` if ``left[i]`` and ``right[i]`` match, else 0."""
+    """Explicit pairs: ``same[i] = 1`` if ``left[i]`` and ``right[i]`` match, else 0.
+
+    ``left_image`` and ``right_image`` (``(n,)`` int64, or ``None``) say which image of
+    the file each side is (the same id for the same path), so that a split can keep
+    every image on one side (:func:`split_pairs_by_image`).
+    """
 
     left: Tensor
     right: Tensor
     same: Tensor
     kind: Literal["vectors", "images"]
     source: str
+    left_image: Tensor | None = None
+    right_image: Tensor | None = None
 
     def __len__(self) -> int:
         return int(self.same.shape[0])
 
     def subset(self, index: Tensor) -> PairData:
         """The pairs at ``index``."""
+        ids = [None if i is None else i[index] for i in (self.left_image, self.right_image)]
         return PairData(
-            self.left[index], self.right[index], self.same[index], self.kind, self.source
+            self.left[index], self.right[index], self.same[index], self.kind, self.source, *ids
         )
+
+    def images(self) -> Tensor | None:
+        """The distinct images the pairs name (sorted ids), ``None`` when they are not known."""
+        if self.left_image is None or self.right_image is None:
+            return None
+        return torch.unique(torch.cat([self.left_image, self.right_image]))
 
 
 def load_digits() -> LabelledData:
@@ -792,6 +809,8 @@ def read_pairs(path: str | Path, *, image_size: int = 64, channels: int | None =
         torch.tensor(same, dtype=torch.int64),
         "images",
         f"pair file {file} ({len(rows)} pairs of {len(files)} images)",
+        left,
+        right,
     )
 
 
@@ -1107,3 +1126,145 @@ def split_classes(
     in_test = torch.isin(cpu, test_classes)
     every = torch.arange(cpu.numel())
     return every[~(in_val | in_test)], every[in_val], every[in_test]
+
+
+def _components(left: Tensor, right: Tensor, n: int) -> list[int]:
+    """The connected component of each of ``n`` images joined by the pairs (0, 1, …)."""
+    parent = list(range(n))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    for a, b in zip(left.tolist(), right.tolist(), strict=True):
+        ra, rb = root(a), root(b)
+        if ra != rb:
+            parent[max(ra, rb)] = min(ra, rb)
+    number: dict[int, int] = {}
+    return [number.setdefault(root(i), len(number)) for i in range(n)]
+
+
+def split_pairs_by_image(
+    left: Tensor,
+    right: Tensor,
+    *,
+    fractions: tuple[float, float] = (0.2, 0.2),
+    seed: int = 0,
+    same: Tensor | None = None,
+    draws: int = 256,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """A train / validation / test split of pairs in which each image lies in one split.
+
+    Splitting the pairs themselves lets an image of a test pair also appear in a
+    training pair, so the test measures, in part, images the model was trained on.
+    Here the **images** are split and a pair is kept where both its images fall in the
+    same split; a pair whose images fall in two splits is dropped (it is in none of the
+    three returned index tensors). No image of a validation or test pair is in a
+    training pair, nor in a pair of the other held-out split.
+
+    The images are grouped into connected components (images joined by a pair). The
+    components are shuffled, their images listed component by component (each
+    component's images shuffled), and the list cut where the pairs touching the images
+    reach the validation share, then the test share: a component small enough stays
+    whole and loses no pair; only components across a cut lose pairs. When one
+    component holds more pairs than the validation or the test share (pairs that
+    reuse images heavily), it is cut by image: each image goes to a split with
+    probability about ``sqrt(fraction)``, so that the pairs *kept* are shared about as
+    ``fractions`` asks, at the price of the crossing pairs.
+
+    Draws (seeded from ``seed``) are made until 16 are valid (their three splits each
+    hold a matching and a non-matching pair, when ``same`` is given; every draw is
+    valid without it) or ``draws`` were made; of the valid ones, the one that keeps the
+    most pairs is taken (the one keeping the most of all when none is valid).
+
+    Args:
+        left: ``(n,)`` integer id of the first image of each pair.
+        right: ``(n,)`` integer id of the second image of each pair.
+        fractions: ``(validation, test)`` shares of the pairs kept, two positive
+            numbers summing below 1.
+        seed: the seed of the draws; the same pairs and seed give the same split.
+        same: ``(n,)`` 1 for a matching pair, 0 for a non-matching one, or ``None``.
+        draws: the most draws to make (at least 1); small files with few valid
+            splits need many.
+
+    Returns:
+        Sorted int64 index tensors ``(train, val, test)`` into the pairs; the pairs in
+        none of them were dropped.
+
+    Raises:
+        ValueError: bad ``fractions`` or ``draws``, or ids that are not two 1-D
+            tensors of the same length.
+        TypeError: ids that are not integer tensors.
+
+    Example:
+        >>> import torch
+        >>> left = torch.arange(0, 40, 2)  # 20 pairs of 40 images, no image shared
+        >>> train, val, test = split_pairs_by_image(left, left + 1, seed=0)
+        >>> len(train) + len(val) + len(test)  # disjoint pairs: none dropped
+        20
+    """
+    val_fraction, test_fraction = fractions
+    if not (0 < val_fraction < 1 and 0 < test_fraction < 1 and val_fraction + test_fraction < 1):
+        raise ValueError(f"fractions must be two positive numbers summing below 1, got {fractions}")
+    seed, draws = check_int("seed", seed), check_int("draws", draws)
+    if draws < 1:
+        raise ValueError(f"draws must be at least 1, got {draws}")
+    for name, ids in (("left", left), ("right", right)):
+        if not isinstance(ids, Tensor):
+            raise TypeError(f"{name} must be a tensor of image ids, got {type(ids).__name__}")
+        if ids.dtype == torch.bool or ids.dtype.is_floating_point or ids.dtype.is_complex:
+            raise TypeError(f"{name} must be integer image ids, got dtype {ids.dtype}")
+    if left.ndim != 1 or left.shape != right.shape:
+        raise ValueError(
+            f"left and right must be 1-D of one length, got shapes {tuple(left.shape)} and "
+            f"{tuple(right.shape)}"
+        )
+    if same is not None and same.shape != left.shape:
+        raise ValueError(f"same must have shape {tuple(left.shape)}, got {tuple(same.shape)}")
+    n_pairs = int(left.numel())
+    every = torch.arange(n_pairs)
+    if n_pairs == 0:
+        return every, every, every
+    ids, inverse = torch.unique(torch.cat([left, right]).cpu(), return_inverse=True)
+    a, b = inverse[:n_pairs], inverse[n_pairs:]
+    n_images = int(ids.numel())
+    degree = torch.bincount(a, minlength=n_images) + torch.bincount(b, minlength=n_images)
+    weight = degree.double() / 2  # each pair counted once over its two images
+    component = torch.tensor(_components(a, b, n_images))  # of each image
+    n_components = int(component.max()) + 1
+    largest = float(
+        torch.zeros(n_components, dtype=torch.float64).index_add_(0, component, weight).max()
+    )
+    shares = [val_fraction, test_fraction]
+    if largest > min(shares) * n_pairs:  # a component too large to hold out whole
+        roots = [math.sqrt(f) for f in (val_fraction, test_fraction, 1 - sum(shares))]
+        shares = [r / sum(roots) for r in roots[:2]]
+    cuts = (shares[0] * n_pairs, (shares[0] + shares[1]) * n_pairs)
+    best: tuple[int, int, list[Tensor]] | None = None  # (valid, kept, split)
+    found, enough = 0, 16  # valid draws seen, and how many suffice
+    for attempt in range(draws):
+        g = torch.Generator().manual_seed(seed * 7919 + attempt)
+        rank = torch.randperm(n_components, generator=g)[component]  # components shuffled
+        within = torch.randperm(n_images, generator=g)  # and the images within each
+        images = torch.argsort(rank * n_images + within)
+        reached = torch.cumsum(weight[images], 0) - weight[images] / 2  # at each image's middle
+        part = torch.empty(n_images, dtype=torch.int64)
+        part[images] = (reached >= cuts[0]).long() + (reached >= cuts[1]).long()  # 0 val 1 test
+        part = torch.tensor([1, 2, 0])[part]  # 0 train, 1 val, 2 test
+        kept = part[a] == part[b]
+        split = [every[kept & (part[a] == k)] for k in range(3)]
+        valid = int(
+            same is None
+            or all(bool((same[s] == 1).any()) and bool((same[s] == 0).any()) for s in split)
+        )
+        score = (valid, int(kept.sum()))
+        if best is None or score > best[:2]:
+            best = (*score, split)
+        found += valid
+        if found == enough:
+            break
+    assert best is not None  # draws >= 1
+    train, val, test = best[2]
+    return train, val, test
