@@ -296,6 +296,7 @@ def test_a_broken_pretrained_folder_is_one_line_naming_it_and_nothing_is_written
         ("sts.csv", ["--embedding-dim", "8"], ["embedding_dim 8", "width, 16"]),
         ("sts.csv", ["--test-data", "nli.jsonl"], ["nli.jsonl", "same kind"]),
         ("labels.csv", ["--loss", "cosine"], ["loss 'cosine'", "labelled texts"]),
+        ("labels.csv", ["--text-layers", "-1"], ["text_layers must be >= 0", "-1"]),
     ],
 )
 def test_bad_text_options_are_one_line_before_anything_is_written(

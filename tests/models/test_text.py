@@ -85,6 +85,23 @@ def test_a_text_embeds_the_same_alone_and_padded_in_a_batch(tokenizer, pooling: 
     torch.testing.assert_close(together[0], alone[0], rtol=1e-10, atol=1e-12)
 
 
+def test_no_layers_is_a_mean_of_normalized_word_and_position_embeddings(tokenizer) -> None:
+    torch.manual_seed(2)
+    bert = small_transformer(len(tokenizer), hidden=8, layers=0, max_length=16, dropout=0.0)
+    encoder = TextEncoder(bert.double()).eval()
+    tokens = TokenizeTexts(tokenizer, max_length=16)(["the cat sat", "a dog"])
+    emb = bert.embeddings
+    for i, out in enumerate(encoder(tokens)):
+        rows = []
+        for t, (token, kept) in enumerate(
+            zip(tokens["input_ids"][i].tolist(), tokens["attention_mask"][i].tolist())
+        ):
+            if kept:
+                x = emb.word_embeddings.weight[token] + emb.position_embeddings.weight[t]
+                rows.append(emb.LayerNorm(x + emb.token_type_embeddings.weight[0]))
+        torch.testing.assert_close(out, torch.stack(rows).mean(0), rtol=1e-10, atol=1e-12)
+
+
 def test_normalize_gives_unit_rows_and_the_pooling_is_checked(tokenizer) -> None:
     transformer = small_transformer(len(tokenizer), hidden=16, max_length=32)
     out = TextEncoder(transformer, normalize=True)(TokenizeTexts(tokenizer)(TEXTS))
@@ -107,8 +124,33 @@ def test_a_trained_tokenizer_is_deterministic_and_wraps_texts_in_cls_and_sep(tok
         assert train_tokenizer(TEXTS * 3, vocab_size=120).get_vocab() == tokenizer.get_vocab()
     vocab = tokenizer.get_vocab()
     words = {w for t in TEXTS for w in t.split()}
+    assert set(vocab) == words | {"[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"}  # no pieces
+    ids = tokenizer(["The parked cat, zzz!"])["input_ids"][0]
+    assert ids[0] == tokenizer.cls_token_id and ids[-1] == tokenizer.sep_token_id
+    tokens = tokenizer.convert_ids_to_tokens(ids)
+    # a word never seen is one [UNK], even where a seen word ("park") begins it; so is
+    # punctuation never seen
+    assert tokens == ["[CLS]", "the", "[UNK]", "cat", "[UNK]", "[UNK]", "[UNK]", "[SEP]"]
+    assert tokenizer.unk_token_id not in tokenizer(TEXTS)["input_ids"][0]
+    small = train_tokenizer(TEXTS, vocab_size=16).get_vocab()  # the 11 most frequent words
+    counts = {w: sum(t.split().count(w) for t in TEXTS) for w in words}
+    ranked = sorted(counts, key=lambda w: (-counts[w], w))
+    assert sorted(small, key=small.__getitem__)[5:] == ranked[:11] and ranked[0] == "the"
+    with pytest.raises(ValueError, match="unknown_words must be one of 'unk', 'characters'"):
+        train_tokenizer(TEXTS, unknown_words="pieces")  # type: ignore[arg-type]
+
+
+def test_a_tokenizer_that_splits_unknown_words_into_characters(tokenizer) -> None:
+    def train(texts: list[str], size: int):
+        return train_tokenizer(texts, vocab_size=size, unknown_words="characters")
+
+    tokenizer = train(TEXTS * 3, 120)
+    for _ in range(3):
+        assert train(TEXTS * 3, 120).get_vocab() == tokenizer.get_vocab()
+    vocab = tokenizer.get_vocab()
+    words = {w for t in TEXTS for w in t.split()}
     assert words <= set(vocab) and len(vocab) <= 120 and "##z" not in vocab
-    small = train_tokenizer(TEXTS, vocab_size=70).get_vocab()  # characters, then words
+    small = train(TEXTS, 70).get_vocab()  # characters, then words
     counts = {w: sum(t.split().count(w) for t in TEXTS) for w in words}
     ranked = sorted(counts, key=lambda w: (-counts[w], w))  # "the" (4 times) first
     kept = [w for w in ranked if w in small and not (len(w) == 1 and w in vocab)]
@@ -120,6 +162,10 @@ def test_a_trained_tokenizer_is_deterministic_and_wraps_texts_in_cls_and_sep(tok
     assert tokenizer.unk_token_id not in tokenizer(TEXTS)["input_ids"][0]
     pieces = tokenizer.convert_ids_to_tokens(tokenizer(["parked"])["input_ids"][0])
     assert pieces[0] == "[CLS]" and pieces[1] in vocab and pieces[2].startswith("##")
+    with pytest.raises(ValueError, match="layers must be a non-negative integer, got -1"):
+        small_transformer(20, layers=-1)
+    with pytest.raises(ValueError, match="heads must be a positive integer, got 0"):
+        small_transformer(20, heads=0)
     with pytest.raises(ValueError, match="vocab_size must be an integer >= 16, got 3"):
         train_tokenizer(TEXTS, vocab_size=3)
     with pytest.raises(ValueError, match="at least one text"):

@@ -745,8 +745,9 @@ def _text_notes(config: RunConfig, text: TextModel, train: Any, test: Any) -> li
     how = f"{text.max_length} tokens per text, {encoder.pooling} pooling of the token states"
     if text.trained_from_nothing:
         notes = [
-            f"the encoder was trained from nothing: a WordPiece vocabulary of "
-            f"{len(text.tokenizer):,} tokens learned from the training texts only and a BERT "
+            f"the encoder was trained from nothing: a vocabulary of the "
+            f"{len(text.tokenizer) - 5:,} most frequent words of the training texts only (any "
+            f"other word is one [UNK] token) and a BERT "
             f"of {config.text_layers} layers, width {config.text_width}, {config.text_heads} "
             f"attention heads ({parameters:,} parameters); {how}"
         ]

@@ -10,7 +10,7 @@ folder of every run (:mod:`contrastkit.app.run`). This module holds what differs
   is one; with ``test_data`` the test rows come from that file and the rows a test split
   would hold train);
 * the encoder: :func:`build_text_model`, a pretrained folder (``text_model``; nothing
-  downloads) or one trained from nothing (a WordPiece vocabulary of the *training*
+  downloads) or one trained from nothing (a vocabulary of the words of the *training*
   texts, :func:`~contrastkit.models.text.train_tokenizer`, and a small BERT,
   :func:`~contrastkit.models.text.small_transformer`), saved in the run folder as
   ``text-model/`` (:func:`~contrastkit.models.text.save_text_model`);

