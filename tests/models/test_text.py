@@ -94,7 +94,7 @@ def test_no_layers_is_a_mean_of_normalized_word_and_position_embeddings(tokenize
     for i, out in enumerate(encoder(tokens)):
         rows = []
         for t, (token, kept) in enumerate(
-            zip(tokens["input_ids"][i].tolist(), tokens["attention_mask"][i].tolist())
+            zip(tokens["input_ids"][i].tolist(), tokens["attention_mask"][i].tolist(), strict=True)
         ):
             if kept:
                 x = emb.word_embeddings.weight[token] + emb.position_embeddings.weight[t]

@@ -51,10 +51,10 @@ from torch import Tensor, nn
 __all__ = [
     "POOLINGS",
     "TEXT_SETTINGS",
+    "UNKNOWN_WORDS",
     "Pooling",
     "TextEncoder",
     "TextModelError",
-    "UNKNOWN_WORDS",
     "UnknownWords",
     "load_text_model",
     "pool",
