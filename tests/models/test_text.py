@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -18,10 +20,12 @@ from contrastkit.data import TokenizeTexts
 from contrastkit.models import TextEncoder, load_text_model, save_text_model
 from contrastkit.models.text import (
     TEXT_SETTINGS,
+    WORD_BAG,
     TextModelError,
     pool,
     small_transformer,
     train_tokenizer,
+    word_bag,
 )
 from contrastkit.training import CachedObjective, PairObjective, TwoViewObjective
 
@@ -55,6 +59,9 @@ def _encoder(tokenizer, pooling: str = "mean", *, dropout: float = 0.0) -> TextE
     return TextEncoder(transformer.double(), pooling=pooling)  # type: ignore[arg-type]
 
 
+_KEYS = ("input_ids", "attention_mask")
+
+
 # --- pooling ------------------------------------------------------------------------
 
 
@@ -85,21 +92,40 @@ def test_a_text_embeds_the_same_alone_and_padded_in_a_batch(tokenizer, pooling: 
     torch.testing.assert_close(together[0], alone[0], rtol=1e-10, atol=1e-12)
 
 
-def test_no_layers_is_a_mean_of_normalized_word_and_position_embeddings(tokenizer) -> None:
+def test_a_word_bag_is_the_mean_of_its_words_vectors_and_saves_and_loads(
+    tokenizer, tmp_path
+) -> None:
     torch.manual_seed(2)
-    bert = small_transformer(len(tokenizer), hidden=8, layers=0, max_length=16, dropout=0.0)
-    encoder = TextEncoder(bert.double()).eval()
-    tokens = TokenizeTexts(tokenizer, max_length=16)(["the cat sat", "a dog"])
-    emb = bert.embeddings
-    for i, out in enumerate(encoder(tokens)):
-        rows = []
-        for t, (token, kept) in enumerate(
-            zip(tokens["input_ids"][i].tolist(), tokens["attention_mask"][i].tolist(), strict=True)
-        ):
-            if kept:
-                x = emb.word_embeddings.weight[token] + emb.position_embeddings.weight[t]
-                rows.append(emb.LayerNorm(x + emb.token_type_embeddings.weight[0]))
-        torch.testing.assert_close(out, torch.stack(rows).mean(0), rtol=1e-10, atol=1e-12)
+    bag = word_bag(len(tokenizer), hidden=8, max_length=16)
+    vectors = bag.get_input_embeddings().weight.detach()
+    assert torch.equal(vectors[tokenizer.pad_token_id], torch.zeros(8))
+    assert 0.01 < float(vectors.std()) < 0.03  # N(0, 0.02^2)
+    encoder = TextEncoder(bag).eval()
+    tokens = TokenizeTexts(tokenizer, max_length=16)(["the cat sat on the mat", "a dog"])
+    out = encoder(tokens)
+    for i in range(2):
+        ids = [t for t, kept in zip(*(tokens[k][i].tolist() for k in _KEYS), strict=True) if kept]
+        torch.testing.assert_close(out[i], torch.stack([vectors[t] for t in ids]).mean(0))
+    folder = save_text_model(tmp_path / "bag", encoder, tokenizer, 16)
+    assert json.loads((folder / "config.json").read_text())["model_type"] == WORD_BAG
+    # a fresh process: load_text_model registers the word bag with transformers itself
+    script = (
+        "import sys, torch; from contrastkit.models import load_text_model; "
+        "e, t, n = load_text_model(sys.argv[1]); "
+        "print(type(e.transformer).__name__, n, e.pooling); "
+        "torch.save(e.transformer.get_input_embeddings().weight, sys.argv[2])"
+    )
+    saved = tmp_path / "weights.pt"
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(folder), str(saved)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert done.stdout.split() == ["WordBagModel", "16", "mean"]
+    assert torch.equal(torch.load(saved), vectors)
+    with pytest.raises(ValueError, match="hidden must be a positive integer, got 0"):
+        word_bag(10, hidden=0)
 
 
 def test_normalize_gives_unit_rows_and_the_pooling_is_checked(tokenizer) -> None:
@@ -162,8 +188,8 @@ def test_a_tokenizer_that_splits_unknown_words_into_characters(tokenizer) -> Non
     assert tokenizer.unk_token_id not in tokenizer(TEXTS)["input_ids"][0]
     pieces = tokenizer.convert_ids_to_tokens(tokenizer(["parked"])["input_ids"][0])
     assert pieces[0] == "[CLS]" and pieces[1] in vocab and pieces[2].startswith("##")
-    with pytest.raises(ValueError, match="layers must be a non-negative integer, got -1"):
-        small_transformer(20, layers=-1)
+    with pytest.raises(ValueError, match="layers must be a positive integer, got 0"):
+        small_transformer(20, layers=0)
     with pytest.raises(ValueError, match="heads must be a positive integer, got 0"):
         small_transformer(20, heads=0)
     with pytest.raises(ValueError, match="vocab_size must be an integer >= 16, got 3"):

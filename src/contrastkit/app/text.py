@@ -308,6 +308,7 @@ def build_text_model(config: RunConfig, train: TextData, saved: Path | None = No
         load_text_model,
         small_transformer,
         train_tokenizer,
+        word_bag,
     )
 
     pooling = cast(Any, config.pooling or None)
@@ -326,13 +327,16 @@ def build_text_model(config: RunConfig, train: TextData, saved: Path | None = No
     tokenizer = train_tokenizer(texts_of(train), vocab_size=config.vocab_size)
     max_length = length or 128
     torch.manual_seed(config.seed)
-    transformer = small_transformer(
-        len(tokenizer),
-        hidden=config.text_width,
-        layers=config.text_layers,
-        heads=config.text_heads,
-        max_length=max_length,
-    )
+    if config.text_layers == 0:
+        transformer = word_bag(len(tokenizer), hidden=config.text_width, max_length=max_length)
+    else:
+        transformer = small_transformer(
+            len(tokenizer),
+            hidden=config.text_width,
+            layers=config.text_layers,
+            heads=config.text_heads,
+            max_length=max_length,
+        )
     encoder = TextEncoder(transformer, pooling=pooling or "mean")
     return TextModel(encoder, tokenizer, max_length, "trained from nothing", True)
 

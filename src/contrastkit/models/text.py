@@ -38,12 +38,13 @@ References:
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib
 import json
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import torch
 from torch import Tensor, nn
@@ -52,15 +53,18 @@ __all__ = [
     "POOLINGS",
     "TEXT_SETTINGS",
     "UNKNOWN_WORDS",
+    "WORD_BAG",
     "Pooling",
     "TextEncoder",
     "TextModelError",
     "UnknownWords",
     "load_text_model",
     "pool",
+    "register_word_bag",
     "save_text_model",
     "small_transformer",
     "train_tokenizer",
+    "word_bag",
 ]
 
 Pooling = Literal["mean", "cls", "max"]
@@ -283,6 +287,7 @@ def load_text_model(
             no tokenizer, weights that do not load), or ``transformers`` is missing.
     """
     transformers = _require("transformers")
+    register_word_bag()  # a saved word_bag loads like any encoder
     path = Path(name_or_path)
     saved: dict[str, Any] = {}
     if path.exists():
@@ -436,6 +441,108 @@ def train_tokenizer(
     )
 
 
+WORD_BAG = "contrastkit-word-bag"
+"""The ``model_type`` of :func:`word_bag`'s Hugging Face model."""
+
+
+@functools.cache
+def register_word_bag() -> tuple[Any, Any]:
+    """Register :func:`word_bag`'s config and model with ``transformers``; return both.
+
+    Registered with ``AutoConfig`` and ``AutoModel`` (once per process), so that a saved
+    word bag loads as any encoder does; :func:`load_text_model` calls it.
+    """
+    transformers = _require("transformers")
+    config_base: Any = transformers.PretrainedConfig
+    model_base: Any = transformers.PreTrainedModel
+
+    class WordBagConfig(config_base):
+        """The vocabulary size, the width and the most tokens of a :func:`word_bag`."""
+
+        model_type = WORD_BAG
+
+        def __init__(
+            self,
+            vocab_size: int = 8000,
+            hidden_size: int = 128,
+            max_position_embeddings: int = 512,
+            initializer_range: float = 0.02,
+            pad_token_id: int = 0,
+            **kwargs: Any,
+        ) -> None:
+            super().__init__(pad_token_id=pad_token_id, **kwargs)
+            self.vocab_size = vocab_size
+            self.hidden_size = hidden_size
+            self.max_position_embeddings = max_position_embeddings
+            self.initializer_range = initializer_range
+
+    class WordBagModel(model_base):
+        """One embedding per token and nothing else: ``last_hidden_state = E[input_ids]``."""
+
+        config_class = WordBagConfig
+        base_model_prefix = "word_bag"
+
+        def __init__(self, config: Any) -> None:
+            super().__init__(config)
+            self.word_embeddings = nn.Embedding(
+                config.vocab_size, config.hidden_size, padding_idx=config.pad_token_id
+            )
+            self.post_init()
+
+        def _init_weights(self, module: nn.Module) -> None:
+            if isinstance(module, nn.Embedding):
+                with torch.no_grad():
+                    module.weight.normal_(0.0, self.config.initializer_range)
+                    if module.padding_idx is not None:
+                        module.weight[module.padding_idx].zero_()
+
+        def get_input_embeddings(self) -> nn.Module:
+            return self.word_embeddings
+
+        def set_input_embeddings(self, value: nn.Embedding) -> None:
+            self.word_embeddings = value
+
+        def forward(self, input_ids: Tensor, attention_mask: Tensor | None = None, **_: Any) -> Any:
+            hidden = self.word_embeddings(input_ids)
+            return transformers.modeling_outputs.BaseModelOutput(last_hidden_state=hidden)
+
+    transformers.AutoConfig.register(WORD_BAG, WordBagConfig, exist_ok=True)
+    transformers.AutoModel.register(WordBagConfig, WordBagModel, exist_ok=True)
+    return WordBagConfig, WordBagModel
+
+
+def word_bag(vocab_size: int, *, hidden: int = 128, max_length: int = 128) -> nn.Module:
+    r"""A bag of words: one learned vector per word, and nothing between words.
+
+    Under :class:`TextEncoder`'s mean pooling a text's embedding is the mean of its
+    tokens' vectors, :math:`\frac{1}{T} \sum_t E_{w_t}`. Nothing normalizes a token's
+    vector, so training can shrink the words every text has and grow the telling ones,
+    which is what TF-IDF's weights do by counting; a transformer's per-token layer
+    normalization gives every word the same length and cannot. With little text to
+    learn from (the Lee corpus's 300 documents), this is the encoder from nothing that
+    learns. A Hugging Face model (``model_type`` :data:`WORD_BAG`), so it saves with
+    :func:`save_text_model` and loads with :func:`load_text_model`; to load one with
+    ``transformers.AutoModel`` directly, call :func:`register_word_bag` first.
+
+    Args:
+        vocab_size: the tokenizer's vocabulary size.
+        hidden: the width of the word vectors (the embedding size).
+        max_length: the most tokens per text (kept as the model's position limit).
+
+    Returns:
+        The model, its vectors drawn from :math:`\mathcal{N}(0, 0.02^2)` by the global
+        generator (the padding token's zero).
+    """
+    for name, value in (("vocab_size", vocab_size), ("hidden", hidden), ("max_length", max_length)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    config_class, model_class = register_word_bag()
+    config = config_class(
+        vocab_size=vocab_size, hidden_size=hidden, max_position_embeddings=max_length
+    )
+    return cast(nn.Module, model_class(config))
+
+
 def small_transformer(
     vocab_size: int,
     *,
@@ -450,8 +557,7 @@ def small_transformer(
     Args:
         vocab_size: the tokenizer's vocabulary size.
         hidden: the width of the token states (divisible by ``heads``).
-        layers: transformer layers; ``0`` leaves the embeddings alone (word plus
-            position embeddings, layer-normalized), whose mean pooling is a bag of words.
+        layers: transformer layers (for none, :func:`word_bag`).
         heads: attention heads.
         max_length: the most tokens per text (position embeddings).
         dropout: dropout of the hidden states and attention.
@@ -466,10 +572,8 @@ def small_transformer(
         ("heads", heads),
         ("max_length", max_length),
     ):
-        least = 0 if name == "layers" else 1
-        if isinstance(value, bool) or not isinstance(value, int) or value < least:
-            kind = "a non-negative" if least == 0 else "a positive"
-            raise ValueError(f"{name} must be {kind} integer, got {value!r}")
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
     if hidden % heads:
         raise ValueError(f"hidden must be divisible by heads, got hidden={hidden}, heads={heads}")
     transformers = _require("transformers")
