@@ -39,18 +39,23 @@ def _lee(folder: Path) -> str:
 def test_the_script_measures_tfidf_and_the_encoder_from_nothing(tmp_path: Path) -> None:
     lee = _lee(tmp_path)
     command = [sys.executable, str(SCRIPT), "--lee", lee, "--nothing", TINY]
+    command += ["--bag", TINY.replace("--text-layers 1", "--text-layers 0")]
     command += ["--out", str(tmp_path / "out"), "--runs", str(tmp_path / "runs")]
     subprocess.run(command, check=True, capture_output=True, text=True, timeout=300)
     results = json.loads((tmp_path / "out" / "lee.json").read_text())
     methods = [row["method"] for row in results["results"]]
-    assert len(methods) == 3 and methods[2] == "encoder from nothing"
+    assert methods[2:] == ["bag of words from nothing", "2-layer BERT from nothing"]
     for row in results["results"]:
         assert -1.0 <= row["pearson"] <= 1.0 and -1.0 <= row["spearman"] <= 1.0
         assert row["seconds"] > 0
-    run = json.loads((tmp_path / "runs" / "nothing" / "metrics.json").read_text())
-    assert results["results"][2]["pearson"] == run["test"]["pearson"]
+    for row, folder, model_type in ((2, "bag", "contrastkit-word-bag"), (3, "nothing", "bert")):
+        run = tmp_path / "runs" / folder
+        metrics = json.loads((run / "metrics.json").read_text())
+        assert results["results"][row]["pearson"] == metrics["test"]["pearson"]
+        config = json.loads((run / "text-model" / "config.json").read_text())
+        assert config["model_type"] == model_type
     table = (tmp_path / "out" / "lee.md").read_text()
-    assert "| encoder from nothing |" in table and "contrastkit train --data lee:" in table
+    assert "| bag of words from nothing |" in table and "contrastkit train --data lee:" in table
 
 
 def test_a_folder_that_is_not_minilm_is_refused(tmp_path: Path) -> None:

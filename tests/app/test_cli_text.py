@@ -198,6 +198,33 @@ def test_a_killed_text_run_resumes_to_the_weights_of_an_uninterrupted_one(
     assert [r["val_spearman"] for r in history] == [r["val_spearman"] for r in whole]
 
 
+def test_a_bag_of_words_from_nothing_trains_embeds_and_resumes(
+    tables, tmp_path, capsys, monkeypatch
+) -> None:
+    """--text-layers 0: a word bag, saved, embedded from its folder, resumed exactly."""
+    args = ["--data", tables / "labels.csv", *TINY, "--text-layers", "0"]
+    whole, run = tmp_path / "whole", tmp_path / "run"
+    status, _, err = call(capsys, "train", *args, "-o", whole)
+    assert status == 0, err
+    notes = json.loads((whole / "metrics.json").read_text())["notes"]
+    assert any("a bag of words" in n and "no transformer layer" in n for n in notes)
+    config = json.loads((whole / "text-model" / "config.json").read_text())
+    assert config["model_type"] == "contrastkit-word-bag"
+    with monkeypatch.context() as m:
+        kill_after_first_epoch(m)
+        status, _, _ = call(capsys, "train", *args, "-o", run)
+    assert status == 130
+    status, _, err = call(capsys, "train", "--resume", run)
+    assert status == 0, err
+    assert same_weights(run, whole)
+    by_run, by_folder = tmp_path / "run.npy", tmp_path / "folder.npy"
+    for source, out in ((whole, by_run), ("--text-model", by_folder)):
+        given = [source] if source == whole else [source, whole / "text-model"]
+        status, _, err = call(capsys, "embed", *given, tables / "lines.txt", "-o", out)
+        assert status == 0, err
+    np.testing.assert_allclose(np.load(by_run), np.load(by_folder), rtol=1e-5, atol=1e-6)
+
+
 def test_micro_batches_of_tokens_train_the_model_the_whole_batch_trains(
     tables, tmp_path, capsys, monkeypatch
 ) -> None:
@@ -296,6 +323,7 @@ def test_a_broken_pretrained_folder_is_one_line_naming_it_and_nothing_is_written
         ("sts.csv", ["--embedding-dim", "8"], ["embedding_dim 8", "width, 16"]),
         ("sts.csv", ["--test-data", "nli.jsonl"], ["nli.jsonl", "same kind"]),
         ("labels.csv", ["--loss", "cosine"], ["loss 'cosine'", "labelled texts"]),
+        ("labels.csv", ["--text-layers", "-1"], ["text_layers must be >= 0", "-1"]),
     ],
 )
 def test_bad_text_options_are_one_line_before_anything_is_written(

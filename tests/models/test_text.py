@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -18,10 +20,12 @@ from contrastkit.data import TokenizeTexts
 from contrastkit.models import TextEncoder, load_text_model, save_text_model
 from contrastkit.models.text import (
     TEXT_SETTINGS,
+    WORD_BAG,
     TextModelError,
     pool,
     small_transformer,
     train_tokenizer,
+    word_bag,
 )
 from contrastkit.training import CachedObjective, PairObjective, TwoViewObjective
 
@@ -55,6 +59,9 @@ def _encoder(tokenizer, pooling: str = "mean", *, dropout: float = 0.0) -> TextE
     return TextEncoder(transformer.double(), pooling=pooling)  # type: ignore[arg-type]
 
 
+_KEYS = ("input_ids", "attention_mask")
+
+
 # --- pooling ------------------------------------------------------------------------
 
 
@@ -85,6 +92,42 @@ def test_a_text_embeds_the_same_alone_and_padded_in_a_batch(tokenizer, pooling: 
     torch.testing.assert_close(together[0], alone[0], rtol=1e-10, atol=1e-12)
 
 
+def test_a_word_bag_is_the_mean_of_its_words_vectors_and_saves_and_loads(
+    tokenizer, tmp_path
+) -> None:
+    torch.manual_seed(2)
+    bag = word_bag(len(tokenizer), hidden=8, max_length=16)
+    vectors = bag.get_input_embeddings().weight.detach()
+    assert torch.equal(vectors[tokenizer.pad_token_id], torch.zeros(8))
+    assert 0.01 < float(vectors.std()) < 0.03  # N(0, 0.02^2)
+    encoder = TextEncoder(bag).eval()
+    tokens = TokenizeTexts(tokenizer, max_length=16)(["the cat sat on the mat", "a dog"])
+    out = encoder(tokens)
+    for i in range(2):
+        ids = [t for t, kept in zip(*(tokens[k][i].tolist() for k in _KEYS), strict=True) if kept]
+        torch.testing.assert_close(out[i], torch.stack([vectors[t] for t in ids]).mean(0))
+    folder = save_text_model(tmp_path / "bag", encoder, tokenizer, 16)
+    assert json.loads((folder / "config.json").read_text())["model_type"] == WORD_BAG
+    # a fresh process: load_text_model registers the word bag with transformers itself
+    script = (
+        "import sys, torch; from contrastkit.models import load_text_model; "
+        "e, t, n = load_text_model(sys.argv[1]); "
+        "print(type(e.transformer).__name__, n, e.pooling); "
+        "torch.save(e.transformer.get_input_embeddings().weight, sys.argv[2])"
+    )
+    saved = tmp_path / "weights.pt"
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(folder), str(saved)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert done.stdout.split() == ["WordBagModel", "16", "mean"]
+    assert torch.equal(torch.load(saved), vectors)
+    with pytest.raises(ValueError, match="hidden must be a positive integer, got 0"):
+        word_bag(10, hidden=0)
+
+
 def test_normalize_gives_unit_rows_and_the_pooling_is_checked(tokenizer) -> None:
     transformer = small_transformer(len(tokenizer), hidden=16, max_length=32)
     out = TextEncoder(transformer, normalize=True)(TokenizeTexts(tokenizer)(TEXTS))
@@ -107,8 +150,33 @@ def test_a_trained_tokenizer_is_deterministic_and_wraps_texts_in_cls_and_sep(tok
         assert train_tokenizer(TEXTS * 3, vocab_size=120).get_vocab() == tokenizer.get_vocab()
     vocab = tokenizer.get_vocab()
     words = {w for t in TEXTS for w in t.split()}
+    assert set(vocab) == words | {"[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"}  # no pieces
+    ids = tokenizer(["The parked cat, zzz!"])["input_ids"][0]
+    assert ids[0] == tokenizer.cls_token_id and ids[-1] == tokenizer.sep_token_id
+    tokens = tokenizer.convert_ids_to_tokens(ids)
+    # a word never seen is one [UNK], even where a seen word ("park") begins it; so is
+    # punctuation never seen
+    assert tokens == ["[CLS]", "the", "[UNK]", "cat", "[UNK]", "[UNK]", "[UNK]", "[SEP]"]
+    assert tokenizer.unk_token_id not in tokenizer(TEXTS)["input_ids"][0]
+    small = train_tokenizer(TEXTS, vocab_size=16).get_vocab()  # the 11 most frequent words
+    counts = {w: sum(t.split().count(w) for t in TEXTS) for w in words}
+    ranked = sorted(counts, key=lambda w: (-counts[w], w))
+    assert sorted(small, key=small.__getitem__)[5:] == ranked[:11] and ranked[0] == "the"
+    with pytest.raises(ValueError, match="unknown_words must be one of 'unk', 'characters'"):
+        train_tokenizer(TEXTS, unknown_words="pieces")  # type: ignore[arg-type]
+
+
+def test_a_tokenizer_that_splits_unknown_words_into_characters(tokenizer) -> None:
+    def train(texts: list[str], size: int):
+        return train_tokenizer(texts, vocab_size=size, unknown_words="characters")
+
+    tokenizer = train(TEXTS * 3, 120)
+    for _ in range(3):
+        assert train(TEXTS * 3, 120).get_vocab() == tokenizer.get_vocab()
+    vocab = tokenizer.get_vocab()
+    words = {w for t in TEXTS for w in t.split()}
     assert words <= set(vocab) and len(vocab) <= 120 and "##z" not in vocab
-    small = train_tokenizer(TEXTS, vocab_size=70).get_vocab()  # characters, then words
+    small = train(TEXTS, 70).get_vocab()  # characters, then words
     counts = {w: sum(t.split().count(w) for t in TEXTS) for w in words}
     ranked = sorted(counts, key=lambda w: (-counts[w], w))  # "the" (4 times) first
     kept = [w for w in ranked if w in small and not (len(w) == 1 and w in vocab)]
@@ -120,6 +188,10 @@ def test_a_trained_tokenizer_is_deterministic_and_wraps_texts_in_cls_and_sep(tok
     assert tokenizer.unk_token_id not in tokenizer(TEXTS)["input_ids"][0]
     pieces = tokenizer.convert_ids_to_tokens(tokenizer(["parked"])["input_ids"][0])
     assert pieces[0] == "[CLS]" and pieces[1] in vocab and pieces[2].startswith("##")
+    with pytest.raises(ValueError, match="layers must be a positive integer, got 0"):
+        small_transformer(20, layers=0)
+    with pytest.raises(ValueError, match="heads must be a positive integer, got 0"):
+        small_transformer(20, heads=0)
     with pytest.raises(ValueError, match="vocab_size must be an integer >= 16, got 3"):
         train_tokenizer(TEXTS, vocab_size=3)
     with pytest.raises(ValueError, match="at least one text"):

@@ -173,8 +173,8 @@ _TRAIN_OPTIONS: tuple[tuple[str, Callable[[str], Any], str, str | None], ...] = 
     (
         "vocab_size",
         int,
-        "text, from nothing: the most WordPiece tokens, learned from the training texts "
-        "(default: 8000)",
+        "text, from nothing: the most words in the vocabulary, the most frequent of the "
+        "training texts; any other word is one [UNK] token (default: 8000)",
         "N",
     ),
     (
@@ -183,7 +183,12 @@ _TRAIN_OPTIONS: tuple[tuple[str, Callable[[str], Any], str, str | None], ...] = 
         "text, from nothing: the width of the BERT, which is the embedding size (default: 128)",
         "W",
     ),
-    ("text_layers", int, "text, from nothing: transformer layers (default: 2)", "N"),
+    (
+        "text_layers",
+        int,
+        "text, from nothing: transformer layers, 0 for a mean of word embeddings (default: 2)",
+        "N",
+    ),
     ("text_heads", int, "text, from nothing: attention heads (default: 2)", "N"),
     (
         "score_range",

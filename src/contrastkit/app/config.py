@@ -160,13 +160,13 @@ class RunConfig:
             The rows a test split would hold then train.
         text_model: a pretrained text model folder (a Hugging Face encoder and its
             tokenizer) to fine-tune on text data; empty: an encoder trained from nothing
-            (a WordPiece vocabulary of the training texts and a small BERT).
+            (a vocabulary of the training texts' words and a small BERT).
         pooling: how a text encoder pools its token states: ``"mean"``, ``"cls"`` or
             ``"max"``; empty means the model folder's, else ``"mean"``.
         max_length: the tokens kept per text; 0 means 128 from nothing, else the model
             folder's (at most 256).
         vocab_size, text_width, text_layers, text_heads: the size of an encoder trained
-            from nothing: the most WordPiece tokens, the width of its token states
+            from nothing: the most words in its vocabulary, the width of its token states
             (the embedding size), its transformer layers and attention heads.
         score_range: ``[low, high]``, the range of the gold scores of scored text pairs
             (mapped linearly onto ``[-1, 1]`` for the cosine-similarity loss); empty:
@@ -595,9 +595,13 @@ def _check_text_options(config: RunConfig, kind: str) -> None:
         )
     if config.vocab_size < 16:
         raise ConfigError(f"vocab_size must be >= 16, got {config.vocab_size}")
-    for name in ("text_width", "text_layers", "text_heads"):
+    for name in ("text_width", "text_heads"):
         if getattr(config, name) < 1:
             raise ConfigError(f"{name} must be >= 1, got {getattr(config, name)}")
+    if config.text_layers < 0:
+        raise ConfigError(
+            f"text_layers must be >= 0 (0: a mean of word embeddings), got {config.text_layers}"
+        )
     if config.text_width % config.text_heads:
         raise ConfigError(
             f"text_width must be divisible by text_heads, got {config.text_width} and "

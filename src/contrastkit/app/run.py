@@ -820,11 +820,17 @@ def _text_notes(config: RunConfig, text: TextModel, train: Any, test: Any) -> li
     parameters = sum(p.numel() for p in encoder.parameters())
     how = f"{text.max_length} tokens per text, {encoder.pooling} pooling of the token states"
     if text.trained_from_nothing:
+        network = (
+            f"a bag of words, a learned {config.text_width}-wide vector per word and no "
+            "transformer layer"
+            if config.text_layers == 0
+            else f"a BERT of {config.text_layers} layers, width {config.text_width}, "
+            f"{config.text_heads} attention heads"
+        )
         notes = [
-            f"the encoder was trained from nothing: a WordPiece vocabulary of "
-            f"{len(text.tokenizer):,} tokens learned from the training texts only and a BERT "
-            f"of {config.text_layers} layers, width {config.text_width}, {config.text_heads} "
-            f"attention heads ({parameters:,} parameters); {how}"
+            f"the encoder was trained from nothing: a vocabulary of the "
+            f"{len(text.tokenizer) - 5:,} most frequent words of the training texts only (any "
+            f"other word is one [UNK] token) and {network} ({parameters:,} parameters); {how}"
         ]
     else:
         notes = [

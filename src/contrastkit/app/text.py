@@ -10,7 +10,7 @@ folder of every run (:mod:`contrastkit.app.run`). This module holds what differs
   is one; with ``test_data`` the test rows come from that file and the rows a test split
   would hold train);
 * the encoder: :func:`build_text_model`, a pretrained folder (``text_model``; nothing
-  downloads) or one trained from nothing (a WordPiece vocabulary of the *training*
+  downloads) or one trained from nothing (a vocabulary of the words of the *training*
   texts, :func:`~contrastkit.models.text.train_tokenizer`, and a small BERT,
   :func:`~contrastkit.models.text.small_transformer`), saved in the run folder as
   ``text-model/`` (:func:`~contrastkit.models.text.save_text_model`);
@@ -308,6 +308,7 @@ def build_text_model(config: RunConfig, train: TextData, saved: Path | None = No
         load_text_model,
         small_transformer,
         train_tokenizer,
+        word_bag,
     )
 
     pooling = cast(Any, config.pooling or None)
@@ -326,13 +327,16 @@ def build_text_model(config: RunConfig, train: TextData, saved: Path | None = No
     tokenizer = train_tokenizer(texts_of(train), vocab_size=config.vocab_size)
     max_length = length or 128
     torch.manual_seed(config.seed)
-    transformer = small_transformer(
-        len(tokenizer),
-        hidden=config.text_width,
-        layers=config.text_layers,
-        heads=config.text_heads,
-        max_length=max_length,
-    )
+    if config.text_layers == 0:
+        transformer = word_bag(len(tokenizer), hidden=config.text_width, max_length=max_length)
+    else:
+        transformer = small_transformer(
+            len(tokenizer),
+            hidden=config.text_width,
+            layers=config.text_layers,
+            heads=config.text_heads,
+            max_length=max_length,
+        )
     encoder = TextEncoder(transformer, pooling=pooling or "mean")
     return TextModel(encoder, tokenizer, max_length, "trained from nothing", True)
 
