@@ -763,13 +763,20 @@ def _train(args: argparse.Namespace) -> int:
         sys.stdout.write(result.to_json())
         return 0
     shown = ", ".join(f"{metric_name(k)} {metric_text(v)}" for k, v in result.summary())
-    print(f"test: {shown}")
+    if shown:  # a flat folder has no test metric: the lines below say why
+        print(f"test: {shown}")
     for what, why in (
         ("verification", result.evaluation.verification_skipped),
         ("retrieval", result.evaluation.retrieval_skipped),
     ):
         if why:
             print(f"{what}: not measurable: {why}")
+    probes = result.probes  # the k-NN and linear-probe accuracies' baseline, or why not
+    if probes is not None and probes.skipped is None:
+        raw = ", ".join(f"{metric_name(k)} {metric_text(v)}" for k, v in probes.raw_inputs.items())
+        print(f"raw inputs (baseline, k = {probes.k}): {raw}")
+    elif probes is not None and probes.skipped is not None:
+        print(f"k-NN and linear-probe accuracy: not measurable: {probes.skipped}")
     if result.best is not None and result.best.epoch is not None:
         print(f"test metrics of epoch {result.best.epoch}, the best by {result.best.monitor}")
     if result.anomaly is not None:

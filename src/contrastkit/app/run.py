@@ -144,8 +144,10 @@ from contrastkit.app.evaluate import (
     available_scores,
     embed_split,
     evaluate_anomalies,
+    evaluate_probes,
     evaluate_run,
     has_retrieval,
+    neighbour_examples,
     no_pairs,
     pair_distances,
     pairs_of,
@@ -156,6 +158,9 @@ from contrastkit.app.result import (
     BestEpoch,
     DataSummary,
     Environment,
+    Evaluation,
+    NeighbourExamples,
+    Probes,
     RunResult,
 )
 from contrastkit.app.rundir import (
@@ -544,6 +549,11 @@ def _train_run(
             )
         elif text is None:
             notes += _unmeasured_notes(val, test)
+        if config.loss == "ntxent" and config.monitor in ("val_roc_auc", "val_precision_at_1"):
+            notes.append(
+                f"NT-Xent trained without labels, but the epoch kept is chosen by "
+                f"{config.monitor}, which the validation split's labels measure"
+            )
         notes += _process_notes(config, model, device, processes)
         drawn = drawn_batch(train_loader, config.batch_size)
         if config.micro_batch:
@@ -643,10 +653,13 @@ def _train_run(
             cast(LabelledData, test),
             anomalies,
         )
+    evaluation, probes, neighbours = _evaluate_with_probes(
+        model, config, (train, val, test), reference
+    )
     result = RunResult(
         run_dir=run,
         config=config,
-        evaluation=evaluate_run(model, config, val, test),
+        evaluation=evaluation,
         terms=loss_terms(config),
         history=history,
         data=DataSummary(
@@ -667,8 +680,30 @@ def _train_run(
         extended_from=extended_from,
         best=best,
         train_batch=drawn,
+        probes=probes,
+        neighbours=neighbours,
     )
     return _finish(result, run, started, train_seconds)
+
+
+def _evaluate_with_probes(
+    model: nn.Module, config: RunConfig, splits: tuple[Split, Split, Split], reference: Tensor
+) -> tuple[Evaluation, Probes, NeighbourExamples | None]:
+    """The test evaluation with the k-NN and linear-probe accuracies; the neighbour figure's.
+
+    The embedding's two accuracies join the test metrics (``knn_accuracy``,
+    ``linear_probe_accuracy``); the raw inputs' are in the :class:`Probes`. Labels are
+    read here, after training, and never by an NT-Xent run's training.
+    """
+    train, val, test = splits
+    evaluation = evaluate_run(model, config, val, test)
+    test_emb = evaluation.test_embeddings
+    probes = evaluate_probes(config, train, test, reference, test_emb)
+    if probes.embedding:
+        evaluation = dataclasses.replace(evaluation, test={**evaluation.test, **probes.embedding})
+    root = config.data if Path(config.data).is_dir() else None
+    neighbours = neighbour_examples(train, test, reference, test_emb, seed=config.seed, root=root)
+    return evaluation, probes, neighbours
 
 
 def _finish(result: RunResult, run: Path, started: float, train_seconds: float) -> RunResult:
