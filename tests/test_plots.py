@@ -111,6 +111,7 @@ def test_module_exports():
         "plot_embedding",
         "plot_history",
         "plot_loss_curve",
+        "plot_neighbours",
         "plot_roc",
         "plot_score_histograms",
         "plot_similarity_scatter",

@@ -4,6 +4,7 @@ r"""The figures of a contrastive-learning run, drawn with matplotlib.
   as in DrLIM (Hadsell, Chopra & LeCun 2006) and the Caffe siamese tutorial.
 * :func:`plot_embedding`: a 2-D map of the embeddings coloured by class (the network
   output itself, PCA or t-SNE).
+* :func:`plot_neighbours`: query images beside their nearest neighbours (thumbnails).
 * :func:`plot_roc`: the ROC curve of the verification rule :math:`d \le t`, on a linear
   or a logarithmic false-accept axis.
 * :func:`plot_anomaly_roc`: the ROC curves of anomaly scores, one colour per score.
@@ -78,6 +79,7 @@ __all__ = [
     "plot_embedding",
     "plot_history",
     "plot_loss_curve",
+    "plot_neighbours",
     "plot_roc",
     "plot_score_histograms",
     "plot_similarity_scatter",
@@ -305,7 +307,7 @@ def _project(
 
 def plot_embedding(
     embeddings: object,
-    labels: object,
+    labels: object | None,
     *,
     method: EmbeddingMethod = "auto",
     class_names: Mapping[int, str] | Sequence[str] | None = None,
@@ -327,11 +329,13 @@ def plot_embedding(
 
     The title names the map: ``"network output (2-D)"``, ``"PCA of the 64-D
     embedding"`` or ``"t-SNE of the 64-D embedding"``. Each class is one scatter
-    collection, in increasing label order; up to 20 classes get a legend.
+    collection, in increasing label order; up to 20 classes get a legend. Without
+    labels (``labels=None``: unlabelled data) every point is one colour, in one
+    collection, with no legend.
 
     Args:
         embeddings: ``(N, D)`` real numbers, :math:`D \ge 2`.
-        labels: ``(N,)`` integer class labels.
+        labels: ``(N,)`` integer class labels, or ``None`` (no classes: one colour).
         method: ``"auto"``, ``"identity"``, ``"pca"`` or ``"tsne"``.
         class_names: the legend's name of each label: a mapping from label to name, or a
             sequence indexed by label; the labels themselves when ``None``.
@@ -369,7 +373,12 @@ def plot_embedding(
         )
     z = z.astype(np.float64)
     check_finite_array("embeddings", z)
-    y = check_real_array("labels", labels)
+    unlabelled = labels is None
+    y = (
+        np.zeros(z.shape[0], dtype=np.int64)
+        if labels is None
+        else check_real_array("labels", labels)
+    )
     if y.shape != (z.shape[0],):
         raise ValueError(
             f"labels must have shape ({z.shape[0]},), one label per row of embeddings "
@@ -390,15 +399,138 @@ def plot_embedding(
         name = str(c.item()) if names is None else str(names[c.item()])
         points = xy[y == c]
         ax.scatter(points[:, 0], points[:, 1], s=size, color=color, alpha=0.8, label=name)
+    if unlabelled:
+        title += f" ({z.shape[0]} samples, no labels)"
     if equal:
         ax.set_aspect("equal", adjustable="datalim")
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_title(title)
-    if classes.size <= _MAX_LEGEND_CLASSES:
+    if not unlabelled and classes.size <= _MAX_LEGEND_CLASSES:
         ax.legend(title="class", loc="best", fontsize="small", markerscale=1.5)
     _literal_text(ax)
     return fig, ax
+
+
+def _image_batch(name: str, x: object, ndim: int) -> np.ndarray:
+    """Images ``(..., C, H, W)`` with C of 1 or 3, finite, as float64 clipped to [0, 1]."""
+    a = check_real_array(name, x)
+    if a.ndim != ndim or a.shape[-3] not in (1, 3):
+        dims = "(Q, C, H, W)" if ndim == 4 else "(Q, K, C, H, W)"
+        raise ValueError(f"{name} must be images {dims} with C = 1 or 3, got shape {a.shape}")
+    if 0 in a.shape:
+        raise ValueError(f"{name} must hold at least one image, got shape {a.shape}")
+    a = a.astype(np.float64)
+    check_finite_array(name, a)
+    return np.clip(a, 0.0, 1.0)
+
+
+def _titles(name: str, titles: object, shape: tuple[int, ...]) -> np.ndarray | None:
+    if titles is None:
+        return None
+    if isinstance(titles, (str, bytes)) or not isinstance(titles, Sequence):
+        raise TypeError(f"{name} must be a sequence of strings or None, got {titles!r}")
+    a = np.asarray(titles, dtype=object)
+    if a.shape != shape:
+        raise ValueError(f"{name} must have shape {shape}, one per image, got {a.shape}")
+    return a
+
+
+def plot_neighbours(
+    queries: object,
+    neighbours: object,
+    *,
+    similarities: object | None = None,
+    query_titles: Sequence[str] | None = None,
+    neighbour_titles: Sequence[Sequence[str]] | None = None,
+    title: str | None = None,
+) -> tuple[Figure, list[Axes]]:
+    r"""Draw each query image beside its nearest neighbours: one row per query.
+
+    Column 0 holds the query, columns 1 to K its neighbours, nearest first, each
+    captioned with its similarity (when given) and title. Given both kinds of title (the
+    classes of labelled data), a neighbour whose title is the query's is framed in
+    green, another in red. Pixel values are drawn as they are, clipped to
+    :math:`[0, 1]`; one channel is drawn in grey.
+
+    Args:
+        queries: ``(Q, C, H, W)`` images, ``C`` = 1 or 3.
+        neighbours: ``(Q, K, C, H, W)`` the ``K`` neighbours of each query, same C.
+        similarities: ``(Q, K)`` real numbers shown under each neighbour, or ``None``.
+        query_titles: ``Q`` strings (a class, a file name), or ``None``.
+        neighbour_titles: ``Q`` sequences of ``K`` strings, or ``None``.
+        title: the figure's title, or ``None``.
+
+    Returns:
+        ``(fig, axes)``: the ``Q × (K + 1)`` panels row by row.
+
+    Raises:
+        TypeError: non-numeric images or similarities, titles that are not sequences.
+        ValueError: wrong shapes, channels other than 1 or 3, non-finite values, or
+            titles not one per image.
+
+    Example:
+        >>> import torch
+        >>> from contrastkit.plots import plot_neighbours
+        >>> q, n = torch.rand(2, 1, 8, 8), torch.rand(2, 3, 1, 8, 8)
+        >>> fig, axes = plot_neighbours(q, n, similarities=torch.rand(2, 3))
+        >>> len(axes)
+        8
+    """
+    q = _image_batch("queries", queries, 4)
+    n = _image_batch("neighbours", neighbours, 5)
+    rows, k = q.shape[0], n.shape[1]
+    if n.shape[0] != rows or n.shape[2:] != q.shape[1:]:
+        raise ValueError(
+            f"neighbours must have shape ({rows}, K, {', '.join(map(str, q.shape[1:]))}) "
+            f"for queries of shape {q.shape}, got {n.shape}"
+        )
+    sims = None
+    if similarities is not None:
+        sims = check_real_array("similarities", similarities)
+        if sims.shape != (rows, k):
+            raise ValueError(
+                f"similarities must have shape ({rows}, {k}), one per neighbour, got {sims.shape}"
+            )
+        sims = sims.astype(np.float64)
+        check_finite_array("similarities", sims)
+    qt = _titles("query_titles", query_titles, (rows,))
+    nt = _titles("neighbour_titles", neighbour_titles, (rows, k))
+    if title is not None and not isinstance(title, str):
+        raise TypeError(f"title must be a str or None, got {type(title).__name__}")
+    fig = Figure(figsize=(1.25 * (k + 1) + 0.3, 1.45 * rows + 0.4), layout="constrained")
+    axes = [fig.add_subplot(rows, k + 1, i + 1) for i in range(rows * (k + 1))]
+
+    def show(ax: Axes, image: np.ndarray, caption: str, color: str | None) -> None:
+        if image.shape[0] == 1:
+            ax.imshow(image[0], cmap="gray", vmin=0.0, vmax=1.0)
+        else:
+            ax.imshow(image.transpose(1, 2, 0))
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.set_xlabel(caption, fontsize="x-small")
+        if color is not None:
+            for spine in ax.spines.values():
+                spine.set_edgecolor(color)
+                spine.set_linewidth(2.5)
+        _literal_text(ax)
+
+    for r in range(rows):
+        row = axes[r * (k + 1) : (r + 1) * (k + 1)]
+        show(row[0], q[r], "query" + (f"\n{qt[r]}" if qt is not None else ""), "black")
+        for j in range(k):
+            parts = []
+            if sims is not None:
+                parts.append(f"{sims[r, j]:.3f}")
+            if nt is not None:
+                parts.append(str(nt[r, j]))
+            color = None
+            if qt is not None and nt is not None:
+                color = "tab:green" if nt[r, j] == qt[r] else "tab:red"
+            show(row[j + 1], n[r, j], "\n".join(parts), color)
+    if title is not None:
+        fig.suptitle(title, fontsize="small").set_parse_math(False)
+    return fig, axes
 
 
 # --- verification ----------------------------------------------------------------

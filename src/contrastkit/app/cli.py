@@ -800,7 +800,8 @@ def _train(args: argparse.Namespace) -> int:
         sys.stdout.write(result.to_json())
         return 0
     shown = ", ".join(f"{metric_name(k)} {metric_text(v)}" for k, v in result.summary())
-    print(f"test: {shown}")
+    if shown:  # a flat folder has no test metric: the lines below say why
+        print(f"test: {shown}")
     raw = result.raw_summary()
     if raw:
         shown = ", ".join(f"{metric_name(k)} {metric_text(v)}" for k, v in raw)
@@ -813,6 +814,14 @@ def _train(args: argparse.Namespace) -> int:
     ):
         if why:
             print(f"{what}: not measurable: {why}")
+    probes = result.probes  # the k-NN and linear-probe accuracies' baseline, or why not
+    if probes is not None and probes.skipped is None:
+        probed = ", ".join(
+            f"{metric_name(k)} {metric_text(v)}" for k, v in probes.raw_inputs.items()
+        )
+        print(f"raw inputs (baseline, k = {probes.k}): {probed}")
+    elif probes is not None and probes.skipped is not None:
+        print(f"k-NN and linear-probe accuracy: not measurable: {probes.skipped}")
     if result.best is not None and result.best.epoch is not None:
         print(f"test metrics of epoch {result.best.epoch}, the best by {result.best.monitor}")
     if result.anomaly is not None:

@@ -32,6 +32,8 @@ from contrastkit.app.config import (
 from contrastkit.app.result import (
     AnomalyResult,
     Evaluation,
+    NeighbourExamples,
+    Probes,
     far_of,
     measurable,
 )
@@ -51,10 +53,12 @@ __all__ = [
     "available_scores",
     "embed_split",
     "evaluate_anomalies",
+    "evaluate_probes",
     "evaluate_raw",
     "evaluate_run",
     "has_retrieval",
     "in_memory",
+    "neighbour_examples",
     "no_pairs",
     "pair_distances",
     "pairs_of",
@@ -486,3 +490,154 @@ def evaluate_raw(
     model = RawInputs.fitted(pixels)
     raw_config = dataclasses.replace(config, distance=RAW_DISTANCE)
     return evaluate_run(model, raw_config, val, test), None
+
+
+# ----------------------------------------------------------------------------- probes (SSL)
+
+RAW_PROBE_MAX_VALUES = 20_000_000
+"""The largest training matrix (samples × input values) the raw-input linear probe fits."""
+
+
+def _probe_skipped(train: Split, test: Split, split_by: str) -> str | None:
+    """Why the k-NN and linear-probe accuracies cannot be measured, or ``None``."""
+    if not isinstance(train, LabelledData) or not isinstance(test, LabelledData):
+        return "they need labelled samples, and the run has pairs"
+    if unlabelled(train) or unlabelled(test):
+        return "the images have no labels (a flat folder; give class subfolders to measure it)"
+    if split_by == "classes":
+        return (
+            "the test classes (identities) are not among the training classes (open-set "
+            "split), so no classifier of training classes can name them"
+        )
+    if int(torch.unique(train.labels).numel()) < 2:
+        return "the training split holds a single class"
+    return None
+
+
+def evaluate_probes(
+    config: RunConfig,
+    train: Split,
+    test: Split,
+    train_embeddings: Tensor,
+    test_embeddings: Tensor,
+) -> Probes:
+    """The k-NN and linear-probe accuracies of the embeddings, and of the raw inputs.
+
+    The training split (its embeddings, or its inputs flattened and standardized by
+    its own mean and standard deviation) is the k-NN memory and the probe's training
+    set; the test split is classified. The labels are used here only, after training.
+    The raw-input linear probe is skipped when the training matrix holds more than
+    :data:`RAW_PROBE_MAX_VALUES` values (too slow to be a side measurement).
+    """
+    import time
+
+    from contrastkit.evaluation.probes import KNN_K, KNN_TEMPERATURE, knn_accuracy, linear_probe
+
+    started = time.perf_counter()
+    k = min(KNN_K, len(train))
+    skipped = _probe_skipped(train, test, config.split_by)
+    if skipped is not None:
+        return Probes(k, KNN_TEMPERATURE, len(train), len(test), skipped=skipped)
+    train, test = cast(LabelledData, train), cast(LabelledData, test)
+    notes: list[str] = []
+
+    def measure(what: str, x_train: Tensor, x_test: Tensor, probe: bool) -> dict[str, float]:
+        out = {"knn_accuracy": knn_accuracy(x_train, train.labels, x_test, test.labels, k=k)}
+        if probe:
+            fit = linear_probe(x_train, train.labels, x_test, test.labels)
+            out["linear_probe_accuracy"] = fit.accuracy
+            if not fit.converged:
+                notes.append(
+                    f"the linear probe on {what} did not converge in {fit.iterations} "
+                    "L-BFGS iterations (its accuracy is that of the last iterate)"
+                )
+        return out
+
+    embedding = measure("the embeddings", train_embeddings, test_embeddings, True)
+    raw_train, raw_test = train.inputs.flatten(1).double(), test.inputs.flatten(1).double()
+    mean, std = raw_train.mean(0), raw_train.std(0)
+    std = torch.where(std > 1e-12, std, torch.ones_like(std))
+    raw_train, raw_test = (raw_train - mean) / std, (raw_test - mean) / std
+    probe_raw = raw_train.numel() <= RAW_PROBE_MAX_VALUES
+    raw: dict[str, float | None] = {"linear_probe_accuracy": None}
+    raw.update(measure("the raw inputs", raw_train, raw_test, probe_raw))
+    raw_skipped = None
+    if not probe_raw:
+        raw_skipped = (
+            f"no linear probe on the raw inputs: {raw_train.shape[0]} × {raw_train.shape[1]} "
+            f"values is more than {RAW_PROBE_MAX_VALUES:,}"
+        )
+    return Probes(
+        k=k,
+        temperature=KNN_TEMPERATURE,
+        train=len(train),
+        test=len(test),
+        embedding=embedding,
+        raw_inputs={key: raw[key] for key in ("knn_accuracy", "linear_probe_accuracy")},
+        notes=notes,
+        raw_skipped=raw_skipped,
+        seconds=time.perf_counter() - started,
+    )
+
+
+NEIGHBOUR_QUERIES = 6
+"""The test images of the nearest-neighbour figure."""
+NEIGHBOUR_K = 5
+"""The training images shown beside each."""
+
+
+def neighbour_examples(
+    train: Split,
+    test: Split,
+    train_embeddings: Tensor,
+    test_embeddings: Tensor,
+    *,
+    seed: int,
+    root: str | None = None,
+    queries: int = NEIGHBOUR_QUERIES,
+    k: int = NEIGHBOUR_K,
+) -> NeighbourExamples | None:
+    """A few test images (drawn from ``seed``) with their nearest training images.
+
+    ``None`` unless both splits are labelled-or-unlabelled images (not pairs, not
+    feature vectors). Nearest by the cosine similarity of the embeddings, as the k-NN
+    accuracy compares them. Files are named relative to ``root`` (the image folder).
+    """
+    from pathlib import Path
+
+    if not isinstance(train, LabelledData) or not isinstance(test, LabelledData):
+        return None
+    if train.kind != "images" or len(train) == 0 or len(test) == 0:
+        return None
+    k = min(k, len(train))
+    generator = torch.Generator().manual_seed(seed)
+    chosen = torch.randperm(len(test), generator=generator)[: min(queries, len(test))]
+    chosen = chosen.sort().values
+    memory = torch.nn.functional.normalize(train_embeddings.double(), dim=1)
+    asked = torch.nn.functional.normalize(test_embeddings[chosen].double(), dim=1)
+    similarity, index = (asked @ memory.T).topk(k, dim=1)
+
+    def name(data: LabelledData, i: int) -> str:
+        if not data.paths:
+            return f"#{i}"
+        path = Path(data.paths[i]).resolve()
+        if root is not None and path.is_relative_to(Path(root).resolve()):
+            return path.relative_to(Path(root).resolve()).as_posix()
+        return path.as_posix()
+
+    labelled = not unlabelled(train) and not unlabelled(test)
+    return NeighbourExamples(
+        queries=test.inputs[chosen],
+        neighbours=train.inputs[index],
+        similarities=similarity.float(),
+        query_names=[name(test, i) for i in chosen.tolist()],
+        neighbour_names=[[name(train, j) for j in row] for row in index.tolist()],
+        query_classes=[test.class_names[int(test.labels[i])] for i in chosen.tolist()]
+        if labelled
+        else None,
+        neighbour_classes=[
+            [train.class_names[int(train.labels[j])] for j in row] for row in index.tolist()
+        ]
+        if labelled
+        else None,
+    )

@@ -37,6 +37,12 @@ def _history_keys(result: RunResult) -> list[str] | None:
     return [k for k in keys if result.history and k in result.history[0]]
 
 
+def _unlabelled_images(result: RunResult) -> bool:
+    """Whether the run's images have no labels (a flat folder, NT-Xent)."""
+    shown = result.neighbours
+    return result.test_labels is None and shown is not None and shown.query_classes is None
+
+
 def figures(result: RunResult) -> dict[str, Path]:
     """Draw every figure of a run into its ``figures/`` folder; name → PNG file."""
     from contrastkit import plots
@@ -55,6 +61,21 @@ def figures(result: RunResult) -> dict[str, Path]:
             result.test_labels,
             class_names=result.class_names,
             seed=config.seed,
+        )[0]
+    elif _unlabelled_images(result) and evaluation.test_embeddings.shape[0] >= 2:
+        # a flat folder: the map in one colour
+        drawn["embedding_unlabelled"] = plots.plot_embedding(
+            evaluation.test_embeddings, None, seed=config.seed
+        )[0]
+    if result.neighbours is not None:
+        examples = result.neighbours
+        drawn["neighbours"] = plots.plot_neighbours(
+            examples.queries,
+            examples.neighbours,
+            similarities=examples.similarities,
+            query_titles=examples.query_classes,
+            neighbour_titles=examples.neighbour_classes,
+            title="test images (left) and their nearest training images, by cosine similarity",
         )[0]
     if evaluation.test_similarity is not None and evaluation.test_gold is not None:
         drawn["similarity"] = plots.plot_similarity_scatter(

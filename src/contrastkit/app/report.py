@@ -29,7 +29,7 @@ from contrastkit.app.result import far_of, pair_split_note
 
 if TYPE_CHECKING:
     from contrastkit.app.config import RunConfig
-    from contrastkit.app.result import AnomalyResult, RunResult
+    from contrastkit.app.result import AnomalyResult, Probes, RunResult
 
 __all__ = [
     "history_name",
@@ -43,6 +43,12 @@ _CAPTIONS = {
     "loss_curve": "The contrastive loss per pair as a function of the distance: similar pairs "
     "(red, dashed) are pulled together, dissimilar pairs (blue) are pushed out to the margin.",
     "embedding": "Test samples in the embedding, coloured by class.",
+    "embedding_unlabelled": "Test images in the embedding (no labels: one colour). Groups "
+    "and outliers here are what training learnt without labels; the nearest-neighbour "
+    "examples show what they hold.",
+    "neighbours": "A few test images (left, drawn at random from the seed) and their nearest "
+    "training images in the embedding, nearest first, with the cosine similarity; with "
+    "labels, a neighbour of the query's class is framed in green, another in red.",
     "roc": "ROC curve of the test pairs (a pair is accepted as similar when its distance is at "
     "most the threshold), on a logarithmic false-accept axis that starts below the smallest "
     "rate the dissimilar test pairs can measure; the marks are the measurable TAR at FAR.",
@@ -87,6 +93,8 @@ _METRIC_NAMES = {
     "spearman": "Spearman ρ (cosine vs gold)",
     "pearson": "Pearson r (cosine vs gold)",
     "mrr_at_10": "MRR@10",
+    "knn_accuracy": "k-NN accuracy",
+    "linear_probe_accuracy": "linear-probe accuracy",
     "loss": "loss",
 }
 
@@ -421,6 +429,55 @@ def _raw_paragraph(result: RunResult) -> str:
     )
 
 
+# ----------------------------------------------------------------------------- probes (SSL)
+
+_PROBE_FIGURES = ("neighbours", "embedding_unlabelled")
+
+
+def _probe_section(probes: Probes | None, figures: Mapping[str, Path]) -> list[str]:
+    """The k-NN and linear-probe accuracies (embedding, raw inputs) and the neighbours."""
+    shown = [_figure(n, figures[n], wide=n == "neighbours") for n in _PROBE_FIGURES if n in figures]
+    if probes is None:
+        return ["<h2>Nearest neighbours</h2>", *shown] if shown else []
+    parts = ["<h2>Classification by the frozen embedding (k-NN and linear probe)</h2>"]
+    if probes.skipped is not None:
+        parts.append(
+            f"<p>k-NN and linear-probe accuracy not measured: {html.escape(probes.skipped)}.</p>"
+        )
+        return parts + shown
+    head = "<tr><th>features</th><th>k-NN accuracy</th><th>linear-probe accuracy</th></tr>"
+    body = "".join(
+        f"<tr><td>{what}</td>"
+        + "".join(
+            f"<td class='num'>{metric_text(values.get(key))}</td>"
+            for key in ("knn_accuracy", "linear_probe_accuracy")
+        )
+        + "</tr>"
+        for what, values in (
+            ("the trained embedding", dict(probes.embedding)),
+            ("the raw inputs (baseline)", dict(probes.raw_inputs)),
+        )
+    )
+    parts += [
+        f"<p>The measures self-supervised learning reports, after training (labels are "
+        f"read only here). The {probes.train} training samples are the memory and the "
+        f"{probes.test} test samples the queries. <b>k-NN accuracy</b>: every vector "
+        f"L2-normalized; a query's k = {probes.k} training neighbours of highest cosine "
+        f"similarity s vote for their class with weight exp(s / {probes.temperature:g}) "
+        "(Wu et al. 2018, DINO's k-NN evaluation); the class of most weight is predicted. "
+        "<b>Linear-probe accuracy</b>: logistic regression (scikit-learn, L-BFGS, C = 1) "
+        "fitted on the training vectors standardized per dimension, applied to the test "
+        "vectors. The raw inputs are the pixels or features flattened and standardized "
+        "by the training split: what a classifier gets without any training of the "
+        "network.</p>",
+        f"<table>{head}{body}</table>",
+    ]
+    if probes.raw_skipped is not None:
+        parts.append(f"<p>{html.escape(probes.raw_skipped)}.</p>")
+    parts += [f"<p>Note: {html.escape(note)}.</p>" for note in probes.notes]
+    return parts + shown
+
+
 def write_report(path: str | Path, result: RunResult, *, title: str = "contrastkit run") -> Path:
     """Write the report of a run to ``path`` and return it.
 
@@ -530,6 +587,7 @@ def write_report(path: str | Path, result: RunResult, *, title: str = "contrastk
         parts.append(_raw_paragraph(result))
     elif result.raw_skipped:
         parts.append(f"<p>No raw-input baseline: {html.escape(result.raw_skipped)}.</p>")
+    parts += _probe_section(result.probes, result.figures)
     if "reconstruction_error" in test:
         parts += [
             "<h2>Reconstruction (test samples)</h2>",
@@ -542,7 +600,11 @@ def write_report(path: str | Path, result: RunResult, *, title: str = "contrastk
         parts += _anomaly_section(result.anomaly)
         parts += [_figure(n, f) for n, f in figures.items() if n.startswith("anomaly_")]
     parts.append("<h2>Figures</h2>")
-    parts += [_figure(n, f) for n, f in figures.items() if not n.startswith("anomaly_")]
+    parts += [
+        _figure(n, f)
+        for n, f in figures.items()
+        if not n.startswith("anomaly_") and n not in _PROBE_FIGURES
+    ]
     parts += ["<h2>History</h2>", _terms_note(result.terms)]
     parts.append(_history_table(list(result.history)))
     if result.notes:

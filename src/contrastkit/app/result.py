@@ -31,6 +31,8 @@ __all__ = [
     "DataSummary",
     "Environment",
     "Evaluation",
+    "NeighbourExamples",
+    "Probes",
     "RunResult",
     "far_of",
     "measurable",
@@ -287,6 +289,108 @@ class Environment:
         )
 
 
+# ----------------------------------------------------------------------------- probes (SSL)
+
+
+@dataclass(frozen=True)
+class Probes:
+    """The k-NN and linear-probe accuracies of frozen embeddings, and of the raw inputs.
+
+    The training split's embeddings (and labels) are the k-NN memory and the probe's
+    training set; the test split is classified (:mod:`contrastkit.evaluation.probes`).
+
+    Attributes:
+        k: the neighbours of the k-NN vote.
+        temperature: the temperature of its weights ``exp(s / T)``.
+        train: the training samples (the memory).
+        test: the test samples (the queries).
+        embedding: ``knn_accuracy`` and ``linear_probe_accuracy`` of the embeddings.
+        raw_inputs: the same of the raw inputs (pixels or features, flattened and
+            standardized by the training split); a value is ``None`` where it was not
+            computed (``raw_skipped`` says why).
+        notes: what the probes noticed (a fit that did not converge).
+        skipped: why nothing was measured (no labels, unseen test classes), or ``None``.
+        raw_skipped: why a raw-input number is missing, or ``None``.
+        seconds: the time the probes took.
+    """
+
+    k: int
+    temperature: float
+    train: int
+    test: int
+    embedding: dict[str, float] = field(default_factory=dict)
+    raw_inputs: dict[str, float | None] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    skipped: str | None = None
+    raw_skipped: str | None = None
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        """The numbers, as ``metrics.json`` holds them (``"probes"``)."""
+        out: dict[str, Any] = {
+            "k": self.k,
+            "temperature": self.temperature,
+            "weighting": "exp(cosine / temperature)",
+            "memory": "train",
+            "queries": "test",
+            "train": self.train,
+            "test": self.test,
+        }
+        if self.skipped is not None:
+            out["skipped"] = self.skipped
+            return out
+        out["embedding"] = dict(self.embedding)
+        out["raw_inputs"] = dict(self.raw_inputs)
+        if self.raw_skipped is not None:
+            out["raw_skipped"] = self.raw_skipped
+        out["notes"] = list(self.notes)
+        out["seconds"] = self.seconds
+        return out
+
+
+@dataclass(frozen=True)
+class NeighbourExamples:
+    """A few test images and their nearest training images in the embedding.
+
+    Attributes:
+        queries: ``(Q, C, H, W)`` test images, as the network takes them (pixels in [0, 1]).
+        neighbours: ``(Q, K, C, H, W)`` the ``K`` nearest training images of each, nearest
+            first (cosine similarity of the embeddings).
+        similarities: ``(Q, K)`` their cosine similarities.
+        query_names: the file (or index) of each query.
+        neighbour_names: the file (or index) of each neighbour.
+        query_classes: the class of each query, or ``None`` without labels.
+        neighbour_classes: the class of each neighbour, or ``None`` without labels.
+    """
+
+    queries: Tensor
+    neighbours: Tensor
+    similarities: Tensor
+    query_names: list[str]
+    neighbour_names: list[list[str]]
+    query_classes: list[str] | None = None
+    neighbour_classes: list[list[str]] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """Which files were shown, as ``metrics.json`` holds them (``"neighbours"``)."""
+        return {
+            "k": int(self.neighbours.shape[1]),
+            "similarity": "cosine",
+            "queries": [
+                {
+                    "query": name,
+                    "neighbours": [
+                        {"file": n, "similarity": float(s)}
+                        for n, s in zip(names, sims.tolist(), strict=True)
+                    ],
+                }
+                for name, names, sims in zip(
+                    self.query_names, self.neighbour_names, self.similarities, strict=True
+                )
+            ],
+        }
+
+
 @dataclass
 class RunResult:
     """One finished run: its config, metrics, history, figures and timings.
@@ -316,6 +420,10 @@ class RunResult:
         raw_skipped: why there is no raw-input baseline (text, unlabelled images), or
             ``None``.
         raw_kind: ``"images"`` or ``"vectors"``: what the baseline's raw inputs were.
+        probes: the k-NN and linear-probe accuracies (embedding and raw inputs), or
+            ``None`` where the run has no labelled train and test samples to measure.
+        neighbours: test images beside their nearest training images (image runs), or
+            ``None``.
     """
 
     run_dir: Path
@@ -337,6 +445,8 @@ class RunResult:
     raw: Evaluation | None = None
     raw_skipped: str | None = None
     raw_kind: str = ""
+    probes: Probes | None = None
+    neighbours: NeighbourExamples | None = None
 
     @property
     def test(self) -> dict[str, float | None]:
@@ -357,6 +467,10 @@ class RunResult:
         out["data"] = self.data.to_dict()
         if self.train_batch is not None:
             out["train_batch"] = self.train_batch
+        if self.probes is not None:
+            out["probes"] = self.probes.to_dict()
+        if self.neighbours is not None:
+            out["neighbours"] = self.neighbours.to_dict()
         out["notes"] = list(self.notes)
         if self.extended_from is not None:
             out["extended_from"] = self.extended_from
@@ -381,6 +495,8 @@ class RunResult:
             "accuracy",
             "precision_at_1",
             "map_at_r",
+            "knn_accuracy",
+            "linear_probe_accuracy",
             "reconstruction_error",
         )
         return [(key, self.test[key]) for key in keys if key in self.test]

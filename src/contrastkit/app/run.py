@@ -152,10 +152,12 @@ from contrastkit.app.evaluate import (
     available_scores,
     embed_split,
     evaluate_anomalies,
+    evaluate_probes,
     evaluate_raw,
     evaluate_run,
     has_retrieval,
     in_memory,
+    neighbour_examples,
     no_pairs,
     pair_distances,
     pairs_of,
@@ -166,6 +168,9 @@ from contrastkit.app.result import (
     BestEpoch,
     DataSummary,
     Environment,
+    Evaluation,
+    NeighbourExamples,
+    Probes,
     RunResult,
     pair_split_note,
 )
@@ -587,6 +592,11 @@ def _train_run(
             )
         elif text is None:
             notes += _unmeasured_notes(val, test)
+        if config.loss == "ntxent" and config.monitor in ("val_roc_auc", "val_precision_at_1"):
+            notes.append(
+                f"NT-Xent trained without labels, but the epoch kept is chosen by "
+                f"{config.monitor}, which the validation split's labels measure"
+            )
         notes += _process_notes(config, model, device, processes)
         drawn = drawn_batch(train_loader, config.batch_size)
         if config.micro_batch:
@@ -689,10 +699,13 @@ def _train_run(
             raw=_raw_anomaly_data(read_splits),
         )
     raw, raw_skipped = evaluate_raw(config, train, val, test)  # the baseline: no training
+    evaluation, probes, neighbours = _evaluate_with_probes(
+        model, config, (train, val, test), reference
+    )
     result = RunResult(
         run_dir=run,
         config=config,
-        evaluation=evaluate_run(model, config, val, test),
+        evaluation=evaluation,
         raw=raw,
         raw_skipped=raw_skipped,
         raw_kind=data.kind,
@@ -716,6 +729,8 @@ def _train_run(
         extended_from=extended_from,
         best=best,
         train_batch=drawn,
+        probes=probes,
+        neighbours=neighbours,
     )
     return _finish(result, run, started, train_seconds)
 
@@ -745,6 +760,26 @@ def _raw_anomaly_data(
     if rows[0] is None or rows[1] is None or rows[2] is None:
         return None  # images read lazily, too many to hold: no raw baseline
     return rows[0], rows[1], rows[2]
+
+
+def _evaluate_with_probes(
+    model: nn.Module, config: RunConfig, splits: tuple[Split, Split, Split], reference: Tensor
+) -> tuple[Evaluation, Probes, NeighbourExamples | None]:
+    """The test evaluation with the k-NN and linear-probe accuracies; the neighbour figure's.
+
+    The embedding's two accuracies join the test metrics (``knn_accuracy``,
+    ``linear_probe_accuracy``); the raw inputs' are in the :class:`Probes`. Labels are
+    read here, after training, and never by an NT-Xent run's training.
+    """
+    train, val, test = splits
+    evaluation = evaluate_run(model, config, val, test)
+    test_emb = evaluation.test_embeddings
+    probes = evaluate_probes(config, train, test, reference, test_emb)
+    if probes.embedding:
+        evaluation = dataclasses.replace(evaluation, test={**evaluation.test, **probes.embedding})
+    root = config.data if Path(config.data).is_dir() else None
+    neighbours = neighbour_examples(train, test, reference, test_emb, seed=config.seed, root=root)
+    return evaluation, probes, neighbours
 
 
 def _finish(result: RunResult, run: Path, started: float, train_seconds: float) -> RunResult:

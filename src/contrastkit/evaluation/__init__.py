@@ -7,6 +7,9 @@
   standard deviation of the folds' accuracies.
 * :mod:`~contrastkit.evaluation.anomaly`: reconstruction, k-nearest-neighbour and
   centroid scores, with their ROC-AUC and average precision.
+* :mod:`~contrastkit.evaluation.probes`: the k-NN accuracy (weighted vote of the
+  nearest training embeddings, Wu et al. 2018 / DINO) and the linear-probe accuracy
+  (logistic regression on frozen embeddings) that self-supervised learning reports.
 * :mod:`~contrastkit.evaluation.text`: sentence embeddings: the STS correlations
   (Pearson, Spearman; checked against scipy), MRR@10 and recall@k of anchors searching
   their positives, and the verification of labelled text pairs.
@@ -39,6 +42,12 @@ from contrastkit.evaluation.pairs_list import (
     pair_folds,
     pairs_list_verification,
 )
+from contrastkit.evaluation.probes import (
+    knn_accuracy,
+    knn_predict,
+    linear_probe,
+    linear_probe_accuracy,
+)
 from contrastkit.evaluation.text import (
     anchor_positive_retrieval,
     cosine_similarities,
@@ -57,7 +66,11 @@ __all__ = [
     "cross_validated_accuracy",
     "cross_validated_verification",
     "equal_error_rate",
+    "knn_accuracy",
+    "knn_predict",
     "knn_scores",
+    "linear_probe",
+    "linear_probe_accuracy",
     "map_at_r",
     "pair_folds",
     "pair_verification_metrics",
