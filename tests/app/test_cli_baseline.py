@@ -174,7 +174,11 @@ def test_every_report_has_the_raw_baseline_beside_the_embedding(tmp_path, capsys
     metrics = json.loads((run / "metrics.json").read_text())
     raw = metrics["raw_inputs"]
     assert raw["inputs"] == "vectors" and raw["distance"] == "euclidean"
-    assert set(raw["test"]) == set(metrics["test"])  # the same metrics, every one
+    # the same metrics, every one; the k-NN and linear-probe accuracies' raw baseline is
+    # beside them in "probes"
+    probed = {"knn_accuracy", "linear_probe_accuracy"}
+    assert set(raw["test"]) == set(metrics["test"]) - probed
+    assert set(metrics["probes"]["raw_inputs"]) == probed
     assert raw["pairs"] == metrics["pairs"]  # on the same pairs
     assert raw["test"] != metrics["test"]
 
