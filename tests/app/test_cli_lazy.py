@@ -189,3 +189,24 @@ def test_a_colour_image_after_a_grayscale_first_one_makes_the_lazy_folder_rgb(tm
     eager = read_image_folder(tmp_path, image_size=4)
     assert data is not None and data.inputs.shape == eager.inputs.shape == (6, 3, 4, 4)
     assert torch.equal(data.inputs[0:6], eager.inputs)
+
+
+def test_the_raw_baselines_of_a_folder_too_big_to_hold_are_left_out_and_said(
+    tmp_path, capsys, images, monkeypatch
+):
+    from contrastkit.app import evaluate
+
+    lazy = LazyImages(ImageFolderDataset(images, image_size=16))
+    assert torch.equal(evaluate.in_memory(lazy), read_image_folder(images, image_size=16).inputs)
+    eager = torch.zeros(3, 2)
+    assert evaluate.in_memory(eager) is eager
+    monkeypatch.setattr(evaluate, "LAZY_ABOVE_BYTES", 16 * 16 * 3 * 4 * 10)  # 10 images
+    assert evaluate.in_memory(lazy.subset(torch.arange(10))) is not None
+    assert evaluate.in_memory(lazy.subset(torch.arange(11))) is None
+    found = train(capsys, tmp_path / "run", "--data", images, "--image-loading", "lazy")
+    assert found["raw_inputs"] == {
+        "skipped": "the images were read lazily and are too many to hold in memory"
+    }
+    assert found["probes"]["raw_inputs"] == {"knn_accuracy": None, "linear_probe_accuracy": None}
+    assert "read lazily and are too many" in found["probes"]["raw_skipped"]
+    assert found["test"]["precision_at_1"] is not None  # the embedding is still measured

@@ -554,7 +554,21 @@ def evaluate_probes(
         return out
 
     embedding = measure("the embeddings", train_embeddings, test_embeddings, True)
-    raw_train, raw_test = train.inputs.flatten(1).double(), test.inputs.flatten(1).double()
+    pixels = in_memory(train.inputs), in_memory(test.inputs)
+    if pixels[0] is None or pixels[1] is None:
+        return Probes(
+            k=k,
+            temperature=KNN_TEMPERATURE,
+            train=len(train),
+            test=len(test),
+            embedding=embedding,
+            raw_inputs={"knn_accuracy": None, "linear_probe_accuracy": None},
+            notes=notes,
+            raw_skipped="no k-NN or linear probe on the raw inputs: the images were read "
+            "lazily and are too many to hold in memory",
+            seconds=time.perf_counter() - started,
+        )
+    raw_train, raw_test = pixels[0].flatten(1).double(), pixels[1].flatten(1).double()
     mean, std = raw_train.mean(0), raw_train.std(0)
     std = torch.where(std > 1e-12, std, torch.ones_like(std))
     raw_train, raw_test = (raw_train - mean) / std, (raw_test - mean) / std
@@ -628,7 +642,8 @@ def neighbour_examples(
     labelled = not unlabelled(train) and not unlabelled(test)
     return NeighbourExamples(
         queries=test.inputs[chosen],
-        neighbours=train.inputs[index],
+        # indexed by one flat index, as images read lazily are
+        neighbours=train.inputs[index.flatten()].reshape(*index.shape, *train.inputs.shape[1:]),
         similarities=similarity.float(),
         query_names=[name(test, i) for i in chosen.tolist()],
         neighbour_names=[[name(train, j) for j in row] for row in index.tolist()],
