@@ -554,40 +554,33 @@ def evaluate_probes(
         return out
 
     embedding = measure("the embeddings", train_embeddings, test_embeddings, True)
+    raw: dict[str, float | None] = {"knn_accuracy": None, "linear_probe_accuracy": None}
     pixels = in_memory(train.inputs), in_memory(test.inputs)
     if pixels[0] is None or pixels[1] is None:
-        return Probes(
-            k=k,
-            temperature=KNN_TEMPERATURE,
-            train=len(train),
-            test=len(test),
-            embedding=embedding,
-            raw_inputs={"knn_accuracy": None, "linear_probe_accuracy": None},
-            notes=notes,
-            raw_skipped="no k-NN or linear probe on the raw inputs: the images were read "
-            "lazily and are too many to hold in memory",
-            seconds=time.perf_counter() - started,
+        raw_skipped: str | None = (
+            "no k-NN or linear probe on the raw inputs: the images were read lazily and are "
+            "too many to hold in memory"
         )
-    raw_train, raw_test = pixels[0].flatten(1).double(), pixels[1].flatten(1).double()
-    mean, std = raw_train.mean(0), raw_train.std(0)
-    std = torch.where(std > 1e-12, std, torch.ones_like(std))
-    raw_train, raw_test = (raw_train - mean) / std, (raw_test - mean) / std
-    probe_raw = raw_train.numel() <= RAW_PROBE_MAX_VALUES
-    raw: dict[str, float | None] = {"linear_probe_accuracy": None}
-    raw.update(measure("the raw inputs", raw_train, raw_test, probe_raw))
-    raw_skipped = None
-    if not probe_raw:
-        raw_skipped = (
-            f"no linear probe on the raw inputs: {raw_train.shape[0]} × {raw_train.shape[1]} "
-            f"values is more than {RAW_PROBE_MAX_VALUES:,}"
-        )
+    else:
+        raw_train, raw_test = pixels[0].flatten(1).double(), pixels[1].flatten(1).double()
+        mean, std = raw_train.mean(0), raw_train.std(0)
+        std = torch.where(std > 1e-12, std, torch.ones_like(std))
+        raw_train, raw_test = (raw_train - mean) / std, (raw_test - mean) / std
+        probe_raw = raw_train.numel() <= RAW_PROBE_MAX_VALUES
+        raw.update(measure("the raw inputs", raw_train, raw_test, probe_raw))
+        raw_skipped = None
+        if not probe_raw:
+            raw_skipped = (
+                f"no linear probe on the raw inputs: {raw_train.shape[0]} × "
+                f"{raw_train.shape[1]} values is more than {RAW_PROBE_MAX_VALUES:,}"
+            )
     return Probes(
         k=k,
         temperature=KNN_TEMPERATURE,
         train=len(train),
         test=len(test),
         embedding=embedding,
-        raw_inputs={key: raw[key] for key in ("knn_accuracy", "linear_probe_accuracy")},
+        raw_inputs=raw,
         notes=notes,
         raw_skipped=raw_skipped,
         seconds=time.perf_counter() - started,
