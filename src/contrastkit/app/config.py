@@ -501,11 +501,6 @@ def _check_encoder(config: RunConfig) -> None:
                 f"resnet_blocks must have one entry per stage of the default widths "
                 f"{list(RESNET_HIDDEN)} (or give hidden), got {config.resnet_blocks}"
             )
-    if config.init_weights:
-        file = Path(config.init_weights)
-        if not file.is_file():
-            what = "is not a file" if file.exists() else "does not exist"
-            raise ConfigError(f"init_weights {config.init_weights} {what} (give a weights file)")
 
 
 def _check_split_by(config: RunConfig) -> None:

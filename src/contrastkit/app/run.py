@@ -509,6 +509,8 @@ def _train_run(
             if not resume:
                 if config.data != "digits":  # so that evaluate, embed and --resume work anywhere
                     config.data = str(Path(config.data).resolve())
+                if config.init_weights:  # the file the run started from, wherever it resumes
+                    config.init_weights = str(Path(config.init_weights).resolve())
             if (
                 isinstance(data, LabelledData)
                 and 0 < len(data.class_names) < 2
