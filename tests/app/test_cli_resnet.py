@@ -115,8 +115,8 @@ def test_a_run_made_before_the_option_resumes_with_the_convnet(tmp_path, capsys,
     config = tmp_path / "old" / "config.toml"
     text = config.read_text()
     assert 'encoder = "conv"\n' in text and "resnet_blocks = []\n" in text
-    lines = [line for line in text.splitlines(True) if not line.startswith(("encoder ", "resnet_"))]
-    config.write_text("".join(l for l in lines if not l.startswith("init_weights")))
+    new_keys = ("encoder ", "resnet_blocks ", "init_weights ")
+    config.write_text("".join(x for x in text.splitlines(True) if not x.startswith(new_keys)))
     status, _, err = call(capsys, "train", "--resume", tmp_path / "old")
     assert status == 0, err
     assert "encoder" not in model_json(tmp_path / "old")
@@ -270,8 +270,9 @@ def test_combinations_that_cannot_work_are_refused(tmp_path, capsys, images, ext
     assert not run.exists() and not (tmp_path / "runs").exists()
 
 
-def test_mismatched_or_unreadable_weights_are_one_line_naming_the_file(tmp_path, capsys,
-                                                                       monkeypatch, images):  # fmt: skip
+def test_mismatched_or_unreadable_weights_are_one_line_naming_the_file(
+    tmp_path, capsys, monkeypatch, images
+):
     monkeypatch.chdir(tmp_path)
     other, _ = encoder_file(tmp_path, ".pt", widths=(8,))
     text = tmp_path / "notes.pt"
