@@ -313,3 +313,17 @@ def test_a_run_killed_before_its_first_checkpoint_restarts_from_the_same_file(
     assert call(capsys, "train", *options, "-o", tmp_path / "whole")[0] == 0
     same, whole = weights(tmp_path / "same"), weights(tmp_path / "whole")
     assert all(torch.equal(same[k], whole[k]) for k in whole)
+
+
+def test_init_encoder_takes_an_mlp_runs_weights_with_its_statistics(tmp_path):
+    spec = {"kind": "vectors", "embedding_dim": 2, "hidden": [8], "in_features": 4}
+    torch.manual_seed(1)
+    trained = build_model(spec)
+    with torch.no_grad():
+        trained.encoder[0].mean.add_(3.0)  # statistics unlike a fresh model's
+    save_file(trained.state_dict(), str(tmp_path / "model.safetensors"))
+    fresh = build_model(spec)
+    record = init_encoder(fresh, tmp_path / "model.safetensors")
+    assert record["standardize"] is True and record["tensors"] == len(fresh.encoder.state_dict())
+    theirs, mine = trained.state_dict(), fresh.state_dict()
+    assert all(torch.equal(theirs[k], mine[k]) for k in theirs)

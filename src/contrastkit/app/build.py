@@ -634,7 +634,7 @@ class _WithoutStandardize(nn.Module):
     def __init__(self, encoder: nn.Module) -> None:
         super().__init__()
         for name, module in encoder.named_children():
-            if name != "standardize":
+            if not isinstance(module, Standardize):  # ``standardize``, an MLP's ``0``
                 self.add_module(name, module)
 
 
