@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -30,8 +31,12 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from contrastkit import distributed, losses
 from contrastkit.app.config import (
+    DEFAULT_ENCODER,
+    DEFAULT_HIDDEN,
     LAZY_ABOVE_BYTES,
     RECONSTRUCTION_LOSSES,
+    RESNET_BLOCKS,
+    RESNET_HIDDEN,
     ConfigError,
     RunConfig,
 )
@@ -72,8 +77,11 @@ from contrastkit.models import (
     ConvEncoder,
     MLPDecoder,
     MLPEncoder,
+    ResNetEncoder,
     SiameseNetwork,
     Standardize,
+    WeightsError,
+    load_pretrained,
 )
 from contrastkit.training import (
     CachedObjective,
@@ -99,6 +107,7 @@ __all__ = [
     "build_model",
     "build_objective",
     "class_count",
+    "init_encoder",
     "inputs_of",
     "is_lazy",
     "lazy_image_folder",
@@ -115,6 +124,7 @@ __all__ = [
     "read_data",
     "resolve_augment",
     "resolve_device",
+    "resolve_encoder",
     "resolve_pair_split",
     "run_splits",
     "samples_of",
@@ -451,6 +461,42 @@ def _without(part: LabelledData, label: int) -> LabelledData:
 # ----------------------------------------------------------------------------- the network
 
 
+def resolve_encoder(config: RunConfig, kind: str, *, resume: bool) -> str:
+    """The ``encoder`` of a run on data of ``kind``; a config error where it does not apply.
+
+    Empty: :data:`~contrastkit.app.config.DEFAULT_ENCODER` for a new run on images,
+    ``"conv"`` for a resumed run made before the option (its own network), and empty
+    for other data. A new run also gets its default ``hidden`` (the ResNet's stage
+    widths or the ConvNet's channels) and, for the ResNet, ``resnet_blocks``.
+    """
+    if kind != "images":
+        if config.encoder or config.resnet_blocks:
+            name = "encoder" if config.encoder else "resnet_blocks"
+            raise ConfigError(
+                f"{name} applies to image data (an image folder, a pair file of images), "
+                f"and data {config.data!r} holds {'feature vectors' if kind == 'vectors' else kind}"
+            )
+        if not resume and not config.hidden and kind in DEFAULT_HIDDEN:
+            config.hidden = list(DEFAULT_HIDDEN[kind])
+        return ""
+    encoder = config.encoder or ("conv" if resume else DEFAULT_ENCODER)
+    if encoder == "conv" and not config.batch_norm:
+        also = (
+            "; micro_batch, which needs it off, takes encoder resnet" if config.micro_batch else ""
+        )
+        raise ConfigError(
+            "batch_norm = false applies to feature vectors (an MLP) and to encoder resnet "
+            "(GroupNorm instead); the ConvNet of encoder conv has batch normalization in every "
+            "block" + also
+        )
+    if not resume:
+        if not config.hidden:
+            config.hidden = list(RESNET_HIDDEN if encoder == "resnet" else DEFAULT_HIDDEN[kind])
+        if encoder == "resnet" and not config.resnet_blocks:
+            config.resnet_blocks = [RESNET_BLOCKS] * len(config.hidden)
+    return encoder
+
+
 def unlabelled(data: Split | None) -> bool:
     """Whether ``data`` holds samples without labels (a flat image folder, for NT-Xent)."""
     return isinstance(data, LabelledData) and not data.class_names
@@ -483,16 +529,30 @@ def model_spec(
         "embedding_dim": config.embedding_dim,
         "hidden": list(config.hidden),
     }
+    resnet = data.kind == "images" and config.encoder == "resnet"
     if not config.batch_norm:
-        if data.kind == "images":
-            also = "; micro_batch, which needs it off, is for feature vectors too"
+        if data.kind == "images" and not resnet:
+            also = "; micro_batch, which needs it off, takes encoder resnet"
             raise ConfigError(
-                "batch_norm = false applies to feature vectors (an MLP); the image network "
-                "has batch normalization in every block" + (also if config.micro_batch else "")
+                "batch_norm = false applies to feature vectors (an MLP) and to encoder resnet "
+                "(GroupNorm instead); the ConvNet of encoder conv has batch normalization in "
+                "every block" + (also if config.micro_batch else "")
             )
-        spec["batch_norm"] = False  # absent: true, as in the runs made before the option
+        if not resnet:
+            spec["batch_norm"] = False  # absent: true, as in the runs made before the option
     if data.kind == "images":
         spec.update(channels=int(sample.shape[1]), image_size=int(sample.shape[2]))
+        if resnet:  # absent: the ConvNet, as in the runs made before the option
+            blocks = list(config.resnet_blocks) or [RESNET_BLOCKS] * len(config.hidden)
+            norm = "batch" if config.batch_norm else "group"
+            spec.update(encoder="resnet", blocks=blocks, norm=norm)
+            smallest = 2 ** (len(config.hidden) - 1)
+            if spec["image_size"] < smallest:
+                raise ConfigError(
+                    f"image_size {spec['image_size']} is too small for a ResNet of "
+                    f"{len(config.hidden)} stages (each after the first halves the image): "
+                    f"give images of at least {smallest} pixels or fewer widths in hidden"
+                )
     else:
         spec.update(in_features=int(sample.shape[1]))
     if config.objective != "contrastive":
@@ -538,9 +598,18 @@ def build_model(spec: Mapping[str, Any], standardize: Standardize | None = None)
         channels = int(spec["channels"])
         shape = (channels, 1, 1)
         std = standardize or Standardize(torch.zeros(shape), torch.ones(shape))
-        encoder: nn.Module = ConvEncoder(
-            channels, embedding_dim=dim, channels=hidden, standardize=std
-        )
+        encoder: nn.Module
+        if spec.get("encoder", "conv") == "resnet":
+            encoder = ResNetEncoder(
+                channels,
+                embedding_dim=dim,
+                widths=hidden,
+                blocks=[int(n) for n in spec["blocks"]],
+                norm=spec.get("norm", "batch"),
+                standardize=std,
+            )
+        else:
+            encoder = ConvEncoder(channels, embedding_dim=dim, channels=hidden, standardize=std)
     else:
         n = int(spec["in_features"])
         std = standardize or Standardize(torch.zeros(n), torch.ones(n))
@@ -557,6 +626,60 @@ def build_model(spec: Mapping[str, Any], standardize: Standardize | None = None)
     else:
         decoder = MLPDecoder(dim, int(spec["in_features"]), hidden=mirrored, batch_norm=batch_norm)
     return Autoencoder(encoder, decoder, noise_std=float(spec["autoencoder"]["noise_std"]))
+
+
+class _WithoutStandardize(nn.Module):
+    """The layers of an encoder but its input statistics (shared, not copied)."""
+
+    def __init__(self, encoder: nn.Module) -> None:
+        super().__init__()
+        for name, module in encoder.named_children():
+            if not isinstance(module, Standardize):  # ``standardize``, an MLP's ``0``
+                self.add_module(name, module)
+
+
+def init_encoder(model: nn.Module, path: str | Path) -> dict[str, Any]:
+    """Start the encoder of ``model`` from the weights file ``path``; what was loaded.
+
+    The file holds the keys of the encoder itself, or of a siamese network or
+    autoencoder (a run's ``model.safetensors``) under ``encoder.``; its input statistics
+    (``standardize.*``) are taken where the file has them, else the training split's are
+    kept. Nothing is copied unless every other key and shape matches
+    (:func:`~contrastkit.models.load_pretrained` with ``strict=True``).
+
+    Returns:
+        ``{"path", "sha256", "tensors", "standardize"}``: the file (absolute), its
+        SHA-256, the tensors loaded and whether the input statistics came from it.
+
+    Raises:
+        ConfigError: the file cannot be read or does not match; one line naming the
+            file and the keys (those of the encoder without its statistics).
+    """
+    import hashlib
+
+    file = Path(path).resolve()
+    encoder = cast(nn.Module, model.encoder)
+    first: WeightsError | None = None
+    for prefix in (None, "encoder."):
+        for target, own_statistics in ((_WithoutStandardize(encoder), False), (encoder, True)):
+            try:
+                report = load_pretrained(target, file, prefix=prefix)
+            except WeightsError as error:
+                first = first or error
+                continue
+            digest = hashlib.sha256()
+            with file.open("rb") as handle:
+                for block in iter(lambda: handle.read(1 << 20), b""):
+                    digest.update(block)
+            return {
+                "path": str(file),
+                "sha256": digest.hexdigest(),
+                "tensors": len(report.loaded),
+                "standardize": own_statistics,
+            }
+    text = " ".join(str(first).split())
+    text = re.sub(r"; pass strict=False to load the \d+ that match$", "", text)
+    raise ConfigError(f"init_weights: {text}")
 
 
 def scale_inputs(spec: Mapping[str, Any], x: Tensor) -> Tensor:

@@ -50,7 +50,9 @@ from typing import Any, NoReturn
 from contrastkit.app.config import (
     ANOMALY_SCORES,
     AUGMENTS,
+    DEFAULT_ENCODER,
     DISTANCE_NAMES,
+    ENCODERS,
     EXECUTION_OPTIONS,
     IMAGE_LOADINGS,
     LOSSES,
@@ -208,6 +210,30 @@ _TRAIN_OPTIONS: tuple[tuple[str, Callable[[str], Any], str, str | None], ...] = 
         "NAME1,NAME2,...",
     ),
     ("image_size", int, "resize images to this many pixels on a side (default: 32)", "PIXELS"),
+    (
+        "encoder",
+        str,
+        "the network of image data: conv (a small ConvNet) or resnet (a small residual "
+        "network: widths 32,64,128 by --hidden, 2 blocks per stage by --resnet-blocks; with "
+        "--no-batch-norm GroupNorm, for --micro-batch) (default: "
+        f"{DEFAULT_ENCODER})",
+        _choices(ENCODERS),
+    ),
+    (
+        "resnet_blocks",
+        _widths,
+        "with --encoder resnet: residual blocks per stage, one per width of --hidden "
+        "(default: 2 per stage)",
+        "N1,N2,...",
+    ),
+    (
+        "init_weights",
+        str,
+        "start the encoder from the weights of FILE (.safetensors, or a .pt/.pth state dict: "
+        "the encoder's keys, or a run's model.safetensors) instead of a random "
+        "initialisation; the keys and shapes must match (default: none)",
+        "FILE",
+    ),
     (
         "image_loading",
         str,
@@ -479,15 +505,16 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         metavar="W1,W2,...",
         help="hidden widths of the MLP (default: 512,256,128), or channels of the ConvNet for "
-        "images (default: 32,64)",
+        "images (default: 32,64), or stage widths of the ResNet (default: 32,64,128)",
     )
     train.add_argument(
         "--no-batch-norm",
         dest="batch_norm",
         action="store_false",
         default=None,
-        help="no batch normalization in the MLP of feature vectors (a batch-coupled layer: "
-        "without it, N CPU processes under torchrun train the model one process would)",
+        help="no batch normalization in the MLP of feature vectors, GroupNorm instead in the "
+        "ResNet of --encoder resnet (a batch-coupled layer: without it, N CPU processes under "
+        "torchrun train the model one process would, and --micro-batch can cache gradients)",
     )
     train.add_argument(
         "--symmetric",

@@ -24,8 +24,10 @@ __all__ = [
     "ANOMALY_LOF_NEIGHBORS",
     "ANOMALY_SCORES",
     "AUGMENTS",
+    "DEFAULT_ENCODER",
     "DEFAULT_HIDDEN",
     "DISTANCE_NAMES",
+    "ENCODERS",
     "EXECUTION_OPTIONS",
     "FEATURE_AUGMENTS",
     "HIGHER_IS_BETTER",
@@ -40,6 +42,8 @@ __all__ = [
     "POOLINGS",
     "PRECISIONS",
     "RECONSTRUCTION_LOSSES",
+    "RESNET_BLOCKS",
+    "RESNET_HIDDEN",
     "SPLIT_BY",
     "TEXT_KINDS",
     "TEXT_LOSSES",
@@ -104,6 +108,12 @@ HIGHER_IS_BETTER = (
 )
 _COSINE_LOSSES = ("infonce", "supcon", "ntxent")
 DEFAULT_HIDDEN = {"vectors": (512, 256, 128), "images": (32, 64)}
+ENCODERS = ("conv", "resnet")
+"""The networks of image data: contrastkit.models.ConvEncoder or ResNetEncoder."""
+DEFAULT_ENCODER = "conv"
+"""The image network of a new run that names none (runs made before the option: conv)."""
+RESNET_HIDDEN = (32, 64, 128)  # the stage widths of encoder resnet (ResNetEncoder's)
+RESNET_BLOCKS = 2  # residual blocks per stage of encoder resnet when none are given
 # Text runs (see contrastkit.app.text): the kind of a text table → the losses it trains
 # with, the first being its default (the one the field uses for that kind of data).
 TEXT_LOSSES: dict[str, tuple[str, ...]] = {
@@ -219,10 +229,24 @@ class RunConfig:
         temperature: the temperature of InfoNCE, SupCon and NT-Xent; 0 means 0.1 (0.5 for
             NT-Xent, SimCLR's), and 0.05 for text (sentence-transformers' scale 20).
         embedding_dim: the size of each embedding (2 draws the network's own map).
-        hidden: hidden layer widths (MLP) or channels per block (ConvNet); empty means
-            ``[512, 256, 128]`` for feature vectors and ``[32, 64]`` for images.
+        encoder: the network of image data: ``"conv"`` (a small ConvNet,
+            :class:`~contrastkit.models.ConvEncoder`) or ``"resnet"`` (a small residual
+            network, :class:`~contrastkit.models.ResNetEncoder`, with the small stem);
+            empty: :data:`DEFAULT_ENCODER` for a new run on images, ``"conv"`` for a run
+            made before the option, and empty for other data. A run records it.
+        hidden: hidden layer widths (MLP), channels per block (ConvNet) or per stage
+            (ResNet); empty means ``[512, 256, 128]`` for feature vectors, ``[32, 64]``
+            for the ConvNet and ``[32, 64, 128]`` for the ResNet.
+        resnet_blocks: residual blocks per stage of the ResNet (one entry per width of
+            ``hidden``); empty: 2 per stage.
+        init_weights: a local weights file (``.safetensors``, or a ``.pt``/``.pth``
+            state dict) to start the encoder from instead of a random initialisation
+            (:func:`~contrastkit.models.load_pretrained`; the keys of an encoder, or of
+            a siamese network or a run's ``model.safetensors`` under ``encoder.``);
+            empty for none. A resumed run takes its weights from its checkpoint.
         batch_norm: batch normalization after each hidden layer of the MLP (feature
-            vectors; the image ConvNet always has it). A batch-coupled layer: trained on
+            vectors; the image ConvNet always has it, and the ResNet without it has
+            GroupNorm instead). A batch-coupled layer: trained on
             several CPU processes, it normalizes each process's part of the batch alone
             (see the README); without it, those processes train the model one process
             would.
@@ -313,7 +337,10 @@ class RunConfig:
     distance: DistanceName | Literal[""] = ""
     temperature: float = 0.0
     embedding_dim: int = 32
+    encoder: str = ""
     hidden: list[int] = field(default_factory=list, metadata={"items": int})
+    resnet_blocks: list[int] = field(default_factory=list, metadata={"items": int})
+    init_weights: str = ""
     batch_norm: bool = True
     epochs: int = 30
     batch_size: int = 128
@@ -396,6 +423,7 @@ class RunConfig:
             raise ConfigError(f"seed must be between 0 and {MAX_SEED}, got {self.seed}")
         if any(h < 1 for h in self.hidden):
             raise ConfigError(f"hidden must be positive widths, got {self.hidden}")
+        _check_encoder(self)
         fractions = (self.val_fraction, self.test_fraction)
         if not (min(fractions) > 0 and sum(fractions) < 1):
             raise ConfigError(
@@ -446,6 +474,33 @@ class RunConfig:
         for f in dataclasses.fields(self):
             lines.append(f"{f.name} = {_toml_value(getattr(self, f.name))}")
         return "\n".join(lines) + "\n"
+
+
+def _check_encoder(config: RunConfig) -> None:
+    """``encoder``, ``resnet_blocks`` and ``init_weights``, as far as the data is not needed."""
+    if config.encoder not in ("", *ENCODERS):
+        raise ConfigError(f"encoder must be one of {', '.join(ENCODERS)}, got {config.encoder!r}")
+    if config.resnet_blocks:
+        if config.encoder != "resnet":
+            raise ConfigError(
+                f"resnet_blocks applies to encoder resnet, got encoder {config.encoder or 'unset'}"
+                " (set encoder = resnet, --encoder resnet)"
+            )
+        if any(n < 1 for n in config.resnet_blocks):
+            raise ConfigError(
+                f"resnet_blocks must be positive numbers of blocks, got {config.resnet_blocks}"
+            )
+        if config.hidden and len(config.hidden) != len(config.resnet_blocks):
+            raise ConfigError(
+                f"resnet_blocks must have one entry per stage width of hidden "
+                f"({len(config.hidden)}: {config.hidden}), got {len(config.resnet_blocks)}: "
+                f"{config.resnet_blocks}"
+            )
+        if not config.hidden and len(config.resnet_blocks) != len(RESNET_HIDDEN):
+            raise ConfigError(
+                f"resnet_blocks must have one entry per stage of the default widths "
+                f"{list(RESNET_HIDDEN)} (or give hidden), got {config.resnet_blocks}"
+            )
 
 
 def _check_split_by(config: RunConfig) -> None:
@@ -577,6 +632,9 @@ def _check_text_options(config: RunConfig, kind: str) -> None:
             "hidden",
             "an encoder trained from nothing is sized by text_width, text_layers and text_heads",
         ),
+        ("encoder", "it names the network of image data"),
+        ("resnet_blocks", "it sizes the network of image data"),
+        ("init_weights", "a text encoder starts from the weights of text_model"),
     ):
         if _changed(config, name):
             raise ConfigError(f"{name} does not apply to text data ({why}); drop it")

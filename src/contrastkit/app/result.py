@@ -424,6 +424,9 @@ class RunResult:
             ``None`` where the run has no labelled train and test samples to measure.
         neighbours: test images beside their nearest training images (image runs), or
             ``None``.
+        init_weights: the weights file the encoder started from (``path``, ``sha256``,
+            ``tensors`` loaded, ``standardize``: whether its input statistics came from
+            it), or ``None`` for a random initialisation.
     """
 
     run_dir: Path
@@ -447,6 +450,7 @@ class RunResult:
     raw_kind: str = ""
     probes: Probes | None = None
     neighbours: NeighbourExamples | None = None
+    init_weights: dict[str, Any] | None = None
 
     @property
     def test(self) -> dict[str, float | None]:
@@ -471,6 +475,8 @@ class RunResult:
             out["probes"] = self.probes.to_dict()
         if self.neighbours is not None:
             out["neighbours"] = self.neighbours.to_dict()
+        if self.init_weights is not None:
+            out["init_weights"] = dict(self.init_weights)
         out["notes"] = list(self.notes)
         if self.extended_from is not None:
             out["extended_from"] = self.extended_from

@@ -115,6 +115,7 @@ from contrastkit.app.build import (
     batch_augment,
     build_model,
     build_objective,
+    init_encoder,
     inputs_of,
     is_lazy,
     learns_without_labels,
@@ -128,6 +129,7 @@ from contrastkit.app.build import (
     read_data,
     resolve_augment,
     resolve_device,
+    resolve_encoder,
     resolve_pair_split,
     run_splits,
     scale_inputs,
@@ -137,7 +139,6 @@ from contrastkit.app.build import (
 )
 from contrastkit.app.config import (
     ANOMALY_SCORES,
-    DEFAULT_HIDDEN,
     EXECUTION_OPTIONS,
     LOSSES,
     OBJECTIVES,
@@ -504,11 +505,12 @@ def _train_run(
             data = read_data(config)
             config.augment = resolve_augment(config, data.kind, resume=resume)
             config.pair_split = resolve_pair_split(config, data, resume=resume)
+            config.encoder = resolve_encoder(config, data.kind, resume=resume)
             if not resume:
                 if config.data != "digits":  # so that evaluate, embed and --resume work anywhere
                     config.data = str(Path(config.data).resolve())
-                if not config.hidden:
-                    config.hidden = list(DEFAULT_HIDDEN[data.kind])
+                if config.init_weights:  # the file the run started from, wherever it resumes
+                    config.init_weights = str(Path(config.init_weights).resolve())
             if (
                 isinstance(data, LabelledData)
                 and 0 < len(data.class_names) < 2
@@ -528,7 +530,11 @@ def _train_run(
             anomalies = scale_split(spec, anomalies)
             workers = config.workers if is_lazy(train) else 0
             model = build_model(spec, standardize(inputs_of(train), workers=workers))
+            if config.init_weights:
+                spec["init_weights"] = _init_weights(config, model, run, resume)
             contrastive, train_loader, val_loader, notes = loss_and_loaders(config, train, val)
+            if config.init_weights:
+                notes.insert(0, _init_weights_note(spec["init_weights"], resume))
             if config.split_by == "classes":
                 split = open_set_split(train, val, test)
                 notes.insert(0, open_set_note(split))
@@ -731,8 +737,43 @@ def _train_run(
         train_batch=drawn,
         probes=probes,
         neighbours=neighbours,
+        init_weights=spec.get("init_weights"),
     )
     return _finish(result, run, started, train_seconds)
+
+
+def _init_weights(config: RunConfig, model: nn.Module, run: Path, resume: bool) -> dict[str, Any]:
+    """Start the encoder from ``config.init_weights``; the record ``model.json`` keeps.
+
+    A resumed run with a checkpoint takes its weights from there: the file is not read
+    again (it may have moved), its record is the run's own. One stopped before its first
+    checkpoint starts again from the file, which must be the one it started from.
+    """
+    saved = (
+        read_model_json(run).get("init_weights")
+        if resume and (run / MODEL_JSON).is_file()
+        else None
+    )
+    if resume and saved is not None and latest_checkpoint(run) is not None:
+        return cast(dict[str, Any], saved)
+    record = init_encoder(model, config.init_weights)
+    if saved is not None and saved.get("sha256") != record["sha256"]:
+        raise ConfigError(
+            f"init_weights {record['path']} is not the file run {run} started from (its "
+            f"SHA-256 was {saved.get('sha256')}, now {record['sha256']}); start a new run"
+        )
+    return record
+
+
+def _init_weights_note(record: dict[str, Any], resume: bool) -> str:
+    """The note of a run whose encoder started from a weights file."""
+    statistics = "the file's" if record.get("standardize") else "the training split's"
+    return (
+        f"the encoder started from the weights of {record['path']} (SHA-256 "
+        f"{record['sha256']}; {record['tensors']} tensors, with {statistics} input "
+        "statistics) instead of a random initialisation"
+        + ("; resumed from its checkpoint, the file was not read again" if resume else "")
+    )
 
 
 def _feature_scaling(run: Path, resume: bool) -> bool:

@@ -375,7 +375,9 @@ def check_model_spec(spec: Any, where: str) -> dict[str, Any]:
     folder). Any other needs ``kind`` (``"vectors"`` or ``"images"``), ``embedding_dim``
     and ``hidden``,
     then ``in_features`` (vectors) or ``channels`` and ``image_size`` (images); a
-    ``batch_norm`` (true when absent) must be a bool; an autoencoder's ``autoencoder``
+    ``batch_norm`` (true when absent) must be a bool; an image network's ``encoder``
+    (``"conv"`` when absent) must be ``"conv"`` or ``"resnet"``, the latter with
+    ``blocks`` (one per width of ``hidden``) and ``norm``; an autoencoder's ``autoencoder``
     table needs ``noise_std``, ``reconstruction_loss`` and
     ``input_range``, and its ``feature_scaling``, when present, a ``kind`` and a
     ``center`` and positive ``scale`` per feature. Other keys are allowed.
@@ -422,6 +424,24 @@ def check_model_spec(spec: Any, where: str) -> dict[str, Any]:
         need(spec, "image_size", _positive_int, "a positive integer")
     if "batch_norm" in spec:
         need(spec, "batch_norm", lambda v: isinstance(v, bool), "true or false")
+    if spec["kind"] == "images" and "encoder" in spec:
+        need(spec, "encoder", lambda v: v in ("conv", "resnet"), '"conv" or "resnet"')
+        if spec["encoder"] == "resnet":
+            stages = len(spec["hidden"])
+            need(
+                spec,
+                "blocks",
+                lambda v: (
+                    isinstance(v, list) and len(v) == stages and all(_positive_int(n) for n in v)
+                ),
+                f"a list of {stages} positive integers (one per width of hidden)",
+            )
+            need(
+                spec,
+                "norm",
+                lambda v: v in ("batch", "group", "none"),
+                '"batch", "group" or "none"',
+            )
     if "autoencoder" in spec:
         need(spec, "autoencoder", lambda v: isinstance(v, dict), "a JSON object")
         table = spec["autoencoder"]
