@@ -69,16 +69,21 @@ from _child import machine
 
 IMAGE_SIZE = {"mnist": 28, "digits": 16}
 """The ``--image-size`` of each dataset's runs."""
-EPOCHS = {"mnist": 6, "digits": 15}
-"""The default ``--epochs`` of each dataset (contrastkit's own default is 30)."""
+EPOCHS = {"mnist": 6, "digits": 6}
+"""The default ``--epochs`` of each dataset, not contrastkit's 30: the default MNIST run
+took about 33 s an epoch on the shared 2 cores (30 epochs: some 16 minutes), so 6 keep
+each run within a few minutes, the issue's budget."""
 RUNS: dict[str, tuple[list[str], str]] = {
     "contrastive": ([], "closed"),
     "supcon": (["--loss", "supcon"], "closed"),
     "ntxent": (["--loss", "ntxent"], "closed"),
     "open-contrastive": (["--split-by", "classes"], "open"),
     "open-supcon": (["--loss", "supcon", "--split-by", "classes"], "open"),
+    "contrastive-augment-none": (["--augment", "none"], "closed"),
 }
 """Each run's options beyond the shared ones, and its split (closed or open set)."""
+DEFAULT_RUNS = ("contrastive", "supcon", "ntxent", "open-contrastive", "open-supcon")
+"""The runs made by default; ``contrastive-augment-none`` is a diagnostic, on request."""
 COLUMNS = (
     "precision_at_1",
     "map_at_r",
@@ -144,6 +149,7 @@ def train(folder: Path, run: Path, extra: list[str], args: argparse.Namespace, s
     threads = str(args.threads)
     environment = dict(os.environ, OMP_NUM_THREADS=threads, MKL_NUM_THREADS=threads)
     shown = "contrastkit " + shlex.join(command[3:])
+    before = os.getloadavg()[0]
     start = time.perf_counter()
     with tempfile.TemporaryFile("w+") as errors:  # a file, not a pipe: a full pipe blocks
         process = subprocess.Popen(
@@ -155,6 +161,7 @@ def train(folder: Path, run: Path, extra: list[str], args: argparse.Namespace, s
         errors.seek(0)
         err = errors.read()
     out: dict[str, Any] = {"command": shown, "seconds": seconds}
+    out["load"] = [before, os.getloadavg()[0]]
     out["peak_mb"] = usage.ru_maxrss / 1024  # KiB on Linux
     if process.returncode != 0:
         return out | {"error": (err.strip().splitlines() or ["?"])[-1][:300]}
@@ -286,10 +293,13 @@ def markdown(rows: list[dict], info: dict) -> str:
     lines = [
         "# contrastkit train on real images, with baselines on the same split",
         "",
-        f"Measured {info['date']} on {info['machine']['cpu']} "
-        f"({info['machine']['cores']} cores, shared with other jobs), torch "
-        f"{info['machine']['torch']}, `OMP_NUM_THREADS={info['threads']}`; "
-        f"`python benchmarks/real_images.py {info['argv']}`.",
+        *(
+            f"Measured {i['date']} on {i['machine']['cpu']} "
+            f"({i['machine']['cores']} cores, shared with other jobs), torch "
+            f"{i['machine']['torch']}, `OMP_NUM_THREADS={i['threads']}`: "
+            f"`python benchmarks/real_images.py {i['argv']}`."
+            for i in info["invocations"]
+        ),
         "",
         "Closed-set rows: test images of the training classes (each class's images split "
         "70/15/15, seed {seed}); ROC-AUC is verification on balanced test pairs. Open-set "
@@ -298,7 +308,10 @@ def markdown(rows: list[dict], info: dict) -> str:
         "(no classifier of the training classes can name a test class). Baseline rows "
         "train nothing: time and memory are '–'. precision@1 is leave-one-out retrieval "
         "over the test images (the raw-pixel row's is a 1-NN on the raw pixels); k-NN is a "
-        "weighted 20-NN of the test images against the training images.".format(seed=info["seed"]),
+        "weighted 20-NN of the test images against the training images. Load: the "
+        "1-minute load average of the machine before and after each run.".format(
+            seed=info["invocations"][-1]["seed"]
+        ),
         "",
         HEADER,
         "| " + " | ".join(["---"] * (HEADER.count("|") - 1)) + " |",
@@ -307,7 +320,12 @@ def markdown(rows: list[dict], info: dict) -> str:
         "Commands (each a fresh process):",
         "",
     ]
-    lines += [f"- `{r['command']}`" for r in rows if r.get("command")]
+    lines += [
+        f"- `{r['command']}`"
+        + (f" (load {r['load'][0]:.1f} → {r['load'][1]:.1f})" if r.get("load") else "")
+        for r in rows
+        if r.get("command")
+    ]
     checks = [r for r in rows if "raw_check" in r]
     if checks:
         lines += ["", "Raw-pixel cross-check (leave-one-out 1-NN over the test images, NumPy):"]
@@ -327,9 +345,31 @@ def markdown(rows: list[dict], info: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def key(row: dict) -> tuple[str, str, str]:
+    """What identifies a row: its dataset, split and method."""
+    return row["dataset"], row["split"], row["method"]
+
+
+def merged(previous: list[dict], rows: list[dict]) -> list[dict]:
+    """``previous`` rows with ``rows`` in place of those of the same key, ordered.
+
+    By dataset (MNIST first), then split (closed first), then as they came.
+    """
+    new = {key(r): r for r in rows}
+    out = [new.pop(key(r), r) for r in previous] + list(new.values())
+    datasets = list(IMAGE_SIZE)
+    return sorted(out, key=lambda r: (datasets.index(r["dataset"]), r["split"] != "closed"))
+
+
 def write(rows: list[dict], info: dict, out: Path) -> None:
-    """Write the table and the JSON (every row, with the run's metrics) into ``out``."""
+    """Write the table and the JSON (every row, with the run's metrics) into ``out``.
+
+    With ``info["previous"]`` (``--append``), the rows of the results already there are
+    kept, the ones of the same dataset, split and method replaced.
+    """
     out.mkdir(parents=True, exist_ok=True)
+    rows = merged(info.get("previous", []), rows)
+    info = {k: v for k, v in info.items() if k != "previous"}
     (out / "real-images.md").write_text(markdown(rows, info))
     slim = [{k: v for k, v in r.items() if k != "metrics"} for r in rows]
     (out / "real-images.json").write_text(json.dumps({**info, "rows": slim}, indent=1) + "\n")
@@ -342,10 +382,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     """The command line."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--datasets", nargs="+", choices=list(IMAGE_SIZE), default=list(IMAGE_SIZE))
-    parser.add_argument("--runs", nargs="+", choices=list(RUNS), default=list(RUNS))
+    parser.add_argument("--runs", nargs="+", choices=list(RUNS), default=list(DEFAULT_RUNS))
     parser.add_argument(
-        "--epochs", type=int, default=0, help="epochs of every run (default: 6 MNIST, 15 digits)"
+        "--append",
+        action="store_true",
+        help="keep the rows already in --out, replacing those run again",
     )
+    parser.add_argument("--epochs", type=int, default=0, help="epochs of every run (default: 6)")
     parser.add_argument("--steps-per-epoch", type=int, default=0, help="default: contrastkit's")
     parser.add_argument("--batch-size", type=int, default=0, help="default: contrastkit's")
     parser.add_argument("--per-class", type=int, default=None, help="images kept per class")
@@ -365,13 +408,19 @@ def main(argv: list[str] | None = None) -> list[dict]:
 
     torch.set_num_threads(args.threads)
     work = args.work or Path(tempfile.mkdtemp(prefix="real-images-"))
-    info = {
+    invocation = {
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "machine": machine("cpu"),
         "threads": args.threads,
         "seed": args.seed,
         "argv": shlex.join(sys.argv[1:] if argv is None else argv),
     }
+    info: dict[str, Any] = {"invocations": [invocation]}
+    saved = args.out / "real-images.json"
+    if args.append and saved.is_file():
+        old = json.loads(saved.read_text())
+        before = old.get("invocations") or [{k: v for k, v in old.items() if k != "rows"}]
+        info = {"invocations": [*before, invocation], "previous": old["rows"]}
     rows: list[dict] = []
     for dataset in args.datasets:
         folder = write_folder(dataset, work, args.per_class)
@@ -386,7 +435,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
             result = train(folder, run, extra, args, IMAGE_SIZE[dataset])
             row: dict[str, Any] = {"dataset": dataset, "split": split, "method": name}
             row["labels"] = "no" if name == "ntxent" else "yes"
-            row |= {k: result[k] for k in ("command", "seconds", "peak_mb")}
+            row |= {k: result[k] for k in ("command", "seconds", "peak_mb", "load")}
             row["epochs"] = args.run_epochs
             if "error" in result:
                 rows.append(row | {"error": result["error"]})

@@ -61,9 +61,25 @@ def test_runs_and_baselines_are_tabled(tmp_path: Path) -> None:
     assert "--split-by classes" in table and "agrees" in table
     saved = json.loads((out / "real-images.json").read_text())
     assert [(r["split"], r["method"]) for r in saved["rows"]] == methods
-    assert saved["threads"] == 1 and "metrics" not in saved["rows"][0]
+    assert saved["invocations"][0]["threads"] == 1 and "metrics" not in saved["rows"][0]
 
 
 def test_unknown_dataset_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="dataset must be 'mnist' or 'digits', got 'faces'"):
         real_images.write_folder("faces", tmp_path)
+
+
+def test_appended_rows_replace_those_run_again_in_order() -> None:
+    def row(dataset: str, split: str, method: str, value: float) -> dict:
+        return {"dataset": dataset, "split": split, "method": method, "roc_auc": value}
+
+    previous = [row("mnist", "closed", "a", 0.1), row("mnist", "open", "b", 0.2)]
+    new = [row("digits", "closed", "a", 0.3), row("mnist", "closed", "a", 0.4)]
+    new.append(row("mnist", "closed", "c", 0.5))
+    out = real_images.merged(previous, new)
+    assert [(r["dataset"], r["split"], r["method"], r["roc_auc"]) for r in out] == [
+        ("mnist", "closed", "a", 0.4),
+        ("mnist", "closed", "c", 0.5),
+        ("mnist", "open", "b", 0.2),
+        ("digits", "closed", "a", 0.3),
+    ]
