@@ -371,6 +371,20 @@ def kill_after_first_epoch(monkeypatch):
     monkeypatch.setattr(Trainer, "_save", save_then_die)
 
 
+def train_whole_and_killed(capsys, monkeypatch, tmp_path, options):
+    """Train ``options`` into ``whole``; again into ``killed``, killed after its first epoch
+    and resumed. Both runs must succeed; the two folders, to compare."""
+    whole, killed = tmp_path / "whole", tmp_path / "killed"
+    assert call(capsys, "train", *options, "-o", whole)[0] == 0
+    with monkeypatch.context() as m:
+        kill_after_first_epoch(m)
+        status, _, err = call(capsys, "train", *options, "-o", killed)
+    assert status == 130 and "--resume" in err
+    status, _, err = call(capsys, "train", "--resume", killed)
+    assert status == 0, err
+    return whole, killed
+
+
 @pytest.mark.parametrize(
     "extra",
     [

@@ -9,7 +9,7 @@ import pytest
 import tomllib
 import torch
 from PIL import Image
-from test_cli import SMALL, assert_one_line_error, call, kill_after_first_epoch, weights
+from test_cli import SMALL, assert_one_line_error, call, train_whole_and_killed, weights
 
 from contrastkit.app.build import BatchAugment
 from contrastkit.data import Augment
@@ -69,13 +69,7 @@ def test_image_data_is_augmented_light_by_default_and_features_not(tmp_path, cap
 def test_a_killed_augmented_run_resumes_bit_identically(tmp_path, capsys, monkeypatch, images):
     options = [*SMALL, "--epochs", "3", "--data", images, "--image-size", "16"]
     options += ["--augment", "simclr"]
-    assert call(capsys, "train", *options, "-o", tmp_path / "whole")[0] == 0
-    with monkeypatch.context() as m:
-        kill_after_first_epoch(m)
-        status, _, err = call(capsys, "train", *options, "-o", tmp_path / "killed")
-    assert status == 130 and "--resume" in err
-    status, _, err = call(capsys, "train", "--resume", tmp_path / "killed")
-    assert status == 0, err
+    train_whole_and_killed(capsys, monkeypatch, tmp_path, options)
     whole, killed = weights(tmp_path / "whole"), weights(tmp_path / "killed")
     assert whole.keys() == killed.keys()
     assert all(torch.equal(whole[k], killed[k]) for k in whole)

@@ -9,7 +9,14 @@ import numpy as np
 import pytest
 import torch
 from safetensors.torch import save_file
-from test_cli import SMALL, assert_one_line_error, call, kill_after_first_epoch, weights
+from test_cli import (
+    SMALL,
+    assert_one_line_error,
+    call,
+    kill_after_first_epoch,
+    train_whole_and_killed,
+    weights,
+)
 from test_cli_augment import colour_images, saved_config
 
 from contrastkit.app.build import build_model, init_encoder
@@ -91,13 +98,7 @@ def test_images_default_to_the_default_encoder_and_conv_writes_no_key(tmp_path, 
 @pytest.mark.slow
 def test_a_killed_resnet_run_resumes_bit_identically(tmp_path, capsys, monkeypatch, images):
     options = [*SMALL, "--epochs", "3", "--data", images, *RESNET]
-    assert call(capsys, "train", *options, "-o", tmp_path / "whole")[0] == 0
-    with monkeypatch.context() as m:
-        kill_after_first_epoch(m)
-        status, _, err = call(capsys, "train", *options, "-o", tmp_path / "killed")
-    assert status == 130 and "--resume" in err
-    status, _, err = call(capsys, "train", "--resume", tmp_path / "killed")
-    assert status == 0, err
+    train_whole_and_killed(capsys, monkeypatch, tmp_path, options)
     whole, killed = weights(tmp_path / "whole"), weights(tmp_path / "killed")
     assert whole.keys() == killed.keys()
     assert all(torch.equal(whole[k], killed[k]) for k in whole)

@@ -18,7 +18,12 @@ import torch
 from sklearn.datasets import load_breast_cancer
 from sklearn.metrics import roc_auc_score
 from sklearn.neighbors import LocalOutlierFactor
-from tests.app.test_cli import assert_one_line_error, call, kill_after_first_epoch, same_weights
+from tests.app.test_cli import (
+    assert_one_line_error,
+    call,
+    same_weights,
+    train_whole_and_killed,
+)
 
 from contrastkit.app.build import BatchAugment, batch_augment, scale_inputs
 from contrastkit.app.config import RunConfig
@@ -118,13 +123,7 @@ def test_a_killed_one_class_run_resumes_to_the_uninterrupted_weights(
 ):
     options = [*TINY, "--data", tables / "cancer.csv", "--anomaly-class", "malignant"]
     options += ["--loss", "ntxent"]
-    assert call(capsys, "train", *options, "-o", tmp_path / "whole")[0] == 0
-    with monkeypatch.context() as m:
-        kill_after_first_epoch(m)
-        status, _, err = call(capsys, "train", *options, "-o", tmp_path / "killed")
-    assert status == 130 and "--resume" in err
-    status, _, err = call(capsys, "train", "--resume", tmp_path / "killed")
-    assert status == 0, err
+    train_whole_and_killed(capsys, monkeypatch, tmp_path, options)
     assert same_weights(tmp_path / "killed", tmp_path / "whole")
 
 
