@@ -54,13 +54,15 @@ def test_simclr_runs_and_trains_other_weights_than_none(tmp_path, capsys, images
     assert any(not torch.equal(runs["none"][k], runs["simclr"][k]) for k in runs["none"])
 
 
-def test_image_data_is_augmented_light_by_default_and_features_not(tmp_path, capsys, images):
+def test_image_data_is_cropped_without_flips_by_default_and_features_not(tmp_path, capsys, images):
     run = tmp_path / "default"
     status, _, err = call(
         capsys, "train", *SMALL, "--data", images, "--image-size", "16", "-o", run
     )
     assert status == 0, err
-    assert saved_config(run)["augment"] == "light"
+    assert (saved_config(run)["augment"], saved_config(run)["projection"]) == ("crop", "none")
+    notes = " ".join(json.loads((run / "metrics.json").read_text())["notes"])
+    assert "crops of 80% of the image or more, no flips" in notes
     status, _, err = call(capsys, "train", *SMALL, "-o", tmp_path / "digits")
     assert status == 0, err
     assert saved_config(tmp_path / "digits")["augment"] == "none"
@@ -126,9 +128,11 @@ def test_ntxent_on_a_labelled_folder_reports_precision_at_1(tmp_path, capsys, im
     )  # fmt: skip
     assert status == 0, err
     config = saved_config(run)
-    assert (config["augment"], config["temperature"]) == ("simclr", 0.5)
+    assert (config["augment"], config["temperature"]) == ("strong", 0.5)
+    assert config["projection"] == "mlp"
     metrics = json.loads((run / "metrics.json").read_text())
     assert any("NT-Xent" in note for note in metrics["notes"])
+    assert any("projection head" in note for note in metrics["notes"])
     assert 0 <= metrics["test"]["precision_at_1"] <= 1
     assert "1-NN" in (run / "report.html").read_text()
 
@@ -161,9 +165,23 @@ def test_ntxent_trains_on_a_flat_folder_and_says_there_is_nothing_to_measure(tmp
         (["--augment", "heavy"], ["augment", "heavy"]),
         (["--loss", "ntxent", "--augment", "none"], ["ntxent", "augment"]),
         (["--augment", "simclr"], ["augment simclr", "image data"]),
+        (["--augment", "strong"], ["augment strong", "image data"]),
         (["--loss", "ntxent", "--augment", "simclr"], ["augment simclr", "image data"]),
+        (["--projection", "deep"], ["projection", "deep", "mlp"]),
+        (
+            ["--projection", "mlp", "--objective", "reconstruction"],
+            ["projection mlp", "objective contrastive", "reconstruction"],
+        ),
     ],
-    ids=["unknown", "ntxent-without", "features", "ntxent-features"],
+    ids=[
+        "unknown",
+        "ntxent-without",
+        "features",
+        "strong-features",
+        "ntxent-features",
+        "projection-unknown",
+        "projection-autoencoder",
+    ],
 )
 def test_bad_values_are_one_line_and_exit_2(tmp_path, capsys, extra, named):
     run = tmp_path / "bad"

@@ -13,7 +13,7 @@ import json
 import pytest
 import torch
 from safetensors.torch import load_file
-from test_cli import SMALL, same_weights
+from test_cli import SMALL, same_weights, train_whole_and_killed, weights
 from test_cli_augment import colour_images
 
 import contrastkit.app.run as run_module
@@ -182,3 +182,89 @@ def test_neighbour_examples_are_the_most_similar_training_images():
         assert torch.allclose(shown.similarities[row], sims[best], atol=1e-6)
     vectors = dataclasses.replace(train, inputs=torch.rand(9, 5), kind="vectors")
     assert neighbour_examples(vectors, test, train_emb, test_emb, seed=1) is None
+
+
+def test_the_projection_head_is_trained_checkpointed_and_dropped(labelled_run):
+    """SimCLR's head: in the checkpoints (for --resume), never in the saved network."""
+    run, _ = labelled_run
+    saved = load_file(str(run / "model.safetensors"))
+    assert saved and not any(k.startswith(("head.", "network.")) for k in saved)
+    checkpoint = sorted((run / "checkpoints").iterdir())[-1]
+    state = load_file(str(checkpoint / "model.safetensors"))
+    assert {k for k in state if not k.startswith("head.")} == {f"network.{k}" for k in saved}
+    assert any(k.startswith("head.1.running_var") for k in state)  # batch-normalized
+    assert all(torch.equal(state[f"network.{k}"], saved[k]) for k in saved)
+
+
+def test_validation_metrics_are_those_of_the_embedding_before_the_head(labelled_run):
+    from contrastkit.app.build import projected
+
+    config, model = load_run(labelled_run[0])
+    _, val, _, _ = run_splits(config, read_data(config, channels=3))
+    evaluate = run_module._evaluator(config, val)
+    through = projected(config, model)
+    assert through is not model and through.network is model
+    assert evaluate(through) == evaluate(model)
+    assert set(evaluate(model)) == {"val_roc_auc", "val_precision_at_1"}
+
+
+def test_a_killed_ntxent_run_resumes_with_its_head_bit_identically(
+    tmp_path, capsys, monkeypatch, labelled
+):
+    whole, killed = train_whole_and_killed(
+        capsys, monkeypatch, tmp_path, [*NTXENT, "--epochs", "3", "--data", labelled]
+    )
+    assert same_weights(whole, killed)
+    last = [
+        sorted((run / "checkpoints").iterdir())[-1] / "model.safetensors" for run in (whole, killed)
+    ]
+    heads = [
+        {k: v for k, v in load_file(str(path)).items() if k.startswith("head.")} for path in last
+    ]
+    assert heads[0] and heads[0].keys() == heads[1].keys()
+    assert all(torch.equal(heads[0][k], heads[1][k]) for k in heads[0])
+
+
+def test_projection_is_chosen_and_refused_where_it_applies(tmp_path, labelled, labelled_run):
+    none = tmp_path / "none"
+    status, _, err = run_module_main(
+        ["train", *NTXENT, "--data", labelled, "--projection", "none", "-o", none]
+    )
+    assert status == 0, err
+    checkpoint = sorted((none / "checkpoints").iterdir())[-1] / "model.safetensors"
+    assert not any(k.startswith("head.") for k in load_file(str(checkpoint)))
+    assert not same_weights(none, labelled_run[0])
+    # a supervised loss can be trained through a head too (the SupCon paper's setting)
+    supcon = tmp_path / "supcon"
+    options = [*SMALL, "--image-size", "16", "--loss", "supcon", "--projection", "mlp"]
+    status, _, err = run_module_main(["train", *options, "--data", labelled, "-o", supcon])
+    assert status == 0, err
+    assert load_file(str(supcon / "model.safetensors")).keys() == weights(none).keys()
+
+
+@pytest.mark.parametrize(
+    ("loss", "kind", "resume", "given", "expected"),
+    [
+        ("ntxent", "images", False, "", "mlp"),
+        ("ntxent", "images", True, "", "none"),  # made before the option: no head
+        ("ntxent", "vectors", False, "", "none"),
+        ("contrastive", "images", False, "", "none"),
+        ("contrastive", "vectors", False, "mlp", "mlp"),
+        ("ntxent", "images", False, "none", "none"),
+    ],
+)
+def test_resolve_projection(loss, kind, resume, given, expected):
+    from contrastkit.app.build import resolve_projection
+    from contrastkit.app.config import RunConfig
+
+    config = RunConfig(loss=loss, projection=given).checked()
+    assert resolve_projection(config, kind, resume=resume) == expected
+
+
+def test_text_takes_no_projection_head():
+    from contrastkit.app.build import resolve_projection
+    from contrastkit.app.config import ConfigError, RunConfig
+
+    assert resolve_projection(RunConfig().checked(), "text", resume=False) == ""
+    with pytest.raises(ConfigError, match="projection mlp applies to image data"):
+        resolve_projection(RunConfig(projection="mlp").checked(), "text", resume=False)

@@ -410,6 +410,18 @@ def test_presets_evaluation_mode_and_repr():
         "RandomHorizontalFlip",
     ]
     assert light.crop is not None and light.crop.scale == (0.5, 1.0)
+    crop = Augment.crop_only(8)  # the default of supervised runs: never a mirror image
+    assert [type(op).__name__ for op in crop.operations] == ["RandomResizedCrop"]
+    assert crop.crop is not None and crop.crop.scale == (0.8, 1.0)
+    strong = Augment.strong(8)  # the default of NT-Xent: SimCLR's CIFAR views, no flips
+    assert [type(op).__name__ for op in strong.operations] == [
+        "RandomResizedCrop",
+        "ColorJitter",
+        "RandomGrayscale",
+    ]
+    for part in ("scale=(0.2, 1)", "brightness=0.4", "saturation=0.4", "hue=0.1", "p=0.8"):
+        assert part in repr(strong)
+    assert strong.two_views(x, gen())[0].shape == (3, 3, 8, 8)
     simclr = Augment.simclr(8)
     text = repr(simclr)
     for part in ("scale=(0.08, 1)", "brightness=0.8", "hue=0.2", "p=0.8", "RandomGrayscale(p=0.2)"):

@@ -31,6 +31,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from contrastkit import distributed, losses
 from contrastkit.app.config import (
+    AUGMENTS,
     DEFAULT_ENCODER,
     DEFAULT_HIDDEN,
     LAZY_ABOVE_BYTES,
@@ -77,6 +78,8 @@ from contrastkit.models import (
     ConvEncoder,
     MLPDecoder,
     MLPEncoder,
+    ProjectedNetwork,
+    ProjectionHead,
     ResNetEncoder,
     SiameseNetwork,
     Standardize,
@@ -121,11 +124,13 @@ __all__ = [
     "optimizer_and_schedule",
     "optimizer_steps_per_epoch",
     "pair_split_summary",
+    "projected",
     "read_data",
     "resolve_augment",
     "resolve_device",
     "resolve_encoder",
     "resolve_pair_split",
+    "resolve_projection",
     "run_splits",
     "samples_of",
     "scale_inputs",
@@ -820,7 +825,7 @@ LOSS_KINDS: dict[str, LossKind] = {
 def resolve_augment(config: RunConfig, kind: str, *, resume: bool) -> str:
     """The augmentation preset of a run on data of ``kind``; a config error if it has none.
 
-    Empty: ``"light"`` for image data (``"simclr"`` with loss ntxent), ``"noise"`` for
+    Empty: ``"crop"`` for image data (``"strong"`` with loss ntxent), ``"noise"`` for
     feature vectors with loss ntxent, ``"none"`` for other data and for a resumed run
     made before the option (trained without).
     """
@@ -833,7 +838,7 @@ def resolve_augment(config: RunConfig, kind: str, *, resume: bool) -> str:
     if config.augment:
         if config.augment == "noise" and kind != "vectors":
             raise ConfigError(f"augment noise applies to feature vectors, got {what}")
-        if config.augment in ("light", "simclr") and kind != "images":
+        if config.augment in AUGMENTS and config.augment != "none" and kind != "images":
             use = (
                 "use augment none; loss ntxent makes noisy views of rows itself"
                 if kind == "vectors"
@@ -845,7 +850,41 @@ def resolve_augment(config: RunConfig, kind: str, *, resume: bool) -> str:
         return "noise"
     if resume or kind != "images":
         return "none"
-    return "simclr" if config.loss == "ntxent" else "light"
+    return "strong" if config.loss == "ntxent" else "crop"
+
+
+def resolve_projection(config: RunConfig, kind: str, *, resume: bool) -> str:
+    """The ``projection`` of a run on data of ``kind``; a config error where it cannot apply.
+
+    Empty: ``"mlp"`` for a new run with loss ntxent on image data (SimCLR's setting),
+    ``"none"`` otherwise and for a resumed run made before the option (its checkpoints
+    have no head). Text data has its own encoder and takes none (empty).
+    """
+    if kind == "text":
+        if config.projection == "mlp":
+            raise ConfigError(
+                "projection mlp applies to image data and feature vectors, got text data "
+                "(its encoder is trained as it is)"
+            )
+        return ""
+    if config.projection:
+        return config.projection
+    new_simclr = not resume and config.loss == "ntxent" and kind == "images"
+    return "mlp" if new_simclr and config.objective == "contrastive" else "none"
+
+
+def projected(config: RunConfig, model: nn.Module) -> nn.Module:
+    """The network a run trains: ``model`` through a projection head, or ``model`` itself.
+
+    With ``projection = "mlp"`` a :class:`~contrastkit.models.ProjectedNetwork` of
+    ``model`` and a :class:`~contrastkit.models.ProjectionHead` from and to
+    ``embedding_dim`` (batch-normalized unless ``batch_norm`` is false); its
+    ``network`` is ``model`` itself.
+    """
+    if config.projection != "mlp":
+        return model
+    head = ProjectionHead(config.embedding_dim, batch_norm=config.batch_norm)
+    return ProjectedNetwork(model, head)
 
 
 class BatchAugment:
@@ -904,7 +943,13 @@ def batch_augment(
             raise ValueError("augment noise needs the training rows for its scale")
         noise = FeatureNoise.from_data(rows, noise=FEATURE_NOISE, drop=FEATURE_DROP)
         return BatchAugment(noise, two_views=two_views)
-    preset = Augment.simclr(image_size) if config.augment == "simclr" else Augment.light(image_size)
+    presets = {
+        "simclr": Augment.simclr,
+        "strong": Augment.strong,
+        "light": Augment.light,
+        "crop": Augment.crop_only,
+    }
+    preset = presets[config.augment](image_size)
     return BatchAugment(preset, two_views=config.loss == "ntxent")
 
 

@@ -61,6 +61,7 @@ from contrastkit.app.config import (
     PAIR_SPLITS,
     POOLINGS,
     PRECISIONS,
+    PROJECTIONS,
     RECONSTRUCTION_LOSSES,
     SPLIT_BY,
     ConfigError,
@@ -261,11 +262,21 @@ _TRAIN_OPTIONS: tuple[tuple[str, Callable[[str], Any], str, str | None], ...] = 
     (
         "augment",
         str,
-        "augment the training batches of image data on the fly: none, light (crops and "
-        "flips) or simclr (crops, flips, colour jitter, grayscale, blur); never validation "
-        "or evaluation (default: light for image data, simclr with --loss ntxent; feature "
+        "augment the training batches of image data on the fly: none, crop (crops of 80%% "
+        "or more, no flips), light (crops of half or more, and flips: for photos), strong "
+        "(crops of 20%% or more, colour jitter, grayscale; no flips) or simclr (crops, "
+        "flips, colour jitter, grayscale, blur: for photos); never validation or evaluation "
+        "(default: crop for image data, strong with --loss ntxent; feature "
         "vectors with --loss ntxent get noise: Gaussian noise and dropped features)",
         _choices(AUGMENTS),
+    ),
+    (
+        "projection",
+        str,
+        "mlp: train through a projection head (SimCLR's two-layer MLP) and keep the "
+        "embedding before it; none: the loss compares the embeddings themselves (default: "
+        "mlp with --loss ntxent on images, else none)",
+        _choices(PROJECTIONS),
     ),
     (
         "objective",

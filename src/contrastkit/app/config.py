@@ -41,6 +41,7 @@ __all__ = [
     "PAIR_SPLITS",
     "POOLINGS",
     "PRECISIONS",
+    "PROJECTIONS",
     "RECONSTRUCTION_LOSSES",
     "RESNET_BLOCKS",
     "RESNET_HIDDEN",
@@ -71,7 +72,8 @@ SplitByName = Literal["samples", "classes"]
 # import torch (a test checks that the two agree).
 DISTANCE_NAMES = ("euclidean", "squared_euclidean", "cosine", "manhattan")
 LOSSES = ("contrastive", "triplet", "infonce", "supcon", "ntxent")
-AUGMENTS = ("none", "light", "simclr")  # contrastkit.data.Augment's presets
+AUGMENTS = ("none", "crop", "light", "strong", "simclr")  # contrastkit.data.Augment's presets
+PROJECTIONS = ("none", "mlp")  # contrastkit.models.ProjectionHead, or none
 FEATURE_AUGMENTS = ("noise",)  # contrastkit.data.FeatureNoise: resolved for vectors + ntxent
 NTXENT_TEMPERATURE = 0.5  # SimCLR's on CIFAR-10 (NTXentLoss's default)
 MEMORY_LOSSES = ("supcon", "triplet", "infonce")  # the losses that take a memory
@@ -205,13 +207,22 @@ class RunConfig:
             ``"cosine"`` (the cosine-similarity loss of scored text pairs), ``"ntxent"``
             (SimCLR: NT-Xent on two augmented views of each image, or two noisy views
             of each row of a feature file, no labels used).
-        augment: ``"none"``, ``"light"`` or ``"simclr"``: the training batches of image
-            data are augmented on the fly (:class:`~contrastkit.data.Augment`'s
-            presets; never validation or evaluation); empty: ``"light"`` for image
-            data (``"simclr"`` with loss ntxent), ``"none"`` otherwise. ``"noise"``
+        augment: ``"none"``, ``"crop"``, ``"light"``, ``"strong"`` or ``"simclr"``: the
+            training batches of image data are augmented on the fly
+            (:class:`~contrastkit.data.Augment`'s presets; never validation or
+            evaluation); empty: ``"crop"`` for image data (no flips: safe for digits,
+            text and signatures; ``"light"`` adds flips and stronger crops, for photos),
+            ``"strong"`` with loss ntxent (SimCLR's views of small images without
+            flips; ``"simclr"`` has them), ``"none"`` otherwise. ``"noise"``
             (a config file's value, not a flag): feature vectors get Gaussian noise
             and dropped features (:class:`~contrastkit.data.FeatureNoise`), what loss
             ntxent resolves to there. A run records the preset it used.
+        projection: ``"mlp"``: the network is trained through a projection head
+            (:class:`~contrastkit.models.ProjectionHead`, SimCLR's two-layer MLP), which
+            is dropped after training: the embedding evaluated and saved is the one
+            before it; ``"none"``: the loss compares the embeddings themselves. Empty:
+            ``"mlp"`` for a new run with loss ntxent on image data, ``"none"`` otherwise
+            (and for a resumed run made before the option). Objective contrastive only.
         objective: ``"contrastive"`` (a siamese network trained with ``loss``),
             ``"reconstruction"`` (an autoencoder) or ``"combined"`` (an autoencoder
             trained on both, weighted).
@@ -327,6 +338,7 @@ class RunConfig:
     workers: int = 0
     loss: LossName | Literal[""] = ""
     augment: str = ""
+    projection: str = ""
     objective: ObjectiveName = "contrastive"
     reconstruction_loss: ReconstructionLossName = "mse"
     noise_std: float = 0.0
@@ -386,10 +398,18 @@ class RunConfig:
         if self.augment not in ("", *AUGMENTS, *FEATURE_AUGMENTS):
             choices = ", ".join((*AUGMENTS, *FEATURE_AUGMENTS))
             raise ConfigError(f"augment must be one of {choices}, got {self.augment!r}")
+        if self.projection not in ("", *PROJECTIONS):
+            choices = ", ".join(PROJECTIONS)
+            raise ConfigError(f"projection must be one of {choices}, got {self.projection!r}")
+        if self.projection == "mlp" and self.objective != "contrastive":
+            raise ConfigError(
+                f"projection mlp applies to objective contrastive (a siamese network), not "
+                f"{self.objective!r}: an autoencoder's code is what its decoder reads"
+            )
         if self.loss == "ntxent" and self.augment == "none":
             raise ConfigError(
-                "loss ntxent needs augment light or simclr (images) or noise (feature "
-                "vectors): its two views of a sample must differ, got augment 'none'"
+                "loss ntxent needs augment crop, light, strong or simclr (images) or noise "
+                "(feature vectors): its two views of a sample must differ, got augment 'none'"
             )
         if not self.temperature:
             default = NTXENT_TEMPERATURE if self.loss == "ntxent" else DEFAULT_TEMPERATURE

@@ -126,11 +126,13 @@ from contrastkit.app.build import (
     open_set_split,
     optimizer_and_schedule,
     pair_split_summary,
+    projected,
     read_data,
     resolve_augment,
     resolve_device,
     resolve_encoder,
     resolve_pair_split,
+    resolve_projection,
     run_splits,
     scale_inputs,
     scale_split,
@@ -211,6 +213,7 @@ from contrastkit.app.text import (
 from contrastkit.data import ClassBalancedBatchSampler
 from contrastkit.data.readers import DataError, LabelledData, PairData
 from contrastkit.data.text import LabelledTexts
+from contrastkit.models import unprojected
 from contrastkit.training import (
     Trainer,
     best_checkpoint,
@@ -501,11 +504,13 @@ def _train_run(
             )
             notes[:0] = _text_notes(config, text, train, test)
             config.augment = resolve_augment(config, "text", resume=resume)
+            config.projection = resolve_projection(config, "text", resume=resume)
         else:
             data = read_data(config)
             config.augment = resolve_augment(config, data.kind, resume=resume)
             config.pair_split = resolve_pair_split(config, data, resume=resume)
             config.encoder = resolve_encoder(config, data.kind, resume=resume)
+            config.projection = resolve_projection(config, data.kind, resume=resume)
             if not resume:
                 if config.data != "digits":  # so that evaluate, embed and --resume work anywhere
                     config.data = str(Path(config.data).resolve())
@@ -543,6 +548,16 @@ def _train_run(
                     config, data, cast(PairData, train), cast(PairData, val), cast(PairData, test)
                 )
                 notes.insert(0, pair_split_note(split))
+        trained = projected(config, model)  # model itself, or model through a head
+        if trained is not model:
+            head = cast(Any, trained).head
+            notes.append(
+                f"trained through a projection head (SimCLR's: {head[0].in_features} → "
+                f"{head[0].out_features} → {head[-1].out_features}"
+                + (", batch-normalized" if config.batch_norm else "")
+                + "), dropped after training: the embedding evaluated and saved is the one "
+                "before it"
+            )
         transform = (
             None
             if text is not None
@@ -562,11 +577,13 @@ def _train_run(
         elif transform is not None:
             notes.append(
                 f"training batches augmented on the fly ({config.augment}: "
-                + (
-                    "crops, flips, colour jitter, grayscale, blur"
-                    if config.augment == "simclr"
-                    else "crops of half the image or more, flips"
-                )
+                + {
+                    "simclr": "crops, flips, colour jitter, grayscale, blur",
+                    "light": "crops of half the image or more, flips",
+                    "strong": "crops of 20% of the image or more, colour jitter, grayscale, "
+                    "no flips",
+                    "crop": "crops of 80% of the image or more, no flips",
+                }[config.augment]
                 + "), each step drawing from a generator seeded by (seed, epoch, step); "
                 "validation and evaluation see the images as they are"
             )
@@ -574,7 +591,7 @@ def _train_run(
         # every check of the trainer's options, before anything is written
         trainer = _trainer(
             config,
-            model,
+            trained,
             objective,
             (train_loader, val_loader),
             val,
@@ -603,7 +620,7 @@ def _train_run(
                 f"NT-Xent trained without labels, but the epoch kept is chosen by "
                 f"{config.monitor}, which the validation split's labels measure"
             )
-        notes += _process_notes(config, model, device, processes)
+        notes += _process_notes(config, trained, device, processes)
         drawn = drawn_batch(train_loader, config.batch_size)
         if config.micro_batch:
             combined = config.objective == "combined"
@@ -643,7 +660,7 @@ def _train_run(
         if resume:
             checkpoint = latest_checkpoint(run)
             if checkpoint is not None:  # damaged or foreign: one line, not a traceback
-                load_weights_into(model, checkpoint / WEIGHTS, "the checkpoint weights")
+                load_weights_into(trained, checkpoint / WEIGHTS, "the checkpoint weights")
         if extended_from is not None:
             write_text_atomic(run / CONFIG, config.to_toml())
         return run
@@ -673,7 +690,7 @@ def _train_run(
         return None
 
     model.cpu()
-    best = _keep_best(config, trainer, model)
+    best = _keep_best(config, trainer, trained)
     if best is not None:
         notes.append(_best_note(best, config.epochs))
     save_tensors(run / WEIGHTS, model.state_dict())
@@ -1059,7 +1076,7 @@ def _evaluator(config: RunConfig, val: Split) -> Callable[[nn.Module], dict[str,
     verify, retrieve = no_pairs(val) is None, has_retrieval(val)
 
     def evaluate(m: nn.Module) -> dict[str, float]:
-        emb = embed_split(m, val)
+        emb = embed_split(unprojected(m), val)  # the embedding kept, before any head
         out = {}
         if verify:
             out["val_roc_auc"] = roc_auc(*pair_distances(emb, val, val_pairs, config))

@@ -15,10 +15,11 @@ runs wherever the images are, a GPU included.
 * :class:`ColorJitter`: brightness, contrast, saturation and hue, by torchvision's
   definitions, in a random order drawn per sample, applied with probability ``p``.
 * :class:`Augment` composes them in SimCLR's order (crop, flip, jitter, grayscale,
-  blur), with the presets :meth:`Augment.simclr`, :meth:`Augment.light` and
-  :meth:`Augment.none`, and :meth:`Augment.two_views` for NT-Xent. It is an
-  :class:`torch.nn.Module`: ``augment.eval()`` turns the randomness off (evaluation),
-  and its ``repr`` lists every setting, for the log.
+  blur), with the presets :meth:`Augment.simclr`, :meth:`Augment.strong`,
+  :meth:`Augment.light`, :meth:`Augment.crop_only` and :meth:`Augment.none`, and
+  :meth:`Augment.two_views` for NT-Xent. It is an :class:`torch.nn.Module`:
+  ``augment.eval()`` turns the randomness off (evaluation), and its ``repr`` lists every
+  setting, for the log.
 * :class:`FeatureNoise`: noisy views of feature vectors (table rows) rather than
   images: Gaussian noise in units of each feature's spread, and features dropped to
   their mean, for NT-Xent on a table without labels.
@@ -859,9 +860,11 @@ class Augment(nn.Module):
     box of its output's aspect ratio resized to its size, and the other operations are
     skipped. ``augment.train()`` turns them back on (a new object is in training mode).
 
-    The presets follow the command line's ``--augment none|light|simclr``:
-    :meth:`none` (the identity), :meth:`light` (crops of half the image or more, and
-    flips; colours untouched) and :meth:`simclr` (Chen et al. 2020, appendix A).
+    The presets follow the command line's ``--augment none|crop|light|strong|simclr``:
+    :meth:`none` (the identity), :meth:`crop_only` (``crop``: crops of 80 % of the image
+    or more, no flips), :meth:`light` (crops of half the image or more, and flips;
+    colours untouched), :meth:`strong` (crops of 20 % or more, colour jitter and
+    grayscale, no flips) and :meth:`simclr` (Chen et al. 2020, appendix A).
 
     Args:
         crop: a :class:`RandomResizedCrop`, or ``None`` (the output keeps the input's size).
@@ -944,11 +947,48 @@ class Augment(nn.Module):
         )
 
     @classmethod
+    def strong(cls, size: int | Sequence[int]) -> Augment:
+        """SimCLR's views of small images, without flips: the default of self-supervision.
+
+        Crops of 20 % of the image or more (ratio 3/4 to 4/3; MoCo v2's and SimSiam's
+        setting for CIFAR-10, where SimCLR's 8 % leaves a few pixels of a small image),
+        colour jitter of strength 0.5 (brightness, contrast and saturation 0.4, hue 0.1;
+        p 0.8, random order) and grayscale (p 0.2), as SimCLR on CIFAR-10 (Chen et al.
+        2020, appendix B.9), which leaves the blur out at that size. No flips: a mirrored
+        digit, letter or signature is another shape, and the views of an image must
+        show the same thing. For photos, whose mirror image is the same kind of
+        thing, :meth:`simclr` keeps them.
+
+        Args:
+            size: the output's side, or ``(height, width)``.
+        """
+        return cls(
+            crop=RandomResizedCrop(size, scale=(0.2, 1.0)),
+            jitter=ColorJitter(0.4, 0.4, 0.4, 0.1, p=0.8),
+            grayscale=RandomGrayscale(0.2),
+        )
+
+    @classmethod
+    def crop_only(cls, size: int | Sequence[int]) -> Augment:
+        """Crops of 80 % of the image or more (ratio 3/4 to 4/3), resized; nothing else.
+
+        The mildest preset, safe for any kind of image: it moves and rescales what the
+        image shows by a few pixels and never mirrors it (a mirrored digit, letter or
+        signature is another shape) nor touches its colours. For supervised runs, where
+        the labels say what is alike.
+
+        Args:
+            size: the output's side, or ``(height, width)``.
+        """
+        return cls(crop=RandomResizedCrop(size, scale=(0.8, 1.0)))
+
+    @classmethod
     def light(cls, size: int | Sequence[int]) -> Augment:
         """Crops of half the image or more (ratio 3/4 to 4/3) and flips; colours untouched.
 
-        For supervised runs, where the labels say what is alike, and for data whose
-        colours carry the class.
+        For supervised runs on photos, whose mirror image shows the same kind of thing,
+        and for data whose colours carry the class. Not for digits, text or signatures:
+        use :meth:`crop_only`.
 
         Args:
             size: the output's side, or ``(height, width)``.

@@ -10,6 +10,9 @@
 * :class:`TextEncoder` embeds tokenized texts with a transformer and a pooling
   (:mod:`~contrastkit.models.text`: loading a Hugging Face model from a folder, and an
   encoder trained from nothing; needs ``contrastkit[text]``).
+* :class:`ProjectionHead` and :class:`ProjectedNetwork`: SimCLR's projection head, a
+  small MLP a network is trained through and which is then dropped
+  (:func:`unprojected`): the embedding kept is the one before it.
 * :class:`Standardize` holds fixed input statistics as buffers, so a saved model carries
   its own preprocessing.
 * :class:`Autoencoder` pairs an encoder with a decoder (:class:`MLPDecoder` for
@@ -35,6 +38,7 @@ Example:
 
 from contrastkit.models.autoencoder import Autoencoder, ConvDecoder, MLPDecoder
 from contrastkit.models.encoders import ConvEncoder, MLPEncoder, ResNetEncoder, Standardize
+from contrastkit.models.projection import ProjectedNetwork, ProjectionHead, unprojected
 from contrastkit.models.siamese import SiameseNetwork
 from contrastkit.models.text import TextEncoder, load_text_model, save_text_model
 from contrastkit.models.weights import LoadReport, WeightsError, load_pretrained
@@ -46,6 +50,8 @@ __all__ = [
     "LoadReport",
     "MLPDecoder",
     "MLPEncoder",
+    "ProjectedNetwork",
+    "ProjectionHead",
     "ResNetEncoder",
     "SiameseNetwork",
     "Standardize",
@@ -54,4 +60,5 @@ __all__ = [
     "load_pretrained",
     "load_text_model",
     "save_text_model",
+    "unprojected",
 ]
