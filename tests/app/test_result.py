@@ -380,7 +380,8 @@ def test_the_help_lists_the_choices(capsys):
     text = " ".join(capsys.readouterr().out.split())
     for shown in (
         "--loss {contrastive,triplet,infonce,supcon,ntxent,cosine}",
-        "--augment {none,light,simclr}",
+        "--augment {none,crop,light,strong,simclr}",
+        "--projection {none,mlp}",
         "--objective {contrastive,reconstruction,combined}",
         "--reconstruction-loss {mse,bce}",
         "--distance {euclidean,squared_euclidean,cosine,manhattan}",

@@ -516,7 +516,7 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         metavar="W1,W2,...",
         help="hidden widths of the MLP (default: 512,256,128), or channels of the ConvNet for "
-        "images (default: 32,64), or stage widths of the ResNet (default: 32,64,128)",
+        "images (default: 32,64,128), or stage widths of the ResNet (default: 32,64,128)",
     )
     train.add_argument(
         "--no-batch-norm",
