@@ -265,7 +265,10 @@ def test_old_pair_runs_keep_their_split_when_evaluated(tmp_path, capsys, data):
     forget_pair_split(run)
     status, out, err = call(capsys, "evaluate", run, "--json")
     assert status == 0 and err == ""
-    assert json.loads(out) == pytest.approx(json.loads((run / "metrics.json").read_text())["test"])
+    found, saved = json.loads(out), json.loads((run / "metrics.json").read_text())
+    raw = found.pop("raw_inputs")  # evaluate --json adds the raw-input baseline
+    assert found == pytest.approx(saved["test"])
+    assert raw == pytest.approx(saved["raw_inputs"]["test"])
 
 
 def test_old_pair_runs_resume_with_their_own_split(tmp_path, capsys, monkeypatch, data):

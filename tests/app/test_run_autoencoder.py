@@ -239,9 +239,15 @@ def test_evaluate_and_embed_scale_the_inputs_of_an_autoencoder(
 ):
     status, out, _ = call(capsys, "evaluate", reconstruction_run, "--json")
     assert status == 0
-    saved = metrics_of(reconstruction_run)["test"]
-    for key, value in json.loads(out).items():
+    metrics = metrics_of(reconstruction_run)
+    saved = metrics["test"]
+    found = json.loads(out)
+    raw = found.pop("raw_inputs")  # evaluate --json adds the raw-input baseline
+    for key, value in found.items():
         assert value == pytest.approx(saved[key], rel=1e-6, abs=1e-9), key
+    assert raw == pytest.approx(
+        {**metrics["raw_inputs"]["test"], **metrics["probes"]["raw_inputs"]}, rel=1e-6, abs=1e-9
+    )
     status, _, _ = call(
         capsys, "embed", reconstruction_run, folder / "mixed.npz", "-o", tmp_path / "e.npy"
     )

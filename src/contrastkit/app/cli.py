@@ -45,7 +45,7 @@ import re
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from contrastkit.app.config import (
     ANOMALY_SCORES,
@@ -66,6 +66,9 @@ from contrastkit.app.config import (
     SPLIT_BY,
     ConfigError,
 )
+
+if TYPE_CHECKING:
+    from contrastkit.app.result import Evaluation, Probes
 
 __all__ = ["main"]
 
@@ -585,7 +588,13 @@ def _parser() -> argparse.ArgumentParser:
         metavar="NAME",
         help="the label column of a --data feature file (default: the run's)",
     )
-    evaluate.add_argument("--json", action="store_true", help="print the metrics as JSON")
+    evaluate.add_argument(
+        "--json",
+        action="store_true",
+        help='print the metrics as JSON: the test metrics (as metrics.json\'s "test", with '
+        'knn_accuracy and linear_probe_accuracy where measurable) and "raw_inputs": the same '
+        'metrics and accuracies on the raw inputs (the baseline), or {"skipped": why}',
+    )
 
     embed = commands.add_parser("embed", help="write the embeddings of new inputs to a .npy file")
     embed.add_argument("run_dir", metavar="RUN_DIR", nargs="?")
@@ -885,10 +894,8 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from contrastkit.app.report import metric_name, metric_text
-    from contrastkit.app.result import far_of
+    from contrastkit.app.evaluate import in_classes_of
     from contrastkit.app.run import (
-        evaluate_run,
         load_run,
         load_spec,
         read_data,
@@ -908,8 +915,10 @@ def _evaluate(args: argparse.Namespace) -> int:
     spec = load_spec(args.run_dir)
     channels = int(spec["channels"]) if spec["kind"] == "images" else None
     data = read_data(config, channels=channels)
-    _, val, test, _ = run_splits(config, data)
-    val, test = scale_split(spec, val), scale_split(spec, test)
+    train, val, test, _ = run_splits(config, data)
+    train, val, test = (scale_split(spec, part) for part in (train, val, test))
+    classes_skipped = None  # why --data cannot be classified into the training classes
+    probe_test = test
     if args.data:
         other = dataclasses.replace(
             config, data=args.data, label_column=args.label_column or config.label_column
@@ -930,15 +939,46 @@ def _evaluate(args: argparse.Namespace) -> int:
                 f"the run was trained on {tuple(val.inputs.shape[1:])}"
             )
         test = new
-    evaluation = evaluate_run(model, config, val, test)
+        probe_test, classes_skipped = in_classes_of(train, test)
+    found = _measure(model, config, (train, val, test), probe_test, classes_skipped)
     if args.json:
-        print(json.dumps(evaluation.test, indent=2))
+        print(json.dumps(found.as_json(), indent=2))
     else:
-        source = args.data or "the run's test split"
+        found.show(args.data or "the run's test split")
+    return 0
+
+
+@dataclasses.dataclass(frozen=True)
+class _Measured:
+    """What ``evaluate`` measured: the embedding's metrics, the probes, the raw baseline."""
+
+    evaluation: Evaluation  # the probe accuracies joined to its test metrics
+    probes: Probes | None  # None when not measurable (probes_skipped says why)
+    probes_skipped: str | None
+    raw: Evaluation | None  # of the raw inputs; None: raw_skipped says why
+    raw_skipped: str | None
+
+    def raw_inputs(self) -> dict[str, Any]:
+        """The JSON's ``"raw_inputs"``: the raw test metrics and probe accuracies, or why not."""
+        if self.raw is None:
+            return {"skipped": self.raw_skipped}
+        probed = self.probes.raw_inputs if self.probes is not None else {}
+        return {**self.raw.test, **probed}
+
+    def as_json(self) -> dict[str, Any]:
+        """The JSON of ``evaluate --json``: the test metrics, plus ``"raw_inputs"``."""
+        return {**self.evaluation.test, "raw_inputs": self.raw_inputs()}
+
+    def show(self, source: str) -> None:
+        """The text of ``evaluate``: a table of the embedding's metrics, then the baseline."""
+        from contrastkit.app.report import metric_name, metric_text
+        from contrastkit.app.result import far_of
+
+        evaluation = self.evaluation
         print(f"evaluated on {source} (threshold chosen on the run's validation split)")
         negatives = evaluation.pairs["test_negative"]
         names = {key: metric_name(key) for key in evaluation.test}
-        width = max(18, *(len(name) for name in names.values()))
+        width = max([18, *(len(name) for name in names.values())])  # none: a flat folder
         for key, value in evaluation.test.items():
             shown = metric_text(
                 value, negative_pairs=negatives if far_of(key) is not None else None
@@ -947,10 +987,78 @@ def _evaluate(args: argparse.Namespace) -> int:
         for what, why in (
             ("verification", evaluation.verification_skipped),
             ("retrieval", evaluation.retrieval_skipped),
+            ("k-NN and linear-probe accuracy", self.probes_skipped),
         ):
             if why:
                 print(f"  {what}: not measurable: {why}")
-    return 0
+        for note in self.probes.notes if self.probes is not None else []:
+            print(f"  note: {note}")
+        # the baseline, as ``train`` ends: the same headline metrics on the raw inputs
+        if self.raw is not None:
+            raw = [(key, self.raw.test[key]) for key in _HEADLINE if key in self.raw.test]
+            if raw:
+                shown = ", ".join(f"{metric_name(k)} {metric_text(v)}" for k, v in raw)
+                print(f"raw inputs (baseline, no training): {shown}")
+            for what, why in (
+                ("verification", self.raw.verification_skipped),
+                ("retrieval", self.raw.retrieval_skipped),
+            ):
+                if why:
+                    print(f"raw inputs (baseline): {what}: not measurable: {why}")
+        else:
+            print(f"raw inputs (baseline): not measured: {self.raw_skipped}")
+        if self.probes is not None:
+            values = self.probes.raw_inputs
+            if any(v is not None for v in values.values()):
+                probed = ", ".join(f"{metric_name(k)} {metric_text(v)}" for k, v in values.items())
+                print(f"raw inputs (baseline, k = {self.probes.k}): {probed}")
+            if self.probes.raw_skipped:
+                print(f"raw inputs (baseline): {self.probes.raw_skipped}")
+
+
+_HEADLINE = ("roc_auc", "eer", "accuracy", "precision_at_1", "map_at_r")
+"""The raw-input metrics of ``evaluate``'s baseline line, those ``train``'s shows."""
+
+
+def _measure(
+    model: Any,
+    config: Any,
+    splits: tuple[Any, Any, Any],
+    probe_test: Any,
+    classes_skipped: str | None,
+) -> _Measured:
+    """The test metrics, k-NN and linear-probe accuracies and raw baseline, as ``train``'s.
+
+    ``splits`` are the run's training and validation splits and the test data (the run's
+    test split or ``--data``); ``probe_test`` is the test data labelled as the training
+    classes (:func:`~contrastkit.app.evaluate.in_classes_of`), or ``classes_skipped``
+    says why they cannot be. The training split is embedded only when the probes can be
+    measured on it.
+    """
+    from contrastkit.app.evaluate import (
+        embed_split,
+        evaluate_probes,
+        evaluate_raw,
+        evaluate_run,
+        probes_skipped,
+    )
+
+    train, val, test = splits
+    evaluation = evaluate_run(model, config, val, test)
+    raw, raw_skipped = evaluate_raw(config, train, val, test)  # the baseline: no training
+    why = classes_skipped or probes_skipped(train, probe_test, config.split_by)
+    probes = None
+    if why is None:
+        probes = evaluate_probes(
+            config, train, probe_test, embed_split(model, train), evaluation.test_embeddings
+        )
+        if probes.skipped is not None:  # not expected: probes_skipped said it could be
+            why, probes = probes.skipped, None
+        elif probes.embedding:  # joined as metrics.json's test metrics join them
+            evaluation = dataclasses.replace(
+                evaluation, test={**evaluation.test, **probes.embedding}
+            )
+    return _Measured(evaluation, probes, why, raw, raw_skipped)
 
 
 def _evaluate_pairs_list(args: argparse.Namespace) -> int:

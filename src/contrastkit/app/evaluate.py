@@ -57,11 +57,13 @@ __all__ = [
     "evaluate_raw",
     "evaluate_run",
     "has_retrieval",
+    "in_classes_of",
     "in_memory",
     "neighbour_examples",
     "no_pairs",
     "pair_distances",
     "pairs_of",
+    "probes_skipped",
     "raw_baseline",
     "standardized_rows",
 ]
@@ -498,8 +500,11 @@ RAW_PROBE_MAX_VALUES = 20_000_000
 """The largest training matrix (samples × input values) the raw-input linear probe fits."""
 
 
-def _probe_skipped(train: Split, test: Split, split_by: str) -> str | None:
-    """Why the k-NN and linear-probe accuracies cannot be measured, or ``None``."""
+def probes_skipped(train: Split, test: Split, split_by: str) -> str | None:
+    """Why the k-NN and linear-probe accuracies cannot be measured, or ``None``.
+
+    The reason :func:`evaluate_probes` gives, known before any embedding is computed.
+    """
     if not isinstance(train, LabelledData) or not isinstance(test, LabelledData):
         return "they need labelled samples, and the run has pairs"
     if unlabelled(train) or unlabelled(test):
@@ -535,7 +540,7 @@ def evaluate_probes(
 
     started = time.perf_counter()
     k = min(KNN_K, len(train))
-    skipped = _probe_skipped(train, test, config.split_by)
+    skipped = probes_skipped(train, test, config.split_by)
     if skipped is not None:
         return Probes(k, KNN_TEMPERATURE, len(train), len(test), skipped=skipped)
     train, test = cast(LabelledData, train), cast(LabelledData, test)
@@ -585,6 +590,37 @@ def evaluate_probes(
         raw_skipped=raw_skipped,
         seconds=time.perf_counter() - started,
     )
+
+
+def in_classes_of(train: Split, test: Split) -> tuple[Split, str | None]:
+    """``test`` with its labels renumbered as ``train``'s classes, or why it cannot be.
+
+    A classifier of the training classes (k-NN, linear probe) can be scored on other
+    labelled data only where each of its classes, matched by name, is one the training
+    split holds: the labels are then the indices of those names in ``train``'s
+    ``class_names``. Anything else (pairs, no labels) is returned as it is, with no
+    reason: :func:`probes_skipped` gives that one.
+    """
+    if not isinstance(train, LabelledData) or not isinstance(test, LabelledData):
+        return test, None
+    if unlabelled(train) or unlabelled(test):
+        return test, None
+    held = {train.class_names[i] for i in torch.unique(train.labels).tolist()}
+    named = [test.class_names[i] for i in torch.unique(test.labels).tolist()]
+    missing = [name for name in named if name not in held]
+    if missing:
+        shown = ", ".join(repr(m) for m in missing[:5])
+        more = f", … ({len(missing)} in all)" if len(missing) > 5 else ""
+        return test, (
+            f"{len(missing)} of the {len(named)} test classes ({shown}{more}) are not among "
+            "the training classes (matched by name), so no classifier of training classes "
+            "can name them"
+        )
+    index = {name: i for i, name in enumerate(train.class_names)}
+    renumber = torch.tensor([index.get(name, -1) for name in test.class_names], dtype=torch.long)
+    return dataclasses.replace(
+        test, labels=renumber[test.labels], class_names=list(train.class_names)
+    ), None
 
 
 NEIGHBOUR_QUERIES = 6
