@@ -260,8 +260,12 @@ def test_blocks_that_are_no_numbers_are_a_usage_error(tmp_path, capsys):
         (["--no-batch-norm", "--micro-batch", "4"], ["micro_batch", "takes encoder resnet"]),
         (["--encoder", "resnet", "--micro-batch", "4"], ["micro_batch", "--no-batch-norm"]),
         (["--encoder", "resnet", "--image-size", "2", "--hidden", "8,8,8"], ["too small", "4"]),
+        (
+            ["--image-size", "6", "--hidden", "8,8,8"],
+            ["image_size 6", "ConvNet of 3 blocks", "at least 8"],
+        ),
     ],
-    ids=["conv-no-bn", "conv-micro-batch", "resnet-bn-micro-batch", "too-small"],
+    ids=["conv-no-bn", "conv-micro-batch", "resnet-bn-micro-batch", "too-small", "conv-too-small"],
 )
 def test_combinations_that_cannot_work_are_refused(tmp_path, capsys, images, extra, named):
     run = tmp_path / "bad"

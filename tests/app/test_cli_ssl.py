@@ -268,3 +268,34 @@ def test_text_takes_no_projection_head():
     assert resolve_projection(RunConfig().checked(), "text", resume=False) == ""
     with pytest.raises(ConfigError, match="projection mlp applies to image data"):
         resolve_projection(RunConfig(projection="mlp").checked(), "text", resume=False)
+    # refused with the config, before any text model is read or built
+    with pytest.raises(ConfigError, match="projection does not apply to text data"):
+        RunConfig(data="lee", projection="mlp").checked()
+
+
+def test_an_unfinished_projected_run_is_read_from_its_checkpoint_without_the_head(
+    tmp_path, capsys, monkeypatch, labelled
+):
+    """evaluate, embed and --init-weights read a killed NT-Xent run's last checkpoint."""
+    from test_cli import call, kill_after_first_epoch
+
+    run = tmp_path / "killed"
+    with monkeypatch.context() as m:
+        kill_after_first_epoch(m)
+        status, _, err = call(capsys, "train", *NTXENT, "--data", labelled, "-o", run)
+    assert status == 130 and not (run / "model.safetensors").exists()
+    _, model = load_run(run)
+    state = load_file(str(run / "checkpoints" / "epoch-0001" / "model.safetensors"))
+    own = model.state_dict()
+    assert own and all(torch.equal(own[k], state[f"network.{k}"]) for k in own)
+    status, out, err = call(capsys, "evaluate", run, "--json")
+    assert status == 0, err
+    assert 0 <= json.loads(out)["precision_at_1"] <= 1
+    # its checkpoint can start another run's encoder (keys under network.encoder.)
+    other = tmp_path / "from-checkpoint"
+    checkpoint = run / "checkpoints" / "epoch-0001" / "model.safetensors"
+    status, _, err = call(
+        capsys, "train", *SMALL, "--image-size", "16", "--data", labelled,
+        "--init-weights", checkpoint, "-o", other,
+    )  # fmt: skip
+    assert status == 0, err

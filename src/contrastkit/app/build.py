@@ -558,6 +558,14 @@ def model_spec(
                     f"{len(config.hidden)} stages (each after the first halves the image): "
                     f"give images of at least {smallest} pixels or fewer widths in hidden"
                 )
+        else:
+            smallest = 2 ** len(config.hidden)
+            if spec["image_size"] < smallest:
+                raise ConfigError(
+                    f"image_size {spec['image_size']} is too small for a ConvNet of "
+                    f"{len(config.hidden)} blocks (each halves the image): give images of "
+                    f"at least {smallest} pixels or fewer channels in hidden"
+                )
     else:
         spec.update(in_features=int(sample.shape[1]))
     if config.objective != "contrastive":
@@ -647,7 +655,8 @@ def init_encoder(model: nn.Module, path: str | Path) -> dict[str, Any]:
     """Start the encoder of ``model`` from the weights file ``path``; what was loaded.
 
     The file holds the keys of the encoder itself, or of a siamese network or
-    autoencoder (a run's ``model.safetensors``) under ``encoder.``; its input statistics
+    autoencoder (a run's ``model.safetensors``) under ``encoder.``, or of a checkpoint
+    of a run trained through a projection head under ``network.encoder.``; its input statistics
     (``standardize.*``) are taken where the file has them, else the training split's are
     kept. Nothing is copied unless every other key and shape matches
     (:func:`~contrastkit.models.load_pretrained` with ``strict=True``).
@@ -665,7 +674,7 @@ def init_encoder(model: nn.Module, path: str | Path) -> dict[str, Any]:
     file = Path(path).resolve()
     encoder = cast(nn.Module, model.encoder)
     first: WeightsError | None = None
-    for prefix in (None, "encoder."):
+    for prefix in (None, "encoder.", "network.encoder."):  # network.: a run's checkpoint
         for target, own_statistics in ((_WithoutStandardize(encoder), False), (encoder, True)):
             try:
                 report = load_pretrained(target, file, prefix=prefix)

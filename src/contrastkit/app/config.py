@@ -659,6 +659,7 @@ def _check_text_options(config: RunConfig, kind: str) -> None:
         ("encoder", "it names the network of image data"),
         ("resnet_blocks", "it sizes the network of image data"),
         ("init_weights", "a text encoder starts from the weights of text_model"),
+        ("projection", "a text encoder is trained as it is, without a projection head"),
     ):
         if _changed(config, name):
             raise ConfigError(f"{name} does not apply to text data ({why}); drop it")

@@ -299,7 +299,10 @@ def load_run(run_dir: str | Path) -> tuple[RunConfig, nn.Module]:
         if checkpoint is None:  # check_run_folder found one: a run writing into it removed it
             raise RunFolderError(f"run folder {run} has no trained weights yet ({WEIGHTS})")
         weights = checkpoint / WEIGHTS
-    load_weights_into(model, weights)
+        # a checkpoint holds what was trained: the network through its head, if any
+        load_weights_into(projected(config, model), weights)
+    else:
+        load_weights_into(model, weights)
     model.eval()
     return config, model
 
@@ -689,7 +692,7 @@ def _train_run(
     if not main:  # rank 0 alone evaluates and writes the rest
         return None
 
-    model.cpu()
+    trained.cpu()  # model, and its head if it has one
     best = _keep_best(config, trainer, trained)
     if best is not None:
         notes.append(_best_note(best, config.epochs))
