@@ -775,7 +775,6 @@ def _run_stem(config: Any) -> str:
 def _train(args: argparse.Namespace) -> int:
     from contrastkit.app.config import RunConfig, read_config_file
     from contrastkit.app.launch import process_group
-    from contrastkit.app.report import metric_name, metric_text
     from contrastkit.app.run import train_run
 
     # with --json, standard output holds the JSON only: progress lines go to stderr
@@ -846,12 +845,12 @@ def _train(args: argparse.Namespace) -> int:
     if args.json:
         sys.stdout.write(result.to_json())
         return 0
-    shown = ", ".join(f"{metric_name(k)} {metric_text(v)}" for k, v in result.summary())
+    shown = _metric_line(result.summary())
     if shown:  # a flat folder has no test metric: the lines below say why
         print(f"test: {shown}")
     raw = result.raw_summary()
     if raw:
-        shown = ", ".join(f"{metric_name(k)} {metric_text(v)}" for k, v in raw)
+        shown = _metric_line(raw)
         print(f"raw inputs (baseline, no training): {shown}")
     elif result.raw_skipped:
         print(f"raw inputs (baseline): not measured: {result.raw_skipped}")
@@ -863,9 +862,7 @@ def _train(args: argparse.Namespace) -> int:
             print(f"{what}: not measurable: {why}")
     probes = result.probes  # the k-NN and linear-probe accuracies' baseline, or why not
     if probes is not None and probes.skipped is None:
-        probed = ", ".join(
-            f"{metric_name(k)} {metric_text(v)}" for k, v in probes.raw_inputs.items()
-        )
+        probed = _metric_line(probes.raw_inputs.items())
         print(f"raw inputs (baseline, k = {probes.k}): {probed}")
     elif probes is not None and probes.skipped is not None:
         print(f"k-NN and linear-probe accuracy: not measurable: {probes.skipped}")
@@ -972,7 +969,7 @@ class _Measured:
     def show(self, source: str) -> None:
         """The text of ``evaluate``: a table of the embedding's metrics, then the baseline."""
         from contrastkit.app.report import metric_name, metric_text
-        from contrastkit.app.result import far_of
+        from contrastkit.app.result import HEADLINE_METRICS, far_of
 
         evaluation = self.evaluation
         print(f"evaluated on {source} (threshold chosen on the run's validation split)")
@@ -995,9 +992,9 @@ class _Measured:
             print(f"  note: {note}")
         # the baseline, as ``train`` ends: the same headline metrics on the raw inputs
         if self.raw is not None:
-            raw = [(key, self.raw.test[key]) for key in _HEADLINE if key in self.raw.test]
+            raw = [(k, self.raw.test[k]) for k in HEADLINE_METRICS if k in self.raw.test]
             if raw:
-                shown = ", ".join(f"{metric_name(k)} {metric_text(v)}" for k, v in raw)
+                shown = _metric_line(raw)
                 print(f"raw inputs (baseline, no training): {shown}")
             for what, why in (
                 ("verification", self.raw.verification_skipped),
@@ -1010,14 +1007,17 @@ class _Measured:
         if self.probes is not None:
             values = self.probes.raw_inputs
             if any(v is not None for v in values.values()):
-                probed = ", ".join(f"{metric_name(k)} {metric_text(v)}" for k, v in values.items())
+                probed = _metric_line(values.items())
                 print(f"raw inputs (baseline, k = {self.probes.k}): {probed}")
             if self.probes.raw_skipped:
                 print(f"raw inputs (baseline): {self.probes.raw_skipped}")
 
 
-_HEADLINE = ("roc_auc", "eer", "accuracy", "precision_at_1", "map_at_r")
-"""The raw-input metrics of ``evaluate``'s baseline line, those ``train``'s shows."""
+def _metric_line(metrics: Any) -> str:
+    """``name value, name value, …`` of ``(key, value)`` pairs, as the command prints them."""
+    from contrastkit.app.report import metric_name, metric_text
+
+    return ", ".join(f"{metric_name(k)} {metric_text(v)}" for k, v in metrics)
 
 
 def _measure(

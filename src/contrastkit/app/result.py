@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from torch import Tensor
 
 __all__ = [
+    "HEADLINE_METRICS",
     "AnomalyResult",
     "BestEpoch",
     "DataSummary",
@@ -85,6 +86,22 @@ def pair_split_note(split: Mapping[str, Any]) -> str:
         if seen
         else "no held-out image is in a training pair"
     )
+
+
+HEADLINE_METRICS = (
+    "spearman",
+    "pearson",
+    "mrr_at_10",
+    "roc_auc",
+    "eer",
+    "accuracy",
+    "precision_at_1",
+    "map_at_r",
+    "knn_accuracy",
+    "linear_probe_accuracy",
+    "reconstruction_error",
+)
+"""The test metrics a run's one-line summary shows, in that order (those it has)."""
 
 
 @dataclass(frozen=True)
@@ -492,20 +509,7 @@ class RunResult:
 
     def summary(self) -> list[tuple[str, float | None]]:
         """The headline test metrics, key and value, in the order they are shown."""
-        keys = (
-            "spearman",
-            "pearson",
-            "mrr_at_10",
-            "roc_auc",
-            "eer",
-            "accuracy",
-            "precision_at_1",
-            "map_at_r",
-            "knn_accuracy",
-            "linear_probe_accuracy",
-            "reconstruction_error",
-        )
-        return [(key, self.test[key]) for key in keys if key in self.test]
+        return [(key, self.test[key]) for key in HEADLINE_METRICS if key in self.test]
 
     def raw_summary(self) -> list[tuple[str, float | None]]:
         """The headline metrics of the raw-input baseline, as :meth:`summary` (empty: none)."""
